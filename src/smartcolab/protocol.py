@@ -1,0 +1,300 @@
+"""Wire models and wire rules shared by the runtime server and its clients.
+
+The runtime (``smartcolab.runtime``) and the bridge (``smartcolab.bridge``) never
+import each other; everything they must agree on lives here: request and
+response models, header names, the HMAC canonical string, limits that both sides
+check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "1"
+
+# ---------------------------------------------------------------- headers
+H_TIMESTAMP = "X-SC-Timestamp"
+H_NONCE = "X-SC-Nonce"
+H_SIGNATURE = "X-SC-Signature"
+H_CONTENT_SHA256 = "X-SC-Content-SHA256"
+H_EPOCH = "X-SC-Epoch"
+# ngrok's free plan serves an interstitial page to browser-like clients without it.
+H_NGROK_SKIP = "ngrok-skip-browser-warning"
+
+SIGNATURE_WINDOW_S = 300.0
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+# ---------------------------------------------------------------- limits
+MAX_WAIT_S = 55.0  # below Cloudflare's ~100 s cut and Claude Desktop's ~60 s
+QUICK_TIMEOUT_S = 120.0
+LONG_TIMEOUT_S = 600.0
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+MAX_CODE_CHARS = 1_000_000
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"]
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "lost"}
+)
+
+
+def canonical_request(method: str, raw_path: str, raw_query: str, content_sha256: str,
+                      timestamp: str, nonce: str) -> bytes:
+    """The exact bytes an HMAC signature covers.
+
+    ``raw_path`` and ``raw_query`` are as sent on the wire (percent-encoded, no
+    ``?``), so neither side re-encodes anything.  ``content_sha256`` is the hex
+    digest of the body, declared in ``X-SC-Content-SHA256``; a streamed upload
+    declares the digest of the file and the server checks it once streamed.
+    """
+    return "\n".join(
+        [method.upper(), raw_path, raw_query, content_sha256.lower(), timestamp, nonce]
+    ).encode("utf-8")
+
+
+def sign(secret: str, canonical: bytes) -> str:
+    return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Open(BaseModel):
+    """Responses ignore unknown fields so an older client can read a newer runtime."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------- errors
+class ErrorDetail(Open):
+    code: str
+    message: str
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class ErrorResponse(Open):
+    error: ErrorDetail
+
+
+# ---------------------------------------------------------------- health
+class Health(Open):
+    status: Literal["ok", "shutting_down"]
+    version: str
+    epoch: str
+
+
+# ---------------------------------------------------------------- jobs
+class JobSubmit(Model):
+    job_id: str = Field(pattern=JOB_ID_PATTERN, description="client-chosen idempotency key")
+    code: str = Field(min_length=1, max_length=MAX_CODE_CHARS)
+    session: str = Field(default="main", pattern=NAME_PATTERN)
+    timeout: float | None = Field(
+        default=QUICK_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S,
+        description="seconds before the kernel is interrupted; null = no limit",
+    )
+    force: bool = Field(default=False, description="run even when available RAM is low")
+    client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
+
+
+class TextBlock(Open):
+    """A text capped head + tail; ``total_chars`` is the size before capping."""
+
+    text: str = ""
+    total_chars: int = 0
+    truncated: bool = False
+
+
+class RichOutput(Open):
+    type: Literal["execute_result", "display_data"]
+    text: str | None = None
+    png_base64: str | None = None
+    png_bytes: int | None = None
+    execution_count: int | None = None
+
+
+class ErrorInfo(Open):
+    ename: str
+    evalue: str
+    traceback: list[str] = Field(default_factory=list)
+
+
+class Resources(Open):
+    ram_total_bytes: int
+    ram_available_before: int
+    ram_available_after: int
+    ram_percent_after: float
+    gpu_memory_used_before: list[int] | None = None
+    gpu_memory_used_after: list[int] | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class JobResult(Open):
+    stdout: TextBlock = Field(default_factory=TextBlock)
+    stderr: TextBlock = Field(default_factory=TextBlock)
+    outputs: list[RichOutput] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+    execution_count: int | None = None
+    resources: Resources | None = None
+    message: str | None = None
+    state_lost: bool = False
+
+
+class JobView(Open):
+    job_id: str
+    session: str
+    status: JobStatus
+    code: str
+    timeout: float | None
+    client: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    epoch: str = Field(description="the session's epoch when this view was made")
+    output: str = Field(default="", description="text output since the cursor, capped")
+    cursor: int = Field(default=0, description="pass as since= to get only newer output")
+    output_bytes: int = Field(default=0, description="size of the full output so far")
+    output_truncated: bool = False
+    result: JobResult | None = None
+
+
+class JobList(Open):
+    jobs: list[JobView]
+
+
+class OutputPage(Open):
+    job_id: str
+    offset: int
+    next_offset: int
+    total_bytes: int
+    text: str
+    complete: bool = Field(description="true when the job is finished and the page reaches the end")
+
+
+# ---------------------------------------------------------------- sessions
+class SessionCreate(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class SessionView(Open):
+    name: str
+    epoch: str
+    status: Literal["starting", "idle", "busy", "restarting", "dead"]
+    queued: int
+    running_job: str | None = None
+    kernel_pid: int | None = None
+    started_at: float
+    execution_count: int = 0
+
+
+class SessionList(Open):
+    sessions: list[SessionView]
+
+
+class VariableInfo(Open):
+    name: str
+    type: str
+    shape: list[int] | None = None
+    length: int | None = None
+    dtype: str | None = None
+    size_bytes: int | None = None
+    preview: str | None = None
+
+
+class VariableList(Open):
+    session: str
+    epoch: str
+    variables: list[VariableInfo]
+
+
+class CleanupRequest(Model):
+    reset: bool = Field(default=False, description="delete every user variable")
+    names: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class CleanupReport(Open):
+    session: str
+    epoch: str
+    collected_objects: int
+    rss_before: int | None = None
+    rss_after: int | None = None
+    freed_bytes: int | None = None
+    gpu_freed_bytes: int | None = None
+    deleted: list[str] = Field(default_factory=list)
+    closed_figures: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- probe
+class GpuInfo(Open):
+    index: int
+    name: str
+    memory_total_mb: int
+    memory_used_mb: int
+    utilization_pct: float | None = None
+
+
+class Probe(Open):
+    platform: Literal["colab", "kaggle", "docker", "vm", "local"]
+    accelerator: str
+    python: str
+    cpu_count: int
+    load_avg: list[float]
+    ram_total_bytes: int
+    ram_available_bytes: int
+    disk_root: str
+    disk_total_bytes: int
+    disk_free_bytes: int
+    gpus: list[GpuInfo]
+    packages: dict[str, str]
+    machine_uptime_s: float
+    server_uptime_s: float
+    session_time_left_s: float | None = None
+    epoch: str
+    version: str
+    notes: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- files
+class FileEntry(Open):
+    name: str
+    path: str = Field(description="relative to its root")
+    root: str
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mtime: float
+
+
+class FileList(Open):
+    root: str
+    path: str
+    entries: list[FileEntry]
+    next_cursor: str | None = None
+    total: int
+
+
+class FileStat(Open):
+    path: str
+    root: str
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mtime: float
+    sha256: str | None = None
+
+
+class UploadResult(Open):
+    path: str
+    size: int
+    sha256: str
+    overwritten: bool
+
+
+class DeleteResult(Open):
+    path: str
+    deleted: bool

@@ -1,0 +1,61 @@
+"""The runtime's ASGI application: routers, auth, error rendering, epoch header."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+
+from .. import __version__
+from ..protocol import H_EPOCH, Health
+from . import routes_system
+from .config import RuntimeConfig
+from .http_errors import install_error_handlers
+from .state import RuntimeState
+
+
+def get_state(request: Request) -> RuntimeState:
+    state: RuntimeState = request.app.state.sc
+    return state
+
+
+def create_app(config: RuntimeConfig) -> FastAPI:
+    """Build the runtime app; kernels start in its lifespan, not here."""
+    state = RuntimeState(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="smartcolab runtime", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
+        description="Stateful Python execution on Jupyter kernels. Every endpoint but "
+                    "/health needs the runtime's secret (bearer token or HMAC signature).",
+    )
+    app.state.sc = state
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def epoch_header(request: Request,
+                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers[H_EPOCH] = state.epoch()
+        return response
+
+    public = APIRouter()
+
+    @public.get("/health", response_model=Health, tags=["public"])
+    async def health() -> Health:
+        """Public and minimal: status, version and the runtime epoch."""
+        return Health(status="shutting_down" if state.shutdown_requested.is_set() else "ok", version=__version__, epoch=state.epoch())
+
+    app.include_router(public)
+    protected = [Depends(state.auth.require)]
+    app.include_router(routes_system.router, dependencies=protected)
+    return app

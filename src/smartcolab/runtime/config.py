@@ -1,0 +1,56 @@
+"""Configuration of a runtime server: one value object, defaults as named constants.
+
+Only the CLI and ``smartcolab.serve()`` read flags and environment variables; they
+build a ``RuntimeConfig`` and hand it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_RESPONSE_TEXT_BYTES = 64 * 1024
+DEFAULT_KILL_GRACE_S = 5.0
+DEFAULT_MIN_FREE_RAM_BYTES = 512 * 1024 * 1024
+DEFAULT_RAM_WARN_PCT = 85.0
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024**3
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_SESSIONS = 16
+DEFAULT_MAX_QUEUED_PER_SESSION = 1000
+DEFAULT_MAX_IMAGES_PER_RESULT = 8
+DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class RuntimeConfig:
+    """Everything a runtime server needs to know; no field is read from the environment."""
+
+    secret: str = field(default_factory=new_secret)
+    auth: bool = True
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    roots: list[Path] = field(default_factory=lambda: [Path.cwd()])
+    state_dir: Path = field(default_factory=lambda: Path.cwd() / ".smartcolab")
+    kernel_name: str = "python3"
+    response_text_bytes: int = DEFAULT_RESPONSE_TEXT_BYTES
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S
+    min_free_ram_bytes: int = DEFAULT_MIN_FREE_RAM_BYTES
+    ram_warn_pct: float = DEFAULT_RAM_WARN_PCT
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_queued_per_session: int = DEFAULT_MAX_QUEUED_PER_SESSION
+    max_images_per_result: int = DEFAULT_MAX_IMAGES_PER_RESULT
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    start_main_session: bool = True
+
+    @property
+    def working_root(self) -> Path:
+        return self.roots[0]

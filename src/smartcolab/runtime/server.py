@@ -1,0 +1,195 @@
+"""Running the runtime app under uvicorn: in the foreground (CLI) or in a thread (notebook)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import uvicorn
+
+from .app import create_app
+from .config import RuntimeConfig
+from .logs import configure_logging
+from .state import RuntimeState
+
+log = logging.getLogger("smartcolab.runtime")
+STARTUP_TIMEOUT_S = 60.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_config(config: RuntimeConfig) -> None:
+    """Refuse unsafe combinations before anything listens."""
+    if not config.auth and not is_loopback(config.host):
+        raise ValueError(
+            "--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1); "
+            f"refusing to serve without auth on {config.host}"
+        )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so port 0 gives a free port with no race."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(host: str, port: int, tls: bool = False) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+@dataclass
+class ServerHandle:
+    """A runtime server running in a background thread."""
+
+    url: str
+    secret: str
+    config: RuntimeConfig
+    server: uvicorn.Server
+    thread: threading.Thread
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop serving: kernels are shut down by the app's lifespan."""
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+
+def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | None,
+                    ) -> tuple[uvicorn.Server, RuntimeState]:
+    app = create_app(config)
+    uv_config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on",
+        ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
+        ws="none",
+    )
+    server = uvicorn.Server(uv_config)
+    state: RuntimeState = app.state.sc
+    return server, state
+
+
+async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socket) -> None:
+    async def watch_shutdown() -> None:
+        await state.shutdown_requested.wait()
+        # Let the 202 reach the client before the listener goes.
+        await asyncio.sleep(0.2)
+        server.should_exit = True
+
+    watcher = asyncio.ensure_future(watch_shutdown())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+def print_banner(url: str, config: RuntimeConfig, out: TextIO) -> None:
+    """Printed once, to the terminal only (never to a log): URL, secret, client config."""
+    lines = [f"smartcolab runtime listening on {url}"]
+    if config.auth:
+        lines += [
+            f"secret: {config.secret}",
+            "connect a bridge with:",
+            f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
+            f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
+        ]
+    else:
+        lines.append("WARNING: authentication is OFF (--insecure-no-auth); loopback only")
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = True,
+        tls_cert: str | None = None, tls_key: str | None = None,
+        json_logs: bool = True) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM or ``POST /shutdown``."""
+    check_config(config)
+    configure_logging(json_lines=json_logs)
+    sock = bind_socket(config.host, config.port)
+    port = sock.getsockname()[1]
+    config.port = port
+    url = base_url(config.host, port, tls=tls_cert is not None)
+    server, state = _uvicorn_server(config, tls_cert, tls_key)
+    if banner:
+        print_banner(url, config, sys.stdout)
+    if port_file is not None:
+        tmp = port_file.with_name(port_file.name + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, port_file)
+    try:
+        asyncio.run(_serve(server, state, sock))
+    finally:
+        sock.close()
+
+
+def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path | None = None,
+                    roots: list[str | Path] | None = None, secret: str | None = None,
+                    state_dir: str | Path | None = None, auth: bool = True,
+                    banner: bool = True, tls_cert: str | None = None,
+                    tls_key: str | None = None, **options: Any) -> ServerHandle:
+    """Start a runtime server in a daemon thread and wait until it answers.
+
+    Meant for a notebook cell: the server keeps serving while other cells run, and
+    dies with the notebook's kernel.  ``options`` are further ``RuntimeConfig`` fields.
+    """
+    root_list = [Path(r).resolve() for r in (roots or [root or Path.cwd()])]
+    config = RuntimeConfig(
+        host=host, port=port, roots=root_list, auth=auth,
+        state_dir=Path(state_dir) if state_dir else root_list[0] / ".smartcolab",
+        **options,
+    )
+    if secret:
+        config.secret = secret
+    check_config(config)
+    configure_logging(json_lines=True)
+    sock = bind_socket(config.host, config.port)
+    config.port = sock.getsockname()[1]
+    url = base_url(config.host, config.port, tls=tls_cert is not None)
+    server, state = _uvicorn_server(config, tls_cert, tls_key)
+    def target() -> None:
+        try:
+            asyncio.run(_serve(server, state, sock))
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=target, name="smartcolab-runtime", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the runtime server stopped during start-up; see the log above")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"the runtime server did not start within {STARTUP_TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
+    if banner:
+        print_banner(url, config, sys.stdout)
+    return ServerHandle(url=url, secret=config.secret, config=config, server=server, thread=thread)

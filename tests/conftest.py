@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime_proc import RuntimeProc, start_runtime
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
+    """One real runtime server for the whole session (tests must not break it)."""
+    root = tmp_path_factory.mktemp("runtime-root")
+    proc = start_runtime(Path(root))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def fresh_runtime(tmp_path: Path) -> Iterator[RuntimeProc]:
+    """A runtime server of the test's own, for tests that kill, restart or break it."""
+    proc = start_runtime(tmp_path / "root")
+    try:
+        yield proc
+    finally:
+        proc.kill()
