@@ -106,14 +106,8 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def _wants_gzip(request: Request, name: str, size: int) -> bool:
-    if size < GZIP_MIN_BYTES or os.path.splitext(name)[1].lower() in INCOMPRESSIBLE:
-        return False
-    for item in request.headers.get("accept-encoding", "").split(","):
-        token, _, params = item.strip().partition(";")
-        if token.strip().lower() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+def _gzip_ok(name: str, size: int) -> bool:
+    return size >= GZIP_MIN_BYTES and os.path.splitext(name)[1].lower() not in INCOMPRESSIBLE
 
 
 async def _read_range(f: BinaryIO, start: int, length: int) -> AsyncIterator[bytes]:
@@ -140,7 +134,9 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @router.api_route("/files/content", methods=["GET", "HEAD"])
-async def get_content(request: Request, path: str) -> Response:
+async def get_content(request: Request, path: str, compress: bool = Query(
+        False, description="gzip the body (Content-Encoding) if the file looks compressible; "
+                           "ignored with Range")) -> Response:
     """The file's bytes, streamed; ``Range`` (with ``If-Range``) resumes a download."""
     svc = _files(request)
     target, st = svc.existing(path)
@@ -161,7 +157,7 @@ async def get_content(request: Request, path: str) -> Response:
             start, end = parse_range(range_header, size)
             length, status = end - start + 1, 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        elif not range_header and _wants_gzip(request, target.path.name, size):
+        elif compress and not range_header and _gzip_ok(target.path.name, size):
             headers.update({"Content-Encoding": "gzip", H_IDENTITY_LENGTH: str(size)})
             if request.method == "HEAD":
                 f.close()
