@@ -122,4 +122,8 @@ class CutProxy:
                 # Linger 0: close sends RST, as a dropped tunnel does.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with contextlib.suppress(OSError):
+                # Wakes the other pump blocked in recv() on this socket; a bare close()
+                # would wait for it and the peer would see nothing.
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 s.close()
