@@ -58,6 +58,8 @@ class CutProxy:
             socks = list(self._socks)
         for s in socks:
             with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv() on it
+            with contextlib.suppress(OSError):
                 s.close()
         for t in self._threads:
             t.join(5)

@@ -168,6 +168,8 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
             hashed.cancel()
             with contextlib.suppress(BaseException):
                 await hashed
+        elif not hashed.cancelled():
+            hashed.exception()  # retrieved, so asyncio does not warn about it
 
 
 async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
