@@ -53,8 +53,11 @@ def _child(op: str, url: str, remote: str, local: str) -> None:
             out["seconds"] = time.perf_counter() - t0
             return out
 
+    before = resource.getrusage(resource.RUSAGE_SELF)
     result = asyncio.run(go())
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = after.ru_maxrss / 1024
+    result["cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     print(json.dumps(result))
 
 
@@ -68,12 +71,18 @@ def _run_child(op: str, proc: RuntimeProc, remote: str, local: Path) -> dict[str
     return result
 
 
-def _curl_download(proc: RuntimeProc, remote: str, local: Path) -> float:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _curl_download(proc: RuntimeProc, remote: str, local: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one curl download."""
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(["curl", "-sS", "-f", "-o", str(local), "-H",
                     f"Authorization: Bearer {proc.secret}",
                     f"{proc.url}/files/content?path={remote}"], check=True, timeout=1800)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
 def _curl_upload(proc: RuntimeProc, local: Path, remote: str) -> float:
@@ -100,12 +109,21 @@ def bench_download(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) ->
     ours: list[float] = []
     curl: list[float] = []
     rss: list[float] = []
-    for _ in range(repeats):
+    cpu_ours: list[float] = []
+    cpu_curl: list[float] = []
+    for i in range(repeats):
+        # Alternate who goes first: a loaded machine then favours neither side.
+        if i % 2:
+            wall, cpu = _curl_download(proc, "big.bin", work / "curl.bin")
         r = _run_child("download", proc, "big.bin", local)
         ours.append(r["seconds"])
         rss.append(r["peak_rss_mb"])
+        cpu_ours.append(r["cpu_seconds"])
         local.unlink()
-        curl.append(_curl_download(proc, "big.bin", work / "curl.bin"))
+        if not i % 2:
+            wall, cpu = _curl_download(proc, "big.bin", work / "curl.bin")
+        curl.append(wall)
+        cpu_curl.append(cpu)
         (work / "curl.bin").unlink()
     med_ours, med_curl = statistics.median(ours), statistics.median(curl)
     return {
@@ -116,6 +134,9 @@ def bench_download(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) ->
         "ours_mb_s": round(size_mb / med_ours, 1), "curl_mb_s": round(size_mb / med_curl, 1),
         "ratio_vs_curl": round(med_curl / med_ours, 3),
         "client_peak_rss_mb": round(max([*rss, cold["peak_rss_mb"]]), 1),
+        # CPU seconds per GiB moved: independent of how loaded the machine is.
+        "ours_cpu_s_per_gib": round(statistics.median(cpu_ours) * 1024 / size_mb, 2),
+        "curl_cpu_s_per_gib": round(statistics.median(cpu_curl) * 1024 / size_mb, 2),
         "sha256_ok": cold["sha256"] == r["sha256"],
     }
 
@@ -169,6 +190,8 @@ def print_table(res: dict[str, Any]) -> None:
     print(f"{'upload (sha256 declared)':28}{u['ours_mb_s']:>12}{u['curl_mb_s']:>12}"
           f"{u['ratio_vs_curl']:>8}{u['client_peak_rss_mb']:>13}")
     print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
+    print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (incl. sha256), "
+          f"curl {d['curl_cpu_s_per_gib']}")
 
 
 def main() -> None:

@@ -197,6 +197,17 @@ async def test_upload_verified_and_overwrite(tree: Tree, tmp_path: Path) -> None
         assert deleted.deleted and not (proc.root / "uploads" / "up.bin").exists()
 
 
+async def test_signed_upload_with_wrong_declared_digest_is_refused(tree: Tree) -> None:
+    proc, _, _ = tree
+    async with client_for(proc) as c:
+        with pytest.raises(InvalidInput, match="nothing was written"):
+            async with c.stream("PUT", "/files/content", params={"path": "uploads/lie.bin"},
+                                headers={"X-SC-Content-SHA256": sha(b"other")},
+                                content=b"the real bytes"):
+                pass
+    assert not (proc.root / "uploads" / "lie.bin").exists()
+
+
 async def test_interrupted_upload_leaves_no_partial_file(tree: Tree, tmp_path: Path) -> None:
     proc, _, _ = tree
     local = tmp_path / "cut.bin"
