@@ -135,6 +135,11 @@ class _Guard:
 
     # -------------------------------------------------------------- rules
     def _check_call(self, node: ast.Call) -> str | None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _PATH_REMOVE_METHODS:
+            target = node.func.value
+            if isinstance(target, ast.Call) and self._qualname(target.func) == "pathlib.Path":
+                return self._check_remove(f"Path(...).{node.func.attr}()",
+                                          target.args[0] if target.args else None)
         name = self._qualname(node.func)
         if name is None:
             return None
@@ -151,11 +156,6 @@ class _Guard:
             return self._check_rmtree(node)
         if name in _REMOVE_CALLS:
             return self._check_remove(name, _first_arg(node, "path"))
-        if isinstance(node.func, ast.Attribute) and node.func.attr in _PATH_REMOVE_METHODS:
-            target = node.func.value
-            if isinstance(target, ast.Call) and self._qualname(target.func) == "pathlib.Path":
-                return self._check_remove(f"Path(...).{node.func.attr}",
-                                          target.args[0] if target.args else None)
         return None
 
     def _check_rmtree(self, node: ast.Call) -> str | None:
