@@ -21,11 +21,18 @@ runtime's user; guarded mode does not change that.
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import GuardRefused
+from ..protocol import JobSubmit
+from .audit import code_digest
+
+if TYPE_CHECKING:
+    from .state import RuntimeState
 
 SEATBELT_NOTE = ("guarded mode is a seatbelt against accidents, not a sandbox; the runtime's "
                  "owner can turn it off by serving without --guarded")
@@ -72,6 +79,20 @@ def check_code(code: str, roots: list[Path]) -> None:
             details={"refusals": [{"line": r.line, "reason": r.reason}
                                   for r in guard.refusals[:20]]},
         )
+
+
+async def check_submission(state: RuntimeState, job: JobSubmit, client: str | None) -> None:
+    """The submit path's one call: check the job's code when the runtime is guarded."""
+    if not state.config.guarded:
+        return
+    try:
+        # Off the event loop: a megabyte of code takes a while to parse.
+        await asyncio.to_thread(check_code, job.code, state.config.roots)
+    except GuardRefused as exc:
+        state.audit.event("guard_refused", job_id=job.job_id, client=client,
+                          code_sha256=code_digest(job.code),
+                          reasons=[r["reason"] for r in exc.details.get("refusals", [])])
+        raise
 
 
 def _ipython_to_python(code: str) -> str:
