@@ -80,6 +80,8 @@ def serve(
         help="Largest request body in KiB (streamed file uploads have their own limit).")] = 8192,
     max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = 32,
     max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
+    max_sessions: Annotated[int, typer.Option(
+        help="Most kernel sessions at once (each is a Python process).")] = 16,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -100,7 +102,7 @@ def serve(
         rate_limit_per_s=rate_limit, rate_burst=rate_burst,
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
         max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
-        max_query_bytes=max_query_kb * 1024,
+        max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
     )
     if trusted_proxy:
         config.trusted_proxies = list(trusted_proxy)

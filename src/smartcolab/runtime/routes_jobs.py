@@ -49,7 +49,8 @@ def _client(request: Request) -> str | None:
     return f"{request.client.host}:{request.client.port}" if request.client else None
 
 
-@router.post("/jobs", response_model=JobView, status_code=201)
+@router.post("/jobs", response_model=JobView, status_code=201, responses={
+    200: {"model": JobView, "description": "A job with this id existed: it is returned, not rerun"}})
 async def submit_job(request: Request, response: Response, body: JobSubmit,
                      wait: Wait = 0.0) -> JobView:
     """Queue a job (201), or return the existing job with this id (200); never runs it twice.
