@@ -21,6 +21,7 @@ from .app import create_app
 from .config import RuntimeConfig
 from .logs import configure_logging
 from .state import RuntimeState
+from .ui import page_url
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -120,9 +121,11 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO) -> None:
             "connect a bridge with:",
             f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
             f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
+            f"live job monitor: {page_url(url, config.secret)}",
         ]
     else:
         lines.append("WARNING: authentication is OFF (--insecure-no-auth); loopback only")
+        lines.append(f"live job monitor: {page_url(url)}")
     out.write("\n".join(lines) + "\n")
     out.flush()
 
