@@ -173,7 +173,7 @@
 
   // ------------------------------------------------------------ jobs
   async function refreshJobs(gen) {
-    const list = await api("GET", "jobs");
+    const list = await api("GET", "jobs", { limit: MAX_JOBS_SHOWN });
     if (gen !== generation) return;
     const jobs = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
     const rows = jobs.map((job) => {

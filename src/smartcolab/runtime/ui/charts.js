@@ -51,6 +51,9 @@
         });
       if (pts.length === 0) continue;
       if (pts.length === 1) pts.push(pts[0]);
+      const first = pts[0].split(",")[0], last = pts[pts.length - 1].split(",")[0];
+      svg.appendChild(svgEl("polygon", { points: `${first},${H} ${pts.join(" ")} ${last},${H}`,
+        fill: s.color, "fill-opacity": 0.12, stroke: "none" }));
       svg.appendChild(svgEl("polyline", { points: pts.join(" "), fill: "none",
         stroke: s.color, "stroke-width": 1.6, "vector-effect": "non-scaling-stroke" }));
     }
