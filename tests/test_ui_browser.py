@@ -20,11 +20,25 @@ from ui_helpers import artifacts_dir, chromium_driver, requested_urls
 
 WAIT_S = 20.0
 LOOP_JOB = "import time\nfor i in range(3000):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
-# An 8x8 red PNG, displayed as a rich output of the job.
-PNG_B64 = ("iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEklEQVR4nGP4z8CAFWEXHbQSACj/"
-           "P8Hmm7hzAAAAAElFTkSuQmCC")
-IMAGE_JOB = ("import base64\nfrom IPython.display import Image, display\n"
-             f"display(Image(data=base64.b64decode('{PNG_B64}')))\nprint('drawn')\n")
+
+
+# Draws a 96x48 gradient PNG in the kernel (no plotting library needed) and displays it.
+IMAGE_JOB = """import struct, zlib
+from IPython.display import Image, display
+
+w, h = 96, 48  # a gradient, one filter byte per row
+raw = b"".join(b"\\0" + bytes(v for x in range(w) for v in (x * 255 // w, y * 255 // h, 160))
+               for y in range(h))
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+display(Image(data=png))
+print("drawn")
+"""
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "lost"}
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +136,8 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from selenium.webdriver.common.by import By
 
+    if httpx2.get(f"{ui_runtime.url}/jobs", headers=ui_runtime.headers).status_code == 404:
+        pytest.skip("this branch has no job API yet (it lands with branch 'jobs')")
     log_in_with_form(browser, ui_runtime, ui_runtime.secret)
     wait_for(browser, lambda d: not is_hidden(d, "app"), "the monitor to open")
     submit(ui_runtime, "ui-loop", LOOP_JOB)
@@ -149,12 +165,25 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
     time.sleep(0.5)
     assert text_of(browser, "#output") == grown, "output kept coming after the cancel"
 
+    # Interrupt the session under a running job; Restart needs a second click.
+    submit(ui_runtime, "ui-interrupt", LOOP_JOB)
+    irow = "#jobs tbody tr[data-job-id='ui-interrupt']"
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, irow), "the second job")
+    browser.find_element(By.CSS_SELECTOR, irow).click()
+    wait_for(browser, lambda d: "tick 2" in text_of(d, "#output"), "the second job's output")
+    restart = browser.find_element(By.CSS_SELECTOR, "#sessions tr[data-session='main'] .restart")
+    restart.click()
+    assert restart.text == "Confirm restart"
+    browser.find_element(By.CSS_SELECTOR, "#sessions tr[data-session='main'] .interrupt").click()
+    wait_for(browser, lambda d: text_of(d, "#detail-status") in TERMINAL, "the interrupt to end the job")
+    assert text_of(browser, "#detail-status") != "succeeded"
+
     submit(ui_runtime, "ui-image", IMAGE_JOB)
     image_row = "#jobs tbody tr[data-job-id='ui-image']"
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, image_row), "the image job")
     browser.find_element(By.CSS_SELECTOR, image_row).click()
     wait_for(browser, lambda d: d.execute_script(
-        "const i = document.querySelector('#images img'); return !!i && i.naturalWidth === 8"),
+        "const i = document.querySelector('#images img'); return !!i && i.naturalWidth === 96"),
         "the job's image")
     wait_for(browser, lambda d: "drawn" in text_of(d, "#output"), "the image job's output")
     assert text_of(browser, "#detail-status") == "succeeded"
