@@ -6,6 +6,7 @@ DevTools network log must show no request to any other origin.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,25 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
     with capsys.disabled():
         print(f"\n[ui] screenshot: {shot}")
     assert_only_runtime_requests(browser, ui_runtime)
+
+
+def test_gpu_charts_from_nvidia_smi(tmp_path: Path, browser: Any) -> None:
+    """No GPU here: a stand-in ``nvidia-smi`` on PATH feeds the sampler real CSV."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, NVIDIA H100 80GB HBM3, 81559, 40780, 73'\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = start_runtime(tmp_path / "root", env=env)
+    try:
+        browser.get(page_url(proc.url, proc.secret))
+        wait_for(browser, lambda d: d.execute_script(
+            "return document.querySelectorAll('#chart-gpu-mem svg polyline').length") == 1,
+            "the GPU memory chart")
+        assert "39.8/80 GiB" in text_of(browser, "#chart-gpu-mem")
+        assert "73 %" in text_of(browser, "#chart-gpu-util")
+        assert "NVIDIA H100 80GB HBM3" in text_of(browser, "#res-note")
+        assert_only_runtime_requests(browser, proc)
+    finally:
+        proc.stop()

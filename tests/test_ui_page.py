@@ -135,3 +135,18 @@ def test_docs_describe_the_page() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "ui.md").read_text()
     for needle in ("/ui", "#secret=", "/resources", "show_monitor", "sessionStorage"):
         assert needle in doc, f"docs/ui.md does not mention {needle}"
+
+
+def test_server_handle_shows_its_own_monitor(tmp_path: Path,
+                                             fake_colab: list[dict[str, Any]]) -> None:
+    import smartcolab
+
+    handle = smartcolab.serve(root=tmp_path, port=0, secret="handle-secret", banner=False)
+    try:
+        assert handle.show_monitor(height=500) == "colab"
+        assert fake_colab == [{"port": handle.config.port, "path": "/ui#secret=handle-secret",
+                               "width": "100%", "height": "500"}]
+        page = httpx2.get(f"{handle.url}/ui", timeout=10)
+        assert page.status_code == 200
+    finally:
+        handle.stop()
