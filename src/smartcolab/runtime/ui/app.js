@@ -350,9 +350,6 @@
   }
 
   // ------------------------------------------------------------ resources
-  const GIB = 1024 ** 3;
-  const COLORS = ["#0969da", "#bf3989", "#1a7f37", "#9a6700"];
-
   async function refreshResources(gen) {
     const since = samples.length ? samples[samples.length - 1].t : 0;
     const h = await api("GET", "resources", { since });
@@ -361,37 +358,7 @@
     samples = samples.concat(h.samples);
     const t1 = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
     samples = samples.filter((s) => s.t >= t1 - h.window_s);
-    drawResources(t1);
-  }
-
-  function drawResources(t1) {
-    const box = $("charts");
-    const names = ["cpu", "ram", "gpu-mem", "gpu-util"];
-    if (box.children.length !== names.length) {
-      box.replaceChildren(...names.map((n) => { const d = document.createElement("div"); d.id = "chart-" + n; return d; }));
-    }
-    const last = samples[samples.length - 1];
-    const opts = { t1, windowS: resInfo.window_s };
-    const C = window.SmartColabCharts;
-    C.draw($("chart-cpu"), "CPU", [{ color: COLORS[0], points: samples.map((s) => [s.t, s.cpu_percent]) }],
-           { ...opts, max: 100, label: last ? last.cpu_percent.toFixed(0) + " %" : "" });
-    C.draw($("chart-ram"), "RAM", [{ color: COLORS[1], points: samples.map((s) => [s.t, s.ram_used_bytes]) }],
-           { ...opts, max: last ? last.ram_total_bytes : 1,
-             label: last ? `${(last.ram_used_bytes / GIB).toFixed(1)} / ${(last.ram_total_bytes / GIB).toFixed(1)} GiB` : "" });
-    const gpus = last ? last.gpus : [];
-    if (gpus.length === 0) {
-      C.draw($("chart-gpu-mem"), "GPU memory", [], { ...opts, empty: "no GPU on this runtime" });
-      C.draw($("chart-gpu-util"), "GPU utilisation", [], { ...opts, empty: "no GPU on this runtime" });
-    } else {
-      const per = (f) => gpus.map((g, i) => ({ color: COLORS[i % COLORS.length],
-        points: samples.map((s) => { const x = s.gpus.find((y) => y.index === g.index); return [s.t, x ? f(x) : 0]; }) }));
-      C.draw($("chart-gpu-mem"), "GPU memory", per((g) => g.memory_used_mb / Math.max(1, g.memory_total_mb) * 100),
-             { ...opts, max: 100, label: gpus.map((g) => `${(g.memory_used_mb / 1024).toFixed(1)}/${(g.memory_total_mb / 1024).toFixed(0)} GiB`).join(", ") });
-      C.draw($("chart-gpu-util"), "GPU utilisation", per((g) => g.utilization_pct || 0),
-             { ...opts, max: 100, label: gpus.map((g) => (g.utilization_pct ?? 0).toFixed(0) + " %").join(", ") });
-    }
-    $("res-note").textContent = `last ${Math.round(resInfo.window_s / 60)} min, every ${resInfo.interval_s} s` +
-      (resInfo.gpu_names.length ? " · " + resInfo.gpu_names.join(", ") : "");
+    window.SmartColabCharts.drawResources($("charts"), $("res-note"), samples, resInfo, t1);
   }
 
   // ------------------------------------------------------------ start

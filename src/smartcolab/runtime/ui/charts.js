@@ -60,5 +60,38 @@
     box.appendChild(svg);
   }
 
-  window.SmartColabCharts = { draw };
+  const GIB = 1024 ** 3;
+  const COLORS = ["#0969da", "#bf3989", "#1a7f37", "#9a6700"];
+  const byId = (id) => document.getElementById(id);
+
+  /** The resource panel: CPU, RAM, GPU memory and GPU utilisation charts. */
+  function drawResources(box, note, samples, resInfo, t1) {
+    const names = ["cpu", "ram", "gpu-mem", "gpu-util"];
+    if (box.children.length !== names.length) {
+      box.replaceChildren(...names.map((n) => { const d = document.createElement("div"); d.id = "chart-" + n; return d; }));
+    }
+    const last = samples[samples.length - 1];
+    const opts = { t1, windowS: resInfo.window_s };
+    draw(byId("chart-cpu"), "CPU", [{ color: COLORS[0], points: samples.map((s) => [s.t, s.cpu_percent]) }],
+           { ...opts, max: 100, label: last ? last.cpu_percent.toFixed(0) + " %" : "" });
+    draw(byId("chart-ram"), "RAM", [{ color: COLORS[1], points: samples.map((s) => [s.t, s.ram_used_bytes]) }],
+           { ...opts, max: last ? last.ram_total_bytes : 1,
+             label: last ? `${(last.ram_used_bytes / GIB).toFixed(1)} / ${(last.ram_total_bytes / GIB).toFixed(1)} GiB` : "" });
+    const gpus = last ? last.gpus : [];
+    if (gpus.length === 0) {
+      draw(byId("chart-gpu-mem"), "GPU memory", [], { ...opts, empty: "no GPU on this runtime" });
+      draw(byId("chart-gpu-util"), "GPU utilisation", [], { ...opts, empty: "no GPU on this runtime" });
+    } else {
+      const per = (f) => gpus.map((g, i) => ({ color: COLORS[i % COLORS.length],
+        points: samples.map((s) => { const x = s.gpus.find((y) => y.index === g.index); return [s.t, x ? f(x) : 0]; }) }));
+      draw(byId("chart-gpu-mem"), "GPU memory", per((g) => g.memory_used_mb / Math.max(1, g.memory_total_mb) * 100),
+             { ...opts, max: 100, label: gpus.map((g) => `${(g.memory_used_mb / 1024).toFixed(1)}/${(g.memory_total_mb / 1024).toFixed(0)} GiB`).join(", ") });
+      draw(byId("chart-gpu-util"), "GPU utilisation", per((g) => g.utilization_pct || 0),
+             { ...opts, max: 100, label: gpus.map((g) => (g.utilization_pct ?? 0).toFixed(0) + " %").join(", ") });
+    }
+    note.textContent = `last ${Math.round(resInfo.window_s / 60)} min, every ${resInfo.interval_s} s` +
+      (resInfo.gpu_names.length ? " · " + resInfo.gpu_names.join(", ") : "");
+  }
+
+  window.SmartColabCharts = { draw, drawResources };
 })();
