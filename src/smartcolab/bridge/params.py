@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
+from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from ..protocol import JOB_ID_PATTERN, MAX_CODE_CHARS, MAX_TIMEOUT_S, NAME_PATTERN
@@ -29,3 +33,10 @@ def require_code(code: str) -> str:
     if not code.strip():
         raise ToolError("invalid_input: code is empty. Pass the Python source to run.")
     return code
+
+
+def register_tool(server: MCPServer, fn: Callable[..., Any], *, annotations: ToolAnnotations,
+                  title: str) -> None:
+    """Add ``fn`` as a tool with its docstring dedented (the model reads it)."""
+    server.add_tool(fn, title=title, annotations=annotations,
+                    description=inspect.cleandoc(fn.__doc__ or ""))

@@ -12,7 +12,7 @@ from pydantic import Field
 from .deps import BridgeDeps
 from .downloads import fetch_downloads
 from .jobflow import render, submit_and_wait
-from .params import Code, RuntimeName, SessionName, Timeout, require_code
+from .params import Code, RuntimeName, SessionName, Timeout, register_tool, require_code
 from .tool_errors import translated
 
 RUNS_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
@@ -75,5 +75,5 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                                  "job succeed.")
             return render(deps, spec, followed, notes).result()
 
-    server.add_tool(run_code_quick, annotations=RUNS_CODE, title="Run Python (quick)")
-    server.add_tool(run_code_long, annotations=RUNS_CODE, title="Run Python (long job)")
+    register_tool(server, run_code_quick, annotations=RUNS_CODE, title="Run Python (quick)")
+    register_tool(server, run_code_long, annotations=RUNS_CODE, title="Run Python (long job)")

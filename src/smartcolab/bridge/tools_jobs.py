@@ -20,7 +20,7 @@ from .deps import BridgeDeps
 from .downloads import fetch_downloads
 from .jobflow import Followed, follow, render
 from .journal import JournalEntry
-from .params import JobId, RuntimeName
+from .params import JobId, RuntimeName, register_tool
 from .results import cap_text
 from .tool_errors import translated
 
@@ -183,8 +183,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                                     "next_offset": page.next_offset,
                                     "total_bytes": page.total_bytes, "complete": page.complete})
 
-    server.add_tool(get_job, annotations=READS, title="Wait for / inspect a job")
-    server.add_tool(cancel_job, annotations=CANCELS, title="Cancel a job")
-    server.add_tool(list_jobs, annotations=READS, title="List jobs")
-    server.add_tool(get_job_output, annotations=READS, title="Page through a job's output")
+    register_tool(server, get_job, annotations=READS, title="Wait for / inspect a job")
+    register_tool(server, cancel_job, annotations=CANCELS, title="Cancel a job")
+    register_tool(server, list_jobs, annotations=READS, title="List jobs")
+    register_tool(server, get_job_output, annotations=READS, title="Page through a job's output")
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from ..protocol import CleanupRequest, Probe
 from .deps import BridgeDeps
 from .jobflow import epoch_note
-from .params import RuntimeName, SessionName
+from .params import RuntimeName, SessionName, register_tool
 from .tool_errors import translated
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -159,10 +159,10 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                          {**spec.public(), "default": deps.registry.default,
                           "epoch": health.epoch})
 
-    server.add_tool(check_colab_connection, annotations=READ_ONLY, title="Check runtime connection")
-    server.add_tool(probe_colab_environment, annotations=READ_ONLY, title="Probe runtime machine")
-    server.add_tool(list_colab_variables, annotations=READ_ONLY, title="List variables")
-    server.add_tool(cleanup_colab, annotations=DESTRUCTIVE, title="Free runtime memory")
-    server.add_tool(restart_colab_runtime, annotations=DESTRUCTIVE, title="Restart kernel")
-    server.add_tool(list_runtimes, annotations=LOCAL_READ, title="List runtimes")
-    server.add_tool(connect_runtime, annotations=CONFIGURES, title="Connect a runtime")
+    register_tool(server, check_colab_connection, annotations=READ_ONLY, title="Check runtime connection")
+    register_tool(server, probe_colab_environment, annotations=READ_ONLY, title="Probe runtime machine")
+    register_tool(server, list_colab_variables, annotations=READ_ONLY, title="List variables")
+    register_tool(server, cleanup_colab, annotations=DESTRUCTIVE, title="Free runtime memory")
+    register_tool(server, restart_colab_runtime, annotations=DESTRUCTIVE, title="Restart kernel")
+    register_tool(server, list_runtimes, annotations=LOCAL_READ, title="List runtimes")
+    register_tool(server, connect_runtime, annotations=CONFIGURES, title="Connect a runtime")
