@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 from mcp.server.mcpserver import Context
 
-from ..errors import SmartColabError
+from ..errors import SessionExists, SessionNotFound, SmartColabError
 from ..protocol import TERMINAL_STATUSES, JobSubmit, JobView
 from .client import RuntimeClient
 from .deps import BridgeDeps
@@ -145,7 +145,14 @@ async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str
     try:
         # The first slice of waiting rides on the submission itself: one round trip
         # for quick code.
-        view = await client.submit(job, wait=min(deps.settings.progress_interval_s, budget))
+        first_wait = min(deps.settings.progress_interval_s, budget)
+        try:
+            view = await client.submit(job, wait=first_wait)
+        except SessionNotFound:
+            # Sessions are created on first use, like opening a new notebook.
+            with contextlib.suppress(SessionExists):
+                await client.create_session(session)
+            view = await client.submit(job, wait=first_wait)
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE_S), \
                 contextlib.suppress(SmartColabError):
@@ -156,6 +163,7 @@ async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str
         deps.journal.record_status(job.job_id, "not_submitted", error=exc.message)
         raise
     deps.journal.record_view(view, output_tail=view.output)
+    await progress.report(last_line(view.output) or view.status)
     remaining = budget - (time.monotonic() - progress._start)
     followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, remaining),
                             progress=progress)
