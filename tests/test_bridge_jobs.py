@@ -145,7 +145,7 @@ async def test_cancelling_the_tool_call_cancels_the_job(runtime: RuntimeProc, tm
 async def test_runtime_death_restart_and_journal(tmp_path: Path) -> None:
     proc = start_runtime(tmp_path / "root")
     try:
-        async with bridge(make_config(tmp_path, proc, wait_budget_s=20)) as (client, deps):
+        async with bridge(make_config(tmp_path, proc, wait_budget_s=20)) as (client, _):
             with anyio.fail_after(90):
                 setup = await client.call_tool("run_code_quick", {"code": "model = 'trained'"})
                 assert not setup.is_error, text_of(setup)
