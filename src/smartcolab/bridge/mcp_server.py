@@ -142,3 +142,6 @@ def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr: in stdio mode stdout is the JSON-RPC channel."""
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per HTTP request would flood the log (and cost time on every poll).
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
