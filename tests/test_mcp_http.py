@@ -21,12 +21,17 @@ TOKEN = "test-token-123"
 
 async def test_http_transport_requires_the_bearer_token(runtime: RuntimeProc, tmp_path: Path) -> None:
     ports: list[int] = []
+    bound = anyio.Event()
+
+    def ready(port: int) -> None:
+        ports.append(port)
+        bound.set()
+
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: serve_http(make_config(tmp_path, runtime), host="127.0.0.1",
-                                             port=0, token=TOKEN, ready=ports.append))
-            while not ports:
-                await anyio.sleep(0.02)
+                                             port=0, token=TOKEN, ready=ready))
+            await bound.wait()
             url = f"http://127.0.0.1:{ports[0]}/mcp"
             async with httpx2.AsyncClient() as anon:
                 for headers in ({}, {"Authorization": "Bearer wrong"}):

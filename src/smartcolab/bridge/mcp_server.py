@@ -127,7 +127,8 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
     async with open_bridge(config) as deps:
         server = build_server(deps)
         app = BearerGuard(server.streamable_http_app(streamable_http_path=path, host=host), token)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         bound = sock.getsockname()[1]
