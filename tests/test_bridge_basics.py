@@ -16,6 +16,7 @@ EXPECTED_TOOLS = {
     "check_colab_connection", "probe_colab_environment", "run_code_quick", "run_code_long",
     "get_job", "cancel_job", "list_jobs", "get_job_output", "list_colab_variables",
     "cleanup_colab", "restart_colab_runtime", "list_runtimes", "connect_runtime",
+    "list_colab_files", "download_from_colab", "upload_to_colab",
 }
 
 
