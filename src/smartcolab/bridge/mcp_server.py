@@ -132,6 +132,7 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
                              socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # connections made before uvicorn starts wait in the backlog
         bound = sock.getsockname()[1]
         uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         log.info("MCP Streamable HTTP on http://%s:%d%s", host, bound, path)
