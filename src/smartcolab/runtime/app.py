@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_auth, routes_jobs, routes_system, routes_ui
+from . import routes_auth, routes_files, routes_jobs, routes_system, routes_ui
 from .audit import AuditMiddleware
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
@@ -64,6 +64,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
     app.include_router(routes_ui.router, dependencies=protected)
+    app.include_router(routes_files.router, dependencies=protected)
+    app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
     app.include_router(routes_auth.router, dependencies=protected)
     # Added last, so outermost: limits run before anything reads a body.
     app.add_middleware(AuditMiddleware, audit=state.audit)
