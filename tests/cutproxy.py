@@ -122,4 +122,8 @@ class CutProxy:
                 # Linger 0: close sends RST, as a dropped tunnel does.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             with contextlib.suppress(OSError):
+                # Wake the other pump blocked in recv() on this socket: on Linux a close()
+                # from this thread does not end that recv, so the RST would never leave.
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 s.close()
