@@ -138,7 +138,13 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield comp.flush()
 
 
-@router.api_route("/files/content", methods=["GET", "HEAD"])
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.api_route("/files/content", methods=["GET", "HEAD"], responses={
+    200: {"description": "The file's bytes", "content": {"application/octet-stream": _BYTES}},
+    206: {"description": "The requested range of the file's bytes",
+          "content": {"application/octet-stream": _BYTES}}})
 async def get_content(request: Request, path: str, compress: bool = Query(
         False, description="gzip the body (Content-Encoding) if the file looks compressible; "
                            "ignored with Range")) -> Response:
@@ -182,7 +188,10 @@ _ARCHIVE_TYPES = {"none": ("application/x-tar", ".tar"), "gzip": ("application/g
                   "zstd": ("application/zstd", ".tar.zst")}
 
 
-@router.get("/files/archive")
+@router.get("/files/archive", responses={200: {
+    "description": "A tar stream of the directory",
+    "content": {"application/x-tar": _BYTES, "application/gzip": _BYTES,
+                "application/zstd": _BYTES}}})
 async def get_archive(request: Request, path: str = "",
                       compression: Literal["none", "gzip", "zstd"] = "none") -> Response:
     """A directory as a tar stream (optionally gzip or zstd), built on the fly."""
