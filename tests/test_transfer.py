@@ -193,6 +193,11 @@ async def test_upload_verified_and_overwrite(tree: Tree, tmp_path: Path) -> None
         assert res2.overwritten and (proc.root / "uploads" / "up.bin").read_bytes() == b"new"
         with pytest.raises(LocalPathRefused):
             await transfer.upload(c, tmp_path / "missing", "uploads/x")
+        (tmp_path / "empty").write_bytes(b"")
+        empty = await transfer.upload(c, tmp_path / "empty", "uploads/empty")
+        assert empty.size == 0 and (proc.root / "uploads" / "empty").read_bytes() == b""
+        back = await transfer.download(c, "uploads/empty", tmp_path / "back")
+        assert back.size == 0 and back.path.read_bytes() == b""
         deleted = await transfer.delete(c, "uploads/up.bin")
         assert deleted.deleted and not (proc.root / "uploads" / "up.bin").exists()
 
