@@ -110,6 +110,9 @@ def test_failure_reports_index_and_reraises_the_real_exception() -> None:
         exec(build_batch(spec, 0, 10, marker=MARKER), {})
     report, cleaned = parse_report(out.getvalue(), MARKER)
     assert report is not None and report.failed == 7 and report.done == 7
+    assert report.traceback is not None
+    assert report.traceback.rstrip().endswith("KeyError: 'boom'")
+    assert ", line 9, in <module>" in report.traceback  # the raise, in the built program
     assert cleaned == "".join(f"at {k}\n" for k in range(8))
     assert MARKER_PREFIX not in cleaned
 

@@ -45,15 +45,19 @@ MAX_ITERATIONS = 10**12
 # Names starting with _sc_ are the batch's own bookkeeping in the kernel namespace.
 _TEMPLATE = '''
 _sc_batch = {"start": _SC_START, "stop": _SC_STOP, "done": 0, "values": [],
-             "broke": True, "failed": None, "elapsed_s": 0.0}
+             "broke": True, "failed": None, "elapsed_s": 0.0, "traceback": None}
 _sc_t0 = __import__("time").perf_counter()
 try:
     for _sc_k in range(_SC_START, _SC_STOP):
         _SC_INDEX = _sc_k
         try:
             _SC_BODY
-        except BaseException:
+        except BaseException as _sc_exc:
             _sc_batch["failed"] = _sc_k
+            # ipykernel points its arrow at the last line this frame ran (our finally),
+            # so keep a plain traceback whose line numbers are the real ones.
+            _sc_batch["traceback"] = "".join(__import__("traceback").format_exception(
+                type(_sc_exc), _sc_exc, _sc_exc.__traceback__))[-_SC_CAP:]
             raise
         finally:
             if _sc_batch["failed"] is None:
@@ -88,8 +92,11 @@ finally:
         import sys as _sys
         _sys.stdout.flush()
         print("\\n" + marker + " " + body, flush=True)
+        # Tidy up here, not at module level: any further statement in the cell's own
+        # frame would move IPython's traceback arrow off the user's failing line.
+        for name in ("_sc_batch", "_sc_t0", "_sc_report", "_sc_k"):
+            globals().pop(name, None)
     _sc_report(_sc_batch, _SC_MARKER, _SC_CAP)
-    [globals().pop(_n, None) for _n in ("_sc_batch", "_sc_t0", "_sc_report", "_sc_k")]
 '''
 
 
@@ -129,6 +136,7 @@ class BatchReport:
     broke: bool
     failed: int | None
     elapsed_s: float
+    traceback: str | None = None
     # (index, value, is_repr): is_repr means the value could not be sent as JSON.
     values: list[tuple[int, Any, bool]] = field(default_factory=list)
 
@@ -275,7 +283,7 @@ def parse_report(text: str, marker: str) -> tuple[BatchReport | None, str]:
         report = BatchReport(
             start=int(raw["start"]), stop=int(raw["stop"]), done=int(raw["done"]),
             broke=bool(raw["broke"]), failed=None if raw["failed"] is None else int(raw["failed"]),
-            elapsed_s=float(raw["elapsed_s"]),
+            elapsed_s=float(raw["elapsed_s"]), traceback=raw.get("traceback"),
             values=[(int(i), v, bool(r)) for i, v, r in raw["values"]])
     except (ValueError, KeyError, TypeError):
         return None, text

@@ -322,6 +322,8 @@ class ChunkedRunner:
         result = view.result
         err = result.error if result else None
         traceback = "\n".join(_ANSI.sub("", line) for line in err.traceback) if err else ""
+        if report is not None and report.traceback:
+            traceback = report.traceback  # its line numbers are right; see chunked._TEMPLATE
         output = stdout if stdout is not None else (result.stdout.text if result else "")
         if result and result.stderr.text:
             output += f"\n[stderr]\n{result.stderr.text}"
