@@ -130,8 +130,13 @@ class ChunkedRunner:
         return cp, notes
 
     async def run(self, spec: ChunkSpec, *, restart: bool = False,
-                  progress: ProgressFn | None = None) -> Outcome:
-        """Run (or resume) the operation until it is done, a batch fails, or it is cancelled."""
+                  progress: ProgressFn | None = None,
+                  prepared: tuple[Checkpoint, list[str]] | None = None) -> Outcome:
+        """Run (or resume) the operation until it is done, a batch fails, or it is cancelled.
+
+        ``prepared`` is what an earlier ``prepare`` returned, for callers that check the
+        inputs before starting the run in the background.
+        """
         key = (str(self.store.path), spec.checkpoint_name)
         if key in _ACTIVE:
             raise Conflict(f"checkpoint {spec.checkpoint_name!r} is already running in this "
@@ -139,7 +144,7 @@ class ChunkedRunner:
                            details={"checkpoint": spec.checkpoint_name})
         _ACTIVE.add(key)
         try:
-            cp, notes = self.prepare(spec, restart=restart)
+            cp, notes = prepared or self.prepare(spec, restart=restart)
             if cp.status == "done":
                 return Outcome("done", cp, [*notes, "nothing to do: the operation is complete"
                                             if cp.total else "0 iterations: nothing to run"])

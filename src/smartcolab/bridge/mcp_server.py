@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import tools_exec, tools_jobs, tools_system
+from . import tools_chunked, tools_exec, tools_jobs, tools_system
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -37,6 +37,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_system,
     tools_exec,
     tools_jobs,
+    tools_chunked,
 ]
 
 INSTRUCTIONS = """\
