@@ -16,6 +16,7 @@ EXPECTED_TOOLS = {
     "check_colab_connection", "probe_colab_environment", "run_code_quick", "run_code_long",
     "get_job", "cancel_job", "list_jobs", "get_job_output", "list_colab_variables",
     "cleanup_colab", "restart_colab_runtime", "list_runtimes", "connect_runtime",
+    "list_colab_files", "download_from_colab", "upload_to_colab",
 }
 
 
@@ -72,3 +73,20 @@ async def test_wrong_secret_is_reported_as_auth_refused(runtime: RuntimeProc, tm
     assert result.is_error
     text = text_of(result)
     assert "unauthorized (runtime 'bad')" in text and "connect_runtime" in text
+
+
+def test_config_snippets_use_this_interpreter_and_match_the_example(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    from smartcolab.bridge.client_config import render_client_config
+
+    desktop = render_client_config("claude-desktop", url="https://x.example")
+    entry = json.loads(desktop[desktop.index("{"):])["mcpServers"]["smart-colab"]
+    assert entry["command"] == sys.executable and entry["args"] == ["-m", "smartcolab", "mcp"]
+    assert entry["env"]["COLAB_URL"] == "https://x.example"
+    example = json.loads((Path(__file__).parents[1] / "config" /
+                          "claude_desktop_config.example.json").read_text())
+    assert example["mcpServers"]["smart-colab"]["args"] == entry["args"]
+    code = render_client_config("claude-code", runtime="kaggle")
+    assert f"-- {sys.executable} -m smartcolab mcp --runtime kaggle" in code

@@ -118,6 +118,8 @@ def mcp(
         help="Journal, checkpoints, embedded runtime state. Env: CHECKPOINT_DIR")] = None,
     workspace: Annotated[Path | None, typer.Option(
         help="Working root of the embedded local runtime. Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+    upload_root: Annotated[list[Path] | None, typer.Option(
+        help="Extra local directory upload_to_colab may read from (repeatable).")] = None,
     no_embedded: Annotated[bool, typer.Option(
         "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
     wait_budget: Annotated[float, typer.Option(
@@ -153,7 +155,8 @@ def mcp(
             save_dir=Path(save_dir or env.get("LOCAL_SAVE_DIR") or state / "downloads").expanduser(),
             checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
             quick_timeout_s=quick_timeout, long_timeout_s=long_timeout,
-            max_result_chars=max_chars, max_images=max_images)
+            max_result_chars=max_chars, max_images=max_images,
+            extra_upload_roots=tuple(p.expanduser().resolve() for p in upload_root or ()))
         specs = env_runtimes(env)
         default = runtime
         file = runtimes_file or runtimes_file_from_env(env)

@@ -36,6 +36,12 @@ class BridgeSettings:
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
     max_images: int = DEFAULT_MAX_IMAGES
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    # Local directories upload_to_colab may read from (empty: the save dir only).
+    extra_upload_roots: tuple[Path, ...] = ()
+
+    @property
+    def upload_roots(self) -> tuple[Path, ...]:
+        return (self.save_dir, *self.extra_upload_roots)
 
     def __post_init__(self) -> None:
         if not 0 < self.wait_budget_s <= 3600:

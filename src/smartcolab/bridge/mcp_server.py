@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import tools_chunked, tools_exec, tools_jobs, tools_system
+from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_system
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -37,6 +37,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_system,
     tools_exec,
     tools_jobs,
+    tools_files,
     tools_chunked,
 ]
 
@@ -132,6 +133,7 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
                              socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # connections made before uvicorn starts wait in the backlog
         bound = sock.getsockname()[1]
         uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         log.info("MCP Streamable HTTP on http://%s:%d%s", host, bound, path)

@@ -39,15 +39,14 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
     msg = exc.message
     hint: str
     if isinstance(exc, RuntimeUnreachable):
-        hint = ("The runtime is not answering. If it runs in a Colab/Kaggle notebook, re-run the "
-                "notebook's serving cell; if its tunnel URL changed, call connect_runtime with the "
-                "new URL and secret. Finished jobs can still be read with get_job / list_jobs "
-                "(from the local journal).")
+        hint = ("Re-run the notebook's serving cell, or call connect_runtime with its new URL "
+                "and secret. Jobs this bridge submitted can still be read with get_job / "
+                "list_jobs (from the local journal).")
     elif isinstance(exc, Unauthorized):
         hint = ("The runtime refused the secret. Copy the secret the notebook printed and call "
                 "connect_runtime with the same URL and the right secret (or fix COLAB_TOKEN).")
     elif isinstance(exc, UnknownRuntime):
-        hint = "Call list_runtimes to see the configured runtimes."
+        hint = "Pass one of the names list_runtimes shows, or omit runtime for the default."
     elif isinstance(exc, StateLost):
         hint = ("Variables, imports and loaded models from earlier calls are gone: re-run the "
                 "setup code before continuing.")
