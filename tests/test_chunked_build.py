@@ -215,7 +215,7 @@ def _block(depth: int) -> st.SearchStrategy[list[str]]:
 
     def nest(kind_and_parts: tuple[str, list[str], list[str]]) -> list[str]:
         kind, inner, rest = kind_and_parts
-        ind = ["    " + line for line in inner]
+        ind = ["    " + line for line in [*inner, "pass"]]  # never a block of comments only
         head = {"if": "if i % 3 == 1:", "for": "for j in range(i % 4):",
                 "while": "k = 0\nwhile k < 2:", "try": "try:"}[kind]
         lines = head.split("\n")

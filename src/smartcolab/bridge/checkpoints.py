@@ -237,11 +237,14 @@ class CheckpointStore:
 
     def record_batch(self, name: str, *, start: int, stop: int, done: int, job_id: str,
                      output: str, wall_s: float, body_s: float, broke: bool,
-                     values: list[tuple[int, str, bool]]) -> bool:
+                     values: list[tuple[int, str, bool]],
+                     next_job: str | None = None) -> bool:
         """Record a successful batch; False (and nothing written) if it is not the next one.
 
         ``values`` hold JSON text.  ``done`` is the iterations the batch ran: fewer than
-        ``stop - start`` only when a ``break`` ended the operation.
+        ``stop - start`` only when a ``break`` ended the operation.  ``next_job`` names
+        the next batch's job id, recorded as pending in the same transaction (one
+        fsync per batch instead of two).
         """
         now = time.time()
         with self._tx() as db:
@@ -259,11 +262,13 @@ class CheckpointStore:
             db.executemany(
                 "INSERT OR REPLACE INTO collected (name, idx, value, is_repr) VALUES (?, ?, ?, ?)",
                 [(name, idx, text, int(is_repr)) for idx, text, is_repr in values])
+            pending = next_job if next_job and not finished else None
             db.execute(
-                "UPDATE checkpoints SET completed = ?, attempt = 0, pending_job = NULL, "
-                "pending_start = NULL, pending_kind = NULL, last_error = NULL, "
+                "UPDATE checkpoints SET completed = ?, attempt = 0, pending_job = ?, "
+                "pending_start = ?, pending_kind = ?, last_error = NULL, "
                 "status = ?, broke_at = ?, busy_s = busy_s + ?, updated_at = ? WHERE name = ?",
-                (new_completed, "done" if finished else "running",
+                (new_completed, pending, new_completed if pending else None,
+                 "batch" if pending else None, "done" if finished else "running",
                  (start + done - 1) if broke else None, wall_s, now, name))
         return True
 

@@ -73,6 +73,11 @@ def _owner_alive(owner: str | None) -> bool:
     return True
 
 
+def batch_job_id(cp: Checkpoint, start: int, *, attempt: int | None = None) -> str:
+    """The job id of the batch starting at ``start``: the same on every retry of a submit."""
+    return f"ck-{cp.name}-{cp.run_id}-b{start}a{cp.attempt if attempt is None else attempt}"
+
+
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     changed = [k for k in sorted(set(old) | set(new))
                if k != "checkpoint_name" and old.get(k) != new.get(k)]
@@ -176,8 +181,10 @@ class ChunkedRunner:
                 cp = self.store.require(name)
             start = cp.completed
             stop = min(start + cp.batch_size, cp.total)
-            job_id = f"ck-{name}-{cp.run_id}-b{start}a{cp.attempt}"
-            self.store.update(name, pending_job=job_id, pending_start=start, pending_kind="batch")
+            job_id = batch_job_id(cp, start)
+            if cp.pending_job != job_id:  # usually recorded with the previous batch already
+                self.store.update(name, pending_job=job_id, pending_start=start,
+                                  pending_kind="batch")
             view, wall = await self._run_job(job_id, build_batch(
                 spec, start, stop, marker=marker_for(job_id)))
             failed = await self._batch_done(spec, view, start, stop, wall, notes)
@@ -236,10 +243,12 @@ class ChunkedRunner:
         if view.status == "succeeded" and report is not None:
             stderr = result.stderr.text if result else ""
             output = stdout + (f"\n[stderr]\n{stderr}" if stderr else "")
+            cp = self.store.require(name)
             recorded = self.store.record_batch(
                 name, start=start, stop=stop, done=report.done, job_id=view.job_id,
                 output=output, wall_s=wall, body_s=report.elapsed_s, broke=report.broke,
-                values=[(i, _json(v), r) for i, v, r in report.values])
+                values=[(i, _json(v), r) for i, v, r in report.values],
+                next_job=batch_job_id(cp, start + report.done, attempt=0))
             if not recorded:  # pragma: no cover - only if two drivers raced
                 notes.append(f"batch {start}-{stop - 1} was recorded already")
             return None
