@@ -21,7 +21,7 @@ import pytest
 from runtime_proc import RuntimeProc, start_runtime, subprocess_env
 from smartcolab.bridge.checkpoints import CheckpointStore
 from smartcolab.bridge.chunked import make_spec
-from smartcolab.bridge.chunked_runner import ChunkedRunner
+from smartcolab.bridge.chunked_runner import ChunkedRunner, batch_job_id
 from smartcolab.bridge.client import RuntimeClient
 from smartcolab.errors import Conflict
 from smartcolab.protocol import JobSubmit
@@ -214,7 +214,7 @@ import asyncio, sys
 from pathlib import Path
 from smartcolab.bridge.checkpoints import CheckpointStore
 from smartcolab.bridge.chunked import make_spec
-from smartcolab.bridge.chunked_runner import ChunkedRunner
+from smartcolab.bridge.chunked_runner import ChunkedRunner, batch_job_id
 from smartcolab.bridge.client import RuntimeClient
 
 async def main():
@@ -227,10 +227,9 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("moment", ["pending-not-submitted", "mid-batch"])
-async def test_bridge_killed_mid_operation_resumes_exactly(runtime: RuntimeProc,
-                                                           client: RuntimeClient,
-                                                           tmp_path: Path, moment: str) -> None:
+async def test_bridge_killed_mid_batch_resumes_exactly(runtime: RuntimeProc,
+                                                       client: RuntimeClient,
+                                                       tmp_path: Path) -> None:
     counter = f"runs-{uuid.uuid4().hex[:8]}.txt"
     body = (f"with open({counter!r}, 'a') as f:\n    f.write(f'{{i}}\\n')\n"
             "import time\ntime.sleep(0.02)")
@@ -238,19 +237,17 @@ async def test_bridge_killed_mid_operation_resumes_exactly(runtime: RuntimeProc,
     proc = subprocess.Popen([sys.executable, "-c", _DRIVER, runtime.url, runtime.secret,  # noqa: ASYNC220 - returns at once
                              str(tmp_path), name, body], env=subprocess_env())
     db = tmp_path / "checkpoints.sqlite3"
+    count_file = runtime.root / counter
     deadline = time.monotonic() + 60
     try:
-        while True:  # kill it while a batch after the third one is submitted but not recorded
+        while True:  # kill it while the batch after the third one runs on the runtime
             assert time.monotonic() < deadline and proc.poll() is None
             row = None
             with contextlib.suppress(sqlite3.OperationalError), sqlite3.connect(db) as conn:
                 row = conn.execute("SELECT completed, pending_job FROM checkpoints "
                                    "WHERE name = ?", (name,)).fetchone()
-            count_file = runtime.root / counter
             runs = count_file.read_text().split() if count_file.exists() else []
-            # Either right after the batch id is recorded, or while that batch runs remotely.
-            if row and row[0] >= 30 and row[1] and (moment != "mid-batch" or
-                                                    len(runs) >= row[0] + 3):
+            if row and row[0] >= 30 and row[1] and len(runs) >= row[0] + 3:
                 break
             await anyio.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
@@ -264,7 +261,24 @@ async def test_bridge_killed_mid_operation_resumes_exactly(runtime: RuntimeProc,
     with anyio.fail_after(60):
         out = await ChunkedRunner(store, client, runtime="t").run(spec)
     assert out.status == "done" and out.checkpoint.completed == 100
-    expected = "not run again" if moment == "mid-batch" else "never reached"
-    assert any(expected in n for n in out.notes), out.notes
-    runs = (runtime.root / counter).read_text().split()
+    assert any("not run again" in n for n in out.notes), out.notes
+    runs = count_file.read_text().split()
     assert runs == [str(i) for i in range(100)]  # each index exactly once, in order
+
+
+async def test_batch_recorded_as_pending_but_never_submitted_runs_once(
+        runtime: RuntimeProc, client: RuntimeClient, tmp_path: Path) -> None:
+    """The state a bridge killed between recording a batch's job id and submitting it leaves."""
+    counter = f"runs-{uuid.uuid4().hex[:8]}.txt"
+    body = f"with open({counter!r}, 'a') as f:\n    f.write(f'{{i}}\\n')"
+    store = CheckpointStore(tmp_path)
+    runner = ChunkedRunner(store, client, runtime="t")
+    spec = make_spec(checkpoint_name=uniq("pend"), loop_code=body, n_iterations=20,
+                     batch_size=5)
+    cp, _ = runner.prepare(spec)
+    store.update(cp.name, pending_job=batch_job_id(cp, 0), pending_start=0, pending_kind="batch")
+    with anyio.fail_after(60):
+        out = await runner.run(spec)
+    assert out.status == "done"
+    assert any("never reached the runtime" in n for n in out.notes), out.notes
+    assert (runtime.root / counter).read_text().split() == [str(i) for i in range(20)]
