@@ -282,3 +282,34 @@ async def test_batch_recorded_as_pending_but_never_submitted_runs_once(
     assert out.status == "done"
     assert any("never reached the runtime" in n for n in out.notes), out.notes
     assert (runtime.root / counter).read_text().split() == [str(i) for i in range(20)]
+
+
+async def test_cancelled_run_is_paused_then_resumes(client: RuntimeClient, tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    v = uuid.uuid4().hex[:6]
+    spec = make_spec(checkpoint_name=uniq("cancel"), n_iterations=30, batch_size=5,
+                     setup_code=f"out_{v} = {{}}",
+                     loop_code=f"import time\ntime.sleep(0.05)\nout_{v}[i] = -i", collect="-i")
+    reached = asyncio.Event()
+
+    async def on_progress(done: int, total: int, message: str) -> None:
+        if done >= 10:
+            reached.set()
+
+    task = asyncio.create_task(ChunkedRunner(store, client, runtime="t").run(
+        spec, progress=on_progress))
+    with anyio.fail_after(30):
+        await reached.wait()
+    await anyio.sleep(0.1)  # into the next batch
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    cp = store.require(spec.checkpoint_name)
+    assert cp.status == "paused" and 10 <= cp.completed < 30
+    if cp.pending_job:  # the interrupted batch was cancelled on the runtime, not left running
+        view = await client.get_job(cp.pending_job)
+        assert view.status == "cancelled"
+    with anyio.fail_after(60):
+        out = await ChunkedRunner(store, client, runtime="t").run(spec)
+    assert out.status == "done"
+    assert store.values(spec.checkpoint_name) == [(i, -i, False) for i in range(30)]

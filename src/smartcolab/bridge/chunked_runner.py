@@ -294,9 +294,13 @@ class ChunkedRunner:
     # ------------------------------------------------------------ jobs
     async def _run_job(self, job_id: str, code: str) -> tuple[JobView, float]:
         started = time.monotonic()
-        view = await self.client.submit(JobSubmit(
-            job_id=job_id, code=code, session=self.session, timeout=self.batch_timeout,
-            client="smartcolab-chunked"), wait=self.poll_wait)
+        try:
+            view = await self.client.submit(JobSubmit(
+                job_id=job_id, code=code, session=self.session, timeout=self.batch_timeout,
+                client="smartcolab-chunked"), wait=self.poll_wait)
+        except asyncio.CancelledError:
+            await self._cancel_remote(job_id)
+            raise
         view = await self._follow(view)
         return view, time.monotonic() - started
 
@@ -307,11 +311,14 @@ class ChunkedRunner:
                                                  since=view.cursor)
             return view
         except asyncio.CancelledError:
-            # The tool call was cancelled: stop the remote batch too, then let go.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wait_for(self.client.cancel_job(view.job_id),
-                                                      CANCEL_TIMEOUT_S))
+            await self._cancel_remote(view.job_id)
             raise
+
+    async def _cancel_remote(self, job_id: str) -> None:
+        """The operation was cancelled: stop its remote job too (bounded, best effort)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(asyncio.wait_for(self.client.cancel_job(job_id),
+                                                  CANCEL_TIMEOUT_S))
 
     async def _report(self, view: JobView) -> tuple[BatchReport | None, str]:
         marker = marker_for(view.job_id)
