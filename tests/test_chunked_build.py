@@ -252,3 +252,13 @@ def test_batched_loop_computes_what_a_plain_loop_computes(
     if n:
         assert [i for r in reports for i, _, _ in r.values] == list(
             range(sum(r.done for r in reports)))
+
+
+def test_cached_program_is_the_program_built_from_the_tree() -> None:
+    from smartcolab.bridge import chunked
+
+    spec = make_spec(checkpoint_name="t", loop_code=MULTI, n_iterations=50, batch_size=7,
+                     collect="total")
+    for start, stop in ((0, 7), (42, 49), (49, 50)):
+        assert build_batch(spec, start, stop, marker=MARKER) == chunked._build(
+            spec, start, stop, MARKER)

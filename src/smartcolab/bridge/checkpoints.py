@@ -133,8 +133,11 @@ class CheckpointStore:
                                    timeout=30.0)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a recorded batch survives a power loss too, not only a killed process.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a committed transaction survives the process being killed at
+        # any moment (what we promise); only a power loss of this machine can drop the last
+        # few commits (those batches then run again), never corrupt the file.  FULL costs
+        # an fsync per batch: 1-8 ms here, half the whole per-batch budget.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
