@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from ..errors import Conflict, JobNotFound, SessionNotFound
 from ..protocol import TERMINAL_STATUSES, JobSubmit, JobView
+from .backend import RuntimeBackend
 from .checkpoints import Checkpoint, CheckpointStore
 from .chunked import BatchReport, ChunkSpec, build_batch, marker_for, parse_report
-from .client import RuntimeClient
 
 __all__ = ["ChunkedRunner", "Outcome", "ProgressFn"]
 
@@ -87,7 +87,7 @@ def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 class ChunkedRunner:
     """Runs one chunked operation on one runtime session, recording it in ``store``."""
 
-    def __init__(self, store: CheckpointStore, client: RuntimeClient, *, runtime: str,
+    def __init__(self, store: CheckpointStore, client: RuntimeBackend, *, runtime: str,
                  session: str = "main", batch_timeout: float | None = DEFAULT_BATCH_TIMEOUT_S,
                  poll_wait: float = POLL_WAIT_S) -> None:
         self.store, self.client, self.runtime, self.session = store, client, runtime, session

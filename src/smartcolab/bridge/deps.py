@@ -58,7 +58,8 @@ class BridgeDeps:
 
     * ``settings``: wait budget, timeouts, caps, ``save_dir``/``checkpoint_dir``.
     * ``registry``: named runtimes; ``await registry.client(name)`` gives
-      ``(RuntimeSpec, RuntimeClient)`` (starting the embedded runtime if needed)
+      ``(RuntimeSpec, RuntimeBackend)`` (a ``RuntimeClient``, or a
+      ``JupyterBackend`` for a runtime of kind ``jupyter``) (starting the embedded runtime if needed)
       or raises ``UnknownRuntime``.
     * ``journal``: the local SQLite record of every job the bridge submitted.
     * ``epochs``: last session epoch seen per runtime/session (state-lost notes).

@@ -6,7 +6,7 @@ import fnmatch
 from pathlib import PurePosixPath
 
 from ..errors import SmartColabError
-from . import transfer
+from .backend import files_for
 from .deps import BridgeDeps
 
 MAX_FILES = 50
@@ -28,7 +28,8 @@ async def matching_paths(deps: BridgeDeps, runtime: str, pattern: str) -> list[s
     if not GLOB_CHARS & set(pattern):
         return [pattern]
     found: list[str] = []
-    async for entry in transfer.iter_files(client, _base_dir(pattern), recursive=True):
+    page = await files_for(client).list_files(_base_dir(pattern), recursive=True, limit=10_000)
+    for entry in page.entries:
         if entry.type == "file" and fnmatch.fnmatch(entry.path, pattern):
             found.append(entry.path)
             if len(found) >= MAX_FILES:
@@ -51,8 +52,8 @@ async def fetch_downloads(deps: BridgeDeps, runtime: str, patterns: list[str]) -
         for path in paths:
             try:
                 local_name = path.replace("/", "__")
-                got = await transfer.download(client, path, deps.settings.save_dir, local_name,
-                                              overwrite=True)
+                got = await files_for(client).download(path, deps.settings.save_dir,
+                                                       local_name, overwrite=True)
                 notes.append(f"downloaded {path} -> {got.path} ({got.size:,} bytes, "
                              f"sha256 {got.sha256[:16]}...)")
             except SmartColabError as exc:

@@ -20,9 +20,10 @@ from mcp.server.mcpserver import Context
 
 from ..errors import SessionExists, SessionNotFound, SmartColabError
 from ..protocol import TERMINAL_STATUSES, JobSubmit, JobView
-from .client import RuntimeClient
+from .backend import RuntimeBackend
 from .deps import BridgeDeps
 from .epochs import EpochChange
+from .jupyter_jobs import TRACKING_NOTE
 from .registry import RuntimeSpec
 from .results import Rendered, RenderOptions, last_line, render_job
 
@@ -88,7 +89,7 @@ def observe_epoch(deps: BridgeDeps, runtime: str, view: JobView) -> list[str]:
     return [epoch_note(deps, change)] if change else []
 
 
-async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, client: RuntimeClient,
+async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, client: RuntimeBackend,
                  view: JobView, *, budget_s: float, progress: Progress | None = None) -> Followed:
     """Long-poll ``view``'s job until it ends or ``budget_s`` is spent."""
     progress = progress or Progress(ctx)
@@ -174,6 +175,11 @@ def render(deps: BridgeDeps, spec: RuntimeSpec, followed: Followed,
            extra_notes: list[str] | None = None) -> Rendered:
     s = deps.settings
     opts = RenderOptions(s.max_result_chars, s.max_images, s.max_image_bytes, s.save_dir)
-    return render_job(followed.view, runtime=spec.name, opts=opts, running_output=followed.output,
-                      notes=[*followed.notes, *(extra_notes or [])],
-                      wait_budget_s=s.wait_budget_s)
+    notes = [*followed.notes, *(extra_notes or [])]
+    if spec.kind == "jupyter":  # no job store on a plain Jupyter Server: say who keeps the job
+        notes.append(TRACKING_NOTE)
+    rendered = render_job(followed.view, runtime=spec.name, opts=opts,
+                          running_output=followed.output, notes=notes,
+                          wait_budget_s=s.wait_budget_s)
+    rendered.structured["job_tracking"] = "bridge" if spec.kind == "jupyter" else "runtime"
+    return rendered

@@ -14,6 +14,17 @@ Sources (read by the CLI, passed here as plain values): ``COLAB_URL`` +
     secret = "..."
     description = "Kaggle P100 notebook"
 
+A plain Jupyter Server or JupyterHub user server is an entry of kind ``jupyter``
+(its token in ``token``/``token_env``, or ``secret``/``secret_env``)::
+
+    [runtimes.hub]
+    kind = "jupyter"
+    url = "https://hub.example.org/user/alice"
+    token_env = "JUPYTERHUB_API_TOKEN"
+    kernel = "python3"                # optional kernel spec name
+
+``JUPYTER_URL`` + ``JUPYTER_TOKEN`` give a runtime named ``jupyter``.
+
 A runtime named ``local`` is always available: the embedded runtime, started on
 first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
 (tunnel URLs change whenever a notebook restarts).
@@ -31,8 +42,10 @@ from typing import Any
 
 from ..errors import InvalidInput, UnknownRuntime
 from ..protocol import NAME_PATTERN
+from .backend import RuntimeBackend
 from .client import RetryPolicy, RuntimeClient
 from .embedded import EmbeddedRuntime
+from .jupyter_server import JupyterBackend
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +54,8 @@ else:  # pragma: no cover
 
 LOCAL = "local"
 COLAB = "colab"
+JUPYTER = "jupyter"
+KINDS = ("runtime", "jupyter")
 
 ClientFactory = Callable[[str, str | None], RuntimeClient]
 
@@ -52,11 +67,14 @@ class RuntimeSpec:
     secret: str | None = field(default=None, repr=False)
     description: str = ""
     embedded: bool = False
+    # "runtime": our runtime server; "jupyter": a plain Jupyter Server / JupyterHub server.
+    kind: str = "runtime"
+    kernel_name: str = "python3"
 
     def public(self) -> dict[str, Any]:
         """What may be shown to a model or a log: never the secret."""
         return {"name": self.name, "url": self.url, "description": self.description,
-                "embedded": self.embedded, "has_secret": bool(self.secret)}
+                "embedded": self.embedded, "has_secret": bool(self.secret), "kind": self.kind}
 
 
 def check_name(name: str) -> str:
@@ -72,6 +90,12 @@ def check_url(url: str) -> str:
     return url
 
 
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise InvalidInput(f"runtime kind {kind[:40]!r} is unknown: use one of {', '.join(KINDS)}")
+    return kind
+
+
 def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[RuntimeSpec], str | None]:
     """Read a runtimes TOML file; ``secret_env`` names an environment variable."""
     try:
@@ -82,12 +106,15 @@ def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[Runtime
     for name, entry in (data.get("runtimes") or {}).items():
         if not isinstance(entry, dict) or "url" not in entry:
             raise InvalidInput(f"runtimes file {path}: [runtimes.{name}] needs a url")
-        secret = entry.get("secret")
-        if secret is None and entry.get("secret_env"):
-            secret = env.get(str(entry["secret_env"]))
+        secret = entry.get("secret", entry.get("token"))
+        secret_env = entry.get("secret_env", entry.get("token_env"))
+        if secret is None and secret_env:
+            secret = env.get(str(secret_env))
         specs.append(RuntimeSpec(check_name(name), check_url(str(entry["url"])),
                                  None if secret is None else str(secret),
-                                 str(entry.get("description", ""))))
+                                 str(entry.get("description", "")),
+                                 kind=check_kind(str(entry.get("kind", "runtime"))),
+                                 kernel_name=str(entry.get("kernel", "python3"))))
     default = data.get("default")
     return specs, None if default is None else str(default)
 
@@ -112,7 +139,7 @@ class RuntimeRegistry:
             self._specs[LOCAL] = RuntimeSpec(LOCAL, "(embedded, starts on first use)",
                                              description="this machine (embedded runtime)",
                                              embedded=True)
-        self._clients: dict[str, RuntimeClient] = {}
+        self._clients: dict[str, RuntimeBackend] = {}
         self._factory = client_factory or default_client_factory(RetryPolicy())
         if default is None:
             default = COLAB if COLAB in self._specs else next(iter(self._specs), None)
@@ -138,8 +165,12 @@ class RuntimeRegistry:
     def spec(self, name: str | None = None) -> RuntimeSpec:
         return self._specs[self._known(name or self.default)]
 
-    async def client(self, name: str | None = None) -> tuple[RuntimeSpec, RuntimeClient]:
-        """The spec and pooled client of a runtime, starting the embedded one if needed."""
+    async def client(self, name: str | None = None) -> tuple[RuntimeSpec, RuntimeBackend]:
+        """The spec and pooled backend of a runtime, starting the embedded one if needed.
+
+        A ``jupyter`` runtime gets a ``JupyterBackend``, any other a ``RuntimeClient``:
+        both implement ``backend.RuntimeBackend``.
+        """
         spec = self.spec(name)
         if spec.embedded and self._embedded is not None:
             was = spec.url
@@ -150,15 +181,20 @@ class RuntimeRegistry:
                 await self._drop_client(spec.name)
         client = self._clients.get(spec.name)
         if client is None:
-            client = self._clients[spec.name] = self._factory(spec.url, spec.secret)
+            client = self._clients[spec.name] = (
+                JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name)
+                if spec.kind == JUPYTER else self._factory(spec.url, spec.secret))
         return spec, client
 
     async def connect(self, name: str, url: str, secret: str | None, *,
-                      description: str | None = None, make_default: bool = False) -> RuntimeSpec:
-        """Point ``name`` at a new URL and secret (adds the name if new)."""
+                      description: str | None = None, make_default: bool = False,
+                      kind: str | None = None) -> RuntimeSpec:
+        """Point ``name`` at a new URL and secret (adds the name if new; keeps its kind)."""
         old = self._specs.get(check_name(name))
         spec = RuntimeSpec(name, check_url(url), secret or None,
-                           description if description is not None else (old.description if old else ""))
+                           description if description is not None else (old.description if old else ""),
+                           kind=check_kind(kind or (old.kind if old else "runtime")),
+                           kernel_name=old.kernel_name if old else "python3")
         self._specs[name] = spec
         await self._drop_client(name)
         if make_default:
@@ -178,12 +214,17 @@ class RuntimeRegistry:
 
 
 def env_runtimes(env: Mapping[str, str]) -> list[RuntimeSpec]:
-    """The original's configuration: COLAB_URL (+ COLAB_TOKEN) is the runtime ``colab``."""
+    """COLAB_URL (+ COLAB_TOKEN) is the runtime ``colab``; JUPYTER_URL (+ JUPYTER_TOKEN) ``jupyter``."""
+    specs = []
     url = env.get("COLAB_URL", "").strip()
-    if not url:
-        return []
-    return [RuntimeSpec(COLAB, check_url(url), env.get("COLAB_TOKEN") or None,
-                        "from COLAB_URL")]
+    if url:
+        specs.append(RuntimeSpec(COLAB, check_url(url), env.get("COLAB_TOKEN") or None,
+                                 "from COLAB_URL"))
+    jupyter = env.get("JUPYTER_URL", "").strip()
+    if jupyter:  # a plain Jupyter Server or JupyterHub user server
+        specs.append(RuntimeSpec(JUPYTER, check_url(jupyter), env.get("JUPYTER_TOKEN") or None,
+                                 "from JUPYTER_URL", kind=JUPYTER))
+    return specs
 
 
 def runtimes_file_from_env(env: Mapping[str, str]) -> Path | None:

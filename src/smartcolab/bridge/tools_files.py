@@ -11,10 +11,12 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from ..errors import LocalPathRefused
-from . import transfer
+from .backend import files_for
+from .client import RuntimeClient
 from .deps import BridgeDeps
 from .params import RuntimeName, register_tool
 from .tool_errors import translated
+from .transfer_dir import download_dir
 
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                         open_world_hint=True)
@@ -58,8 +60,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         """
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
-            page = await transfer.list_files(client, path, recursive=recursive, pattern=pattern,
-                                             limit=limit)
+            page = await files_for(client).list_files(path, recursive=recursive,
+                                                      pattern=pattern, limit=limit)
             rows = [f"{e.type:<4} {e.size:>14,}  "
                     f"{dt.datetime.fromtimestamp(e.mtime):%Y-%m-%d %H:%M}  {e.path}"
                     for e in page.entries]
@@ -86,10 +88,11 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         """
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
-            head = await transfer.stat(client, path, with_hash=False)
-            if head.type == "dir":
-                archive = await transfer.download_dir(client, path, deps.settings.save_dir,
-                                                      local_name, overwrite=overwrite)
+            files = files_for(client)
+            head = await files.stat(path, with_hash=False)
+            if head.type == "dir" and isinstance(client, RuntimeClient):
+                archive = await download_dir(client, path, deps.settings.save_dir,
+                                             local_name, overwrite=overwrite)
                 text = (f"downloaded directory {path} from {spec.name!r} to {archive.path} "
                         f"({archive.members} entries, {archive.wire_bytes:,} bytes transferred)")
                 if archive.refused:
@@ -97,8 +100,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                 return CallToolResult(content=[TextContent(type="text", text=text)],
                                       structured_content={"path": str(archive.path),
                                                           "members": archive.members})
-            got = await transfer.download(client, path, deps.settings.save_dir, local_name,
-                                          overwrite=overwrite)
+            got = await files.download(path, deps.settings.save_dir, local_name,
+                                       overwrite=overwrite)
             text = (f"downloaded {path} from {spec.name!r} to {got.path} ({got.size:,} bytes, "
                     f"sha256 {got.sha256})")
             return CallToolResult(content=[TextContent(type="text", text=text)],
@@ -123,8 +126,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             source = _allowed_local(local_path, deps.settings.upload_roots)
             spec, client = await deps.registry.client(runtime)
-            done = await transfer.upload(client, source, remote_path or source.name,
-                                         overwrite=overwrite)
+            done = await files_for(client).upload(source, remote_path or source.name,
+                                                  overwrite=overwrite)
             text = (f"uploaded {source} to {done.path} on {spec.name!r} ({done.size:,} bytes, "
                     f"sha256 {done.sha256}{', replaced the old file' if done.overwritten else ''})")
             return CallToolResult(content=[TextContent(type="text", text=text)],
