@@ -147,3 +147,22 @@ async def test_resume_after_the_client_is_killed(scheduler: str, tmp_path: Path)
     assert out.status == "done", out.notes
     assert [(i, v) for i, v, _ in store.values("lost", limit=100)] == [(i, -i) for i in range(40)]
     assert batch_rows(store, "lost") == [(s, s + 5) for s in range(0, 40, 5)]
+
+
+async def test_the_tool_runs_on_dask(scheduler: str, runtime: RuntimeProc, tmp_path: Path) -> None:
+    from bridge_helpers import bridge, make_config, text_of
+
+    async with bridge(make_config(tmp_path, runtime)) as (client, _):
+        with anyio.fail_after(60):
+            missing = await client.call_tool("run_chunked_operation", {
+                "loop_code": "value = i", "n_iterations": 4, "checkpoint_name": "t",
+                "engine": "dask"})
+            assert missing.is_error and "scheduler" in text_of(missing)
+            done = await client.call_tool("run_chunked_operation", {
+                "loop_code": "value = i * 10", "n_iterations": 12, "batch_size": 4,
+                "checkpoint_name": "tool-dask", "collect": "value", "engine": "dask",
+                "scheduler": scheduler})
+    assert not done.is_error, text_of(done)
+    assert done.structured_content["status"] == "done"
+    assert done.structured_content["completed"] == 12
+    assert done.structured_content["runtime"] == f"dask:{scheduler}"

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -22,10 +22,11 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from ..errors import Conflict, SmartColabError
+from ..errors import Conflict, InvalidInput, SmartColabError
 from ..protocol import NAME_PATTERN
 from .checkpoints import Checkpoint, CheckpointStore
 from .chunked import ChunkSpec, make_spec
+from .chunked_dask import DaskRunner
 from .chunked_runner import DEFAULT_BATCH_TIMEOUT_S, ChunkedRunner, Outcome
 from .deps import BridgeDeps
 from .params import RuntimeName, SessionName, register_tool
@@ -221,6 +222,12 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         wait: Wait = None,
         session: SessionName = "main",
         runtime: RuntimeName = None,
+        engine: Annotated[Literal["kernel", "dask"], Field(description=(
+            "'kernel': batches run one after another in the runtime's kernel. 'dask': "
+            "batches run in parallel on a Dask cluster (give `scheduler`); bodies must not "
+            "depend on earlier indices, setup_code runs once per worker."))] = "kernel",
+        scheduler: Annotated[str | None, Field(max_length=300, description=(
+            "Dask scheduler address for engine='dask', e.g. tcp://10.0.0.5:8786."))] = None,
     ) -> CallToolResult:
         """Run a long loop on the runtime in batches, with a local checkpoint that resumes.
 
@@ -251,6 +258,12 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                         "discard it with delete_checkpoint first.",
                         details={"checkpoint": checkpoint_name})
                 notes.append("already running in the background: waiting for it")
+            elif engine == "dask":
+                if not scheduler:
+                    raise InvalidInput("engine='dask' needs scheduler='tcp://HOST:8786' (the "
+                                       "address of a running Dask scheduler)")
+                fan_out = DaskRunner(ops.store, scheduler=scheduler, batch_timeout=batch_timeout)
+                op = ops.start(fan_out, spec, fan_out.prepare(spec, restart=restart))
             else:
                 rt, client = await deps.registry.client(runtime)
                 runner = ChunkedRunner(ops.store, client, runtime=rt.name, session=session,
