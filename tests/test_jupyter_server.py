@@ -161,3 +161,33 @@ async def test_wrong_token_is_refused_clearly(jupyter: JupyterProc, tmp_path: Pa
         with anyio.fail_after(30):
             result = await client.call_tool("check_colab_connection", {})
     assert result.is_error and "token" in text_of(result)
+
+
+async def test_a_new_bridge_finds_the_session_again(jupyter: JupyterProc, tmp_path: Path) -> None:
+    async with jbridge(jupyter, tmp_path / "one") as (client, _):
+        with anyio.fail_after(30):
+            await client.call_tool("run_code_quick", {"code": "kept = 'yes'", "session": "re"})
+    async with jbridge(jupyter, tmp_path / "two") as (client, _):
+        with anyio.fail_after(30):
+            again = await client.call_tool("run_code_quick", {"code": "kept", "session": "re"})
+            gone = await client.call_tool("get_job", {"job_id": "j-00000000000000000000"})
+    assert "yes" in text_of(again)
+    assert gone.is_error and "no job store" in text_of(gone)
+
+
+def test_runtimes_file_kind_jupyter(tmp_path: Path) -> None:
+    from smartcolab.bridge.registry import env_runtimes, load_runtimes_file
+    from smartcolab.errors import InvalidInput
+
+    path = tmp_path / "runtimes.toml"
+    path.write_text('[runtimes.hub]\nkind = "jupyter"\nurl = "https://h.example/user/al/"\n'
+                    'token_env = "HUB_TOKEN"\nkernel = "py311"\n')
+    (spec,), _ = load_runtimes_file(path, {"HUB_TOKEN": "tok"})
+    assert (spec.kind, spec.url, spec.secret, spec.kernel_name) == (
+        "jupyter", "https://h.example/user/al", "tok", "py311")
+    assert spec.public()["kind"] == "jupyter" and "tok" not in str(spec.public())
+    path.write_text('[runtimes.x]\nkind = "spark"\nurl = "https://x"\n')
+    with pytest.raises(InvalidInput, match="kind"):
+        load_runtimes_file(path, {})
+    (env_spec,) = env_runtimes({"JUPYTER_URL": "http://127.0.0.1:8888", "JUPYTER_TOKEN": "t"})
+    assert (env_spec.name, env_spec.kind) == ("jupyter", "jupyter")
