@@ -155,6 +155,18 @@ async def test_files_up_and_down(jupyter: JupyterProc, tmp_path: Path,
             assert missing.is_error and "file_not_found" in text_of(missing)
 
 
+async def test_connect_runtime_with_kind_jupyter(jupyter: JupyterProc, tmp_path: Path) -> None:
+    async with jbridge(jupyter, tmp_path) as (client, deps):
+        with anyio.fail_after(30):
+            result = await client.call_tool("connect_runtime", {
+                "name": "lab", "url": jupyter.url, "secret": jupyter.token, "kind": "jupyter",
+                "make_default": False})
+            assert not result.is_error, text_of(result)
+            ran = await client.call_tool("run_code_quick", {"code": "6 * 7", "runtime": "lab"})
+    assert deps.registry.spec("lab").kind == "jupyter"
+    assert "42" in text_of(ran)
+
+
 async def test_wrong_token_is_refused_clearly(jupyter: JupyterProc, tmp_path: Path) -> None:
     wrong = JupyterProc(jupyter.url, "not-the-token", jupyter.root, jupyter.proc)
     async with jbridge(wrong, tmp_path) as (client, _):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -142,6 +142,10 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         secret: Annotated[str, Field(min_length=1, description="The runtime's secret.")],
         make_default: Annotated[bool, Field(
             description="Use this runtime when a tool call names none.")] = True,
+        kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
+            description="'runtime': a smartcolab runtime server; 'jupyter': a plain Jupyter "
+                        "Server or JupyterHub user server (secret = its token). Default: the "
+                        "name's current kind, else 'runtime'.")] = None,
     ) -> CallToolResult:
         """Point a runtime name at a new URL and secret, without restarting the MCP client.
 
@@ -149,7 +153,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         connection is checked before this returns.
         """
         with translated(name):
-            spec = await deps.registry.connect(name, url, secret, make_default=make_default)
+            spec = await deps.registry.connect(name, url, secret, make_default=make_default,
+                                               kind=kind)
             deps.epochs.forget_runtime(name)
             _, client = await deps.registry.client(name)
             health = await client.health()
