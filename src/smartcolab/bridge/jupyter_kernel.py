@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -137,6 +138,7 @@ class KernelChannel:
         self._queues: dict[str, asyncio.Queue[dict[str, Any] | None]] = {}
         self._on_lifecycle = on_lifecycle
         self.closed = False
+        self.connects = 0  # a reconnection may have missed a restart: callers re-check then
 
     async def _ensure(self) -> ClientConnection:
         async with self._lock:
@@ -148,6 +150,8 @@ class KernelChannel:
                     self._ws = await connect(self._uri, additional_headers=self._headers,
                                              max_size=MAX_MESSAGE_BYTES, open_timeout=CONNECT_TIMEOUT_S,
                                              compression=None)
+                    _no_delay(self._ws)
+                    self.connects += 1
                     self._reader = asyncio.create_task(self._read(self._ws))
                     return self._ws
                 except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
@@ -170,7 +174,9 @@ class KernelChannel:
                     queue.put_nowait(msg)
                 elif msg.get("msg_type") == "status" and self._on_lifecycle is not None:
                     state = (msg.get("content") or {}).get("execution_state")
-                    if state in ("restarting", "dead", "autorestarting"):
+                    # "starting" without a parent: a fresh kernel process (someone else's
+                    # restart); the others come from Jupyter Server's restarter.
+                    if state in ("starting", "restarting", "dead", "autorestarting"):
                         self._on_lifecycle(str(state))
         except (WebSocketException, OSError) as exc:
             log.info("kernel %s WebSocket dropped: %s", self.kernel_id, exc)
@@ -205,3 +211,11 @@ class KernelChannel:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
                 await self._reader
+
+
+def _no_delay(ws: ClientConnection) -> None:
+    """Small messages both ways: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms each."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -11,7 +11,9 @@ API (``jupyter_files.py``).  Nothing of ours is installed on that side.
   session, with the timeout enforced by interrupt, then restart.
 * The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
   and is drawn again whenever it is missing, so a restart or crash (ours or not)
-  changes the epoch and the tools report the state as lost.
+  changes the epoch and the tools report the state as lost.  It is read before every
+  job (one silent execute): a restart by someone else is announced on the WebSocket
+  only after the fact.
 """
 
 from __future__ import annotations
@@ -52,19 +54,34 @@ class KernelSession:
     """One named session: its kernel, WebSocket, job queue and last known epoch."""
 
     def __init__(self, name: str, kernel_id: str, rest: JupyterRest) -> None:
-        self.name, self.kernel_id = name, kernel_id
+        self.name, self.kernel_id, self._rest = name, kernel_id, rest
         self.channel = KernelChannel(rest, kernel_id, on_lifecycle=self.lifecycle)
+        self.stale = False
         self.lock = asyncio.Lock()
         self.queue: asyncio.Queue[JobRecord] = asyncio.Queue()
         self.epoch: str | None = None
+        self.epoch_connects = -1  # channel.connects when the epoch was read
         self.running: JobRecord | None = None
         self.started_at = time.time()
         self.execution_count = 0
         self.worker: asyncio.Task[None] | None = None
 
+    async def fresh_channel(self) -> KernelChannel:
+        """After a restart, a new WebSocket: the old one may stay bound to the dead process."""
+        if self.stale:
+            self.stale = False
+            old = self.channel
+            self.channel = KernelChannel(self._rest, self.kernel_id,
+                                         on_lifecycle=self.lifecycle)
+            await old.aclose()
+        return self.channel
+
     def lifecycle(self, state: str) -> None:
         self.epoch = None  # the kernel's memory is gone: read the token again
-        if self.running is not None:
+        self.stale = True
+        # A fresh process says "starting" late, possibly during the next job, which then
+        # runs in it: only the server's restarter messages end the running job.
+        if self.running is not None and state != "starting":
             wake(self.running, {"_sc_lifecycle": state})
 
 
@@ -119,6 +136,7 @@ class JupyterBackend:
         """Read the kernel's token (lock held): ``<kernel id>-<token>``."""
         out = await self._internal_locked(sess, snip.wrap(snip.EPOCH_SRC))
         sess.epoch = f"{sess.kernel_id[:8]}-{snip.parse(out)}"
+        sess.epoch_connects = sess.channel.connects
         self.last_epoch = sess.epoch
         return sess.epoch
 
@@ -126,7 +144,7 @@ class JupyterBackend:
                                timeout: float = INTERNAL_TIMEOUT_S) -> str:
         rec = JobRecord(job_id="internal", session=sess.name, code=code, timeout=timeout,
                         client=None)
-        await run_cell(self.rest, sess.channel, rec, silent=True,
+        await run_cell(self.rest, await sess.fresh_channel(), rec, silent=True,
                        on_restart=lambda: sess.lifecycle("restarted"))
         if rec.status != "succeeded":
             detail = f"{rec.error.ename}: {rec.error.evalue}" if rec.error else rec.status
@@ -202,8 +220,15 @@ class JupyterBackend:
                 rec.status, rec.started_at = "running", time.time()
                 rec.touch()
                 try:
-                    rec.epoch = await self._epoch(sess)
-                    await run_cell(self.rest, sess.channel, rec,
+                    # Read before every job: a restart by someone else (JupyterLab, the hub's
+                    # culler) announces itself on the WebSocket only after the fact.
+                    try:
+                        rec.epoch = await self._epoch(sess)
+                    except KernelUnavailable:
+                        # A kernel restarted by someone else may still be starting: once more.
+                        await asyncio.sleep(1.0)
+                        rec.epoch = await self._epoch(sess)
+                    await run_cell(self.rest, await sess.fresh_channel(), rec,
                                    on_restart=lambda s=sess: s.lifecycle("restarted"))
                     if rec.state_lost:
                         with contextlib.suppress(Exception):
@@ -237,7 +262,11 @@ class JupyterBackend:
             self._jobs[job.job_id] = rec
             self._trim()
             sess.queue.put_nowait(rec)
-        return await self.get_job(job.job_id, wait=wait)
+        # Like the runtime server: the first wait rides on the submission, until the end.
+        deadline = time.monotonic() + max(0.0, wait)
+        while rec.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+            await rec.wait(deadline - time.monotonic())
+        return rec.view()
 
     def _trim(self) -> None:
         if len(self._jobs) > MAX_JOBS_KEPT:
