@@ -35,6 +35,44 @@ SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
+# Run in every new kernel, leaving no names behind.  (1) IPython 9 copies every stream
+# write of every cell into an in-memory history ("_tee"): a kernel that prints 50 MB keeps
+# 50 MB forever; it is switched off.  (2) ipykernel buffers stream output until a 0.2 s
+# timer fires, so a fast print loop becomes one giant message that the server must hold
+# whole; flushing every ~1 MB bounds message size and applies back-pressure to the
+# printing code.  _tee's exit restores an instance-level write; the hook removes it.
+STREAM_FLUSH_BYTES = 1 << 20
+_PREPARE_SRC = f"""
+import contextlib, sys
+from IPython import get_ipython
+ip = get_ipython()
+ip._tee = lambda channel: contextlib.nullcontext()
+cls = type(sys.stdout)
+if not getattr(cls, "_sc_bounded", False):
+    inner, pending = cls.write, {{}}
+    def write(self, string):
+        n = inner(self, string)
+        key = id(self)
+        pending[key] = pending.get(key, 0) + len(string)
+        if pending[key] >= {STREAM_FLUSH_BYTES}:
+            pending[key] = 0
+            self.flush()
+        return n
+    cls.write = write
+    cls._sc_bounded = True
+    def unshadow(*args):
+        for stream in (sys.stdout, sys.stderr):
+            if type(stream) is cls:
+                vars(stream).pop("write", None)
+    ip.events.register("pre_run_cell", unshadow)
+"""
+PREPARE_CODE = f"exec(compile({_PREPARE_SRC!r}, '<smartcolab-setup>', 'exec'), {{}})"
+
+
+def _ignore(msg_type: str, content: dict[str, Any]) -> None:
+    return None
+
+
 OnMessage = Callable[[str, dict[str, Any]], None]
 StopReason = Literal["timed_out", "cancelled", "restart", "shutdown"]
 
@@ -134,6 +172,10 @@ class Kernel:
             kc.stop_channels()
             raise KernelUnavailable(f"the kernel did not become ready: {exc}") from exc
         self.kc = kc
+        outcome = await self.run(PREPARE_CODE, _ignore, RunControl(deadline=None),
+                                 grace_s=5, store_history=False)
+        if outcome.kind != "completed" or outcome.reply_status != "ok":
+            raise KernelUnavailable(f"the kernel failed its set-up ({outcome.kind})")
 
     async def restart(self) -> None:
         """Kill and start the kernel again; a fresh client leaves stale messages behind."""

@@ -46,7 +46,7 @@ class SessionManager:
 
     # ------------------------------------------------------------ sessions
     async def start(self) -> None:
-        lost = self.store.mark_unfinished_lost()
+        lost = self.store.mark_unfinished_lost(self.config.state_dir / "jobs")
         if lost:
             log.warning("%d job(s) of a previous run were left unfinished: marked lost", lost)
         if self.config.start_main_session:
