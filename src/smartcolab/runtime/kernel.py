@@ -29,6 +29,7 @@ from ..errors import KernelUnavailable
 
 # How often a quiet run checks its deadline, stop requests and the kernel process.
 POLL_S = 0.05
+INTERRUPT_REPEAT_S = 0.25
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
 SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
@@ -222,8 +223,16 @@ class Kernel:
         stop_started: float | None = None
         reason: StopReason | None = None
         execution_count: int | None = None
+        # An idle kernel ignores SIGINT, and a cell being set up may not handle it yet:
+        # signal only once the cell started, and repeat until the grace period ends.
+        started = False
+        signalled_at: float | None = None
         while True:
             now = time.monotonic()
+            if interrupted_at is not None and started and (
+                    signalled_at is None or now - signalled_at >= INTERRUPT_REPEAT_S):
+                await self.interrupt()
+                signalled_at = now
             if interrupted_at is None:
                 wanted = control.stop
                 if wanted is None and control.deadline is not None and now >= control.deadline:
@@ -237,8 +246,10 @@ class Kernel:
                 if wanted is not None:
                     reason = wanted
                     stop_started = control.deadline if wanted == "timed_out" else now
-                    await self.interrupt()
                     interrupted_at = now
+                    if started:
+                        await self.interrupt()
+                        signalled_at = now
             elif now - interrupted_at >= grace_s or control.stop in ("restart", "shutdown"):
                 if control.stop == "shutdown":
                     await self.shutdown()
@@ -246,7 +257,7 @@ class Kernel:
                     await self.restart()
                 return RunOutcome("restarted", reason, execution_count=execution_count,
                                   stop_latency_s=time.monotonic() - (stop_started or now))
-            timeout = POLL_S
+            timeout = POLL_S if interrupted_at is None else min(POLL_S, INTERRUPT_REPEAT_S)
             if interrupted_at is None and control.deadline is not None:
                 timeout = max(0.0, min(timeout, control.deadline - now))
             try:
@@ -264,7 +275,9 @@ class Kernel:
             if msg_type == "status":
                 if content.get("execution_state") == "idle":
                     break
+                started = True
             elif msg_type == "execute_input":
+                started = True
                 execution_count = content.get("execution_count")
             else:
                 on_message(msg_type, content)
