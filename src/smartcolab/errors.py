@@ -11,7 +11,8 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     │   └── InvalidInput                 422 invalid_input
     ├── Unauthorized                     401 unauthorized
     ├── Forbidden                        403 forbidden
-    │   └── PathOutsideRoots             403 path_outside_roots
+    │   ├── PathOutsideRoots             403 path_outside_roots
+    │   └── GuardRefused                 403 guard_refused
     ├── NotFound                         404 not_found
     │   ├── JobNotFound                  404 job_not_found
     │   ├── SessionNotFound              404 session_not_found
@@ -35,6 +36,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
+        ├── LocalWriteFailed             507 local_write_failed
         └── UnknownRuntime               404 unknown_runtime
 """
 
@@ -50,12 +52,14 @@ __all__ = [
     "FileExistsOnRuntime",
     "FileNotFoundOnRuntime",
     "Forbidden",
+    "GuardRefused",
     "HeadersTooLarge",
     "InvalidInput",
     "JobIdConflict",
     "JobNotFound",
     "KernelUnavailable",
     "LocalPathRefused",
+    "LocalWriteFailed",
     "LowMemory",
     "NotFound",
     "PathOutsideRoots",
@@ -113,6 +117,12 @@ class Forbidden(SmartColabError):
 
 class PathOutsideRoots(Forbidden):
     code = "path_outside_roots"
+
+
+class GuardRefused(Forbidden):
+    """Guarded mode refused a job's code before it ran (a seatbelt, not a sandbox)."""
+
+    code = "guard_refused"
 
 
 class NotFound(SmartColabError):
@@ -205,6 +215,12 @@ class StateLost(ClientSideError):
 
 class LocalPathRefused(ClientSideError):
     status, code = 400, "local_path_refused"
+
+
+class LocalWriteFailed(ClientSideError):
+    """This machine could not store what arrived (disk full, quota, permissions)."""
+
+    status, code = 507, "local_write_failed"
 
 
 class UnknownRuntime(ClientSideError):
