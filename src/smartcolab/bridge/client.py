@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -139,7 +140,7 @@ class RuntimeClient:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
                  read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                  transport: httpx2.AsyncBaseTransport | None = None,
-                 verify: bool | str = True) -> None:
+                 verify: bool | str | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self.retry = retry
         self.last_epoch: str | None = None
