@@ -1,13 +1,169 @@
-"""What one running runtime server holds: config, authenticator, sessions, store."""
+"""What one running runtime server holds: config, authenticator, sessions, job store."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import time
 import uuid
 
+from ..errors import (
+    Forbidden,
+    JobIdConflict,
+    JobNotFound,
+    KernelUnavailable,
+    LowMemory,
+    QueueFull,
+    SessionExists,
+    SessionNotFound,
+    ShuttingDown,
+)
+from ..protocol import JobSubmit, JobView
+from . import resources
 from .config import RuntimeConfig
+from .jobs import Job, job_dir, make_view
 from .security import Authenticator
+from .sessions import KernelSession, new_record
+from .store import JobRecord, JobStore
+
+log = logging.getLogger("smartcolab.runtime")
+MAIN_SESSION = "main"
+
+
+class SessionManager:
+    """Named sessions, live jobs, and the job store behind them."""
+
+    def __init__(self, config: RuntimeConfig, boot_id: str) -> None:
+        self.config = config
+        self.boot_id = boot_id
+        self.store = JobStore(config.state_dir / "jobs.sqlite3")
+        self.sessions: dict[str, KernelSession] = {}
+        self.live: dict[str, Job] = {}
+        self.losses = 0
+        self.closing = False
+        self.with_gpu = shutil.which("nvidia-smi") is not None
+
+    # ------------------------------------------------------------ sessions
+    async def start(self) -> None:
+        lost = self.store.mark_unfinished_lost()
+        if lost:
+            log.warning("%d job(s) of a previous run were left unfinished: marked lost", lost)
+        if self.config.start_main_session:
+            await self.create(MAIN_SESSION)
+
+    def _state_lost(self) -> None:
+        self.losses += 1
+
+    async def create(self, name: str) -> KernelSession:
+        if self.closing:
+            raise ShuttingDown("the runtime is shutting down")
+        if name in self.sessions:
+            raise SessionExists(f"session {name!r} already exists; use it, or restart it")
+        if len(self.sessions) >= self.config.max_sessions:
+            raise Forbidden(f"this runtime allows at most {self.config.max_sessions} sessions; "
+                            "delete one (DELETE /sessions/{name}) first",
+                            details={"max_sessions": self.config.max_sessions})
+        session = KernelSession(name, self.config, boot_id=self.boot_id, with_gpu=self.with_gpu,
+                                record=self.record, on_state_lost=self._state_lost)
+        self.sessions[name] = session
+        try:
+            await session.start()
+        except Exception as exc:
+            self.sessions.pop(name, None)
+            await session.kernel.shutdown()
+            raise KernelUnavailable(f"could not start a kernel for session {name!r}: {exc}") from exc
+        return session
+
+    def session(self, name: str) -> KernelSession:
+        found = self.sessions.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.sessions)) or "none"
+            raise SessionNotFound(f"no session named {name!r} (sessions: {known}); create it "
+                                  "with POST /sessions", details={"session": name})
+        return found
+
+    async def delete(self, name: str) -> None:
+        if name == MAIN_SESSION:
+            raise Forbidden("the main session cannot be deleted; restart it instead "
+                            "(POST /sessions/main/restart)")
+        session = self.session(name)
+        del self.sessions[name]
+        await session.stop()
+        self._state_lost()
+
+    # ------------------------------------------------------------ jobs
+    def record(self, job: Job) -> None:
+        """Write a job's current record; a terminal job leaves memory and wakes its waiters."""
+        self.store.update(job.rec)
+        if job.terminal:
+            self.live.pop(job.rec.job_id, None)
+            job.done.set()
+        job.notify()
+
+    def submit(self, req: JobSubmit, client_addr: str | None) -> tuple[JobRecord, Job | None, bool]:
+        """Queue a job unless its id exists; returns ``(record, live job, created)``."""
+        existing, live = self.find(req.job_id, missing_ok=True)
+        if existing is not None:
+            if existing.code != req.code or existing.session != req.session:
+                raise JobIdConflict(
+                    f"job id {req.job_id!r} was already used for different code or session; "
+                    "pick a new job id", details={"job_id": req.job_id})
+            return existing, live, False
+        if self.closing:
+            raise ShuttingDown("the runtime is shutting down; no new jobs are accepted")
+        session = self.session(req.session)
+        if len(session.queue) >= self.config.max_queued_per_session:
+            raise QueueFull(f"session {req.session!r} already has {len(session.queue)} queued "
+                            "jobs; wait for some to finish", retry_after=5.0)
+        ram = resources.ram()
+        if ram.available < self.config.min_free_ram_bytes and not req.force:
+            raise LowMemory(
+                f"only {ram.available / 2**20:.0f} MiB of RAM available (floor "
+                f"{self.config.min_free_ram_bytes / 2**20:.0f} MiB): free memory (cleanup, "
+                "del big variables) or resubmit with force=true",
+                details={"ram_available_bytes": ram.available})
+        rec = new_record(req.job_id, session, req.code, req.timeout, req.client)
+        self.store.insert(rec)
+        job = Job(rec, self.config, client_addr)
+        self.live[rec.job_id] = job
+        session.enqueue(job)
+        return rec, job, True
+
+    def find(self, job_id: str, *, missing_ok: bool = False,
+             ) -> tuple[JobRecord | None, Job | None]:
+        live = self.live.get(job_id)
+        if live is not None:
+            return live.rec, live
+        rec = self.store.get(job_id)
+        if rec is None and not missing_ok:
+            raise JobNotFound(f"no job with id {job_id!r} on this runtime",
+                              details={"job_id": job_id})
+        return rec, None
+
+    def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
+        session = self.sessions.get(rec.session)
+        return make_view(rec, session_epoch=session.epoch if session else None,
+                         output_bytes=live.output_bytes if live else rec.output_bytes,
+                         spill=job_dir(self.config, rec.job_id) / "output.txt", since=since,
+                         text_limit=self.config.response_text_bytes)
+
+    def cancel(self, job_id: str) -> Job | None:
+        rec, live = self.find(job_id)
+        if live is None or rec is None:
+            return None
+        session = self.sessions.get(rec.session)
+        if session is not None:
+            session.cancel(live)
+        return live
+
+    # ------------------------------------------------------------ lifecycle
+    async def stop(self) -> None:
+        self.closing = True
+        await asyncio.gather(*(s.stop() for s in self.sessions.values()),
+                             return_exceptions=True)
+        self.sessions.clear()
+        self.store.close()
 
 
 class RuntimeState:
@@ -20,13 +176,24 @@ class RuntimeState:
         # A new boot id on every start: a server restart always changes the epoch.
         self.boot_id = uuid.uuid4().hex[:12]
         self.shutdown_requested = asyncio.Event()
+        self._manager: SessionManager | None = None
+
+    @property
+    def manager(self) -> SessionManager:
+        if self._manager is None:
+            raise ShuttingDown("the runtime is not running")
+        return self._manager
 
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._manager = SessionManager(self.config, self.boot_id)
+        await self._manager.start()
 
     async def stop(self) -> None:
-        pass
+        if self._manager is not None:
+            await self._manager.stop()
 
     def epoch(self) -> str:
         """The runtime epoch: changes whenever any kernel's state is lost."""
-        return f"{self.boot_id}.0"
+        losses = self._manager.losses if self._manager is not None else 0
+        return f"{self.boot_id}.{losses}"
