@@ -61,6 +61,11 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    persist_dir: Annotated[Path | None, typer.Option(
+        help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
+    autosave_after: Annotated[float | None, typer.Option(
+        help="Save the session's variables after each successful job that ran this many "
+             "seconds or more (snapshot autosave-SESSION).")] = None,
     tunnel: Annotated[str, typer.Option(
         help="Public tunnel: none, ngrok (token from $NGROK_AUTHTOKEN) or cloudflared "
              "(quick tunnel; a named one with $TUNNEL_TOKEN and --cloudflared-hostname).")] = "none",
@@ -88,6 +93,8 @@ def serve(
         state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
         response_text_bytes=response_text_kb * 1024,
+        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
+        autosave_after_s=autosave_after,
     )
     secret = os.environ.get(ENV_SECRET)
     if secret:

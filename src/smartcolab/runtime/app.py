@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_jobs, routes_system
+from . import routes_jobs, routes_persist, routes_system
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
 from .state import RuntimeState
@@ -59,4 +59,5 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     protected = [Depends(state.auth.require)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_persist.router, dependencies=protected)
     return app
