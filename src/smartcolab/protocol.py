@@ -82,6 +82,13 @@ class ErrorResponse(Open):
     error: ErrorDetail
 
 
+class SecretRotated(Open):
+    """The new secret, returned once by ``POST /auth/rotate``; the old one stops working."""
+
+    secret: str
+    rotated_at: float
+
+
 # ---------------------------------------------------------------- health
 class Health(Open):
     status: Literal["ok", "shutting_down"]
@@ -348,6 +355,7 @@ class FileStat(Open):
     size: int
     mtime: float
     sha256: str | None = None
+    etag: str | None = Field(default=None, description="the validator /files/content sends")
 
 
 class UploadResult(Open):
@@ -360,3 +368,26 @@ class UploadResult(Open):
 class DeleteResult(Open):
     path: str
     deleted: bool
+
+
+# ---------------------------------------------------------------- resource history (the /ui page)
+class GpuSample(Open):
+    index: int
+    memory_used_mb: int
+    memory_total_mb: int
+    utilization_pct: float | None = None
+
+
+class ResourceSample(Open):
+    t: float = Field(description="unix time of the sample")
+    cpu_percent: float = Field(description="all cores together, 0-100")
+    ram_used_bytes: int
+    ram_total_bytes: int
+    gpus: list[GpuSample] = Field(default_factory=list)
+
+
+class ResourceHistory(Open):
+    interval_s: float = Field(description="seconds between samples")
+    window_s: float = Field(description="how far back samples are kept")
+    gpu_names: list[str] = Field(default_factory=list)
+    samples: list[ResourceSample] = Field(description="oldest first, newer than since=")

@@ -20,10 +20,14 @@ from typing import Any, TextIO
 import uvicorn
 
 from .app import create_app
+from .clientaddr import parse_networks
 from .config import RuntimeConfig
 from .logs import configure_logging
 from .state import RuntimeState
 from .tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
+from .ui import page_url
+from .ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
+from .ui.display import show_monitor
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -45,6 +49,8 @@ def check_config(config: RuntimeConfig) -> None:
             "--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1); "
             f"refusing to serve without auth on {config.host}"
         )
+    parse_networks(config.allow_cidrs)
+    parse_networks(config.trusted_proxies)
 
 
 def check_tunnel(tunnel: TunnelOptions | None, tls: bool) -> None:
@@ -57,7 +63,9 @@ def check_tunnel(tunnel: TunnelOptions | None, tls: bool) -> None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before uvicorn starts, so port 0 gives a free port with no race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+    # without it, keep-alive responses stall ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
@@ -99,6 +107,12 @@ class ServerHandle:
     def running(self) -> bool:
         return self.thread.is_alive()
 
+    def show_monitor(self, height: int = DEFAULT_MONITOR_HEIGHT_PX) -> str:
+        """Show the live job monitor (/ui) inline in the notebook cell's output."""
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        return show_monitor(self.config.port, self.secret if self.config.auth else None,
+                            host=host, height=height)
+
 
 def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | None,
                     ) -> tuple[uvicorn.Server, RuntimeState]:
@@ -107,6 +121,12 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
         ws="none",
+        # Room above our own header and query limits, so limits.py answers 431/413
+        # in the JSON error shape instead of the parser dropping the request.
+        # limits.py reads forwarding headers itself, only from trusted proxies;
+        # uvicorn's own rewrite of the client address would bypass that.
+        proxy_headers=False,
+        h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192,
     )
     server = uvicorn.Server(uv_config)
     state: RuntimeState = app.state.sc
@@ -141,9 +161,11 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | 
             "connect a bridge with:",
             f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
             f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
+            f"live job monitor: {page_url(url, config.secret)}",
         ]
     else:
         lines.append("WARNING: authentication is OFF (--insecure-no-auth); loopback only")
+        lines.append(f"live job monitor: {page_url(url)}")
     out.write("\n".join(lines) + "\n")
     out.flush()
 
