@@ -144,3 +144,28 @@ async def test_autosave_after_a_long_enough_job(tmp_path: Path) -> None:
             assert [v.name for v in manifest.variables] == ["trained"]
     finally:
         proc.kill()
+
+
+async def test_mcp_tools_save_and_restore(persist_runtime: RuntimeProc, tmp_path: Path) -> None:
+    from bridge_helpers import bridge, make_config, text_of
+
+    async with bridge(make_config(tmp_path / "bridge", persist_runtime)) as (mcp, _):
+        with anyio.fail_after(90):
+            ran = await mcp.call_tool("run_code_quick", {"code": "w = [1, 2, 3]\ng = iter(w)\n"
+                                                                  "h = (x for x in w)"})
+            assert not ran.is_error, text_of(ran)
+            saved = await mcp.call_tool("save_colab_variables", {"snapshot": "mcp"})
+            assert not saved.is_error, text_of(saved)
+            assert "w (list" in text_of(saved)
+            assert "not saved:" in text_of(saved) and "- h (generator)" in text_of(saved)
+            restarted = await mcp.call_tool("restart_colab_runtime", {})
+            assert not restarted.is_error, text_of(restarted)
+            restored = await mcp.call_tool("restore_colab_variables",
+                                           {"snapshot": "mcp", "names": ["w"]})
+            assert not restored.is_error, text_of(restored)
+            assert restored.structured_content is not None
+            assert restored.structured_content["restored"] == ["w"]
+            printed = await mcp.call_tool("run_code_quick", {"code": "print(sum(w))"})
+            assert "6" in text_of(printed)
+            missing = await mcp.call_tool("restore_colab_variables", {"snapshot": "nothing"})
+            assert missing.is_error and "no saved snapshot 'nothing'" in text_of(missing)
