@@ -15,6 +15,7 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import nbformat
 import pytest
@@ -23,6 +24,7 @@ from nbclient import NotebookClient
 from hosted_helpers import FakeNgrok, install_fake_ngrok
 from smartcolab import notebook
 from smartcolab.bridge.client import RuntimeClient
+from smartcolab.protocol import TERMINAL_STATUSES, JobSubmit
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "colab" / "smart_colab_executor.ipynb"
@@ -159,6 +161,13 @@ async def test_the_notebook_runs_end_to_end(monkeypatch: pytest.MonkeyPatch,
         async with RuntimeClient(url, secret) as rc:
             probe = await rc.probe()
             assert probe.platform == "colab" and probe.disk_root == str(work)
+            with anyio.fail_after(60):
+                view = await rc.submit(JobSubmit(job_id="nb-job-1", code="import os\n"
+                                                 "print(6 * 7, os.getcwd())"), wait=30)
+                while view.status not in TERMINAL_STATUSES:
+                    view = await rc.get_job(view.job_id, wait=30)
+            assert view.status == "succeeded" and view.result is not None
+            assert view.result.stdout.text.strip() == f"42 {work}"
         last = code_cells[-1]
         client.execute_cell(nb.cells[last], last)
         assert "runtime stopped" in "".join(o.get("text", "") for o in nb.cells[last].outputs)
