@@ -49,8 +49,9 @@ def make_self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def tls_runtime(tmp_path: Path) -> Iterator[tuple[str, str, Path, str]]:
+@pytest.fixture(scope="module")
+def tls_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path, str]]:
+    tmp_path = tmp_path_factory.mktemp("tls")
     cert, key = make_self_signed(tmp_path)
     port_file, secret = tmp_path / "port", "tls-test-secret-0123456789"
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
@@ -107,3 +108,12 @@ def test_unauthenticated_https_request_is_401(tls_runtime: tuple[str, str, Path,
     url, _, cert, _ = tls_runtime
     context = ssl.create_default_context(cafile=str(cert))
     assert httpx2.get(f"{url}/probe", verify=context, timeout=5).status_code == 401
+
+
+async def test_bridge_trusts_the_certificate_through_ssl_cert_file(
+        tls_runtime: tuple[str, str, Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/platforms.md tells users: SSL_CERT_FILE in the MCP client's env."""
+    url, secret, cert, _ = tls_runtime
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    async with RuntimeClient(url, secret) as client:
+        assert (await client.probe()).cpu_count >= 1
