@@ -140,7 +140,7 @@ def client_instructions(name: str, url: str, secret: str) -> str:
 
 
 def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None = None,
-          port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
+          host: str = "127.0.0.1", port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
           persist_dir: str | Path | None = None,
           ngrok_domain: str | None = None, cloudflared_hostname: str | None = None,
           secret: str | None = None, quiet: bool = False, out: TextIO | None = None,
@@ -150,7 +150,8 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
     ``tunnel``: "ngrok" (token from the NGROK_AUTHTOKEN secret; a reserved domain from
     ``ngrok_domain`` or the NGROK_DOMAIN secret keeps the URL fixed), "cloudflared"
     (quick tunnel, or a named one with the TUNNEL_TOKEN secret and
-    ``cloudflared_hostname``), or "none" (Tailscale, a VM, or a test).  The runtime's
+    ``cloudflared_hostname``), or "none" (with ``host`` = a tailnet address for
+    Tailscale, or for a test).  The runtime's
     secret comes from ``secret``, else the SMARTCOLAB_SECRET secret, else is generated:
     with a fixed secret and a reserved domain, clients need no change after a restart.
     ``drive=True`` mounts Google Drive and saves variables there.  A runtime started
@@ -175,7 +176,7 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
     if persist is not None:
         options["persist_dir"] = persist
     handle = serve_in_thread(
-        host="127.0.0.1", port=port, root=root or _default_root(),
+        host=host, port=port, root=root or _default_root(),
         secret=secret or read_secret(SECRET_NAME), banner=False, tunnel=tunnel,
         tunnel_token=token, tunnel_domain=domain, **options)
     _current = NotebookRuntime(handle=handle, name=name, tunnel=tunnel)
