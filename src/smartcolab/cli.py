@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 
 ENV_SECRET = "SMARTCOLAB_SECRET"
+ENV_NGROK_TOKEN = "NGROK_AUTHTOKEN"
+# cloudflared's own variable for a named tunnel's token.
+ENV_CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
 
 
 def _version(value: bool) -> None:
@@ -58,6 +61,20 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    persist_dir: Annotated[Path | None, typer.Option(
+        help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
+    autosave_after: Annotated[float | None, typer.Option(
+        help="Save the session's variables after each successful job that ran this many "
+             "seconds or more (snapshot autosave-SESSION).")] = None,
+    tunnel: Annotated[str, typer.Option(
+        help="Public tunnel: none, ngrok (token from $NGROK_AUTHTOKEN) or cloudflared "
+             "(quick tunnel; a named one with $TUNNEL_TOKEN and --cloudflared-hostname).")] = "none",
+    ngrok_domain: Annotated[str | None, typer.Option(
+        help="Your reserved ngrok domain, so the URL stays the same between sessions.")] = None,
+    cloudflared_hostname: Annotated[str | None, typer.Option(
+        help="Public hostname routed to your named cloudflared tunnel.")] = None,
+    tunnel_binary: Annotated[str | None, typer.Option(
+        help="Path to the ngrok or cloudflared binary (default: found by pyngrok / on PATH).")] = None,
     allow_cidr: Annotated[list[str] | None, typer.Option(
         help="Only serve clients from this network, e.g. 203.0.113.0/24 (repeatable). "
              "Default: every address.")] = None,
@@ -89,8 +106,10 @@ def serve(
 
     Example: smartcolab serve --port 8765 --root ~/data
     """
+    from .errors import TunnelFailed
     from .runtime.config import RuntimeConfig
     from .runtime.server import run
+    from .runtime.tunnel import TunnelOptions, check_kind
 
     roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
     config = RuntimeConfig(
@@ -98,6 +117,8 @@ def serve(
         state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
         response_text_bytes=response_text_kb * 1024,
+        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
+        autosave_after_s=autosave_after,
         allow_cidrs=list(allow_cidr or []), guarded=guarded,
         rate_limit_per_s=rate_limit, rate_burst=rate_burst,
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
@@ -111,8 +132,16 @@ def serve(
     if secret:
         config.secret = secret
     try:
+        kind = check_kind(tunnel)
+        token = os.environ.get(ENV_NGROK_TOKEN if kind == "ngrok" else ENV_CLOUDFLARED_TOKEN)
+        domain = ngrok_domain if kind == "ngrok" else cloudflared_hostname
+        tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
+                                       binary=tunnel_binary)
         run(config, port_file=port_file, tls_cert=tls_cert, tls_key=tls_key,
-            json_logs=not plain_logs)
+            json_logs=not plain_logs, tunnel=tunnel_options)
+    except TunnelFailed as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -31,6 +31,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     │   ├── LowMemory                    503 low_memory
     │   ├── ShuttingDown                 503 shutting_down
     │   └── KernelUnavailable            503 kernel_unavailable
+    ├── TunnelFailed                     502 tunnel_failed (raised where the server starts)
     └── ClientSideError                  (never sent by a runtime; raised locally)
         ├── RuntimeUnreachable           502 runtime_unreachable
         ├── ChecksumMismatch             502 checksum_mismatch
@@ -74,6 +75,7 @@ __all__ = [
     "ShuttingDown",
     "SmartColabError",
     "StateLost",
+    "TunnelFailed",
     "Unauthorized",
     "Unavailable",
     "UnknownRuntime",
@@ -195,6 +197,12 @@ class ShuttingDown(Unavailable):
 
 class KernelUnavailable(Unavailable):
     code = "kernel_unavailable"
+
+
+class TunnelFailed(SmartColabError):
+    """A public tunnel (ngrok, cloudflared) could not be opened; the message says the fix."""
+
+    status, code = 502, "tunnel_failed"
 
 
 class ClientSideError(SmartColabError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -52,9 +53,14 @@ from ..protocol import (
     JobSubmit,
     JobView,
     OutputPage,
+    PersistManifest,
     Probe,
+    RestoreReport,
+    RestoreRequest,
+    SaveRequest,
     SessionList,
     SessionView,
+    SnapshotList,
     VariableList,
     canonical_request,
     sign,
@@ -66,6 +72,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 60.0
 # Extra read time on top of a long-poll's wait: tunnels add latency.
 LONG_POLL_SLACK_S = 30.0
+# The runtime gives a save or restore up to 300 s inside the kernel.
+PERSIST_READ_TIMEOUT_S = 330.0
 USER_AGENT = "smartcolab-client"
 
 
@@ -141,7 +149,7 @@ class RuntimeClient:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
                  read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                  transport: httpx2.AsyncBaseTransport | None = None,
-                 verify: bool | str = True) -> None:
+                 verify: bool | str | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self.retry = retry
         self.last_epoch: str | None = None
@@ -311,3 +319,21 @@ class RuntimeClient:
         body = (request or CleanupRequest()).model_dump(mode="json")
         return await self._post_model(CleanupReport, f"/sessions/{session}/cleanup", json=body,
                                       idempotent=True, timeout=120.0)
+
+    # ------------------------------------------------------------ persistence
+    async def save_variables(self, session: str = "main",
+                             request: SaveRequest | None = None) -> PersistManifest:
+        """Pickle the session's variables on the runtime; unpicklable ones come back in ``failed``."""
+        body = (request or SaveRequest()).model_dump(mode="json")
+        return await self._post_model(PersistManifest, f"/sessions/{session}/save", json=body,
+                                      idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
+
+    async def restore_variables(self, session: str = "main",
+                                request: RestoreRequest | None = None) -> RestoreReport:
+        """Load a saved snapshot's variables into the session (after a restart, say)."""
+        body = (request or RestoreRequest()).model_dump(mode="json")
+        return await self._post_model(RestoreReport, f"/sessions/{session}/restore", json=body,
+                                      idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
+
+    async def snapshots(self) -> SnapshotList:
+        return await self._get_model(SnapshotList, "/snapshots")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_auth, routes_files, routes_jobs, routes_system, routes_ui
+from . import routes_auth, routes_files, routes_jobs, routes_persist, routes_system, routes_ui
 from .audit import AuditMiddleware
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
@@ -63,6 +63,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     protected = [Depends(state.auth.require)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_persist.router, dependencies=protected)
     app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
     app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
