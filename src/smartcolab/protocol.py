@@ -286,6 +286,7 @@ class FileStat(Open):
     size: int
     mtime: float
     sha256: str | None = None
+    etag: str | None = Field(default=None, description="the validator /files/content sends")
 
 
 class UploadResult(Open):

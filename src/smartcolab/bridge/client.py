@@ -83,7 +83,9 @@ NO_RETRY = RetryPolicy(attempts=1)
 class HmacAuth(httpx2.Auth):
     """Signs each request; a streamed body must declare its digest in a header."""
 
-    requires_request_body = True
+    # Never buffer a body here: a streamed upload (a file of gigabytes) declares its
+    # digest in X-SC-Content-SHA256 instead; bytes and JSON bodies are already in memory.
+    requires_request_body = False
 
     def __init__(self, secret: str) -> None:
         self._secret = secret

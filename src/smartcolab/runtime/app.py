@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_jobs, routes_system
+from . import routes_files, routes_jobs, routes_system
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
 from .state import RuntimeState
@@ -59,4 +59,6 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     protected = [Depends(state.auth.require)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_files.router, dependencies=protected)
+    app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
     return app

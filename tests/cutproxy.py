@@ -1,0 +1,125 @@
+"""A loopback TCP proxy that cuts connections after N bytes, for resume/retry tests.
+
+    with CutProxy(port, down_after=1_000_000, cuts=2) as proxy:
+        client = RuntimeClient(proxy.url, secret)   # the first 2 connections die
+
+``down_after`` cuts a connection once that many bytes went server -> client,
+``up_after`` once that many went client -> server; only the first ``cuts``
+connections are cut (``None`` = every one), later ones pass through untouched.
+The cut is abrupt (RST), like a tunnel dropping.  Threads only, no event loop, so
+it works under any test style.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from types import TracebackType
+
+_BUF = 64 * 1024
+
+
+class CutProxy:
+    def __init__(self, target_port: int, *, target_host: str = "127.0.0.1",
+                 down_after: int | None = None, up_after: int | None = None,
+                 cuts: int | None = 1) -> None:
+        self.target = (target_host, target_port)
+        self.down_after = down_after
+        self.up_after = up_after
+        self.cuts_left = cuts
+        self.connections = 0
+        self.cut_count = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> CutProxy:
+        self._spawn(self._accept_loop)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.close()
+        for t in self._threads:
+            t.join(5)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self._threads.append(t)
+        t.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                cut = self.cuts_left is None or self.cuts_left > 0
+                if cut and self.cuts_left is not None:
+                    self.cuts_left -= 1
+                self._socks += [client, upstream]
+            state = {"closed": False}
+            self._spawn(self._pump, upstream, client, self.down_after if cut else None, state)
+            self._spawn(self._pump, client, upstream, self.up_after if cut else None, state)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
+              state: dict[str, bool]) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(_BUF)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        dst.shutdown(socket.SHUT_WR)
+                    return
+                if limit is not None and sent + len(data) >= limit:
+                    dst.sendall(data[:limit - sent])
+                    with self._lock:
+                        self.cut_count += 1
+                    self._reset(src, dst, state)
+                    return
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            self._reset(src, dst, state)
+
+    def _reset(self, a: socket.socket, b: socket.socket, state: dict[str, bool]) -> None:
+        with self._lock:
+            if state["closed"]:
+                return
+            state["closed"] = True
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                # Linger 0: close sends RST, as a dropped tunnel does.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                s.close()
