@@ -99,3 +99,106 @@ def default_root() -> Path:
 
 def main() -> None:
     app()
+
+
+# ---------------------------------------------------------------- MCP bridge
+@app.command()
+def mcp(
+    transport: Annotated[str, typer.Option(
+        help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
+    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = 8766,
+    runtime: Annotated[str | None, typer.Option(
+        help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
+    runtimes_file: Annotated[Path | None, typer.Option(
+        help="TOML file of named runtimes [runtimes.NAME] url/secret. Env: SMARTCOLAB_RUNTIMES")] = None,
+    save_dir: Annotated[Path | None, typer.Option(
+        help="Where downloads and extra images go. Env: LOCAL_SAVE_DIR")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option(
+        help="Journal, checkpoints, embedded runtime state. Env: CHECKPOINT_DIR")] = None,
+    workspace: Annotated[Path | None, typer.Option(
+        help="Working root of the embedded local runtime. Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+    upload_root: Annotated[list[Path] | None, typer.Option(
+        help="Extra local directory upload_to_colab may read from (repeatable).")] = None,
+    no_embedded: Annotated[bool, typer.Option(
+        "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
+    wait_budget: Annotated[float, typer.Option(
+        help="Seconds a tool call may wait for a job before returning 'running'.")] = 50.0,
+    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = 120.0,
+    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = 600.0,
+    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = 20_000,
+    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = 2,
+    log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
+) -> None:
+    """Run the MCP server (the bridge) that MCP clients launch.
+
+    Runtimes come from COLAB_URL + COLAB_TOKEN (runtime 'colab') and/or a runtimes
+    file; with none, an embedded local runtime starts on first use. HTTP mode reads
+    its bearer token from $SMARTCOLAB_MCP_TOKEN or generates one (printed to stderr).
+
+    Example: COLAB_URL=https://x.ngrok-free.app COLAB_TOKEN=... smartcolab mcp
+    """
+    import secrets as _secrets
+
+    import anyio
+
+    from .bridge.deps import BridgeSettings
+    from .bridge.mcp_server import BridgeConfig, configure_logging, serve_http, serve_stdio
+    from .bridge.registry import env_runtimes, load_runtimes_file, runtimes_file_from_env
+    from .errors import SmartColabError
+
+    configure_logging(log_level.upper())
+    env = os.environ
+    state = Path(checkpoint_dir or env.get("CHECKPOINT_DIR") or Path.home() / ".smartcolab")
+    try:
+        settings = BridgeSettings(
+            save_dir=Path(save_dir or env.get("LOCAL_SAVE_DIR") or state / "downloads").expanduser(),
+            checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
+            quick_timeout_s=quick_timeout, long_timeout_s=long_timeout,
+            max_result_chars=max_chars, max_images=max_images,
+            extra_upload_roots=tuple(p.expanduser().resolve() for p in upload_root or ()))
+        specs = env_runtimes(env)
+        default = runtime
+        file = runtimes_file or runtimes_file_from_env(env)
+        if file is not None:
+            more, file_default = load_runtimes_file(file.expanduser(), env)
+            specs += [s for s in more if s.name not in {x.name for x in specs}]
+            default = default or file_default
+        config = BridgeConfig(settings=settings, runtimes=specs, default_runtime=default,
+                              embedded=not no_embedded, embedded_root=workspace)
+        if transport == "stdio":
+            anyio.run(serve_stdio, config)
+        elif transport == "http":
+            token = env.get("SMARTCOLAB_MCP_TOKEN") or _secrets.token_urlsafe(32)
+            if "SMARTCOLAB_MCP_TOKEN" not in env:
+                typer.echo(f"MCP bearer token (shown once): {token}", err=True)
+            anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
+        else:
+            raise ValueError(f"unknown transport {transport!r}: use stdio or http")
+    except (ValueError, SmartColabError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def config(
+    client: Annotated[str, typer.Argument(help="claude-desktop, claude-code or cursor")],
+    runtime: Annotated[str | None, typer.Option(help="Default runtime name to pass to the bridge.")] = None,
+    url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
+    runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
+    name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
+) -> None:
+    """Print the exact config snippet (or command) for an MCP client, for this machine.
+
+    Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
+    """
+    from .bridge.client_config import SUPPORTED, render_client_config
+
+    if client not in SUPPORTED:
+        typer.echo(f"error: unknown client {client!r}; choose one of {', '.join(SUPPORTED)}",
+                   err=True)
+        raise typer.Exit(2)
+    typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
+                                    runtimes_file=runtimes_file))

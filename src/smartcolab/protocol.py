@@ -299,3 +299,26 @@ class UploadResult(Open):
 class DeleteResult(Open):
     path: str
     deleted: bool
+
+
+# ---------------------------------------------------------------- resource history (the /ui page)
+class GpuSample(Open):
+    index: int
+    memory_used_mb: int
+    memory_total_mb: int
+    utilization_pct: float | None = None
+
+
+class ResourceSample(Open):
+    t: float = Field(description="unix time of the sample")
+    cpu_percent: float = Field(description="all cores together, 0-100")
+    ram_used_bytes: int
+    ram_total_bytes: int
+    gpus: list[GpuSample] = Field(default_factory=list)
+
+
+class ResourceHistory(Open):
+    interval_s: float = Field(description="seconds between samples")
+    window_s: float = Field(description="how far back samples are kept")
+    gpu_names: list[str] = Field(default_factory=list)
+    samples: list[ResourceSample] = Field(description="oldest first, newer than since=")

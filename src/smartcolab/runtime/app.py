@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_files, routes_jobs, routes_system
+from . import routes_files, routes_jobs, routes_system, routes_ui
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
 from .state import RuntimeState
@@ -56,9 +56,11 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         return Health(status="shutting_down" if state.shutdown_requested.is_set() else "ok", version=__version__, epoch=state.epoch())
 
     app.include_router(public)
+    app.include_router(routes_ui.public_router)
     protected = [Depends(state.auth.require)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
     app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
     return app

@@ -21,6 +21,9 @@ from .app import create_app
 from .config import RuntimeConfig
 from .logs import configure_logging
 from .state import RuntimeState
+from .ui import page_url
+from .ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
+from .ui.display import show_monitor
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -47,7 +50,9 @@ def check_config(config: RuntimeConfig) -> None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before uvicorn starts, so port 0 gives a free port with no race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+    # without it, keep-alive responses stall ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
@@ -80,6 +85,12 @@ class ServerHandle:
     @property
     def running(self) -> bool:
         return self.thread.is_alive()
+
+    def show_monitor(self, height: int = DEFAULT_MONITOR_HEIGHT_PX) -> str:
+        """Show the live job monitor (/ui) inline in the notebook cell's output."""
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        return show_monitor(self.config.port, self.secret if self.config.auth else None,
+                            host=host, height=height)
 
 
 def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | None,
@@ -120,9 +131,11 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO) -> None:
             "connect a bridge with:",
             f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
             f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
+            f"live job monitor: {page_url(url, config.secret)}",
         ]
     else:
         lines.append("WARNING: authentication is OFF (--insecure-no-auth); loopback only")
+        lines.append(f"live job monitor: {page_url(url)}")
     out.write("\n".join(lines) + "\n")
     out.flush()
 
