@@ -293,7 +293,8 @@ def demo(
     """
     from . import demo as demo_mod
 
-    ok = run(lambda: demo_mod.run_demo(out_dir, as_json=as_json))
+    target = demo_mod.prepare_out_dir(out_dir)
+    ok = run(lambda: demo_mod.run_demo(target, as_json=as_json))
     raise typer.Exit(0 if ok else EXIT_JOB_FAILED)
 
 
