@@ -58,6 +58,8 @@ class CutProxy:
             socks = list(self._socks)
         for s in socks:
             with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv() on it
+            with contextlib.suppress(OSError):
                 s.close()
         for t in self._threads:
             t.join(5)
@@ -121,5 +123,9 @@ class CutProxy:
             with contextlib.suppress(OSError):
                 # Linger 0: close sends RST, as a dropped tunnel does.
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                # Wakes the other pump blocked in recv() on this socket; a bare close()
+                # would wait for it and the peer would see nothing.
+                s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()

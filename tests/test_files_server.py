@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import socket
 import tarfile
 from collections.abc import Iterator
@@ -103,6 +104,16 @@ def test_stat_hash_and_cache(tree: Tree) -> None:
     assert st2["sha256"] == sha(b"changed") and st2["etag"] != st["etag"]
     p.write_bytes(files["sub/b.bin"])
     assert get(proc, "/files/stat", path="sub").json()["type"] == "dir"
+    # Same size and mtime: the cached digest is served without reading the file again,
+    # which is how we can see the cache at work.
+    st3 = get(proc, "/files/stat", path="sub/b.bin").json()
+    before = p.stat()
+    flipped = bytearray(files["sub/b.bin"])
+    flipped[0] ^= 0xFF
+    p.write_bytes(bytes(flipped))
+    os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert get(proc, "/files/stat", path="sub/b.bin").json()["sha256"] == st3["sha256"]
+    p.write_bytes(files["sub/b.bin"])
 
 
 def test_content_ranges_and_if_range(tree: Tree) -> None:

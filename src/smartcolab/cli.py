@@ -58,6 +58,30 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    allow_cidr: Annotated[list[str] | None, typer.Option(
+        help="Only serve clients from this network, e.g. 203.0.113.0/24 (repeatable). "
+             "Default: every address.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="A network whose connections may name the real client in X-Forwarded-For "
+             "or Forwarded, e.g. a tunnel agent (repeatable). Default: loopback.")] = None,
+    guarded: Annotated[bool, typer.Option(
+        "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
+                          "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
+    rate_limit: Annotated[float, typer.Option(
+        help="Requests per second allowed per client address; 0 disables.")] = 50.0,
+    rate_burst: Annotated[int, typer.Option(
+        help="Requests a client may send in a burst above --rate-limit.")] = 200,
+    lockout_failures: Annotated[int, typer.Option(
+        help="Failed authentications within a minute that lock a client address out; "
+             "0 disables.")] = 10,
+    lockout_seconds: Annotated[float, typer.Option(
+        help="How long a locked-out client is refused (429 with Retry-After).")] = 300.0,
+    max_body_kb: Annotated[int, typer.Option(
+        help="Largest request body in KiB (streamed file uploads have their own limit).")] = 8192,
+    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = 32,
+    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
+    max_sessions: Annotated[int, typer.Option(
+        help="Most kernel sessions at once (each is a Python process).")] = 16,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -74,8 +98,16 @@ def serve(
         state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
         response_text_bytes=response_text_kb * 1024,
+        allow_cidrs=list(allow_cidr or []), guarded=guarded,
+        rate_limit_per_s=rate_limit, rate_burst=rate_burst,
+        lockout_failures=lockout_failures, lockout_s=lockout_seconds,
+        max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
+        max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
     )
-    secret = os.environ.get(ENV_SECRET)
+    if trusted_proxy:
+        config.trusted_proxies = list(trusted_proxy)
+    # Kernels inherit this process's environment: the secret must not be in it.
+    secret = os.environ.pop(ENV_SECRET, None)
     if secret:
         config.secret = secret
     try:

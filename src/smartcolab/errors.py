@@ -11,7 +11,8 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     │   └── InvalidInput                 422 invalid_input
     ├── Unauthorized                     401 unauthorized
     ├── Forbidden                        403 forbidden
-    │   └── PathOutsideRoots             403 path_outside_roots
+    │   ├── PathOutsideRoots             403 path_outside_roots
+    │   └── GuardRefused                 403 guard_refused
     ├── NotFound                         404 not_found
     │   ├── JobNotFound                  404 job_not_found
     │   ├── SessionNotFound              404 session_not_found
@@ -50,6 +51,7 @@ __all__ = [
     "FileExistsOnRuntime",
     "FileNotFoundOnRuntime",
     "Forbidden",
+    "GuardRefused",
     "HeadersTooLarge",
     "InvalidInput",
     "JobIdConflict",
@@ -113,6 +115,12 @@ class Forbidden(SmartColabError):
 
 class PathOutsideRoots(Forbidden):
     code = "path_outside_roots"
+
+
+class GuardRefused(Forbidden):
+    """Guarded mode refused a job's code before it ran (a seatbelt, not a sandbox)."""
+
+    code = "guard_refused"
 
 
 class NotFound(SmartColabError):

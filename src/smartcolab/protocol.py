@@ -82,6 +82,13 @@ class ErrorResponse(Open):
     error: ErrorDetail
 
 
+class SecretRotated(Open):
+    """The new secret, returned once by ``POST /auth/rotate``; the old one stops working."""
+
+    secret: str
+    rotated_at: float
+
+
 # ---------------------------------------------------------------- health
 class Health(Open):
     status: Literal["ok", "shutting_down"]

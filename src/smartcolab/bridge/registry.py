@@ -61,7 +61,7 @@ class RuntimeSpec:
 
 def check_name(name: str) -> str:
     if not re.match(NAME_PATTERN, name):
-        raise InvalidInput(f"runtime name {name!r} is invalid: use letters, digits, '_', '.', '-'")
+        raise InvalidInput(f"runtime name {name[:80]!r} is invalid: use letters, digits, '_', '.', '-'")
     return name
 
 

@@ -35,7 +35,7 @@ __all__ = ["ToolError", "to_tool_error", "translated"]
 
 def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError:
     """Turn any smartcolab error into a ToolError whose text tells the model what to do."""
-    where = f" (runtime {runtime!r})" if runtime else ""
+    where = f" (runtime {runtime[:80]!r})" if runtime else ""
     msg = exc.message
     hint: str
     if isinstance(exc, RuntimeUnreachable):

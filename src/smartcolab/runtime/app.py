@@ -9,9 +9,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_files, routes_jobs, routes_system, routes_ui
+from . import routes_auth, routes_files, routes_jobs, routes_system, routes_ui
+from .audit import AuditMiddleware
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
+from .limits import LimitsMiddleware
+from .openapi_doc import install_openapi
 from .state import RuntimeState
 
 
@@ -34,7 +37,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
 
     app = FastAPI(
         title="smartcolab runtime", version=__version__, lifespan=lifespan,
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, openapi_url=None,  # served behind auth below
         description="Stateful Python execution on Jupyter kernels. Every endpoint but "
                     "/health needs the runtime's secret (bearer token or HMAC signature).",
     )
@@ -63,4 +66,9 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
     app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
+    app.include_router(routes_auth.router, dependencies=protected)
+    # Added last, so outermost: limits run before anything reads a body.
+    app.add_middleware(AuditMiddleware, audit=state.audit)
+    app.add_middleware(LimitsMiddleware, config=config, audit=state.audit)
+    install_openapi(app, protected)
     return app

@@ -22,6 +22,21 @@ DEFAULT_MAX_SESSIONS = 16
 DEFAULT_MAX_QUEUED_PER_SESSION = 1000
 DEFAULT_MAX_IMAGES_PER_RESULT = 8
 DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+# Abuse limits (runtime/limits.py).  uvicorn's h11 parser is given room above the
+# header and query limits so that our middleware, not the parser, answers 431/413.
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_MAX_QUERY_BYTES = 16 * 1024
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+DEFAULT_RATE_LIMIT_PER_S = 50.0
+DEFAULT_RATE_BURST = 200
+DEFAULT_MAX_TRACKED_CLIENTS = 10_000
+DEFAULT_LOCKOUT_FAILURES = 10
+DEFAULT_LOCKOUT_WINDOW_S = 60.0
+DEFAULT_LOCKOUT_S = 300.0
+# Audit trail (runtime/audit.py): state_dir/audit.log, rotated.
+DEFAULT_AUDIT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_AUDIT_BACKUPS = 5
 
 
 def new_secret() -> str:
@@ -50,6 +65,22 @@ class RuntimeConfig:
     max_images_per_result: int = DEFAULT_MAX_IMAGES_PER_RESULT
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     start_main_session: bool = True
+    # Abuse limits; see runtime/limits.py.  An empty allow_cidrs admits every address.
+    allow_cidrs: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES))
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_query_bytes: int = DEFAULT_MAX_QUERY_BYTES
+    rate_limit_per_s: float = DEFAULT_RATE_LIMIT_PER_S  # 0 disables rate limiting
+    rate_burst: int = DEFAULT_RATE_BURST
+    max_tracked_clients: int = DEFAULT_MAX_TRACKED_CLIENTS
+    lockout_failures: int = DEFAULT_LOCKOUT_FAILURES  # 0 disables the lockout
+    lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
+    lockout_s: float = DEFAULT_LOCKOUT_S
+    # Guarded mode: job code is checked by runtime/guard.py before it runs.
+    guarded: bool = False
+    audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
+    audit_backups: int = DEFAULT_AUDIT_BACKUPS
 
     @property
     def working_root(self) -> Path:

@@ -105,14 +105,18 @@ class HeadTail:
             # Trim in bulk so repeated small appends stay amortised O(1).
             del self.tail[: len(self.tail) - self.half]
 
+    def _kept_tail(self) -> bytes:
+        # Bulk trimming in append() may leave a split character at the tail's start:
+        # skip it here, so the omitted count covers every byte that is not shown.
+        tail = bytes(self.tail)
+        return tail[_utf8_cut_start(tail, max(0, len(tail) - self.half)):]
+
     @property
     def truncated(self) -> bool:
-        return self.total_bytes > len(self.head) + min(len(self.tail), self.half)
+        return self.total_bytes > len(self.head) + len(self._kept_tail())
 
     def text(self) -> str:
-        tail = bytes(self.tail)
-        if len(tail) > self.half:
-            tail = tail[_utf8_cut_start(tail, len(tail) - self.half):]
+        tail = self._kept_tail()
         kept = len(self.head) + len(tail)
         middle = omitted_marker(self.total_bytes - kept) if self.total_bytes > kept else ""
         return self.head.decode("utf-8", "ignore") + middle + tail.decode("utf-8", "ignore")
@@ -177,6 +181,7 @@ def read_page(path: Path, offset: int, limit: int, total: int) -> tuple[str, int
     if offset + end < total:
         end = _complete_prefix(data)
         if end == 0 and data:  # a page smaller than one character: return that character
+            data = read_range(path, offset, min(total, offset + 4))
             end = _utf8_cut_start(data, 1)
     return data[:end].decode("utf-8", "replace"), offset + end
 

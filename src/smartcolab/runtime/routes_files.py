@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import BinaryIO, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
@@ -45,10 +47,13 @@ from .archive import tar_stream
 from .files import DEFAULT_LIST_LIMIT, UPLOAD_TMP_MARK, FileService, etag_for
 from .state import RuntimeState
 
+log = logging.getLogger("smartcolab.runtime.files")
 router = APIRouter(tags=["files"])
 upload_router = APIRouter(tags=["files"])
 
 CHUNK = 1024 * 1024
+# An upload that sends nothing for this long is dropped (and its temp file removed).
+UPLOAD_IDLE_S = 120.0
 GZIP_LEVEL = 6
 GZIP_MIN_BYTES = 1024
 # Already-compressed formats gain nothing from gzip; they are sent as they are.
@@ -133,7 +138,13 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield comp.flush()
 
 
-@router.api_route("/files/content", methods=["GET", "HEAD"])
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.api_route("/files/content", methods=["GET", "HEAD"], responses={
+    200: {"description": "The file's bytes", "content": {"application/octet-stream": _BYTES}},
+    206: {"description": "The requested range of the file's bytes",
+          "content": {"application/octet-stream": _BYTES}}})
 async def get_content(request: Request, path: str, compress: bool = Query(
         False, description="gzip the body (Content-Encoding) if the file looks compressible; "
                            "ignored with Range")) -> Response:
@@ -177,7 +188,10 @@ _ARCHIVE_TYPES = {"none": ("application/x-tar", ".tar"), "gzip": ("application/g
                   "zstd": ("application/zstd", ".tar.zst")}
 
 
-@router.get("/files/archive")
+@router.get("/files/archive", responses={200: {
+    "description": "A tar stream of the directory",
+    "content": {"application/x-tar": _BYTES, "application/gzip": _BYTES,
+                "application/zstd": _BYTES}}})
 async def get_archive(request: Request, path: str = "",
                       compression: Literal["none", "gzip", "zstd"] = "none") -> Response:
     """A directory as a tar stream (optionally gzip or zstd), built on the fly."""
@@ -264,8 +278,17 @@ async def put_content(request: Request, path: str,
     f = await asyncio.to_thread(open, tmp, "xb")  # closed in every branch below
     try:
         buf = bytearray()
+        stream = request.stream()
         try:
-            async for chunk in request.stream():
+            while True:
+                try:
+                    with anyio.fail_after(UPLOAD_IDLE_S):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise BadRequest(f"no upload data for {UPLOAD_IDLE_S:.0f} s; nothing was "
+                                     "written") from None
                 received += len(chunk)
                 if received > limit:
                     raise PayloadTooLarge(f"the upload exceeds this runtime's limit of {limit} "
@@ -286,10 +309,12 @@ async def put_content(request: Request, path: str,
                                f"{declared}; nothing was written",
                                details={"reason": "checksum_mismatch", "received": digest})
         await asyncio.to_thread(_finish, f, tmp, target.path, overwrite)
-    except BaseException:
+    except BaseException as exc:
         f.close()
         with contextlib.suppress(OSError):
             tmp.unlink()
+        log.info("upload to %s refused or interrupted after %d bytes (%s); temp file removed",
+                 target.rel, received, type(exc).__name__)
         raise
     st = target.path.stat()
     svc.remember((str(target.path), st.st_size, st.st_mtime_ns), digest)

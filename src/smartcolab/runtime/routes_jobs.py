@@ -22,7 +22,7 @@ from ..protocol import (
     SessionView,
     VariableList,
 )
-from . import introspect
+from . import guard, introspect
 from .jobs import job_dir
 from .output import read_page
 from .state import RuntimeState, SessionManager
@@ -42,10 +42,15 @@ def _manager(request: Request) -> SessionManager:
 
 
 def _client(request: Request) -> str | None:
+    # The address resolved by limits.py (forwarding headers of trusted proxies).
+    resolved = request.scope.get("state", {}).get("sc_client")
+    if resolved:
+        return str(resolved)
     return f"{request.client.host}:{request.client.port}" if request.client else None
 
 
-@router.post("/jobs", response_model=JobView, status_code=201)
+@router.post("/jobs", response_model=JobView, status_code=201, responses={
+    200: {"model": JobView, "description": "A job with this id existed: it is returned, not rerun"}})
 async def submit_job(request: Request, response: Response, body: JobSubmit,
                      wait: Wait = 0.0) -> JobView:
     """Queue a job (201), or return the existing job with this id (200); never runs it twice.
@@ -53,6 +58,7 @@ async def submit_job(request: Request, response: Response, body: JobSubmit,
     With ``wait`` the answer comes when the job ends or after ``wait`` seconds.
     """
     manager = _manager(request)
+    await guard.check_submission(request.app.state.sc, body, _client(request))
     rec, live, created = manager.submit(body, _client(request))
     if not created:
         response.status_code = 200
@@ -116,6 +122,7 @@ async def job_output(request: Request, job_id: str,
                                   details={"total_bytes": total})
     text, next_offset = read_page(job_dir(manager.config, job_id) / "output.txt", offset, limit,
                                   total)
+    text = manager.redactor.redact(text)
     finished = live is None or live.terminal
     return OutputPage(job_id=job_id, offset=offset, next_offset=next_offset, total_bytes=total,
                       text=text, complete=finished and next_offset >= total)

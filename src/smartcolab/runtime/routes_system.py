@@ -22,10 +22,11 @@ def _state(request: Request) -> RuntimeState:
 async def get_probe(request: Request) -> Probe:
     """CPU, RAM, disk, GPUs, packages, platform and uptime of this runtime."""
     state = _state(request)
-    return await asyncio.to_thread(
+    found = await asyncio.to_thread(
         probe_mod.probe, working_root=state.config.working_root,
         server_started_at=state.started_at, epoch=state.epoch(),
     )
+    return state.redactor.redact_model(found)
 
 
 @router.post("/shutdown", status_code=202)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +32,9 @@ from ..protocol import (
 )
 
 MAX_NONCES = 200_000
+# Our client sends lowercase hex and uppercase methods; anything else is refused
+# rather than normalised, so no two different byte strings carry one signature.
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _HELP = "send 'Authorization: Bearer <secret>' or a signed request (see README, 'Authentication')"
 
 
@@ -65,6 +70,7 @@ class Authenticator:
         self.nonces = NonceCache()
 
     def rotate(self, new_secret: str) -> None:
+        """Replace the secret: requests signed with the old one fail from now on."""
         self._secret = new_secret
 
     async def require(self, request: Request) -> None:
@@ -76,7 +82,9 @@ class Authenticator:
         await self._check(request, streamed=True)
 
     async def _check(self, request: Request, *, streamed: bool) -> None:
+        # request.state.sc_auth tells the audit log how the request authenticated.
         if not self.enabled:
+            request.state.sc_auth = "off"
             return
         authz = request.headers.get("authorization")
         if authz is not None:
@@ -84,6 +92,7 @@ class Authenticator:
             if scheme.lower() == "bearer" and hmac.compare_digest(
                 token.strip().encode(), self._secret.encode()
             ):
+                request.state.sc_auth = "bearer"
                 return
             raise Unauthorized(f"the bearer token is wrong; {_HELP}")
         sig = request.headers.get(H_SIGNATURE)
@@ -91,13 +100,19 @@ class Authenticator:
             raise Unauthorized(f"this endpoint needs the runtime's secret; {_HELP}")
         ts = request.headers.get(H_TIMESTAMP, "")
         nonce = request.headers.get(H_NONCE, "")
-        declared = request.headers.get(H_CONTENT_SHA256, EMPTY_SHA256).lower()
+        declared = request.headers.get(H_CONTENT_SHA256, EMPTY_SHA256)
+        if not _HEX64.fullmatch(declared):
+            raise Unauthorized(f"{H_CONTENT_SHA256} must be 64 lowercase hex digits")
+        if request.method != request.method.upper():
+            raise Unauthorized("signed requests must use an uppercase HTTP method")
         if not nonce or len(nonce) > 128:
             raise Unauthorized("signed request without a valid nonce")
         try:
             ts_value = float(ts)
         except ValueError:
-            raise Unauthorized("signed request without a valid timestamp") from None
+            ts_value = math.nan
+        if not math.isfinite(ts_value):  # NaN would pass any window comparison
+            raise Unauthorized("signed request without a valid timestamp")
         now = time.time()
         if abs(now - ts_value) > SIGNATURE_WINDOW_S:
             raise Unauthorized(
@@ -108,7 +123,7 @@ class Authenticator:
         raw_query = request.scope.get("query_string", b"").decode("latin-1")
         expected = sign(self._secret,
                         canonical_request(request.method, raw_path, raw_query, declared, ts, nonce))
-        if not hmac.compare_digest(expected.encode(), sig.strip().lower().encode()):
+        if not hmac.compare_digest(expected.encode(), sig.encode("latin-1")):
             raise Unauthorized(f"request signature does not match; {_HELP}")
         if not streamed:
             body = await request.body()
@@ -116,3 +131,4 @@ class Authenticator:
                 raise Unauthorized(f"body does not match its signed {H_CONTENT_SHA256} header")
         if not self.nonces.add(nonce, now):
             raise Unauthorized("nonce already used: a replayed request is refused")
+        request.state.sc_auth = "hmac"

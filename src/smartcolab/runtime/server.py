@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import uvicorn
 
 from .app import create_app
+from .clientaddr import parse_networks
 from .config import RuntimeConfig
 from .logs import configure_logging
 from .state import RuntimeState
@@ -45,6 +46,8 @@ def check_config(config: RuntimeConfig) -> None:
             "--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1); "
             f"refusing to serve without auth on {config.host}"
         )
+    parse_networks(config.allow_cidrs)
+    parse_networks(config.trusted_proxies)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -100,6 +103,12 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
         ws="none",
+        # Room above our own header and query limits, so limits.py answers 431/413
+        # in the JSON error shape instead of the parser dropping the request.
+        # limits.py reads forwarding headers itself, only from trusted proxies;
+        # uvicorn's own rewrite of the client address would bypass that.
+        proxy_headers=False,
+        h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192,
     )
     server = uvicorn.Server(uv_config)
     state: RuntimeState = app.state.sc

@@ -21,8 +21,10 @@ from ..errors import (
 )
 from ..protocol import JobSubmit, JobView
 from . import resources
+from .audit import AuditLog
 from .config import RuntimeConfig
 from .jobs import Job, job_dir, make_view
+from .redact import Redactor
 from .security import Authenticator
 from .sessions import KernelSession, new_record
 from .store import JobRecord, JobStore
@@ -34,9 +36,12 @@ MAIN_SESSION = "main"
 class SessionManager:
     """Named sessions, live jobs, and the job store behind them."""
 
-    def __init__(self, config: RuntimeConfig, boot_id: str) -> None:
+    def __init__(self, config: RuntimeConfig, boot_id: str, *, audit: AuditLog | None = None,
+                 redactor: Redactor | None = None) -> None:
         self.config = config
         self.boot_id = boot_id
+        self.audit = audit
+        self.redactor = redactor or Redactor()
         self.store = JobStore(config.state_dir / "jobs.sqlite3")
         self.sessions: dict[str, KernelSession] = {}
         self.live: dict[str, Job] = {}
@@ -49,6 +54,8 @@ class SessionManager:
         lost = self.store.mark_unfinished_lost()
         if lost:
             log.warning("%d job(s) of a previous run were left unfinished: marked lost", lost)
+            if self.audit is not None:
+                self.audit.event("jobs_lost", count=lost)
         if self.config.start_main_session:
             await self.create(MAIN_SESSION)
 
@@ -97,7 +104,13 @@ class SessionManager:
         """Write a job's current record; a terminal job leaves memory and wakes its waiters."""
         self.store.update(job.rec)
         if job.terminal:
-            self.live.pop(job.rec.job_id, None)
+            # Popping once makes the audit line once per job, however often it is recorded.
+            if self.live.pop(job.rec.job_id, None) is not None and self.audit is not None:
+                rec = job.rec
+                self.audit.job(job_id=rec.job_id, client=job.client_addr, session=rec.session,
+                               code=rec.code, status=rec.status,
+                               duration_s=(rec.finished_at - rec.started_at)
+                               if rec.finished_at and rec.started_at else None)
             job.done.set()
         job.notify()
 
@@ -143,10 +156,12 @@ class SessionManager:
 
     def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
         session = self.sessions.get(rec.session)
-        return make_view(rec, session_epoch=session.epoch if session else None,
+        view = make_view(rec, session_epoch=session.epoch if session else None,
                          output_bytes=live.output_bytes if live else rec.output_bytes,
                          spill=job_dir(self.config, rec.job_id) / "output.txt", since=since,
                          text_limit=self.config.response_text_bytes)
+        # A job that echoes the environment or a file must not hand out the secret.
+        return self.redactor.redact_model(view)
 
     def cancel(self, job_id: str) -> Job | None:
         rec, live = self.find(job_id)
@@ -172,6 +187,9 @@ class RuntimeState:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
         self.auth = Authenticator(config.secret, enabled=config.auth)
+        self.redactor = Redactor(config.secret)
+        self.audit = AuditLog(config.state_dir, max_bytes=config.audit_max_bytes,
+                              backups=config.audit_backups, redactor=self.redactor)
         self.started_at = time.time()
         # A new boot id on every start: a server restart always changes the epoch.
         self.boot_id = uuid.uuid4().hex[:12]
@@ -186,12 +204,20 @@ class RuntimeState:
 
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        self._manager = SessionManager(self.config, self.boot_id)
+        self._manager = SessionManager(self.config, self.boot_id, audit=self.audit,
+                                       redactor=self.redactor)
         await self._manager.start()
 
     async def stop(self) -> None:
         if self._manager is not None:
             await self._manager.stop()
+        self.audit.close()
+
+    def rotate_secret(self, new_secret: str) -> None:
+        """Switch to a new secret; kernels keep running, old outputs stay redacted."""
+        self.redactor.add(new_secret)
+        self.auth.rotate(new_secret)
+        self.config.secret = new_secret
 
     def epoch(self) -> str:
         """The runtime epoch: changes whenever any kernel's state is lost."""
