@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import tools_exec, tools_files, tools_jobs, tools_system
+from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_system
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -38,6 +38,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_exec,
     tools_jobs,
     tools_files,
+    tools_chunked,
 ]
 
 INSTRUCTIONS = """\
