@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .bridge import transfer
+from .bridge.transfer_local import ProgressFn
 from .cli_common import Target, err, human_bytes, open_runtime, out, print_json
 from .errors import LocalPathRefused
 
@@ -32,7 +33,7 @@ def _progress(quiet: bool) -> Progress:
                     disable=quiet, transient=False)
 
 
-def _callback(bar: Progress, task: TaskID) -> transfer.ProgressFn:
+def _callback(bar: Progress, task: TaskID) -> ProgressFn:
     def update(done: int, total: int | None) -> None:
         bar.update(task, completed=done, total=total)
     return update

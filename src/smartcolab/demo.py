@@ -190,13 +190,19 @@ async def _walk(run: DemoRun, client: Client, save_dir: Path) -> None:
         s.detail = f"image content ({path.stat().st_size:,} bytes, {how}) saved to {path}"
 
     async def chunked(s: Step) -> None:
-        name = next((t for t in sorted(tools) if "chunk" in t), None)
-        if name is None:
-            s.detail = "this build has no chunked-operation tool yet"
+        if "run_chunked_operation" not in tools:
+            s.detail = "this build has no run_chunked_operation tool yet"
             return
-        result = await client.call_tool(name, CHUNKED_ARGS)
-        s.ok = not result.is_error
-        s.detail = text_of(result).splitlines()[0][:200] if result.content else name
+        first = await client.call_tool("run_chunked_operation", CHUNKED_ARGS)
+        again = await client.call_tool("run_chunked_operation",
+                                       {**CHUNKED_ARGS, "restart": False})
+        cp = await client.call_tool("get_checkpoint", {"name": CHUNKED_ARGS["checkpoint_name"]})
+        info = _structured(cp)
+        done, total = info.get("completed"), info.get("total")
+        s.ok = not (first.is_error or again.is_error or cp.is_error) and done == total == 100
+        s.detail = (f"100 iterations in 4 batches of 25, each recorded in a local checkpoint "
+                    f"({done}/{total} done); a second call with the same inputs found it complete"
+                    if s.ok else f"{text_of(first)[-300:]} / {json.dumps(info)[:300]}")
 
     async def download(s: Step) -> None:
         made = await client.call_tool("run_code_quick", {"code": DATA_CODE})
@@ -227,10 +233,10 @@ async def _walk(run: DemoRun, client: Client, save_dir: Path) -> None:
         await run.step(name, body)
 
 
-# Arguments for the chunked tool once it exists (issue: chunked operations).
 CHUNKED_ARGS: dict[str, Any] = {
-    "name": "demo-sum", "items": "list(range(100))", "batch_size": 25,
-    "body": "acc = acc + item", "setup": "acc = 0",
+    "checkpoint_name": "demo-squares", "setup_code": "squares_seen = {}",
+    "loop_code": "squares_seen[i] = i * i\nif i % 2:\n    continue", "n_iterations": 100,
+    "batch_size": 25, "collect": "squares_seen[i]", "restart": True,
 }
 
 
