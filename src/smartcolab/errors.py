@@ -36,6 +36,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
+        ├── LocalWriteFailed             507 local_write_failed
         └── UnknownRuntime               404 unknown_runtime
 """
 
@@ -58,6 +59,7 @@ __all__ = [
     "JobNotFound",
     "KernelUnavailable",
     "LocalPathRefused",
+    "LocalWriteFailed",
     "LowMemory",
     "NotFound",
     "PathOutsideRoots",
@@ -213,6 +215,12 @@ class StateLost(ClientSideError):
 
 class LocalPathRefused(ClientSideError):
     status, code = 400, "local_path_refused"
+
+
+class LocalWriteFailed(ClientSideError):
+    """This machine could not store what arrived (disk full, quota, permissions)."""
+
+    status, code = 507, "local_write_failed"
 
 
 class UnknownRuntime(ClientSideError):

@@ -48,6 +48,8 @@ Start with check_colab_connection / probe_colab_environment. run_code_quick for 
 snippets, run_code_long for slow work. Tools return within about 50 s: a result that says
 "running" gives a job id; continue with get_job (wait), get_job_output (full log) or
 cancel_job. Plots come back as images. If the runtime's URL changed, call connect_runtime.
+For long loops use run_chunked_operation: batches with a local checkpoint that resumes
+after failures and lost runtimes (get_checkpoint, list_checkpoints, delete_checkpoint).
 """
 
 

@@ -40,6 +40,7 @@ from .transfer_local import (
     publish,
     refuse_existing,
     remote_name,
+    write_failed,
     write_json_atomic,
 )
 
@@ -184,55 +185,59 @@ async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
     write_json_atomic(meta, {"remote": remote, "etag": etag, "size": total})
     failures = tries = wire = 0
     used_gzip = False
-    with open(part, "r+b" if offset else "wb") as f:  # noqa: ASYNC230 - local disk, small writes
-        f.truncate(offset)
-        f.seek(offset)
-        while offset < total:
-            tries += 1
-            before = offset
-            gzip_now = compress and offset == 0
-            headers = {"Accept-Encoding": "gzip" if gzip_now else "identity"}
-            if offset:
-                headers.update({"Range": f"bytes={offset}-", "If-Range": etag})
-            try:
-                async with client.stream("GET", "/files/content", params={
-                        "path": remote, "compress": "true" if gzip_now else None},
-                                         headers=headers) as resp:
-                    if resp.status_code != 206 and offset:
-                        # The runtime sent the whole file: its version changed. Start over.
-                        offset = 0
-                        f.seek(0)
-                        f.truncate(0)
-                        hasher = hashlib.sha256()
-                    new_etag = resp.headers.get("etag", etag)
-                    if new_etag != etag:
-                        etag = new_etag
-                        total = int(resp.headers.get("content-length")
-                                    or resp.headers.get(H_IDENTITY_LENGTH) or total)
-                        write_json_atomic(meta, {"remote": remote, "etag": etag, "size": total})
-                    gz = resp.headers.get("content-encoding", "") == "gzip"
-                    used_gzip |= gz
-                    chunks = resp.aiter_bytes() if gz else resp.aiter_raw()
-                    async for chunk in chunks:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        offset += len(chunk)
-                        if progress is not None:
-                            progress(offset, total)
-                    wire += resp.num_bytes_downloaded
-                if offset != total:
-                    raise RuntimeUnreachable(f"the download ended at {offset} of {total} bytes")
-            except RuntimeUnreachable as exc:
-                failures = 1 if offset > before else failures + 1
-                if failures >= attempts or tries >= MAX_TOTAL_ATTEMPTS:
-                    f.flush()
-                    raise RuntimeUnreachable(
-                        f"download of '{remote[:200]}' failed after {tries} attempts at "
-                        f"{offset} of {total} bytes ({exc.message}); call download again to "
-                        "resume from there", details={"offset": offset, "part": str(part)}) from exc
-                await asyncio.sleep(backoff(client, failures))
-        f.flush()
-        await asyncio.to_thread(os.fsync, f.fileno())
+    try:
+        # Writing and hashing inline measured faster than handing chunks to a thread.
+        with open(part, "r+b" if offset else "wb") as f:  # noqa: ASYNC230
+            f.truncate(offset)
+            f.seek(offset)
+            while offset < total:
+                tries += 1
+                before = offset
+                gzip_now = compress and offset == 0
+                headers = {"Accept-Encoding": "gzip" if gzip_now else "identity"}
+                if offset:
+                    headers.update({"Range": f"bytes={offset}-", "If-Range": etag})
+                try:
+                    async with client.stream("GET", "/files/content", params={
+                            "path": remote, "compress": "true" if gzip_now else None},
+                                             headers=headers) as resp:
+                        if resp.status_code != 206 and offset:
+                            # The runtime sent the whole file: its version changed. Start over.
+                            offset = 0
+                            f.seek(0)
+                            f.truncate(0)
+                            hasher = hashlib.sha256()
+                        new_etag = resp.headers.get("etag", etag)
+                        if new_etag != etag:
+                            etag = new_etag
+                            total = int(resp.headers.get("content-length")
+                                        or resp.headers.get(H_IDENTITY_LENGTH) or total)
+                            write_json_atomic(meta, {"remote": remote, "etag": etag, "size": total})
+                        gz = resp.headers.get("content-encoding", "") == "gzip"
+                        used_gzip |= gz
+                        chunks = resp.aiter_bytes() if gz else resp.aiter_raw()
+                        async for chunk in chunks:
+                            f.write(chunk)
+                            hasher.update(chunk)
+                            offset += len(chunk)
+                            if progress is not None:
+                                progress(offset, total)
+                        wire += resp.num_bytes_downloaded
+                    if offset != total:
+                        raise RuntimeUnreachable(f"the download ended at {offset} of {total} bytes")
+                except RuntimeUnreachable as exc:
+                    failures = 1 if offset > before else failures + 1
+                    if failures >= attempts or tries >= MAX_TOTAL_ATTEMPTS:
+                        f.flush()
+                        raise RuntimeUnreachable(
+                            f"download of '{remote[:200]}' failed after {tries} attempts at "
+                            f"{offset} of {total} bytes ({exc.message}); call download again to "
+                            "resume from there", details={"offset": offset, "part": str(part)}) from exc
+                    await asyncio.sleep(backoff(client, failures))
+            f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+    except OSError as exc:
+        raise write_failed(exc, part) from exc
     digest = hasher.hexdigest()
     remote_stat = await hashed
     if remote_stat.etag == etag and remote_stat.sha256 != digest:

@@ -8,6 +8,7 @@ directory by :func:`local_target`; a finished download is moved to its name only
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import LocalPathRefused
+from ..errors import LocalPathRefused, LocalWriteFailed
 from .client import RuntimeClient
 
 IO_CHUNK = 1024 * 1024
@@ -124,3 +125,12 @@ def part_paths(final: Path) -> tuple[Path, Path]:
         if p.is_symlink():  # a planted link would redirect our writes elsewhere
             p.unlink()
     return part, meta
+
+
+def write_failed(exc: OSError, where: Path) -> LocalWriteFailed:
+    reason = exc.strerror or str(exc)
+    hint = ("free some space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check that the save directory is writable")
+    return LocalWriteFailed(
+        f"could not write {where} on this machine: {reason}; {hint}, then call the download "
+        "again: it resumes from what was saved", details={"path": str(where), "errno": exc.errno})
