@@ -190,3 +190,14 @@ def test_real_process_with_embedded_runtime(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "embedded local runtime" in proc.stderr
     assert not list(tmp_path.glob(".smartcolab*")), "no state may be left in the working dir"
+
+
+@pytest.mark.parametrize("command", [
+    ["exec"], ["jobs", "list"], ["jobs", "show"], ["jobs", "cancel"], ["jobs", "output"],
+    ["vars"], ["cleanup"], ["probe"], ["ls"], ["get"], ["put"], ["runtimes", "list"],
+    ["runtimes", "add"], ["runtimes", "remove"], ["doctor"], ["demo"],
+])
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Example: smartcolab " + command[0] in " ".join(result.stdout.split())
