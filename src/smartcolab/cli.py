@@ -263,3 +263,13 @@ def config(
         raise typer.Exit(2)
     typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
                                     runtimes_file=runtimes_file))
+
+
+# ---------------------------------------------------------------- commands for people
+def _register_user_commands() -> None:
+    from .cli_user import register
+
+    register(app)
+
+
+_register_user_commands()
