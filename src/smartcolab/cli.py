@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -163,6 +164,21 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------- MCP bridge
+def mcp_runtimes_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The runtimes file ``smartcolab mcp`` reads.
+
+    ``--runtimes-file`` must exist; otherwise the file ``smartcolab runtimes add``
+    writes (``$SMARTCOLAB_RUNTIMES`` or ``~/.smartcolab/runtimes.toml``) is read when
+    it exists, so runtimes added on the command line reach the bridge too.
+    """
+    if explicit is not None:
+        return explicit.expanduser()
+    from .cli_common import runtimes_path
+
+    default = runtimes_path(env)
+    return default if default.is_file() else None
+
+
 @app.command()
 def mcp(
     transport: Annotated[str, typer.Option(
@@ -172,7 +188,8 @@ def mcp(
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
-        help="TOML file of named runtimes [runtimes.NAME] url/secret. Env: SMARTCOLAB_RUNTIMES")] = None,
+        help="TOML file of named runtimes [runtimes.NAME] url/secret. Default: $SMARTCOLAB_RUNTIMES "
+             "or ~/.smartcolab/runtimes.toml (what 'smartcolab runtimes add' writes), if it exists.")] = None,
     save_dir: Annotated[Path | None, typer.Option(
         help="Where downloads and extra images go. Env: LOCAL_SAVE_DIR")] = None,
     checkpoint_dir: Annotated[Path | None, typer.Option(
@@ -205,7 +222,7 @@ def mcp(
 
     from .bridge.deps import BridgeSettings
     from .bridge.mcp_server import BridgeConfig, configure_logging, serve_http, serve_stdio
-    from .bridge.registry import env_runtimes, load_runtimes_file, runtimes_file_from_env
+    from .bridge.registry import env_runtimes, load_runtimes_file
     from .errors import SmartColabError
 
     configure_logging(log_level.upper())
@@ -220,7 +237,7 @@ def mcp(
             extra_upload_roots=tuple(p.expanduser().resolve() for p in upload_root or ()))
         specs = env_runtimes(env)
         default = runtime
-        file = runtimes_file or runtimes_file_from_env(env)
+        file = mcp_runtimes_file(runtimes_file, env)
         if file is not None:
             more, file_default = load_runtimes_file(file.expanduser(), env)
             specs += [s for s in more if s.name not in {x.name for x in specs}]

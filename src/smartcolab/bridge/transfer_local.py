@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,8 +21,11 @@ from ..errors import LocalPathRefused, LocalWriteFailed
 from .client import RuntimeClient
 
 IO_CHUNK = 1024 * 1024
-# progress(bytes_done, bytes_total or None when unknown)
-ProgressFn = Callable[[int, "int | None"], None]
+# progress(bytes_done, bytes_total or None when unknown), called on the event loop's
+# thread; it may be a coroutine function (the bridge sends MCP progress from one).
+ProgressFn = Callable[[int, "int | None"], "Awaitable[None] | None"]
+# Neutral for every caller: a tool argument, a CLI flag, a library keyword.
+OVERWRITE_HINT = "ask to overwrite it (overwrite=true in a tool call, --overwrite on the command line)"
 
 
 def local_target(save_dir: str | os.PathLike[str], name: str) -> Path:
@@ -94,8 +97,8 @@ def publish(part: Path, final: Path, overwrite: bool) -> None:
         try:
             os.link(part, final)
         except FileExistsError:
-            raise LocalPathRefused(f"{final} already exists; pass overwrite=True to replace "
-                                   "it", details={"reason": "exists"}) from None
+            raise LocalPathRefused(f"{final} already exists; {OVERWRITE_HINT}",
+                                   details={"reason": "exists"}) from None
         except OSError:
             if final.exists():
                 raise LocalPathRefused(f"{final} already exists", details={"reason": "exists"}) from None
@@ -114,7 +117,7 @@ def refuse_existing(final: Path, overwrite: bool) -> None:
     if final.is_dir():
         raise LocalPathRefused(f"{final} is a directory; choose another local name")
     if final.exists() and not overwrite:
-        raise LocalPathRefused(f"{final} already exists; pass overwrite=True to replace it",
+        raise LocalPathRefused(f"{final} already exists; {OVERWRITE_HINT}",
                                details={"reason": "exists"})
 
 
