@@ -19,7 +19,15 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_persist, tools_system
+from . import (
+    stdio_pipes,
+    tools_chunked,
+    tools_exec,
+    tools_files,
+    tools_jobs,
+    tools_persist,
+    tools_system,
+)
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -98,7 +106,7 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
 
 async def serve_stdio(config: BridgeConfig) -> None:
     async with open_bridge(config) as deps:
-        await build_server(deps).run_stdio_async()
+        await stdio_pipes.serve(build_server(deps))
 
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
