@@ -126,3 +126,12 @@ async def test_mcp_reads_the_runtimes_file_that_runtimes_add_writes(
     assert listed.structured_content is not None, text_of(listed)
     assert listed.structured_content["default"] == "vm", text_of(listed)
     assert not ran.is_error and "42" in text_of(ran)
+
+
+def test_start_writeback_keeps_the_bytes(tmp_path: Path) -> None:
+    data = os.urandom(3 * MB)
+    with open(tmp_path / "w.bin", "wb") as f:
+        f.write(data[:2 * MB])
+        assert transfer_recv._start_writeback(f, 0, 2 * MB) == 2 * MB
+        f.write(data[2 * MB:])
+    assert (tmp_path / "w.bin").read_bytes() == data
