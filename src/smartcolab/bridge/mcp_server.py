@@ -19,15 +19,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import (
-    stdio_pipes,
-    tools_chunked,
-    tools_exec,
-    tools_files,
-    tools_jobs,
-    tools_persist,
-    tools_system,
-)
+from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_persist, tools_system
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -106,7 +98,7 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
 
 async def serve_stdio(config: BridgeConfig) -> None:
     async with open_bridge(config) as deps:
-        await stdio_pipes.serve(build_server(deps))
+        await build_server(deps).run_stdio_async()
 
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]

@@ -1,19 +1,16 @@
-"""The bridge's pipe-based stdio transport: big messages, the threaded fallback, the journal."""
+"""The bridge over real stdio: big messages both ways; one journal write per quick call."""
 
 from __future__ import annotations
 
-import stat
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.server import MCPServer
 
 from bridge_helpers import bridge, make_config, text_of
 from runtime_proc import RuntimeProc, subprocess_env
-from smartcolab.bridge import stdio_pipes
 
 pytestmark = pytest.mark.anyio
 
@@ -25,30 +22,18 @@ def _params(tmp: Path, runtime: RuntimeProc, **extra: str) -> StdioServerParamet
                                  args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"])
 
 
-@pytest.mark.parametrize("mode", ["pipes", "threads"])
-async def test_large_messages_both_ways(runtime: RuntimeProc, tmp_path: Path, mode: str) -> None:
+async def test_large_messages_both_ways(runtime: RuntimeProc, tmp_path: Path) -> None:
     # Far above asyncio's default 64 KiB line limit, in both directions.
     blob = "x" * 300_000
     code = f"s = {blob!r}\nprint(len(s)); print(s[:100_000])"
-    extra = {stdio_pipes.ENV_SWITCH: "threads"} if mode == "threads" else {}
     with anyio.fail_after(60):
-        async with Client(_params(tmp_path, runtime, **extra)) as client:
+        async with Client(_params(tmp_path, runtime)) as client:
             result = await client.call_tool("run_code_quick", {"code": code, "session": "big"})
             again = await client.call_tool("run_code_quick", {"code": "print('still here')",
                                                               "session": "big"})
     assert not result.is_error, text_of(result)[:500]
     assert "300000" in text_of(result) and "x" * 10_000 in text_of(result)
     assert "still here" in text_of(again)
-
-
-def test_pipes_are_used_only_where_they_apply() -> None:
-    server = MCPServer("probe")
-    assert hasattr(server, "_lowlevel_server")  # what serve() relies on in this SDK
-    assert not stdio_pipes.usable(server, {stdio_pipes.ENV_SWITCH: "threads"})
-    assert not stdio_pipes.usable(object(), {})  # type: ignore[arg-type]
-    assert stdio_pipes._pipe_like(stat.S_IFIFO | 0o600)
-    assert stdio_pipes._pipe_like(stat.S_IFSOCK | 0o600)
-    assert not stdio_pipes._pipe_like(stat.S_IFREG | 0o644)  # a regular file: the SDK serves it
 
 
 async def test_quick_call_journals_its_final_state_once(runtime: RuntimeProc, tmp_path: Path) -> None:
