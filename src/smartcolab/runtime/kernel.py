@@ -102,6 +102,25 @@ if applied:
 PREPARE_CODE = f"exec(compile({_PREPARE_SRC!r}, '<smartcolab-setup>', 'exec'), {{}})"
 
 
+async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
+    """The next iopub message, or ``Empty`` after ``timeout`` seconds.
+
+    A message already queued is taken without a poll: ``get_iopub_msg`` always polls
+    first, and two awaited futures per message are a measurable part of a short job.
+    """
+    sock = kc.iopub_channel.socket
+    assert sock is not None
+    try:
+        frames = await sock.recv_multipart(flags=zmq.NOBLOCK)
+    except zmq.Again:
+        if not await sock.poll(int(timeout * 1000)):
+            raise Empty from None
+        frames = await sock.recv_multipart()
+    _, smsg = kc.session.feed_identities(frames)
+    msg: dict[str, Any] = kc.session.deserialize(smsg)
+    return msg
+
+
 OnMessage = Callable[[str, dict[str, Any]], None]
 StopReason = Literal["timed_out", "cancelled", "restart", "shutdown"]
 
@@ -263,13 +282,20 @@ class Kernel:
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     async def run(self, code: str, on_message: OnMessage, control: RunControl, *,
-                  grace_s: float, store_history: bool = True) -> RunOutcome:
-        """Execute ``code``, passing each output message to ``on_message``."""
+                  grace_s: float, store_history: bool = True,
+                  on_sent: Callable[[], None] | None = None) -> RunOutcome:
+        """Execute ``code``, passing each output message to ``on_message``.
+
+        ``on_sent`` is called once the request is on its way: bookkeeping done there
+        overlaps with the kernel receiving it instead of delaying it.
+        """
         kc = self.kc
         if kc is None:
             raise KernelUnavailable("the kernel is not running; restart the session")
         msg_id = kc.execute(code, store_history=store_history, allow_stdin=False,
                             stop_on_error=False)
+        if on_sent is not None:
+            on_sent()
         interrupted_at: float | None = None
         stop_started: float | None = None
         reason: StopReason | None = None
@@ -312,7 +338,7 @@ class Kernel:
             if interrupted_at is None and control.deadline is not None:
                 timeout = max(0.0, min(timeout, control.deadline - now))
             try:
-                msg = await kc.get_iopub_msg(timeout=timeout)
+                msg = await _next_msg(kc, timeout)
             except Empty:
                 if not await self.alive():
                     exit_code = await self.exit_code()
