@@ -1,6 +1,6 @@
 """Every benchmark of the project in one process, with its baseline, as one table.
 
-Imports each bench module's functions (bench_jobs, bench_bridge, bench_files,
+Imports each bench module's functions (bench_runtime, bench_bridge, bench_files,
 bench_chunked), runs them in turn, and prints a Markdown table: our figure, the
 baseline measured in the same run, and their ratio, pair by pair.  Each module
 reports medians over its repeats.  The header describes the machine.  Writes
@@ -8,7 +8,7 @@ bench/results/report.json and a PNG (latency distribution and throughput).
 
     python bench/report.py                     # the full run (about 5 minutes)
     python bench/report.py --quick             # small sizes: a smoke test
-    python bench/report.py --only jobs,files --png docs/performance.png
+    python bench/report.py --only runtime,files --png docs/performance.png
 
 A module that is missing or fails is reported as such: no row is invented.
 """
@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "src"), str(ROOT / "tests")]
 
 RESULTS = ROOT / "bench" / "results"
-MODULES = ("jobs", "bridge", "files", "chunked")
+MODULES = ("runtime", "bridge", "files", "chunked")
+# Older name of the runtime module's key, still accepted by --only.
+ALIASES = {"jobs": "runtime"}
 Row = dict[str, Any]
 
 
@@ -56,8 +58,8 @@ def machine() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- runners
-def run_jobs(quick: bool) -> dict[str, Any]:
-    mod = importlib.import_module("bench_jobs")
+def run_runtime(quick: bool) -> dict[str, Any]:
+    mod = importlib.import_module("bench_runtime")
     result: dict[str, Any] = mod.run(quick=quick)
     return result
 
@@ -85,7 +87,7 @@ def run_chunked(quick: bool) -> dict[str, Any]:
 
 
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "jobs": run_jobs, "bridge": run_bridge, "files": run_files, "chunked": run_chunked}
+    "runtime": run_runtime, "bridge": run_bridge, "files": run_files, "chunked": run_chunked}
 
 
 def collect(only: list[str], quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes = [f"bench_{k}: {v['error']}" for k, v in results.items() if not v["ok"]]
     bridge = results.get("bridge", {}).get("data")
-    jobs = results.get("jobs", {}).get("data")
+    jobs = results.get("runtime", {}).get("data")
     files = results.get("files", {}).get("data")
     chunked = results.get("chunked", {}).get("data")
     if bridge:
@@ -128,9 +130,17 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
         rows.append(_row("bridge round trip, run_code_quick 1+1 over stdio", bridge["bridge"]["median_ms"],
                          "ms", raw, "raw jupyter_client execute"))
     if jobs:
+        rtt = jobs["round_trip"]
+        rows.append(_row("runtime round trip, 1+1 (bearer POST /jobs?wait)", rtt["api_median_ms"],
+                         "ms", rtt["raw_median_ms"], "raw jupyter_client execute"))
         thr, seq = jobs["throughput"], jobs["sequential"]
         rows.append(_row(f"jobs/s, {thr['clients']} concurrent clients ({thr['jobs']} jobs)",
                          thr["jobs_per_s"], "jobs/s", 1000 / seq["median_ms"],
+                         "1 client, sequential", better="higher"))
+        one = jobs["throughput_one_session"]
+        rows.append(_row(f"jobs/s, {one['clients']} clients on one session ({one['jobs']} pass jobs, "
+                         f"lost {one['lost']}, duplicated {one['duplicated']})",
+                         one["jobs_per_s"], "jobs/s", 1000 / seq["median_ms"],
                          "1 client, sequential", better="higher"))
         dl, grace = jobs["deadline"], jobs["kill_grace_s"]
         rows.append(_row("deadline to stop, Python loop", dl["python_loop"]["after_deadline_s"], "s",
@@ -184,7 +194,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    jobs = results.get("jobs", {}).get("data")
+    jobs = results.get("runtime", {}).get("data")
     files = results.get("files", {}).get("data")
     if not jobs and not files:
         return None
@@ -233,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=RESULTS / "report.json")
     ap.add_argument("--png", type=Path, default=RESULTS / "report.png")
     args = ap.parse_args(argv)
-    only = [m.strip() for m in args.only.split(",") if m.strip()]
+    only = [ALIASES.get(m.strip(), m.strip()) for m in args.only.split(",") if m.strip()]
     unknown = [m for m in only if m not in RUNNERS]
     if unknown:
         ap.error(f"unknown bench module(s): {', '.join(unknown)}")

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_report_quick_smoke(tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "report.json", tmp_path / "report.png"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--quick",
-                           "--only", "jobs", "--json", str(out_json), "--png", str(out_png)],
+                           "--only", "runtime", "--json", str(out_json), "--png", str(out_png)],
                           env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out_json.read_text())
@@ -28,8 +28,13 @@ def test_report_quick_smoke(tmp_path: Path) -> None:
         assert row["ours"] > 0 or row["measure"].startswith("deadline"), row
         if row["baseline"]:
             assert row["ratio"] == row["ours"] / row["baseline"]
-    assert report["results"]["jobs"]["data"]["throughput"]["failures"] == 0
-    deadline = report["results"]["jobs"]["data"]["deadline"]
+    runtime = report["results"]["runtime"]["data"]
+    assert runtime["throughput"]["failures"] == 0
+    assert runtime["throughput_one_session"]["lost"] == runtime["throughput_one_session"]["duplicated"] == 0
+    assert any(m.startswith("runtime round trip, 1+1 (bearer") for m in measures)
+    big = runtime["big_output"]
+    assert big["status"] == "succeeded" and big["output_bytes"] == big["output_mb"] * 2**20
+    deadline = runtime["deadline"]
     assert deadline["python_loop"]["status"] == deadline["c_loop"]["status"] == "timed_out"
     assert "| measure | ours | baseline | ratio |" in proc.stdout
     assert out_png.read_bytes().startswith(b"\x89PNG")

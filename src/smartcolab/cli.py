@@ -100,6 +100,9 @@ def serve(
     max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
     max_sessions: Annotated[int, typer.Option(
         help="Most kernel sessions at once (each is a Python process).")] = 16,
+    max_queued: Annotated[int, typer.Option(
+        min=1, help="Most jobs waiting in one session's queue; more are refused with 429 "
+                    "queue_full.")] = 1000,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -125,6 +128,7 @@ def serve(
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
         max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
         max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
+        max_queued_per_session=max_queued,
     )
     if trusted_proxy:
         config.trusted_proxies = list(trusted_proxy)
