@@ -91,16 +91,20 @@ async def bridge_roundtrip(repeats: int, tmp: Path) -> dict[str, Any]:
         async with Client(params) as client:
             for _ in range(3):
                 await client.call_tool("run_code_quick", {"code": "1+1"})
-            samples = []
+            samples, local = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 result = await client.call_tool("run_code_quick", {"code": "1+1"})
                 samples.append(time.perf_counter() - t0)
                 assert not result.is_error
+                # A tool that never leaves the bridge: the MCP + stdio share of a call.
+                t0 = time.perf_counter()
+                await client.call_tool("list_runtimes", {})
+                local.append(time.perf_counter() - t0)
     finally:
         runtime.stop()
     return {"median_ms": statistics.median(samples) * 1000, "samples": len(samples),
-            "http_layer": http}
+            "http_layer": http, "mcp_stdio_only_median_ms": statistics.median(local) * 1000}
 
 
 async def cold_start(repeats: int, tmp: Path) -> dict[str, Any]:
@@ -143,6 +147,8 @@ def main() -> dict[str, Any]:
     print(f"{'  runtime: job duration (kernel + bookkeeping)':<44}"
           f"{http['runtime_job_duration_median_ms']:>10.2f}ms")
     print(f"{'  runtime: signed POST /jobs?wait (HTTP)':<44}{http['median_ms']:>10.2f}ms")
+    print(f"{'  bridge: MCP over stdio alone (list_runtimes)':<44}"
+          f"{through['mcp_stdio_only_median_ms']:>10.2f}ms")
     print(f"{'run_code_quick 1+1 via stdio bridge':<44}{through['median_ms']:>10.2f}ms")
     print(f"{'ratio (target <= 1.5x)':<44}{ratio:>11.2f}x")
     print(f"{'cold start to first result (target <= 3 s)':<44}{cold['median_s']:>11.2f}s")

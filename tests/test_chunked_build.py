@@ -220,7 +220,7 @@ def _block(depth: int) -> st.SearchStrategy[list[str]]:
                 "while": "k = 0\nwhile k < 2:", "try": "try:"}[kind]
         lines = head.split("\n")
         if kind == "while":
-            ind.append("    k += 1")
+            ind.insert(0, "    k += 1")  # first: a 'continue' in the block must not skip it
         if kind == "try":
             ind.append("    1 // (i % 5)")
             return [*lines, *ind, "except ZeroDivisionError:", "    total += 100", *rest]

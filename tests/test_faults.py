@@ -22,6 +22,7 @@ from faults_helpers import StallProxy, executions, tiny_filesystem, traced_code
 from runtime_proc import start_runtime
 from smartcolab.bridge import transfer
 from smartcolab.bridge.client import RetryPolicy, RuntimeClient
+from smartcolab.errors import LocalWriteFailed
 from smartcolab.protocol import TERMINAL_STATUSES, JobSubmit
 
 pytestmark = pytest.mark.anyio
@@ -118,7 +119,7 @@ async def test_disk_full_during_download(tmp_path: Path) -> None:
         with tiny_filesystem(save, size_kb=512):
             async with RuntimeClient(proc.url, proc.secret) as client:
                 with anyio.fail_after(60):
-                    with pytest.raises(Exception) as info:
+                    with pytest.raises(LocalWriteFailed) as info:
                         await transfer.download(client, "big.bin", save)
                     message = str(info.value).lower()
                     print(f"\ndisk full -> {type(info.value).__name__}: {info.value}")

@@ -338,18 +338,26 @@ def test_upload_size_limit_up_front_and_while_streaming(small_limit: ServerHandl
 
 
 def test_interrupted_upload_leaves_nothing(small_limit: ServerHandle) -> None:
+    import time
+
     root = small_limit.config.roots[0]
+
+    def temps() -> list[Path]:
+        return [p for p in root.iterdir() if ".sc-upload-" in p.name]
+
     host, port = small_limit.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as s:
         s.sendall((f"PUT /files/content?path=cut.bin HTTP/1.1\r\nHost: x\r\n"
                    f"Authorization: Bearer {small_limit.secret}\r\n"
                    "Content-Length: 90000\r\n\r\n").encode() + b"a" * 40_000)
-    deadline = 50
-    import time
-
-    for _ in range(deadline):  # the server notices the disconnect and cleans up
-        if not [p for p in root.iterdir() if ".sc-upload-" in p.name]:
-            break
-        time.sleep(0.1)
+        # Hang up only once the server is streaming into its temp file, so the check
+        # below cannot run before the upload has even started.
+        deadline = time.monotonic() + 20
+        while not temps() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert temps(), "the server never started streaming the upload"
+    deadline = time.monotonic() + 20
+    while temps() and time.monotonic() < deadline:  # the server notices the hang-up, cleans up
+        time.sleep(0.05)
     assert not (root / "cut.bin").exists()
     assert not [p for p in root.iterdir() if ".sc-upload-" in p.name]

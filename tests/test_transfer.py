@@ -81,7 +81,7 @@ async def test_download_verified_atomic_with_progress(tree: Tree, tmp_path: Path
         assert res.sha256 == sha(files["big.bin"]) == sha(res.path.read_bytes())
         assert seen[-1] == (3 * MB, 3 * MB) and [d for d, _ in seen] == sorted(d for d, _ in seen)
         assert names(tmp_path) == ["big.bin"]
-        with pytest.raises(LocalPathRefused, match="overwrite"):
+        with pytest.raises(LocalPathRefused, match="overwrite=true in a tool call, --overwrite on the command line"):
             await transfer.download(c, "big.bin", tmp_path)
         again = await transfer.download(c, "a.txt", tmp_path, "big.bin", overwrite=True)
         assert again.path.read_bytes() == files["a.txt"]

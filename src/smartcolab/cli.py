@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,9 @@ app = typer.Typer(
 )
 
 ENV_SECRET = "SMARTCOLAB_SECRET"
+ENV_NGROK_TOKEN = "NGROK_AUTHTOKEN"
+# cloudflared's own variable for a named tunnel's token.
+ENV_CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
 
 
 def _version(value: bool) -> None:
@@ -58,6 +62,20 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    persist_dir: Annotated[Path | None, typer.Option(
+        help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
+    autosave_after: Annotated[float | None, typer.Option(
+        help="Save the session's variables after each successful job that ran this many "
+             "seconds or more (snapshot autosave-SESSION).")] = None,
+    tunnel: Annotated[str, typer.Option(
+        help="Public tunnel: none, ngrok (token from $NGROK_AUTHTOKEN) or cloudflared "
+             "(quick tunnel; a named one with $TUNNEL_TOKEN and --cloudflared-hostname).")] = "none",
+    ngrok_domain: Annotated[str | None, typer.Option(
+        help="Your reserved ngrok domain, so the URL stays the same between sessions.")] = None,
+    cloudflared_hostname: Annotated[str | None, typer.Option(
+        help="Public hostname routed to your named cloudflared tunnel.")] = None,
+    tunnel_binary: Annotated[str | None, typer.Option(
+        help="Path to the ngrok or cloudflared binary (default: found by pyngrok / on PATH).")] = None,
     allow_cidr: Annotated[list[str] | None, typer.Option(
         help="Only serve clients from this network, e.g. 203.0.113.0/24 (repeatable). "
              "Default: every address.")] = None,
@@ -82,6 +100,9 @@ def serve(
     max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
     max_sessions: Annotated[int, typer.Option(
         help="Most kernel sessions at once (each is a Python process).")] = 16,
+    max_queued: Annotated[int, typer.Option(
+        min=1, help="Most jobs waiting in one session's queue; more are refused with 429 "
+                    "queue_full.")] = 1000,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -89,8 +110,10 @@ def serve(
 
     Example: smartcolab serve --port 8765 --root ~/data
     """
+    from .errors import TunnelFailed
     from .runtime.config import RuntimeConfig
     from .runtime.server import run
+    from .runtime.tunnel import TunnelOptions, check_kind
 
     roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
     config = RuntimeConfig(
@@ -98,11 +121,14 @@ def serve(
         state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
         response_text_bytes=response_text_kb * 1024,
+        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
+        autosave_after_s=autosave_after,
         allow_cidrs=list(allow_cidr or []), guarded=guarded,
         rate_limit_per_s=rate_limit, rate_burst=rate_burst,
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
         max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
         max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
+        max_queued_per_session=max_queued,
     )
     if trusted_proxy:
         config.trusted_proxies = list(trusted_proxy)
@@ -111,8 +137,16 @@ def serve(
     if secret:
         config.secret = secret
     try:
+        kind = check_kind(tunnel)
+        token = os.environ.get(ENV_NGROK_TOKEN if kind == "ngrok" else ENV_CLOUDFLARED_TOKEN)
+        domain = ngrok_domain if kind == "ngrok" else cloudflared_hostname
+        tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
+                                       binary=tunnel_binary)
         run(config, port_file=port_file, tls_cert=tls_cert, tls_key=tls_key,
-            json_logs=not plain_logs)
+            json_logs=not plain_logs, tunnel=tunnel_options)
+    except TunnelFailed as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -134,6 +168,21 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------- MCP bridge
+def mcp_runtimes_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The runtimes file ``smartcolab mcp`` reads.
+
+    ``--runtimes-file`` must exist; otherwise the file ``smartcolab runtimes add``
+    writes (``$SMARTCOLAB_RUNTIMES`` or ``~/.smartcolab/runtimes.toml``) is read when
+    it exists, so runtimes added on the command line reach the bridge too.
+    """
+    if explicit is not None:
+        return explicit.expanduser()
+    from .cli_common import runtimes_path
+
+    default = runtimes_path(env)
+    return default if default.is_file() else None
+
+
 @app.command()
 def mcp(
     transport: Annotated[str, typer.Option(
@@ -143,7 +192,8 @@ def mcp(
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
-        help="TOML file of named runtimes [runtimes.NAME] url/secret. Env: SMARTCOLAB_RUNTIMES")] = None,
+        help="TOML file of named runtimes [runtimes.NAME] url/secret. Default: $SMARTCOLAB_RUNTIMES "
+             "or ~/.smartcolab/runtimes.toml (what 'smartcolab runtimes add' writes), if it exists.")] = None,
     save_dir: Annotated[Path | None, typer.Option(
         help="Where downloads and extra images go. Env: LOCAL_SAVE_DIR")] = None,
     checkpoint_dir: Annotated[Path | None, typer.Option(
@@ -176,7 +226,7 @@ def mcp(
 
     from .bridge.deps import BridgeSettings
     from .bridge.mcp_server import BridgeConfig, configure_logging, serve_http, serve_stdio
-    from .bridge.registry import env_runtimes, load_runtimes_file, runtimes_file_from_env
+    from .bridge.registry import env_runtimes, load_runtimes_file
     from .errors import SmartColabError
 
     configure_logging(log_level.upper())
@@ -191,7 +241,7 @@ def mcp(
             extra_upload_roots=tuple(p.expanduser().resolve() for p in upload_root or ()))
         specs = env_runtimes(env)
         default = runtime
-        file = runtimes_file or runtimes_file_from_env(env)
+        file = mcp_runtimes_file(runtimes_file, env)
         if file is not None:
             more, file_default = load_runtimes_file(file.expanduser(), env)
             specs += [s for s in more if s.name not in {x.name for x in specs}]
@@ -234,3 +284,13 @@ def config(
         raise typer.Exit(2)
     typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
                                     runtimes_file=runtimes_file))
+
+
+# ---------------------------------------------------------------- commands for people
+def _register_user_commands() -> None:
+    from .cli_user import register
+
+    register(app)
+
+
+_register_user_commands()

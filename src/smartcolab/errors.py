@@ -31,11 +31,13 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     │   ├── LowMemory                    503 low_memory
     │   ├── ShuttingDown                 503 shutting_down
     │   └── KernelUnavailable            503 kernel_unavailable
+    ├── TunnelFailed                     502 tunnel_failed (raised where the server starts)
     └── ClientSideError                  (never sent by a runtime; raised locally)
         ├── RuntimeUnreachable           502 runtime_unreachable
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
+        ├── LocalWriteFailed             507 local_write_failed
         └── UnknownRuntime               404 unknown_runtime
 """
 
@@ -58,6 +60,7 @@ __all__ = [
     "JobNotFound",
     "KernelUnavailable",
     "LocalPathRefused",
+    "LocalWriteFailed",
     "LowMemory",
     "NotFound",
     "PathOutsideRoots",
@@ -72,6 +75,7 @@ __all__ = [
     "ShuttingDown",
     "SmartColabError",
     "StateLost",
+    "TunnelFailed",
     "Unauthorized",
     "Unavailable",
     "UnknownRuntime",
@@ -195,6 +199,12 @@ class KernelUnavailable(Unavailable):
     code = "kernel_unavailable"
 
 
+class TunnelFailed(SmartColabError):
+    """A public tunnel (ngrok, cloudflared) could not be opened; the message says the fix."""
+
+    status, code = 502, "tunnel_failed"
+
+
 class ClientSideError(SmartColabError):
     """Raised by the bridge or the CLI themselves, never rendered by a runtime."""
 
@@ -213,6 +223,12 @@ class StateLost(ClientSideError):
 
 class LocalPathRefused(ClientSideError):
     status, code = 400, "local_path_refused"
+
+
+class LocalWriteFailed(ClientSideError):
+    """This machine could not store what arrived (disk full, quota, permissions)."""
+
+    status, code = 507, "local_write_failed"
 
 
 class UnknownRuntime(ClientSideError):

@@ -238,6 +238,68 @@ class CleanupReport(Open):
     notes: list[str] = Field(default_factory=list)
 
 
+# ---------------------------------------------------------------- persistence
+class SaveRequest(Model):
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             description="variables to save; empty = every user variable")
+    snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                 description="snapshot name; default: the session's name")
+
+
+class RestoreRequest(Model):
+    snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
+                                 description="snapshot name; default: the session's name")
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             description="variables to restore; empty = all in the snapshot")
+
+
+class SavedVariable(Open):
+    name: str
+    type: str
+    size_bytes: int
+    file: str
+
+
+class VariableProblem(Open):
+    """A variable that was not saved or restored, and why (never fatal to the others)."""
+
+    name: str
+    type: str | None = None
+    error: str
+
+
+class PersistManifest(Open):
+    """What one snapshot holds; written as manifest.json next to the pickles."""
+
+    format: int = 1
+    snapshot: str
+    session: str
+    epoch: str
+    saved_at: float
+    pickler: str
+    python: str
+    directory: str
+    variables: list[SavedVariable] = Field(default_factory=list)
+    failed: list[VariableProblem] = Field(default_factory=list)
+    skipped: list[VariableProblem] = Field(default_factory=list)
+    total_bytes: int = 0
+
+
+class RestoreReport(Open):
+    snapshot: str
+    session: str
+    epoch: str = Field(description="the session's epoch after the restore")
+    saved_at: float
+    saved_epoch: str
+    restored: list[str] = Field(default_factory=list)
+    failed: list[VariableProblem] = Field(default_factory=list)
+
+
+class SnapshotList(Open):
+    directory: str
+    snapshots: list[PersistManifest]
+
+
 # ---------------------------------------------------------------- probe
 class GpuInfo(Open):
     index: int

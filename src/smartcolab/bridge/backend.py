@@ -31,6 +31,7 @@ from ..protocol import (
 from . import transfer
 from .client import RuntimeClient
 from .transfer import DownloadResult
+from .transfer_local import ProgressFn
 
 
 class RuntimeBackend(Protocol):
@@ -67,10 +68,11 @@ class RuntimeFiles(Protocol):
                          pattern: str | None = None, limit: int = 1000) -> FileList: ...
     async def stat(self, path: str, *, with_hash: bool = True) -> FileStat: ...
     async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
-                       local_name: str | None = None, *,
-                       overwrite: bool = False) -> DownloadResult: ...
+                       local_name: str | None = None, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None) -> DownloadResult: ...
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
-                     overwrite: bool = False) -> UploadResult: ...
+                     overwrite: bool = False, progress: ProgressFn | None = None
+                     ) -> UploadResult: ...
 
 
 class HttpFiles:
@@ -88,14 +90,16 @@ class HttpFiles:
         return await transfer.stat(self.client, path, with_hash=with_hash)
 
     async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
-                       local_name: str | None = None, *,
-                       overwrite: bool = False) -> DownloadResult:
+                       local_name: str | None = None, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None) -> DownloadResult:
         return await transfer.download(self.client, remote_path, save_dir, local_name,
-                                       overwrite=overwrite)
+                                       overwrite=overwrite, progress=progress)
 
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
-                     overwrite: bool = False) -> UploadResult:
-        return await transfer.upload(self.client, local_path, remote_path, overwrite=overwrite)
+                     overwrite: bool = False, progress: ProgressFn | None = None
+                     ) -> UploadResult:
+        return await transfer.upload(self.client, local_path, remote_path, overwrite=overwrite,
+                                     progress=progress)
 
 
 def files_for(backend: RuntimeBackend) -> RuntimeFiles:

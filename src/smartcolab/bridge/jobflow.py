@@ -90,14 +90,20 @@ def observe_epoch(deps: BridgeDeps, runtime: str, view: JobView) -> list[str]:
 
 
 async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, client: RuntimeBackend,
-                 view: JobView, *, budget_s: float, progress: Progress | None = None) -> Followed:
-    """Long-poll ``view``'s job until it ends or ``budget_s`` is spent."""
+                 view: JobView, *, budget_s: float, progress: Progress | None = None,
+                 recorded: bool = False) -> Followed:
+    """Long-poll ``view``'s job until it ends or ``budget_s`` is spent.
+
+    ``recorded``: the caller already wrote ``view`` to the journal (saves a write
+    when the job was over at once, the common case for quick code).
+    """
     progress = progress or Progress(ctx)
     settings = deps.settings
     chunks = [view.output] if view.output else []
     notes = observe_epoch(deps, spec.name, view)
     cursor = view.cursor
     deadline = time.monotonic() + budget_s
+    polled = False
     try:
         while view.status not in TERMINAL_STATUSES:
             remaining = deadline - time.monotonic()
@@ -106,6 +112,7 @@ async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, clien
             started = time.monotonic()
             view = await client.get_job(view.job_id, wait=min(settings.progress_interval_s, remaining),
                                         since=cursor)
+            polled = True
             if view.output:
                 chunks.append(view.output)
             cursor = view.cursor
@@ -126,7 +133,7 @@ async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, clien
                 log.warning("could not cancel job %s: %s", view.job_id, exc)
         raise
     deps.cursors[view.job_id] = cursor
-    if view.status in TERMINAL_STATUSES:
+    if view.status in TERMINAL_STATUSES and (polled or not recorded):
         deps.journal.record_view(view)
     return Followed(view, "".join(chunks), notes)
 
@@ -163,11 +170,13 @@ async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str
     except SmartColabError as exc:
         deps.journal.record_status(job.job_id, "not_submitted", error=exc.message)
         raise
-    deps.journal.record_view(view, output_tail=view.output)
+    # One journal write per quick call: a finished job is recorded as follow() would.
+    over = view.status in TERMINAL_STATUSES
+    deps.journal.record_view(view, output_tail=None if over else view.output)
     await progress.report(last_line(view.output) or view.status)
     remaining = budget - (time.monotonic() - progress._start)
     followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, remaining),
-                            progress=progress)
+                            progress=progress, recorded=True)
     return spec, followed
 
 

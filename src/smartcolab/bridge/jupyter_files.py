@@ -43,6 +43,7 @@ from ..protocol import FileEntry, FileList, FileStat, UploadResult
 from .jupyter_kernel import JupyterRest
 from .transfer import DownloadResult
 from .transfer_local import (
+    ProgressFn,
     discard,
     hash_prefix,
     local_target,
@@ -52,6 +53,7 @@ from .transfer_local import (
     remote_name,
     write_json_atomic,
 )
+from .transfer_recv import report
 
 ROOT_LABEL = "(jupyter root)"
 UPLOAD_CHUNK = 8 * 1024 * 1024  # bytes per contents-API request (sent as base64 JSON)
@@ -141,8 +143,8 @@ class JupyterFiles:
 
     # ------------------------------------------------------------ download
     async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
-                       local_name: str | None = None, *, overwrite: bool = False
-                       ) -> DownloadResult:
+                       local_name: str | None = None, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None) -> DownloadResult:
         """Stream ``/files/PATH`` into ``save_dir``: resumable, sha256-verified, atomic."""
         remote = _clean(remote_path)
         final = local_target(save_dir, local_name or remote_name(remote))
@@ -181,6 +183,7 @@ class JupyterFiles:
                             f.write(chunk)
                             hasher.update(chunk)
                             offset += len(chunk)
+                            await report(progress, offset, head.size)
                 except httpx2.TransportError as exc:
                     failures = 1 if offset > before else failures + 1
                     if failures >= ATTEMPTS:
@@ -206,7 +209,8 @@ class JupyterFiles:
 
     # ------------------------------------------------------------ upload
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
-                     overwrite: bool = False) -> UploadResult:
+                     overwrite: bool = False, progress: ProgressFn | None = None
+                     ) -> UploadResult:
         """Chunked upload into a hidden part file, verified, then renamed onto the target."""
         source, size, digest = await asyncio.to_thread(_hash_local, local_path)
         remote = _clean(remote_path)
@@ -222,7 +226,7 @@ class JupyterFiles:
         sent = await self._part_size(part)
         if sent > size or sent % UPLOAD_CHUNK:
             sent = 0  # not ours, or from another file: start again
-        await self._send(source, part, size, sent)
+        await self._send(source, part, size, sent, progress)
         check = await self.stat(part, with_hash=True)
         if check.sha256 != digest or check.size != size:
             await self._delete(part)
@@ -235,7 +239,8 @@ class JupyterFiles:
                              what=f"rename onto '{remote[:200]}'")
         return UploadResult(path=remote, size=size, sha256=digest, overwritten=existed)
 
-    async def _send(self, source: Path, part: str, size: int, offset: int) -> None:
+    async def _send(self, source: Path, part: str, size: int, offset: int,
+                    progress: ProgressFn | None) -> None:
         number = offset // UPLOAD_CHUNK + 1
         failures = 0
         with open(source, "rb") as f:  # noqa: ASYNC230 - local disk
@@ -266,6 +271,7 @@ class JupyterFiles:
                     continue
                 offset += len(data)
                 number += 1
+                await report(progress, offset, size)
                 if last:
                     return
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 
 from .. import __version__
-from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_system
+from . import tools_chunked, tools_exec, tools_files, tools_jobs, tools_persist, tools_system
 from .client import RetryPolicy
 from .deps import BridgeDeps, BridgeSettings
 from .embedded import EmbeddedRuntime
@@ -39,6 +39,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_jobs,
     tools_files,
     tools_chunked,
+    tools_persist,
 ]
 
 INSTRUCTIONS = """\
@@ -48,6 +49,10 @@ Start with check_colab_connection / probe_colab_environment. run_code_quick for 
 snippets, run_code_long for slow work. Tools return within about 50 s: a result that says
 "running" gives a job id; continue with get_job (wait), get_job_output (full log) or
 cancel_job. Plots come back as images. If the runtime's URL changed, call connect_runtime.
+For long loops use run_chunked_operation: batches with a local checkpoint that resumes
+after failures and lost runtimes (get_checkpoint, list_checkpoints, delete_checkpoint).
+Keep expensive results across kernel restarts and lost runtimes with save_colab_variables;
+bring them back into a fresh kernel with restore_colab_variables.
 """
 
 

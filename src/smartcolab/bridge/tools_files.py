@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
+import time
 from pathlib import Path
 from typing import Annotated
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
@@ -17,6 +21,12 @@ from .deps import BridgeDeps
 from .params import RuntimeName, register_tool
 from .tool_errors import translated
 from .transfer_dir import download_dir
+from .transfer_local import ProgressFn
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
+# MCP progress for transfers: at most one notification per half second.
+PROGRESS_EVERY_S = 0.5
 
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                         open_world_hint=True)
@@ -42,6 +52,30 @@ def _allowed_local(path: str, roots: tuple[Path, ...]) -> Path:
     allowed = ", ".join(str(r) for r in roots)
     raise LocalPathRefused(f"{path} is outside the directories uploads may read from ({allowed}). "
                            "Copy the file there first, or start the bridge with --upload-root.")
+
+
+def mcp_progress(ctx: Context, verb: str, *, every_s: float = PROGRESS_EVERY_S) -> ProgressFn:
+    """A transfer progress callback that sends MCP progress (bytes done / total).
+
+    At most one notification per ``every_s`` (and the last one), never going
+    backwards (a restarted download does not report until it passes its best).
+    """
+    last_sent = -1
+    last_at = -math.inf
+
+    async def report(done: int, total: int | None) -> None:
+        nonlocal last_sent, last_at
+        now = time.monotonic()
+        if done <= last_sent or (now - last_at < every_s and done != total):
+            return
+        last_sent, last_at = done, now
+        of = f" of {total / MB:,.1f}" if total is not None else ""
+        try:
+            await ctx.report_progress(done, total, f"{verb} {done / MB:,.1f}{of} MB")
+        except Exception as exc:  # a progress failure must never fail the transfer
+            log.debug("progress report failed: %s", exc)
+
+    return report
 
 
 def register(server: MCPServer, deps: BridgeDeps) -> None:
@@ -75,6 +109,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
 
     async def download_from_colab(
         path: RemotePath,
+        ctx: Context,
         local_name: Annotated[str | None, Field(
             max_length=255, description="File name in the local save directory "
                                         "(default: the remote name).")] = None,
@@ -91,8 +126,9 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
             files = files_for(client)
             head = await files.stat(path, with_hash=False)
             if head.type == "dir" and isinstance(client, RuntimeClient):
-                archive = await download_dir(client, path, deps.settings.save_dir,
-                                             local_name, overwrite=overwrite)
+                archive = await download_dir(
+                    client, path, deps.settings.save_dir, local_name, overwrite=overwrite,
+                    progress=mcp_progress(ctx, "downloaded"))
                 text = (f"downloaded directory {path} from {spec.name!r} to {archive.path} "
                         f"({archive.members} entries, {archive.wire_bytes:,} bytes transferred)")
                 if archive.refused:
@@ -101,7 +137,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                                       structured_content={"path": str(archive.path),
                                                           "members": archive.members})
             got = await files.download(path, deps.settings.save_dir, local_name,
-                                       overwrite=overwrite)
+                                       overwrite=overwrite,
+                                       progress=mcp_progress(ctx, "downloaded"))
             text = (f"downloaded {path} from {spec.name!r} to {got.path} ({got.size:,} bytes, "
                     f"sha256 {got.sha256})")
             return CallToolResult(content=[TextContent(type="text", text=text)],
@@ -113,6 +150,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
             min_length=1, max_length=4096,
             description="Local file, relative to the local save directory or absolute "
                         "under an allowed upload directory.")],
+        ctx: Context,
         remote_path: Annotated[str | None, Field(
             max_length=4096, description="Destination relative to the runtime's root "
                                          "(default: the file name at the root).")] = None,
@@ -126,8 +164,9 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             source = _allowed_local(local_path, deps.settings.upload_roots)
             spec, client = await deps.registry.client(runtime)
-            done = await files_for(client).upload(source, remote_path or source.name,
-                                                  overwrite=overwrite)
+            done = await files_for(client).upload(
+                source, remote_path or source.name, overwrite=overwrite,
+                progress=mcp_progress(ctx, "uploaded"))
             text = (f"uploaded {source} to {done.path} on {spec.name!r} ({done.size:,} bytes, "
                     f"sha256 {done.sha256}{', replaced the old file' if done.overwritten else ''})")
             return CallToolResult(content=[TextContent(type="text", text=text)],

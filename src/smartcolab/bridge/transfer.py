@@ -42,6 +42,7 @@ from .transfer_local import (
     remote_name,
     write_json_atomic,
 )
+from .transfer_recv import Receive, receive, report
 
 __all__ = [
     "ArchiveResult", "DownloadResult", "delete", "download", "download_dir", "iter_files",
@@ -114,13 +115,15 @@ def tune_read_size(nbytes: int = READ_SIZE) -> bool:
     """
     try:
         from httpcore2._async.http11 import AsyncHTTP11Connection
+        from httpcore2._sync.http11 import HTTP11Connection
     except ImportError:  # pragma: no cover - a different HTTP stack
         return False
-    current = getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", None)
-    if not isinstance(current, int):  # pragma: no cover
-        return False
-    if current < nbytes:
-        AsyncHTTP11Connection.READ_NUM_BYTES = nbytes
+    for cls in (AsyncHTTP11Connection, HTTP11Connection):
+        current = getattr(cls, "READ_NUM_BYTES", None)
+        if not isinstance(current, int):  # pragma: no cover
+            return False
+        if current < nbytes:
+            cls.READ_NUM_BYTES = nbytes
     return True
 
 
@@ -176,63 +179,13 @@ async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
                          hashed: asyncio.Future[FileStat], part: Path, meta: Path, final: Path,
                          overwrite: bool, progress: ProgressFn | None, compress: bool,
                          attempts: int) -> DownloadResult:
-    etag = head.etag or ""
-    total = head.size
     offset = await asyncio.to_thread(_resume_offset, part, meta, remote, head)
-    resumed_from = offset
     hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
-    write_json_atomic(meta, {"remote": remote, "etag": etag, "size": total})
-    failures = tries = wire = 0
-    used_gzip = False
-    with open(part, "r+b" if offset else "wb") as f:  # noqa: ASYNC230 - local disk, small writes
-        f.truncate(offset)
-        f.seek(offset)
-        while offset < total:
-            tries += 1
-            before = offset
-            gzip_now = compress and offset == 0
-            headers = {"Accept-Encoding": "gzip" if gzip_now else "identity"}
-            if offset:
-                headers.update({"Range": f"bytes={offset}-", "If-Range": etag})
-            try:
-                async with client.stream("GET", "/files/content", params={
-                        "path": remote, "compress": "true" if gzip_now else None},
-                                         headers=headers) as resp:
-                    if resp.status_code != 206 and offset:
-                        # The runtime sent the whole file: its version changed. Start over.
-                        offset = 0
-                        f.seek(0)
-                        f.truncate(0)
-                        hasher = hashlib.sha256()
-                    new_etag = resp.headers.get("etag", etag)
-                    if new_etag != etag:
-                        etag = new_etag
-                        total = int(resp.headers.get("content-length")
-                                    or resp.headers.get(H_IDENTITY_LENGTH) or total)
-                        write_json_atomic(meta, {"remote": remote, "etag": etag, "size": total})
-                    gz = resp.headers.get("content-encoding", "") == "gzip"
-                    used_gzip |= gz
-                    chunks = resp.aiter_bytes() if gz else resp.aiter_raw()
-                    async for chunk in chunks:
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        offset += len(chunk)
-                        if progress is not None:
-                            progress(offset, total)
-                    wire += resp.num_bytes_downloaded
-                if offset != total:
-                    raise RuntimeUnreachable(f"the download ended at {offset} of {total} bytes")
-            except RuntimeUnreachable as exc:
-                failures = 1 if offset > before else failures + 1
-                if failures >= attempts or tries >= MAX_TOTAL_ATTEMPTS:
-                    f.flush()
-                    raise RuntimeUnreachable(
-                        f"download of '{remote[:200]}' failed after {tries} attempts at "
-                        f"{offset} of {total} bytes ({exc.message}); call download again to "
-                        "resume from there", details={"offset": offset, "part": str(part)}) from exc
-                await asyncio.sleep(backoff(client, failures))
-        f.flush()
-        await asyncio.to_thread(os.fsync, f.fileno())
+    job = Receive(remote=remote, part=part, meta=meta, etag=head.etag or "", total=head.size,
+                  offset=offset, hasher=hasher, compress=compress, attempts=attempts)
+    write_json_atomic(meta, {"remote": remote, "etag": job.etag, "size": job.total})
+    await receive(client, job, progress)
+    etag, hasher = job.etag, job.hasher
     digest = hasher.hexdigest()
     remote_stat = await hashed
     if remote_stat.etag == etag and remote_stat.sha256 != digest:
@@ -249,8 +202,8 @@ async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
                                    "download; download again", details={"local": digest})
     await asyncio.to_thread(publish, part, final, overwrite)
     discard(meta)
-    return DownloadResult(path=final, size=offset, sha256=digest, resumed_from=resumed_from,
-                          attempts=tries, wire_bytes=wire, compressed=used_gzip)
+    return DownloadResult(path=final, size=job.offset, sha256=digest, resumed_from=offset,
+                          attempts=job.tries, wire_bytes=job.wire, compressed=job.used_gzip)
 
 
 # ---------------------------------------------------------------- upload
@@ -269,8 +222,7 @@ async def _file_chunks(path: Path, size: int, progress: ProgressFn | None) -> As
         while chunk := await asyncio.to_thread(f.read, IO_CHUNK):
             done += len(chunk)
             yield chunk
-            if progress is not None:
-                progress(done, size)
+            await report(progress, done, size)
     finally:
         f.close()
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ..errors import InvalidInput, LocalPathRefused, RuntimeUnreachable
 from .client import RuntimeClient
 from .transfer_local import (
+    OVERWRITE_HINT,
     ProgressFn,
     backoff,
     fsync_dir,
@@ -26,6 +27,7 @@ from .transfer_local import (
     publish,
     refuse_existing,
 )
+from .transfer_recv import report
 
 Compression = Literal["none", "gzip", "zstd"]
 DEFAULT_ATTEMPTS = 8
@@ -63,8 +65,7 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
                     async for chunk in resp.aiter_raw():
                         f.write(chunk)
                         done += len(chunk)
-                        if progress is not None:
-                            progress(done, None)
+                        await report(progress, done, None)
                 f.flush()
                 os.fsync(f.fileno())
             break
@@ -133,7 +134,8 @@ def _extract_into(archive: Path, compression: Compression, final: Path,
     if final.exists():
         if not overwrite:
             shutil.rmtree(staging, ignore_errors=True)
-            raise LocalPathRefused(f"{final} already exists; pass overwrite=True")
+            raise LocalPathRefused(f"{final} already exists; {OVERWRITE_HINT}",
+                                   details={"reason": "exists"})
         old = final.with_name(f".{final.name}.old")
         os.replace(final, old)
         shutil.rmtree(old, ignore_errors=True)

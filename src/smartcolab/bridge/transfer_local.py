@@ -8,20 +8,24 @@ directory by :func:`local_target`; a finished download is moved to its name only
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import LocalPathRefused
+from ..errors import LocalPathRefused, LocalWriteFailed
 from .client import RuntimeClient
 
 IO_CHUNK = 1024 * 1024
-# progress(bytes_done, bytes_total or None when unknown)
-ProgressFn = Callable[[int, "int | None"], None]
+# progress(bytes_done, bytes_total or None when unknown), called on the event loop's
+# thread; it may be a coroutine function (the bridge sends MCP progress from one).
+ProgressFn = Callable[[int, "int | None"], "Awaitable[None] | None"]
+# Neutral for every caller: a tool argument, a CLI flag, a library keyword.
+OVERWRITE_HINT = "ask to overwrite it (overwrite=true in a tool call, --overwrite on the command line)"
 
 
 def local_target(save_dir: str | os.PathLike[str], name: str) -> Path:
@@ -93,8 +97,8 @@ def publish(part: Path, final: Path, overwrite: bool) -> None:
         try:
             os.link(part, final)
         except FileExistsError:
-            raise LocalPathRefused(f"{final} already exists; pass overwrite=True to replace "
-                                   "it", details={"reason": "exists"}) from None
+            raise LocalPathRefused(f"{final} already exists; {OVERWRITE_HINT}",
+                                   details={"reason": "exists"}) from None
         except OSError:
             if final.exists():
                 raise LocalPathRefused(f"{final} already exists", details={"reason": "exists"}) from None
@@ -113,7 +117,7 @@ def refuse_existing(final: Path, overwrite: bool) -> None:
     if final.is_dir():
         raise LocalPathRefused(f"{final} is a directory; choose another local name")
     if final.exists() and not overwrite:
-        raise LocalPathRefused(f"{final} already exists; pass overwrite=True to replace it",
+        raise LocalPathRefused(f"{final} already exists; {OVERWRITE_HINT}",
                                details={"reason": "exists"})
 
 
@@ -124,3 +128,12 @@ def part_paths(final: Path) -> tuple[Path, Path]:
         if p.is_symlink():  # a planted link would redirect our writes elsewhere
             p.unlink()
     return part, meta
+
+
+def write_failed(exc: OSError, where: Path) -> LocalWriteFailed:
+    reason = exc.strerror or str(exc)
+    hint = ("free some space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check that the save directory is writable")
+    return LocalWriteFailed(
+        f"could not write {where} on this machine: {reason}; {hint}, then call the download "
+        "again: it resumes from what was saved", details={"path": str(where), "errno": exc.errno})

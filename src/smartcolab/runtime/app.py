@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..protocol import H_EPOCH, Health
-from . import routes_auth, routes_files, routes_jobs, routes_system, routes_ui
+from . import routes_auth, routes_files, routes_jobs, routes_persist, routes_system, routes_ui
 from .audit import AuditMiddleware
 from .config import RuntimeConfig
 from .http_errors import install_error_handlers
 from .limits import LimitsMiddleware
 from .openapi_doc import install_openapi
 from .state import RuntimeState
+
+_EPOCH_HEADER = H_EPOCH.lower().encode("latin-1")
+
+
+class EpochHeaderMiddleware:
+    """Adds the runtime epoch header to every response.
+
+    Plain ASGI: starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs each
+    request in an extra task with memory streams, a measurable cost on every job.
+    """
+
+    def __init__(self, app: ASGIApp, state: RuntimeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_epoch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((_EPOCH_HEADER, self.state.epoch().encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_epoch)
 
 
 def get_state(request: Request) -> RuntimeState:
@@ -44,12 +73,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     app.state.sc = state
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def epoch_header(request: Request,
-                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers[H_EPOCH] = state.epoch()
-        return response
+    app.add_middleware(EpochHeaderMiddleware, state=state)
 
     public = APIRouter()
 
@@ -63,6 +87,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     protected = [Depends(state.auth.require)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_persist.router, dependencies=protected)
     app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
     app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])

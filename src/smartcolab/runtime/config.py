@@ -65,6 +65,10 @@ class RuntimeConfig:
     max_images_per_result: int = DEFAULT_MAX_IMAGES_PER_RESULT
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     start_main_session: bool = True
+    # Where saved variables go (Drive on Colab, /kaggle/working on Kaggle); None: state_dir/persist.
+    persist_dir: Path | None = None
+    # Save the session's variables after each successful job that ran at least this long.
+    autosave_after_s: float | None = None
     # Abuse limits; see runtime/limits.py.  An empty allow_cidrs admits every address.
     allow_cidrs: list[str] = field(default_factory=list)
     trusted_proxies: list[str] = field(default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES))
@@ -85,3 +89,7 @@ class RuntimeConfig:
     @property
     def working_root(self) -> Path:
         return self.roots[0]
+
+    @property
+    def persist_root(self) -> Path:
+        return self.persist_dir or self.state_dir / "persist"

@@ -157,15 +157,15 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
                   epoch: str, on_start: Callable[[Job], None]) -> RunOutcome | None:
     """Run ``job`` on ``kernel``; mark it terminal (``None``: the kernel itself failed)."""
     rec = job.rec
-    rec.status, rec.started_at, rec.epoch = "running", time.time(), epoch
-    on_start(job)
     before = await snapshot(with_gpu)
+    rec.status, rec.started_at, rec.epoch = "running", time.time(), epoch
     if rec.timeout is not None:
         job.control.deadline = time.monotonic() + rec.timeout
     outcome: RunOutcome | None
     try:
+        # The "running" record is written while the kernel takes the request in.
         outcome = await kernel.run(rec.code, job.on_message, job.control,
-                                   grace_s=config.kill_grace_s)
+                                   grace_s=config.kill_grace_s, on_sent=lambda: on_start(job))
     except Exception as exc:
         log.exception("kernel failure while running job %s", rec.job_id)
         outcome = None
@@ -184,15 +184,20 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
 
 
 def finish(job: Job, status: str, result: JobResult) -> None:
-    """Mark a job terminal in memory; the caller records it in the store."""
+    """Mark a job terminal in memory; the caller records it in the store (and logs it)."""
     job.out.finish()
     rec = job.rec
     rec.status, rec.result, rec.finished_at = status, result, time.time()
     rec.output_bytes = job.output_bytes
-    duration = rec.finished_at - rec.started_at if rec.started_at else 0.0
-    log.info("job %s %s", rec.job_id, status, extra={
+
+
+def log_finished(job: Job) -> None:
+    """The structured log line of a job that reached its final status."""
+    rec = job.rec
+    duration = rec.finished_at - rec.started_at if rec.finished_at and rec.started_at else 0.0
+    log.info("job %s %s", rec.job_id, rec.status, extra={
         "job_id": rec.job_id, "session": rec.session, "client": job.client_addr,
-        "client_label": rec.client, "status": status, "duration_s": round(duration, 4)})
+        "client_label": rec.client, "status": rec.status, "duration_s": round(duration, 4)})
 
 
 def make_view(rec: JobRecord, *, session_epoch: str | None, output_bytes: int, spill: Path,

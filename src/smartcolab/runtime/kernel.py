@@ -22,6 +22,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, Literal
 
+import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
@@ -29,11 +30,96 @@ from ..errors import KernelUnavailable
 
 # How often a quiet run checks its deadline, stop requests and the kernel process.
 POLL_S = 0.05
+INTERRUPT_REPEAT_S = 0.25
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
 SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+# Run in every new kernel, leaving no names behind.  (1) IPython 9 copies every stream
+# write of every cell into an in-memory history ("_tee"): a kernel that prints 50 MB keeps
+# 50 MB forever; it is switched off.  (2) ipykernel buffers stream output until a 0.2 s
+# timer fires, so a fast print loop becomes one giant message that the server must hold
+# whole; the write below flushes every STREAM_FLUSH_BYTES characters (splitting one huge
+# write too), which bounds the size of a message.  (3) Flow control.  The server's iopub
+# SUB socket used to queue up to 1,000 messages: a server reading slower than a print
+# loop writes held hundreds of MB (measured: +250-375 MB of server RSS while a job printed
+# 500 MB on a loaded machine).  The server now reads iopub through a short queue
+# (IOPUB_HWM, set before connecting: lowering a high-water mark on a live zmq pipe can
+# stall it), and the kernel's XPUB socket gets XPUB_NODROP: when its own queue (1,000
+# messages of at most STREAM_FLUSH_BYTES) is full it blocks instead of dropping, flush()
+# waits, and the printing code slows to the server's pace.  The option is set on the
+# IOPub thread (zmq sockets are not thread-safe); the marker printed at the end tells the
+# server it holds.  An older ipykernel with a lossy PUB socket gets the default queue.
+STREAM_FLUSH_BYTES = 256 * 1024
+IOPUB_HWM = 8
+FLOW_CONTROL_MARK = "<smartcolab-iopub-nodrop>"
+_PREPARE_SRC = f"""
+import contextlib, sys, threading
+from IPython import get_ipython
+ip = get_ipython()
+ip._tee = lambda channel: contextlib.nullcontext()
+cls = type(sys.stdout)
+if not getattr(cls, "_sc_bounded", False):
+    inner, pending = cls.write, {{}}
+    def write(self, string):
+        if len(string) > {STREAM_FLUSH_BYTES}:
+            for i in range(0, len(string), {STREAM_FLUSH_BYTES}):
+                write(self, string[i:i + {STREAM_FLUSH_BYTES}])
+            return len(string)
+        n = inner(self, string)
+        key = id(self)
+        pending[key] = pending.get(key, 0) + len(string)
+        if pending[key] >= {STREAM_FLUSH_BYTES}:
+            pending[key] = 0
+            self.flush()
+        return n
+    cls.write = write
+    cls._sc_bounded = True
+    def unshadow(*args):
+        for stream in (sys.stdout, sys.stderr):
+            if type(stream) is cls:
+                vars(stream).pop("write", None)
+    ip.events.register("pre_run_cell", unshadow)
+thread = getattr(ip.kernel, "iopub_thread", None)
+sock = getattr(thread, "socket", None)
+applied, done = [], threading.Event()
+if sock is not None and hasattr(sock, "setsockopt"):
+    import zmq
+    def bound():
+        try:
+            if sock.getsockopt(zmq.TYPE) == zmq.XPUB:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+                applied.append(True)
+        finally:
+            done.set()
+    thread.schedule(bound)
+    done.wait(5)
+if applied:
+    print({FLOW_CONTROL_MARK!r}, end="")
+"""
+PREPARE_CODE = f"exec(compile({_PREPARE_SRC!r}, '<smartcolab-setup>', 'exec'), {{}})"
+
+
+async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
+    """The next iopub message, or ``Empty`` after ``timeout`` seconds.
+
+    A message already queued is taken without a poll: ``get_iopub_msg`` always polls
+    first, and two awaited futures per message are a measurable part of a short job.
+    """
+    sock = kc.iopub_channel.socket
+    assert sock is not None
+    try:
+        frames = await sock.recv_multipart(flags=zmq.NOBLOCK)
+    except zmq.Again:
+        if not await sock.poll(int(timeout * 1000)):
+            raise Empty from None
+        frames = await sock.recv_multipart()
+    _, smsg = kc.session.feed_identities(frames)
+    msg: dict[str, Any] = kc.session.deserialize(smsg)
+    return msg
+
 
 OnMessage = Callable[[str, dict[str, Any]], None]
 StopReason = Literal["timed_out", "cancelled", "restart", "shutdown"]
@@ -105,6 +191,7 @@ class Kernel:
         self._ipc_dir = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.km: AsyncKernelManager | None = None
         self.kc: AsyncKernelClient | None = None
+        self.flow_control = False
 
     @property
     def pid(self) -> int | None:
@@ -122,18 +209,44 @@ class Kernel:
                               extra_arguments=list(KERNEL_ARGS))
         await self._connect()
 
-    async def _connect(self) -> None:
+    async def _client(self, *, short_queue: bool) -> AsyncKernelClient:
         assert self.km is not None
-        if self.kc is not None:
-            self.kc.stop_channels()
         kc = self.km.client()
+        if short_queue:
+            # Options of a context apply to the sockets it creates next: only iopub here.
+            kc.context.setsockopt(zmq.RCVHWM, IOPUB_HWM)
+            try:
+                kc.iopub_channel  # noqa: B018 - creates and connects the iopub socket
+            finally:
+                kc.context.sockopts.pop(zmq.RCVHWM, None)
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=READY_TIMEOUT_S)
         except RuntimeError as exc:
             kc.stop_channels()
             raise KernelUnavailable(f"the kernel did not become ready: {exc}") from exc
-        self.kc = kc
+        return kc
+
+    async def _connect(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        self.kc = await self._client(short_queue=True)
+        said: list[str] = []
+
+        def listen(msg_type: str, content: dict[str, Any]) -> None:
+            if msg_type == "stream":
+                said.append(str(content.get("text", "")))
+
+        outcome = await self.run(PREPARE_CODE, listen, RunControl(deadline=None),
+                                 grace_s=5, store_history=False)
+        if outcome.kind != "completed" or outcome.reply_status != "ok":
+            raise KernelUnavailable(f"the kernel failed its set-up ({outcome.kind})")
+        self.flow_control = FLOW_CONTROL_MARK in "".join(said)
+        if not self.flow_control:
+            # A kernel that drops output when its queue is full needs our long queue too.
+            self.kc.stop_channels()
+            self.kc = await self._client(short_queue=False)
 
     async def restart(self) -> None:
         """Kill and start the kernel again; a fresh client leaves stale messages behind."""
@@ -169,19 +282,34 @@ class Kernel:
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     async def run(self, code: str, on_message: OnMessage, control: RunControl, *,
-                  grace_s: float, store_history: bool = True) -> RunOutcome:
-        """Execute ``code``, passing each output message to ``on_message``."""
+                  grace_s: float, store_history: bool = True,
+                  on_sent: Callable[[], None] | None = None) -> RunOutcome:
+        """Execute ``code``, passing each output message to ``on_message``.
+
+        ``on_sent`` is called once the request is on its way: bookkeeping done there
+        overlaps with the kernel receiving it instead of delaying it.
+        """
         kc = self.kc
         if kc is None:
             raise KernelUnavailable("the kernel is not running; restart the session")
         msg_id = kc.execute(code, store_history=store_history, allow_stdin=False,
                             stop_on_error=False)
+        if on_sent is not None:
+            on_sent()
         interrupted_at: float | None = None
         stop_started: float | None = None
         reason: StopReason | None = None
         execution_count: int | None = None
+        # An idle kernel ignores SIGINT, and a cell being set up may not handle it yet:
+        # signal only once the cell started, and repeat until the grace period ends.
+        started = False
+        signalled_at: float | None = None
         while True:
             now = time.monotonic()
+            if interrupted_at is not None and started and (
+                    signalled_at is None or now - signalled_at >= INTERRUPT_REPEAT_S):
+                await self.interrupt()
+                signalled_at = now
             if interrupted_at is None:
                 wanted = control.stop
                 if wanted is None and control.deadline is not None and now >= control.deadline:
@@ -195,8 +323,10 @@ class Kernel:
                 if wanted is not None:
                     reason = wanted
                     stop_started = control.deadline if wanted == "timed_out" else now
-                    await self.interrupt()
                     interrupted_at = now
+                    if started:
+                        await self.interrupt()
+                        signalled_at = now
             elif now - interrupted_at >= grace_s or control.stop in ("restart", "shutdown"):
                 if control.stop == "shutdown":
                     await self.shutdown()
@@ -204,11 +334,11 @@ class Kernel:
                     await self.restart()
                 return RunOutcome("restarted", reason, execution_count=execution_count,
                                   stop_latency_s=time.monotonic() - (stop_started or now))
-            timeout = POLL_S
+            timeout = POLL_S if interrupted_at is None else min(POLL_S, INTERRUPT_REPEAT_S)
             if interrupted_at is None and control.deadline is not None:
                 timeout = max(0.0, min(timeout, control.deadline - now))
             try:
-                msg = await kc.get_iopub_msg(timeout=timeout)
+                msg = await _next_msg(kc, timeout)
             except Empty:
                 if not await self.alive():
                     exit_code = await self.exit_code()
@@ -222,7 +352,9 @@ class Kernel:
             if msg_type == "status":
                 if content.get("execution_state") == "idle":
                     break
+                started = True
             elif msg_type == "execute_input":
+                started = True
                 execution_count = content.get("execution_count")
             else:
                 on_message(msg_type, content)

@@ -268,8 +268,9 @@ async def put_content(request: Request, path: str,
     if target.path.is_dir():
         raise Conflict(f"'{path[:200]}' is a directory; choose a file name")
     if existed and not overwrite:
-        raise FileExistsOnRuntime(f"'{path[:200]}' already exists on the runtime; pass "
-                                  "overwrite=true to replace it", details={"path": target.rel})
+        raise FileExistsOnRuntime(f"'{path[:200]}' already exists on the runtime; ask to "
+                                  "overwrite it (overwrite=true in a tool call or the query, "
+                                  "--overwrite on the command line)", details={"path": target.rel})
     parent = target.path.parent
     await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
     tmp = parent / f"{UPLOAD_TMP_MARK}{secrets.token_hex(8)}.tmp"

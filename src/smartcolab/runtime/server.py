@@ -7,10 +7,12 @@ import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +24,7 @@ from .clientaddr import parse_networks
 from .config import RuntimeConfig
 from .logs import configure_logging
 from .state import RuntimeState
+from .tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
 from .ui import page_url
 from .ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
 from .ui.display import show_monitor
@@ -50,6 +53,13 @@ def check_config(config: RuntimeConfig) -> None:
     parse_networks(config.trusted_proxies)
 
 
+def check_tunnel(tunnel: TunnelOptions | None, tls: bool) -> None:
+    """A public tunnel already terminates HTTPS; TLS behind it only breaks the upstream."""
+    if tunnel is not None and tunnel.kind != "none" and tls:
+        raise ValueError(
+            "a tunnel already serves HTTPS: use either --tunnel or --tls-cert/--tls-key, not both")
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before uvicorn starts, so port 0 gives a free port with no race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -57,6 +67,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     # without it, keep-alive responses stall ~40 ms on delayed ACKs.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family in (socket.AF_INET, socket.AF_INET6):
+        # Accepted sockets inherit it: without it a keep-alive response written in two
+        # parts waits ~40 ms for a delayed ACK (Nagle), on every request after the first.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
@@ -79,9 +93,17 @@ class ServerHandle:
     server: uvicorn.Server
     thread: threading.Thread
     extra: dict[str, Any] = field(default_factory=dict)
+    tunnel: Tunnel | None = None
+
+    @property
+    def public_url(self) -> str:
+        """The URL clients should use: the tunnel's when there is one."""
+        return self.tunnel.public_url if self.tunnel else self.url
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop serving: kernels are shut down by the app's lifespan."""
+        """Close the tunnel, then stop serving: kernels are shut down by the app's lifespan."""
+        if self.tunnel is not None:
+            self.tunnel.close()
         self.server.should_exit = True
         self.thread.join(timeout)
 
@@ -131,9 +153,12 @@ async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socke
             await watcher
 
 
-def print_banner(url: str, config: RuntimeConfig, out: TextIO) -> None:
+def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | None = None,
+                 ) -> None:
     """Printed once, to the terminal only (never to a log): URL, secret, client config."""
-    lines = [f"smartcolab runtime listening on {url}"]
+    lines = [f"smartcolab runtime listening on {local_url or url}"]
+    if local_url and local_url != url:
+        lines.append(f"public URL (tunnel): {url}")
     if config.auth:
         lines += [
             f"secret: {config.secret}",
@@ -151,37 +176,78 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO) -> None:
 
 def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = True,
         tls_cert: str | None = None, tls_key: str | None = None,
-        json_logs: bool = True) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM or ``POST /shutdown``."""
+        json_logs: bool = True, tunnel: TunnelOptions | None = None) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM or ``POST /shutdown``.
+
+    With ``tunnel``, the public tunnel is opened once the port is bound (before the
+    banner, so the banner shows the public URL) and closed when serving ends.
+    """
     check_config(config)
+    check_tunnel(tunnel, tls_cert is not None)
     configure_logging(json_lines=json_logs)
     sock = bind_socket(config.host, config.port)
     port = sock.getsockname()[1]
     config.port = port
     url = base_url(config.host, port, tls=tls_cert is not None)
-    server, state = _uvicorn_server(config, tls_cert, tls_key)
-    if banner:
-        print_banner(url, config, sys.stdout)
-    if port_file is not None:
-        tmp = port_file.with_name(port_file.name + ".tmp")
-        tmp.write_text(str(port))
-        os.replace(tmp, port_file)
     try:
-        asyncio.run(_serve(server, state, sock))
-    finally:
+        opened = open_tunnel(tunnel, port) if tunnel is not None else None
+    except BaseException:
         sock.close()
+        raise
+    try:
+        server, state = _uvicorn_server(config, tls_cert, tls_key)
+        if banner:
+            print_banner(opened.public_url if opened else url, config, sys.stdout, local_url=url)
+        if port_file is not None:
+            tmp = port_file.with_name(port_file.name + ".tmp")
+            tmp.write_text(str(port))
+            os.replace(tmp, port_file)
+        with _sigterm_as_exit():
+            asyncio.run(_serve(server, state, sock))
+    finally:
+        if opened is not None:
+            opened.close()
+        sock.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Uvicorn re-raises SIGTERM once it has shut down gracefully; with the default
+    handler that kills the process before our ``finally`` closes the tunnel."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path | None = None,
                     roots: list[str | Path] | None = None, secret: str | None = None,
                     state_dir: str | Path | None = None, auth: bool = True,
                     banner: bool = True, tls_cert: str | None = None,
-                    tls_key: str | None = None, **options: Any) -> ServerHandle:
+                    tls_key: str | None = None, tunnel: str = "none",
+                    tunnel_token: str | None = None, tunnel_domain: str | None = None,
+                    tunnel_binary: str | None = None, **options: Any) -> ServerHandle:
     """Start a runtime server in a daemon thread and wait until it answers.
 
     Meant for a notebook cell: the server keeps serving while other cells run, and
     dies with the notebook's kernel.  ``options`` are further ``RuntimeConfig`` fields.
+
+    ``tunnel`` is ``"none"``, ``"ngrok"`` (``tunnel_token`` = the ngrok auth token,
+    ``tunnel_domain`` = a reserved domain) or ``"cloudflared"`` (no token: a quick
+    tunnel; ``tunnel_token`` + ``tunnel_domain``: a named tunnel and its hostname).
+    The handle's ``public_url`` is the tunnel's; ``stop()`` closes it.
     """
+    tunnel_options = TunnelOptions(kind=check_kind(tunnel), token=tunnel_token,
+                                   domain=tunnel_domain, binary=tunnel_binary)
+    check_tunnel(tunnel_options, tls_cert is not None)
     root_list = [Path(r).resolve() for r in (roots or [root or Path.cwd()])]
     config = RuntimeConfig(
         host=host, port=port, roots=root_list, auth=auth,
@@ -212,6 +278,13 @@ def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path 
             server.should_exit = True
             raise TimeoutError(f"the runtime server did not start within {STARTUP_TIMEOUT_S:.0f} s")
         time.sleep(0.05)
+    try:
+        opened = open_tunnel(tunnel_options, config.port)
+    except BaseException:
+        server.should_exit = True
+        thread.join(STARTUP_TIMEOUT_S)
+        raise
     if banner:
-        print_banner(url, config, sys.stdout)
-    return ServerHandle(url=url, secret=config.secret, config=config, server=server, thread=thread)
+        print_banner(opened.public_url if opened else url, config, sys.stdout, local_url=url)
+    return ServerHandle(url=url, secret=config.secret, config=config, server=server,
+                        thread=thread, tunnel=opened)

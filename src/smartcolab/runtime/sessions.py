@@ -18,6 +18,7 @@ from typing import Literal
 
 from ..errors import KernelUnavailable, SessionBusy
 from ..protocol import JobResult, SessionView
+from . import persist
 from .config import RuntimeConfig
 from .jobs import Job, finish, run_job
 from .kernel import Kernel, RunControl
@@ -131,6 +132,8 @@ class KernelSession:
                 if self.status == "busy":
                     self.status = "idle"
                 self._record(job)
+            if self.config.autosave_after_s is not None:
+                await persist.maybe_autosave(self, job)
 
     def cancel(self, job: Job, message: str = "cancelled before it started") -> None:
         """Remove a queued job, or ask the running one to stop (interrupt, restart after grace)."""
@@ -161,7 +164,7 @@ class KernelSession:
                     await self._recover()
                 self._lost_state()
 
-    async def introspect(self, code: str) -> str:
+    async def introspect(self, code: str, timeout: float = INTROSPECT_TIMEOUT_S) -> str:
         """Run a helper snippet (no history, no names left behind); return its stdout."""
         busy = self.running
         if busy is not None or self.lock.locked():
@@ -180,7 +183,7 @@ class KernelSession:
                 errors.append(f"{content.get('ename')}: {content.get('evalue')}")
 
         async with self.lock:
-            control = RunControl(deadline=time.monotonic() + INTROSPECT_TIMEOUT_S)
+            control = RunControl(deadline=time.monotonic() + timeout)
             outcome = await self.kernel.run(code, collect, control,
                                             grace_s=self.config.kill_grace_s, store_history=False)
         if outcome.kind in ("restarted", "died"):

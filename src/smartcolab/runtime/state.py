@@ -23,7 +23,7 @@ from ..protocol import JobSubmit, JobView
 from . import resources
 from .audit import AuditLog
 from .config import RuntimeConfig
-from .jobs import Job, job_dir, make_view
+from .jobs import Job, job_dir, log_finished, make_view
 from .redact import Redactor
 from .security import Authenticator
 from .sessions import KernelSession, new_record
@@ -51,7 +51,7 @@ class SessionManager:
 
     # ------------------------------------------------------------ sessions
     async def start(self) -> None:
-        lost = self.store.mark_unfinished_lost()
+        lost = self.store.mark_unfinished_lost(self.config.state_dir / "jobs")
         if lost:
             log.warning("%d job(s) of a previous run were left unfinished: marked lost", lost)
             if self.audit is not None:
@@ -103,16 +103,27 @@ class SessionManager:
     def record(self, job: Job) -> None:
         """Write a job's current record; a terminal job leaves memory and wakes its waiters."""
         self.store.update(job.rec)
+        # Popping once makes the log lines once per job, however often it is recorded.
+        first_end = job.terminal and self.live.pop(job.rec.job_id, None) is not None
         if job.terminal:
-            # Popping once makes the audit line once per job, however often it is recorded.
-            if self.live.pop(job.rec.job_id, None) is not None and self.audit is not None:
-                rec = job.rec
-                self.audit.job(job_id=rec.job_id, client=job.client_addr, session=rec.session,
-                               code=rec.code, status=rec.status,
-                               duration_s=(rec.finished_at - rec.started_at)
-                               if rec.finished_at and rec.started_at else None)
             job.done.set()
         job.notify()
+        if first_end:
+            # The record is durable already: the log lines are written after the woken
+            # waiters had their turn of the event loop, not before.
+            try:
+                asyncio.get_running_loop().call_soon(self._log_finished, job)
+            except RuntimeError:
+                self._log_finished(job)
+
+    def _log_finished(self, job: Job) -> None:
+        log_finished(job)
+        if self.audit is not None:
+            rec = job.rec
+            self.audit.job(job_id=rec.job_id, client=job.client_addr, session=rec.session,
+                           code=rec.code, status=rec.status,
+                           duration_s=(rec.finished_at - rec.started_at)
+                           if rec.finished_at and rec.started_at else None)
 
     def submit(self, req: JobSubmit, client_addr: str | None) -> tuple[JobRecord, Job | None, bool]:
         """Queue a job unless its id exists; returns ``(record, live job, created)``."""

@@ -88,17 +88,22 @@ class JobStore:
     def close(self) -> None:
         self._db.close()
 
-    def mark_unfinished_lost(self) -> int:
-        """At start-up: jobs a previous process left queued or running are ``lost``."""
+    def mark_unfinished_lost(self, jobs_root: Path) -> int:
+        """At start-up: jobs a previous process left queued or running are ``lost``.
+
+        Their output so far stays pageable: its size is taken from the spill file.
+        """
         rows = self._db.execute(
             "SELECT job_id, status FROM jobs WHERE status IN ('queued', 'running')").fetchall()
         now = time.time()
         with self._db:
             for job_id, status in rows:
                 result = JobResult(message=LOST_MESSAGE.format(status=status), state_lost=True)
+                spill = jobs_root / str(job_id) / "output.txt"
+                size = spill.stat().st_size if spill.exists() else 0
                 self._db.execute(
-                    "UPDATE jobs SET status='lost', finished_at=?, result=? WHERE job_id=?",
-                    (now, result.model_dump_json(), job_id))
+                    "UPDATE jobs SET status='lost', finished_at=?, result=?, output_bytes=? "
+                    "WHERE job_id=?", (now, result.model_dump_json(), size, job_id))
         return len(rows)
 
     def insert(self, rec: JobRecord) -> None:
