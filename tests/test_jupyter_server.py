@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from mcp import Client
 
 from bridge_helpers import FAST_RETRY, text_of
 from jupyter_helpers import JupyterProc, start_jupyter
+from smartcolab.bridge import jupyter_jobs, jupyter_server
 from smartcolab.bridge.deps import BridgeDeps, BridgeSettings
 from smartcolab.bridge.mcp_server import BridgeConfig, build_server, open_bridge
 from smartcolab.bridge.registry import RuntimeSpec
@@ -103,6 +105,54 @@ async def test_timeout_interrupts_and_keeps_state(jupyter: JupyterProc, tmp_path
             assert "KeyboardInterrupt" in text_of(soft)
             kept = await client.call_tool("run_code_quick", {"code": "keep + 1", "session": "t"})
             assert "2" in text_of(kept) and "STATE LOST" not in text_of(kept)
+
+
+async def _c_loop_then_next(client: Client, session: str) -> tuple[str, str, float]:
+    """A C-level loop (ignores SIGINT) past its timeout, then the next job: texts, its time."""
+    await client.call_tool("run_code_quick", {"code": "keep = 1", "session": session})
+    stuck = await client.call_tool("run_code_long", {
+        "code": "sum(range(10**13))", "timeout": 1, "session": session})
+    assert stuck.structured_content["status"] == "timed_out", text_of(stuck)
+    assert "restarted" in text_of(stuck)
+    started = time.monotonic()
+    after = await client.call_tool("run_code_quick", {"code": "keep", "session": session})
+    return text_of(stuck), text_of(after), time.monotonic() - started
+
+
+async def test_a_cell_that_ignores_the_interrupt_gets_a_fresh_kernel(
+        jupyter: JupyterProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jupyter_jobs, "INTERRUPT_GRACE_S", 1.0)
+    async with jbridge(jupyter, tmp_path) as (client, _):
+        with anyio.fail_after(90):
+            stuck, after, took = await _c_loop_then_next(client, "c")
+    assert "STATE LOST" in stuck + after
+    assert "NameError" in after and took < 15, (after, took)
+
+
+async def test_an_old_kernel_that_survives_its_restart_is_replaced(
+        jupyter: JupyterProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jupyter_jobs, "INTERRUPT_GRACE_S", 1.0)
+    monkeypatch.setattr(jupyter_server, "RESTART_VERIFY_S", 2.0)
+    async with jbridge(jupyter, tmp_path) as (client, deps):
+        backend = (await deps.registry.client("hub"))[1]
+        assert isinstance(backend, jupyter_server.JupyterBackend)
+        real_call = backend.rest.call
+
+        async def restart_that_leaves_the_old_process(method: str, path: str,
+                                                      **kw: Any) -> Any:
+            # Stands in for the server-side failure: the restart returns, the old
+            # process (still in the C loop) keeps the kernel.
+            return {} if path.endswith("/restart") else await real_call(method, path, **kw)
+
+        monkeypatch.setattr(backend.rest, "call", restart_that_leaves_the_old_process)
+        with anyio.fail_after(90):
+            await client.call_tool("run_code_quick", {"code": "0", "session": "s"})
+            old_kernel = backend._sessions["s"].kernel_id
+            stuck, after, took = await _c_loop_then_next(client, "s")
+            new_kernel = backend._sessions["s"].kernel_id
+    assert "STATE LOST" in stuck + after
+    assert "NameError" in after and took < 15, (after, took)
+    assert new_kernel != old_kernel
 
 
 async def test_a_restart_by_someone_else_is_reported(jupyter: JupyterProc,

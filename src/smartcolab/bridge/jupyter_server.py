@@ -14,16 +14,27 @@ API (``jupyter_files.py``).  Nothing of ours is installed on that side.
   changes the epoch and the tools report the state as lost.  It is read before every
   job (one silent execute): a restart by someone else is announced on the WebSocket
   only after the fact.
+* After a restart forced by a timeout the token must change within ``RESTART_VERIFY_S``
+  (the old process, stuck with SIGINT blocked, may outlive the restart); if it does not,
+  the Jupyter session is deleted (its kernel shut down) and created again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any, Literal
 
-from ..errors import JobIdConflict, JobNotFound, KernelUnavailable, NotFound, SessionBusy
+from ..errors import (
+    JobIdConflict,
+    JobNotFound,
+    KernelUnavailable,
+    NotFound,
+    SessionBusy,
+    SmartColabError,
+)
 from ..protocol import (
     TERMINAL_STATUSES,
     CleanupReport,
@@ -44,7 +55,10 @@ from .jupyter_files import JupyterFiles
 from .jupyter_jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from .jupyter_kernel import JupyterRest, KernelChannel
 
+log = logging.getLogger(__name__)
+
 SESSION_PREFIX = "smartcolab-"
+RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within this
 BUSY_WAIT_S = 10.0
 INTERNAL_TIMEOUT_S = 60.0
 MAX_JOBS_KEPT = 2000
@@ -53,8 +67,10 @@ MAX_JOBS_KEPT = 2000
 class KernelSession:
     """One named session: its kernel, WebSocket, job queue and last known epoch."""
 
-    def __init__(self, name: str, kernel_id: str, rest: JupyterRest) -> None:
+    def __init__(self, name: str, kernel_id: str, rest: JupyterRest, session_id: str) -> None:
         self.name, self.kernel_id, self._rest = name, kernel_id, rest
+        self.session_id = session_id  # the Jupyter session's id
+        self.forced_restarts = 0
         self.channel = KernelChannel(rest, kernel_id, on_lifecycle=self.lifecycle)
         self.stale = False
         self.lock = asyncio.Lock()
@@ -75,6 +91,19 @@ class KernelSession:
                                          on_lifecycle=self.lifecycle)
             await old.aclose()
         return self.channel
+
+    async def rebind(self, kernel_id: str, session_id: str) -> None:
+        """Move to a new kernel (the old one was shut down): new WebSocket, epoch unknown."""
+        old = self.channel
+        self.kernel_id, self.session_id = kernel_id, session_id
+        self.channel = KernelChannel(self._rest, kernel_id, on_lifecycle=self.lifecycle)
+        self.stale, self.epoch, self.started_at = False, None, time.time()
+        await old.aclose()
+
+    def forced_restart(self) -> None:
+        """``run_cell`` restarted the kernel (a cell ignored the interrupt)."""
+        self.forced_restarts += 1
+        self.lifecycle("restarted")
 
     def lifecycle(self, state: str) -> None:
         self.epoch = None  # the kernel's memory is gone: read the token again
@@ -121,16 +150,42 @@ class JupyterBackend:
             sess = self._sessions.get(name)
             if sess is not None:
                 return sess
-            path = SESSION_PREFIX + name
-            # POST returns the existing session for a path, so this also re-attaches.
-            model = await self.rest.call("POST", "/api/sessions", json_body={
-                "path": path, "name": name, "type": "console",
-                "kernel": {"name": self.kernel_name}}, timeout=120.0, what="start a kernel")
-            kernel_id = str(model["kernel"]["id"])
-            sess = KernelSession(name, kernel_id, self.rest)
+            model = await self._open(name)
+            sess = KernelSession(name, str(model["kernel"]["id"]), self.rest, str(model["id"]))
             sess.worker = asyncio.create_task(self._work(sess))
             self._sessions[name] = sess
             return sess
+
+    async def _open(self, name: str) -> dict[str, Any]:
+        # POST returns the existing session for a path, so this also re-attaches.
+        model: dict[str, Any] = await self.rest.call("POST", "/api/sessions", json_body={
+            "path": SESSION_PREFIX + name, "name": name, "type": "console",
+            "kernel": {"name": self.kernel_name}}, timeout=120.0, what="start a kernel")
+        return model
+
+    async def _settle(self, sess: KernelSession, before: str | None) -> str:
+        """After a restart we forced (lock held): the epoch of a kernel that really is new."""
+        try:
+            epoch = await asyncio.wait_for(self._epoch(sess), RESTART_VERIFY_S)
+            if epoch != before:
+                return epoch
+            log.warning("session %s: the old kernel still answers after its restart", sess.name)
+        except (asyncio.TimeoutError, SmartColabError) as exc:
+            log.warning("session %s: no new kernel after the restart (%r)", sess.name, exc)
+        with contextlib.suppress(NotFound):  # deleting the session shuts its kernel down
+            await self.rest.call("DELETE", f"/api/sessions/{sess.session_id}", timeout=120.0,
+                                 what="shut down the stuck kernel")
+        model = await self._open(sess.name)
+        await sess.rebind(str(model["kernel"]["id"]), str(model["id"]))
+        return await self._epoch_retry(sess)
+
+    async def _epoch_retry(self, sess: KernelSession) -> str:
+        """``_epoch``, once more after a second if the kernel is still starting."""
+        try:
+            return await self._epoch(sess)
+        except KernelUnavailable:
+            await asyncio.sleep(1.0)
+            return await self._epoch(sess)
 
     async def _epoch(self, sess: KernelSession) -> str:
         """Read the kernel's token (lock held): ``<kernel id>-<token>``."""
@@ -145,7 +200,7 @@ class JupyterBackend:
         rec = JobRecord(job_id="internal", session=sess.name, code=code, timeout=timeout,
                         client=None)
         await run_cell(self.rest, await sess.fresh_channel(), rec, silent=True,
-                       on_restart=lambda: sess.lifecycle("restarted"))
+                       on_restart=sess.forced_restart)
         if rec.status != "succeeded":
             detail = f"{rec.error.ename}: {rec.error.evalue}" if rec.error else rec.status
             raise KernelUnavailable(f"the kernel of session {sess.name!r} did not answer an "
@@ -222,17 +277,15 @@ class JupyterBackend:
                 try:
                     # Read before every job: a restart by someone else (JupyterLab, the hub's
                     # culler) announces itself on the WebSocket only after the fact.
-                    try:
-                        rec.epoch = await self._epoch(sess)
-                    except KernelUnavailable:
-                        # A kernel restarted by someone else may still be starting: once more.
-                        await asyncio.sleep(1.0)
-                        rec.epoch = await self._epoch(sess)
+                    rec.epoch = before = await self._epoch_retry(sess)
+                    forced = sess.forced_restarts
                     await run_cell(self.rest, await sess.fresh_channel(), rec,
-                                   on_restart=lambda s=sess: s.lifecycle("restarted"))
+                                   on_restart=sess.forced_restart)
                     if rec.state_lost:
                         with contextlib.suppress(Exception):
-                            rec.epoch = await self._epoch(sess)
+                            rec.epoch = await (self._settle(sess, before)
+                                               if sess.forced_restarts != forced
+                                               else self._epoch(sess))
                 except Exception as exc:  # the job must end, whatever broke
                     rec.status = "lost"
                     rec.message = f"the job could not run on the Jupyter Server: {exc}"
