@@ -122,7 +122,8 @@ async def _c_loop_then_next(client: Client, session: str) -> tuple[str, str, flo
 async def test_a_cell_that_ignores_the_interrupt_gets_a_fresh_kernel(
         jupyter: JupyterProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jupyter_jobs, "INTERRUPT_GRACE_S", 1.0)
-    async with jbridge(jupyter, tmp_path) as (client, _):
+    # Short slices: the first view of the first job comes before its kernel has an epoch.
+    async with jbridge(jupyter, tmp_path, progress_interval_s=0.2) as (client, _):
         with anyio.fail_after(90):
             stuck, after, took = await _c_loop_then_next(client, "c")
     assert "STATE LOST" in stuck + after

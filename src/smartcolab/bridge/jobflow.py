@@ -101,6 +101,7 @@ async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, clien
     settings = deps.settings
     chunks = [view.output] if view.output else []
     notes = observe_epoch(deps, spec.name, view)
+    unseen = not view.epoch
     cursor = view.cursor
     deadline = time.monotonic() + budget_s
     polled = False
@@ -113,6 +114,10 @@ async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, clien
             view = await client.get_job(view.job_id, wait=min(settings.progress_interval_s, remaining),
                                         since=cursor)
             polled = True
+            if unseen and view.epoch:
+                # The first view had no epoch yet (a Jupyter job still queued behind a
+                # starting kernel): observe the first one that comes.
+                notes, unseen = observe_epoch(deps, spec.name, view), False
             if view.output:
                 chunks.append(view.output)
             cursor = view.cursor
