@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput, NotFound
+from ..kernel_snippets import _COMMON, parse, wrap
 from ..protocol import (
     PersistManifest,
     RestoreReport,
@@ -26,7 +27,6 @@ from ..protocol import (
     SaveRequest,
     SnapshotList,
 )
-from .introspect import _COMMON, parse, wrap
 
 if TYPE_CHECKING:
     from .jobs import Job
