@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 
 START_TIMEOUT_S = 60.0
 
@@ -56,10 +56,10 @@ def start_jupyter(root: Path, *, base_url: str = "/") -> Iterator[JupyterProc]:
             if proc.poll() is not None:
                 raise RuntimeError(f"jupyter server exited: {proc.returncode}")
             try:
-                if httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
+                if httpx2.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
                              timeout=2).status_code == 200:
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("jupyter server did not start in time")

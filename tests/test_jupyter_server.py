@@ -158,14 +158,14 @@ async def test_an_old_kernel_that_survives_its_restart_is_replaced(
 
 async def test_a_restart_by_someone_else_is_reported(jupyter: JupyterProc,
                                                      tmp_path: Path) -> None:
-    import httpx
+    import httpx2
 
     async with jbridge(jupyter, tmp_path) as (client, deps):
         with anyio.fail_after(60):
             await client.call_tool("run_code_quick", {"code": "a = 1", "session": "ext"})
             backend = (await deps.registry.client("hub"))[1]
             kernel_id = backend._sessions["ext"].kernel_id  # type: ignore[attr-defined]
-            async with httpx.AsyncClient() as http:  # e.g. JupyterLab's restart button
+            async with httpx2.AsyncClient() as http:  # e.g. JupyterLab's restart button
                 r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
                                     headers={"Authorization": f"token {jupyter.token}"})
                 assert r.status_code == 200
