@@ -169,6 +169,14 @@ async def test_a_restart_by_someone_else_is_reported(jupyter: JupyterProc,
                 r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
                                     headers={"Authorization": f"token {jupyter.token}"})
                 assert r.status_code == 200
+                # Jupyter answers the restart before the new kernel takes requests: wait
+                # until it reports itself idle again, as a person would see in JupyterLab.
+                for _ in range(200):
+                    state = (await http.get(f"{jupyter.url}/api/kernels/{kernel_id}", headers={
+                        "Authorization": f"token {jupyter.token}"})).json()
+                    if state.get("execution_state") == "idle":
+                        break
+                    await anyio.sleep(0.1)
             after = await client.call_tool("run_code_quick", {"code": "a", "session": "ext"})
     assert after.is_error and "NameError" in text_of(after)
     assert "STATE LOST" in text_of(after)
