@@ -35,7 +35,6 @@ from ..errors import (
     FileExistsOnRuntime,
     FileNotFoundOnRuntime,
     InvalidInput,
-    LocalPathRefused,
     NotFound,
     RuntimeUnreachable,
 )
@@ -45,12 +44,14 @@ from .transfer import DownloadResult
 from .transfer_local import (
     ProgressFn,
     discard,
+    hash_local,
     hash_prefix,
     local_target,
     part_paths,
     publish,
     refuse_existing,
     remote_name,
+    resume_offset,
     write_json_atomic,
 )
 from .transfer_recv import report
@@ -156,7 +157,7 @@ class JupyterFiles:
             raise InvalidInput(f"'{remote[:200]}' is a directory: a Jupyter Server has no "
                                "archive endpoint, so download its files one by one "
                                "(list_colab_files with recursive=true shows them).")
-        offset = _resume_offset(part, meta, remote, head)
+        offset = resume_offset(part, meta, remote, head.etag, head.size)
         resumed = offset
         hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
         write_json_atomic(meta, {"remote": remote, "etag": head.etag, "size": head.size})
@@ -212,7 +213,7 @@ class JupyterFiles:
                      overwrite: bool = False, progress: ProgressFn | None = None
                      ) -> UploadResult:
         """Chunked upload into a hidden part file, verified, then renamed onto the target."""
-        source, size, digest = await asyncio.to_thread(_hash_local, local_path)
+        source, size, digest = await asyncio.to_thread(hash_local, local_path)
         remote = _clean(remote_path)
         if not remote:
             raise InvalidInput("give the remote file name")
@@ -301,22 +302,3 @@ class JupyterFiles:
             await self.rest.call("DELETE", f"/api/contents/{quote(path)}", what="delete")
 
 
-def _hash_local(local_path: str | os.PathLike[str]) -> tuple[Path, int, str]:
-    source = Path(local_path).expanduser()
-    if not source.is_file():
-        raise LocalPathRefused(f"{source} is not a readable regular file")
-    size = source.stat().st_size
-    return source, size, hash_prefix(source, size).hexdigest()
-
-
-def _resume_offset(part: Path, meta: Path, remote: str, head: FileStat) -> int:
-    import json
-
-    try:
-        info = json.loads(meta.read_text())
-        size = part.stat().st_size
-    except (OSError, ValueError):
-        return 0
-    if info.get("remote") != remote or info.get("etag") != head.etag or size > head.size:
-        return 0
-    return size

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from ..errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
     InvalidInput,
-    LocalPathRefused,
     RuntimeUnreachable,
 )
 from ..protocol import H_CONTENT_SHA256, DeleteResult, FileEntry, FileList, FileStat, UploadResult
@@ -34,12 +32,14 @@ from .transfer_local import (
     ProgressFn,
     backoff,
     discard,
+    hash_local,
     hash_prefix,
     local_target,
     part_paths,
     publish,
     refuse_existing,
     remote_name,
+    resume_offset,
     write_json_atomic,
 )
 from .transfer_recv import Receive, receive, report
@@ -131,18 +131,6 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _resume_offset(part: Path, meta: Path, remote: str, head: FileStat) -> int:
-    """Bytes of ``part`` that belong to the current remote version, else 0."""
-    try:
-        info = json.loads(meta.read_text())
-        size = part.stat().st_size
-    except (OSError, ValueError):
-        return 0
-    if info.get("remote") != remote or info.get("etag") != head.etag or size > head.size:
-        return 0
-    return size
-
-
 # ---------------------------------------------------------------- download
 async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.PathLike[str],
                    local_name: str | None = None, *, overwrite: bool = False,
@@ -179,7 +167,7 @@ async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
                          hashed: asyncio.Future[FileStat], part: Path, meta: Path, final: Path,
                          overwrite: bool, progress: ProgressFn | None, compress: bool,
                          attempts: int) -> DownloadResult:
-    offset = await asyncio.to_thread(_resume_offset, part, meta, remote, head)
+    offset = await asyncio.to_thread(resume_offset, part, meta, remote, head.etag, head.size)
     hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
     job = Receive(remote=remote, part=part, meta=meta, etag=head.etag or "", total=head.size,
                   offset=offset, hasher=hasher, compress=compress, attempts=attempts)
@@ -207,12 +195,6 @@ async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
 
 
 # ---------------------------------------------------------------- upload
-def _hash_local(local_path: str | os.PathLike[str]) -> tuple[Path, int, str]:
-    path = Path(local_path).expanduser()
-    if not path.is_file():
-        raise LocalPathRefused(f"{path} is not a readable regular file")
-    size = path.stat().st_size
-    return path, size, hash_prefix(path, size).hexdigest()
 
 
 async def _file_chunks(path: Path, size: int, progress: ProgressFn | None) -> AsyncIterator[bytes]:
@@ -231,7 +213,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
                  overwrite: bool = False, progress: ProgressFn | None = None,
                  attempts: int = 3) -> UploadResult:
     """Upload a local file: its sha256 is declared (and signed) first, then streamed."""
-    path, size, digest = await asyncio.to_thread(_hash_local, local_path)
+    path, size, digest = await asyncio.to_thread(hash_local, local_path)
     failures = 0
     while True:
         try:

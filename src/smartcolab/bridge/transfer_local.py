@@ -137,3 +137,24 @@ def write_failed(exc: OSError, where: Path) -> LocalWriteFailed:
     return LocalWriteFailed(
         f"could not write {where} on this machine: {reason}; {hint}, then call the download "
         "again: it resumes from what was saved", details={"path": str(where), "errno": exc.errno})
+
+
+def hash_local(local_path: str | os.PathLike[str]) -> tuple[Path, int, str]:
+    """A local file to upload: its path, size and sha256; refused if not a regular file."""
+    path = Path(local_path).expanduser()
+    if not path.is_file():
+        raise LocalPathRefused(f"{path} is not a readable regular file")
+    size = path.stat().st_size
+    return path, size, hash_prefix(path, size).hexdigest()
+
+
+def resume_offset(part: Path, meta: Path, remote: str, etag: str | None, remote_size: int) -> int:
+    """Bytes of ``part`` that belong to the current remote version (its ETag), else 0."""
+    try:
+        info = json.loads(meta.read_text())
+        size = part.stat().st_size
+    except (OSError, ValueError):
+        return 0
+    if info.get("remote") != remote or info.get("etag") != etag or size > remote_size:
+        return 0
+    return size
