@@ -28,10 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from mcp import Client, StdioServerParameters  # noqa: E402
-
-from runtime_proc import start_runtime, subprocess_env  # noqa: E402
-from smartcolab.bridge.client import RuntimeClient  # noqa: E402
-from smartcolab.protocol import JobSubmit  # noqa: E402
+from smartcolab.client.http.client import RuntimeClient  # noqa: E402
+from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bridge.json"
 

@@ -1,7 +1,7 @@
 """Chunked operations: overhead per batch over the loop body's own time, measured in one run.
 
 10,000 iterations of a trivial body (``acc += i``) in batches of 100, through the real
-runner (``bridge/chunked_runner.py``: job per batch, signed HTTP, kernel, checkpoint in
+runner (``mcp/chunked/runner.py``: job per batch, signed HTTP, kernel, checkpoint in
 SQLite) against a real runtime on loopback.  Overhead per batch =
 (wall time of the operation - the body's own time inside the kernel) / batches;
 target <= 15 ms.  Baselines measured in the same run: one plain job running the same
@@ -27,12 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from runtime_proc import start_runtime  # noqa: E402
-from smartcolab.bridge.checkpoints import CheckpointStore  # noqa: E402
-from smartcolab.bridge.chunked import make_spec  # noqa: E402
-from smartcolab.bridge.chunked_runner import ChunkedRunner  # noqa: E402
-from smartcolab.bridge.client import RuntimeClient  # noqa: E402
-from smartcolab.protocol import JobSubmit  # noqa: E402
+from smartcolab.client.http.client import RuntimeClient  # noqa: E402
+from smartcolab.mcp.chunked.build import make_spec  # noqa: E402
+from smartcolab.mcp.chunked.checkpoints import CheckpointStore  # noqa: E402
+from smartcolab.mcp.chunked.runner import ChunkedRunner  # noqa: E402
+from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.runtime_proc import start_runtime  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "chunked.json"
 N_ITERATIONS = 10_000

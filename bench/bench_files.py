@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-from runtime_proc import RuntimeProc, start_runtime  # noqa: E402
+from support.runtime_proc import RuntimeProc, start_runtime  # noqa: E402
 
 MB = 1024 * 1024
 ENV_SECRET = "SMARTCOLAB_BENCH_SECRET"
@@ -37,8 +37,8 @@ ENV_SECRET = "SMARTCOLAB_BENCH_SECRET"
 
 # ---------------------------------------------------------------- child side
 def _child(op: str, url: str, remote: str, local: str) -> None:
-    from smartcolab.bridge import transfer
-    from smartcolab.bridge.client import RuntimeClient
+    from smartcolab.client.http import transfer
+    from smartcolab.client.http.client import RuntimeClient
 
     async def go() -> dict[str, Any]:
         async with RuntimeClient(url, os.environ[ENV_SECRET]) as client:

@@ -39,9 +39,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from runtime_proc import RuntimeProc, start_runtime  # noqa: E402
-from smartcolab.bridge.client import RuntimeClient  # noqa: E402
-from smartcolab.protocol import JobSubmit  # noqa: E402
+from smartcolab.client.http.client import RuntimeClient  # noqa: E402
+from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.runtime_proc import RuntimeProc, start_runtime  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "runtime.json"
 CLIENTS = 8

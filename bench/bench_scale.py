@@ -27,17 +27,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-from jupyter_helpers import start_jupyter  # noqa: E402
-from runtime_proc import start_runtime  # noqa: E402
-from smartcolab.bridge.backend import RuntimeBackend  # noqa: E402
-from smartcolab.bridge.checkpoints import CheckpointStore  # noqa: E402
-from smartcolab.bridge.chunked import make_spec  # noqa: E402
-from smartcolab.bridge.chunked_dask import DaskRunner  # noqa: E402
-from smartcolab.bridge.chunked_runner import ChunkedRunner  # noqa: E402
-from smartcolab.bridge.client import RuntimeClient  # noqa: E402
-from smartcolab.bridge.jupyter_jobs import JobRecord, run_cell  # noqa: E402
-from smartcolab.bridge.jupyter_server import JupyterBackend  # noqa: E402
-from smartcolab.protocol import JobSubmit  # noqa: E402
+from smartcolab.client.backend import RuntimeBackend  # noqa: E402
+from smartcolab.client.http.client import RuntimeClient  # noqa: E402
+from smartcolab.client.jupyter.jobs import JobRecord, run_cell  # noqa: E402
+from smartcolab.client.jupyter.server import JupyterBackend  # noqa: E402
+from smartcolab.mcp.chunked.build import make_spec  # noqa: E402
+from smartcolab.mcp.chunked.checkpoints import CheckpointStore  # noqa: E402
+from smartcolab.mcp.chunked.dask_runner import DaskRunner  # noqa: E402
+from smartcolab.mcp.chunked.runner import ChunkedRunner  # noqa: E402
+from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.jupyter_helpers import start_jupyter  # noqa: E402
+from support.runtime_proc import start_runtime  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "scale.json"
 

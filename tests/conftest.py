@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_proc import RuntimeProc, start_runtime
+from support.runtime_proc import RuntimeProc, start_runtime
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "serve"]
 
 if TYPE_CHECKING:
-    from .runtime.server import ServerHandle
+    from smartcolab.runtime.server import ServerHandle
 
 
 def serve(**kwargs: Any) -> ServerHandle:
@@ -17,6 +17,6 @@ def serve(**kwargs: Any) -> ServerHandle:
     Keyword arguments are those of ``smartcolab.runtime.server.serve_in_thread``.
     Returns a handle with ``url``, ``secret`` and ``stop()``.
     """
-    from .runtime.server import serve_in_thread
+    from smartcolab.runtime.server import serve_in_thread
 
     return serve_in_thread(**kwargs)

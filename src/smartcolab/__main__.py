@@ -1,3 +1,3 @@
-from .cli import main
+from smartcolab.cli.app import main
 
 main()

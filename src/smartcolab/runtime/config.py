@@ -22,7 +22,7 @@ DEFAULT_MAX_SESSIONS = 16
 DEFAULT_MAX_QUEUED_PER_SESSION = 1000
 DEFAULT_MAX_IMAGES_PER_RESULT = 8
 DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
-# Abuse limits (runtime/limits.py).  uvicorn's h11 parser is given room above the
+# Abuse limits (runtime/security/limits.py).  uvicorn's h11 parser is given room above the
 # header and query limits so that our middleware, not the parser, answers 431/413.
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_MAX_HEADERS = 100
@@ -34,7 +34,7 @@ DEFAULT_MAX_TRACKED_CLIENTS = 10_000
 DEFAULT_LOCKOUT_FAILURES = 10
 DEFAULT_LOCKOUT_WINDOW_S = 60.0
 DEFAULT_LOCKOUT_S = 300.0
-# Audit trail (runtime/audit.py): state_dir/audit.log, rotated.
+# Audit trail (runtime/security/audit.py): state_dir/audit.log, rotated.
 DEFAULT_AUDIT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_AUDIT_BACKUPS = 5
 
@@ -69,7 +69,7 @@ class RuntimeConfig:
     persist_dir: Path | None = None
     # Save the session's variables after each successful job that ran at least this long.
     autosave_after_s: float | None = None
-    # Abuse limits; see runtime/limits.py.  An empty allow_cidrs admits every address.
+    # Abuse limits; see runtime/security/limits.py.  An empty allow_cidrs admits every address.
     allow_cidrs: list[str] = field(default_factory=list)
     trusted_proxies: list[str] = field(default_factory=lambda: list(DEFAULT_TRUSTED_PROXIES))
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -81,7 +81,7 @@ class RuntimeConfig:
     lockout_failures: int = DEFAULT_LOCKOUT_FAILURES  # 0 disables the lockout
     lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
     lockout_s: float = DEFAULT_LOCKOUT_S
-    # Guarded mode: job code is checked by runtime/guard.py before it runs.
+    # Guarded mode: job code is checked by runtime/security/guard.py before it runs.
     guarded: bool = False
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
     audit_backups: int = DEFAULT_AUDIT_BACKUPS

@@ -19,15 +19,15 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from .app import create_app
-from .clientaddr import parse_networks
-from .config import RuntimeConfig
-from .logs import configure_logging
-from .state import RuntimeState
-from .tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
-from .ui import page_url
-from .ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
-from .ui.display import show_monitor
+from smartcolab.runtime.api.app import create_app
+from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.host.tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
+from smartcolab.runtime.logs import configure_logging
+from smartcolab.runtime.security.clientaddr import parse_networks
+from smartcolab.runtime.state import RuntimeState
+from smartcolab.runtime.ui import page_url
+from smartcolab.runtime.ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
+from smartcolab.runtime.ui.display import show_monitor
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0

@@ -8,7 +8,15 @@ import shutil
 import time
 import uuid
 
-from ..errors import (
+from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.engine.jobs import Job, job_dir, log_finished, make_view
+from smartcolab.runtime.engine.sessions import KernelSession, new_record
+from smartcolab.runtime.engine.store import JobRecord, JobStore
+from smartcolab.runtime.host import resources
+from smartcolab.runtime.security.audit import AuditLog
+from smartcolab.runtime.security.auth import Authenticator
+from smartcolab.runtime.security.redact import Redactor
+from smartcolab.shared.errors import (
     Forbidden,
     JobIdConflict,
     JobNotFound,
@@ -19,15 +27,7 @@ from ..errors import (
     SessionNotFound,
     ShuttingDown,
 )
-from ..protocol import JobSubmit, JobView
-from . import resources
-from .audit import AuditLog
-from .config import RuntimeConfig
-from .jobs import Job, job_dir, log_finished, make_view
-from .redact import Redactor
-from .security import Authenticator
-from .sessions import KernelSession, new_record
-from .store import JobRecord, JobStore
+from smartcolab.shared.protocol import JobSubmit, JobView
 
 log = logging.getLogger("smartcolab.runtime")
 MAIN_SESSION = "main"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import UI_PATH, page_url
+from smartcolab.runtime.ui import UI_PATH, page_url
 
 DEFAULT_HEIGHT_PX = 760
 

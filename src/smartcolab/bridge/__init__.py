@@ -1,1 +1,0 @@
-"""The bridge: the local MCP server and the HTTP client that drives runtimes."""

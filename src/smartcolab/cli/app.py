@@ -1,0 +1,296 @@
+"""The ``smartcolab`` command line: the only place that reads flags and environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smartcolab import __version__
+
+app = typer.Typer(
+    name="smartcolab",
+    help="Stateful Python execution on Colab, Kaggle, a VM or this machine, for MCP clients.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ENV_SECRET = "SMARTCOLAB_SECRET"
+ENV_NGROK_TOKEN = "NGROK_AUTHTOKEN"
+# cloudflared's own variable for a named tunnel's token.
+ENV_CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"smartcolab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """smartcolab: run Python on remote Jupyter kernels from an MCP client or a terminal."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for a VM reachable directly.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    root: Annotated[list[Path] | None, typer.Option(
+        help="A directory files may be read from and written to (repeatable); the first is "
+             "the working root. Default: /content on Colab, /kaggle/working on Kaggle, "
+             "else the current directory.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="Where the job store and job outputs live. Default: ROOT/.smartcolab")] = None,
+    port_file: Annotated[Path | None, typer.Option(
+        help="Write the bound port to this file once listening (for supervisors).")] = None,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth", help="Disable authentication (loopback addresses only).")] = False,
+    kill_grace: Annotated[float, typer.Option(
+        help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = 5.0,
+    min_free_ram_mb: Annotated[int, typer.Option(
+        help="Refuse jobs (unless forced) when less RAM than this is available.")] = 512,
+    response_text_kb: Annotated[int, typer.Option(
+        help="Most text of one job output in a response (head and tail kept).")] = 64,
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    persist_dir: Annotated[Path | None, typer.Option(
+        help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
+    autosave_after: Annotated[float | None, typer.Option(
+        help="Save the session's variables after each successful job that ran this many "
+             "seconds or more (snapshot autosave-SESSION).")] = None,
+    tunnel: Annotated[str, typer.Option(
+        help="Public tunnel: none, ngrok (token from $NGROK_AUTHTOKEN) or cloudflared "
+             "(quick tunnel; a named one with $TUNNEL_TOKEN and --cloudflared-hostname).")] = "none",
+    ngrok_domain: Annotated[str | None, typer.Option(
+        help="Your reserved ngrok domain, so the URL stays the same between sessions.")] = None,
+    cloudflared_hostname: Annotated[str | None, typer.Option(
+        help="Public hostname routed to your named cloudflared tunnel.")] = None,
+    tunnel_binary: Annotated[str | None, typer.Option(
+        help="Path to the ngrok or cloudflared binary (default: found by pyngrok / on PATH).")] = None,
+    allow_cidr: Annotated[list[str] | None, typer.Option(
+        help="Only serve clients from this network, e.g. 203.0.113.0/24 (repeatable). "
+             "Default: every address.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="A network whose connections may name the real client in X-Forwarded-For "
+             "or Forwarded, e.g. a tunnel agent (repeatable). Default: loopback.")] = None,
+    guarded: Annotated[bool, typer.Option(
+        "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
+                          "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
+    rate_limit: Annotated[float, typer.Option(
+        help="Requests per second allowed per client address; 0 disables.")] = 50.0,
+    rate_burst: Annotated[int, typer.Option(
+        help="Requests a client may send in a burst above --rate-limit.")] = 200,
+    lockout_failures: Annotated[int, typer.Option(
+        help="Failed authentications within a minute that lock a client address out; "
+             "0 disables.")] = 10,
+    lockout_seconds: Annotated[float, typer.Option(
+        help="How long a locked-out client is refused (429 with Retry-After).")] = 300.0,
+    max_body_kb: Annotated[int, typer.Option(
+        help="Largest request body in KiB (streamed file uploads have their own limit).")] = 8192,
+    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = 32,
+    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
+    max_sessions: Annotated[int, typer.Option(
+        help="Most kernel sessions at once (each is a Python process).")] = 16,
+    max_queued: Annotated[int, typer.Option(
+        min=1, help="Most jobs waiting in one session's queue; more are refused with 429 "
+                    "queue_full.")] = 1000,
+) -> None:
+    """Run a runtime server: Jupyter kernels behind an authenticated job API.
+
+    The secret is read from $SMARTCOLAB_SECRET or generated, and printed once.
+
+    Example: smartcolab serve --port 8765 --root ~/data
+    """
+    from smartcolab.runtime.config import RuntimeConfig
+    from smartcolab.runtime.host.tunnel import TunnelOptions, check_kind
+    from smartcolab.runtime.server import run
+    from smartcolab.shared.errors import TunnelFailed
+
+    roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
+    config = RuntimeConfig(
+        host=host, port=port, roots=roots, auth=not insecure_no_auth,
+        state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
+        kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
+        response_text_bytes=response_text_kb * 1024,
+        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
+        autosave_after_s=autosave_after,
+        allow_cidrs=list(allow_cidr or []), guarded=guarded,
+        rate_limit_per_s=rate_limit, rate_burst=rate_burst,
+        lockout_failures=lockout_failures, lockout_s=lockout_seconds,
+        max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
+        max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
+        max_queued_per_session=max_queued,
+    )
+    if trusted_proxy:
+        config.trusted_proxies = list(trusted_proxy)
+    # Kernels inherit this process's environment: the secret must not be in it.
+    secret = os.environ.pop(ENV_SECRET, None)
+    if secret:
+        config.secret = secret
+    try:
+        kind = check_kind(tunnel)
+        token = os.environ.get(ENV_NGROK_TOKEN if kind == "ngrok" else ENV_CLOUDFLARED_TOKEN)
+        domain = ngrok_domain if kind == "ngrok" else cloudflared_hostname
+        tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
+                                       binary=tunnel_binary)
+        run(config, port_file=port_file, tls_cert=tls_cert, tls_key=tls_key,
+            json_logs=not plain_logs, tunnel=tunnel_options)
+    except TunnelFailed as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def default_root() -> Path:
+    """The platform's working directory: /content on Colab, /kaggle/working on Kaggle."""
+    if "COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir():
+        return Path("/content")
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ and Path("/kaggle/working").is_dir():
+        return Path("/kaggle/working")
+    return Path.cwd().resolve()
+
+
+def main() -> None:
+    app()
+
+
+# ---------------------------------------------------------------- MCP bridge
+def mcp_runtimes_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The runtimes file ``smartcolab mcp`` reads.
+
+    ``--runtimes-file`` must exist; otherwise the file ``smartcolab runtimes add``
+    writes (``$SMARTCOLAB_RUNTIMES`` or ``~/.smartcolab/runtimes.toml``) is read when
+    it exists, so runtimes added on the command line reach the bridge too.
+    """
+    if explicit is not None:
+        return explicit.expanduser()
+    from smartcolab.cli.common import runtimes_path
+
+    default = runtimes_path(env)
+    return default if default.is_file() else None
+
+
+@app.command()
+def mcp(
+    transport: Annotated[str, typer.Option(
+        help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
+    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = 8766,
+    runtime: Annotated[str | None, typer.Option(
+        help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
+    runtimes_file: Annotated[Path | None, typer.Option(
+        help="TOML file of named runtimes [runtimes.NAME] url/secret. Default: $SMARTCOLAB_RUNTIMES "
+             "or ~/.smartcolab/runtimes.toml (what 'smartcolab runtimes add' writes), if it exists.")] = None,
+    save_dir: Annotated[Path | None, typer.Option(
+        help="Where downloads and extra images go. Env: LOCAL_SAVE_DIR")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option(
+        help="Journal, checkpoints, embedded runtime state. Env: CHECKPOINT_DIR")] = None,
+    workspace: Annotated[Path | None, typer.Option(
+        help="Working root of the embedded local runtime. Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+    upload_root: Annotated[list[Path] | None, typer.Option(
+        help="Extra local directory upload_to_colab may read from (repeatable).")] = None,
+    no_embedded: Annotated[bool, typer.Option(
+        "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
+    wait_budget: Annotated[float, typer.Option(
+        help="Seconds a tool call may wait for a job before returning 'running'.")] = 50.0,
+    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = 120.0,
+    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = 600.0,
+    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = 20_000,
+    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = 2,
+    log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
+) -> None:
+    """Run the MCP server (the bridge) that MCP clients launch.
+
+    Runtimes come from COLAB_URL + COLAB_TOKEN (runtime 'colab') and/or a runtimes
+    file; with none, an embedded local runtime starts on first use. HTTP mode reads
+    its bearer token from $SMARTCOLAB_MCP_TOKEN or generates one (printed to stderr).
+
+    Example: COLAB_URL=https://x.ngrok-free.app COLAB_TOKEN=... smartcolab mcp
+    """
+    import secrets as _secrets
+
+    import anyio
+
+    from smartcolab.client.registry import env_runtimes, load_runtimes_file
+    from smartcolab.mcp.deps import BridgeSettings
+    from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
+    from smartcolab.shared.errors import SmartColabError
+
+    configure_logging(log_level.upper())
+    env = os.environ
+    state = Path(checkpoint_dir or env.get("CHECKPOINT_DIR") or Path.home() / ".smartcolab")
+    try:
+        settings = BridgeSettings(
+            save_dir=Path(save_dir or env.get("LOCAL_SAVE_DIR") or state / "downloads").expanduser(),
+            checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
+            quick_timeout_s=quick_timeout, long_timeout_s=long_timeout,
+            max_result_chars=max_chars, max_images=max_images,
+            extra_upload_roots=tuple(p.expanduser().resolve() for p in upload_root or ()))
+        specs = env_runtimes(env)
+        default = runtime
+        file = mcp_runtimes_file(runtimes_file, env)
+        if file is not None:
+            more, file_default = load_runtimes_file(file.expanduser(), env)
+            specs += [s for s in more if s.name not in {x.name for x in specs}]
+            default = default or file_default
+        config = BridgeConfig(settings=settings, runtimes=specs, default_runtime=default,
+                              embedded=not no_embedded, embedded_root=workspace)
+        if transport == "stdio":
+            anyio.run(serve_stdio, config)
+        elif transport == "http":
+            token = env.get("SMARTCOLAB_MCP_TOKEN") or _secrets.token_urlsafe(32)
+            if "SMARTCOLAB_MCP_TOKEN" not in env:
+                typer.echo(f"MCP bearer token (shown once): {token}", err=True)
+            anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
+        else:
+            raise ValueError(f"unknown transport {transport!r}: use stdio or http")
+    except (ValueError, SmartColabError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def config(
+    client: Annotated[str, typer.Argument(help="claude-desktop, claude-code or cursor")],
+    runtime: Annotated[str | None, typer.Option(help="Default runtime name to pass to the bridge.")] = None,
+    url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
+    runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
+    name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
+) -> None:
+    """Print the exact config snippet (or command) for an MCP client, for this machine.
+
+    Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
+    """
+    from smartcolab.cli.client_config import SUPPORTED, render_client_config
+
+    if client not in SUPPORTED:
+        typer.echo(f"error: unknown client {client!r}; choose one of {', '.join(SUPPORTED)}",
+                   err=True)
+        raise typer.Exit(2)
+    typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
+                                    runtimes_file=runtimes_file))
+
+
+# ---------------------------------------------------------------- commands for people
+def _register_user_commands() -> None:
+    from smartcolab.cli.user import register
+
+    register(app)
+
+
+_register_user_commands()

@@ -1,0 +1,225 @@
+"""What every CLI command shares: choosing a runtime, exit codes, error lines, output.
+
+A command's runtime is, in this order: ``--url`` (+ ``--token``), ``--runtime NAME``
+from the runtimes file, ``$COLAB_URL`` (+ ``$COLAB_TOKEN``), the runtimes file's
+``default``, else an embedded local runtime started for this one command (and stopped
+after it).  The named runtimes and the embedded runtime are the bridge's own
+(``client/registry.py``, ``client/embedded.py``): one registry, one file format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import anyio
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from smartcolab.client.embedded import EmbeddedRuntime
+from smartcolab.client.http.client import RuntimeClient
+from smartcolab.client.registry import (
+    LOCAL,
+    RuntimeRegistry,
+    RuntimeSpec,
+    check_url,
+    env_runtimes,
+    load_runtimes_file,
+)
+from smartcolab.shared.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LocalPathRefused,
+    NotFound,
+    RuntimeUnreachable,
+    SmartColabError,
+    Unauthorized,
+    UnknownRuntime,
+)
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- exit codes
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2  # also typer's code for a bad flag
+EXIT_TIMED_OUT = 3
+EXIT_CANCELLED = 4
+EXIT_LOST = 5
+EXIT_UNREACHABLE = 6
+EXIT_AUTH = 7
+EXIT_ERROR = 8
+EXIT_INTERRUPTED = 130
+
+JOB_EXIT_CODES: dict[str, int] = {
+    "succeeded": EXIT_OK, "failed": EXIT_JOB_FAILED, "timed_out": EXIT_TIMED_OUT,
+    "cancelled": EXIT_CANCELLED, "lost": EXIT_LOST,
+}
+
+ENV_URL = "COLAB_URL"
+ENV_TOKEN = "COLAB_TOKEN"
+ENV_RUNTIMES = "SMARTCOLAB_RUNTIMES"
+URL_NAME = "url"
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+# ---------------------------------------------------------------- shared options
+RuntimeOpt = Annotated[str | None, typer.Option(
+    "--runtime", "-r", help="A named runtime from the runtimes file ('local' = embedded).")]
+UrlOpt = Annotated[str | None, typer.Option(
+    "--url", help="Runtime URL (default: $COLAB_URL; none: an embedded local runtime).")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", help="Runtime secret (default: $COLAB_TOKEN).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which runtime a command talks to, as given on the command line."""
+
+    runtime: str | None = None
+    url: str | None = None
+    token: str | None = None
+    quiet: bool = False
+
+
+def runtimes_path(env: Mapping[str, str] | None = None) -> Path:
+    """The runtimes file: ``$SMARTCOLAB_RUNTIMES`` or ``~/.smartcolab/runtimes.toml``."""
+    env = os.environ if env is None else env
+    value = env.get(ENV_RUNTIMES)
+    return Path(value).expanduser() if value else Path.home() / ".smartcolab" / "runtimes.toml"
+
+
+def known_specs(env: Mapping[str, str] | None = None,
+                path: Path | None = None) -> tuple[list[RuntimeSpec], str | None]:
+    """Runtimes from ``$COLAB_URL`` and the runtimes file, and the file's default."""
+    env = os.environ if env is None else env
+    specs = env_runtimes(env)
+    default: str | None = None
+    path = path or runtimes_path(env)
+    if path.exists():
+        more, default = load_runtimes_file(path, env)
+        specs += [s for s in more if s.name not in {x.name for x in specs}]
+    return specs, default
+
+
+def _choose(target: Target, specs: list[RuntimeSpec], file_default: str | None) -> str:
+    names = {s.name for s in specs}
+    if target.url:
+        return URL_NAME
+    if target.runtime:
+        if target.runtime != LOCAL and target.runtime not in names:
+            known = ", ".join(sorted(names | {LOCAL}))
+            raise UnknownRuntime(
+                f"there is no runtime named {target.runtime!r} (known: {known}); add it with "
+                "'smartcolab runtimes add NAME URL'", details={"runtime": target.runtime})
+        return target.runtime
+    if os.environ.get(ENV_URL):
+        return "colab"
+    if file_default and file_default in names:
+        return file_default
+    return LOCAL
+
+
+@asynccontextmanager
+async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, RuntimeClient]]:
+    """The chosen runtime's spec and client; an embedded runtime lives as long as this."""
+    specs, file_default = known_specs()
+    if target.url:
+        token = target.token if target.token is not None else os.environ.get(ENV_TOKEN)
+        specs = [RuntimeSpec(URL_NAME, check_url(target.url), token or None, "from --url"),
+                 *(s for s in specs if s.name != URL_NAME)]
+    name = _choose(target, specs, file_default)
+    state: Path | None = None
+    embedded: EmbeddedRuntime | None = None
+    if name == LOCAL and LOCAL not in {s.name for s in specs}:
+        # Files are this directory, as with `smartcolab serve`; job state is throwaway.
+        state = Path(tempfile.mkdtemp(prefix="smartcolab-cli-"))
+        embedded = EmbeddedRuntime(Path.cwd().resolve(), state)
+        if not target.quiet:
+            err.print("[dim]starting an embedded local runtime for this command "
+                      "(--runtime/--url to use another)…[/dim]")
+    registry = RuntimeRegistry(specs, default=name, embedded=embedded)
+    try:
+        spec, client = await registry.client(name)
+        if not isinstance(client, RuntimeClient):
+            # The CLI's commands use our runtime server's API (jobs store, /files).
+            raise InvalidInput(f"runtime {name!r} is a {spec.kind!r} runtime, which the CLI does "
+                               "not drive; use it through the MCP bridge (smartcolab mcp)")
+        yield spec, client
+    finally:
+        with anyio.CancelScope(shield=True):
+            await registry.aclose()
+        if state is not None:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- errors and running
+def exit_code_for(exc: SmartColabError) -> int:
+    """The process exit code of an error (documented in docs/cli.md)."""
+    if isinstance(exc, RuntimeUnreachable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, (Unauthorized, Forbidden)) and not isinstance(exc, LocalPathRefused):
+        return EXIT_AUTH
+    if isinstance(exc, (BadRequest, NotFound, Conflict, LocalPathRefused, UnknownRuntime)):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one clear error line and exit with ``code``."""
+    err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body; a ``SmartColabError`` becomes one line and an exit code."""
+    return run_sync(lambda: anyio.run(fn))
+
+
+def run_sync(fn: Callable[[], T]) -> T:
+    """Run a command body; a ``SmartColabError`` becomes one line and an exit code."""
+    try:
+        return fn()
+    except SmartColabError as exc:
+        hint = ""
+        if isinstance(exc, Unauthorized):
+            hint = " (check --token / $COLAB_TOKEN; 'smartcolab doctor' says more)"
+        fail(f"{exc.message}{hint}", exit_code_for(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+             EXIT_ERROR)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout (models dumped in JSON mode)."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover

@@ -1,0 +1,153 @@
+"""CLI bodies for ``probe`` and ``runtimes list|add|remove``.
+
+The runtimes file is the bridge's format (``client/registry.py`` reads it with
+``load_runtimes_file``); this module only adds the writing side: the file is read
+whole, changed, and replaced atomically (temp file, fsync, rename) with mode 0600
+because it may hold secrets.  Keys it does not know are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from smartcolab.cli.common import Target, human_bytes, known_specs, open_runtime, out, print_json
+from smartcolab.client.registry import LOCAL, RuntimeSpec, check_name, check_url, load_runtimes_file
+from smartcolab.shared.errors import InvalidInput, UnknownRuntime
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+# ---------------------------------------------------------------- probe
+async def probe(target: Target, *, as_json: bool) -> None:
+    async with open_runtime(target) as (spec, client):
+        p = await client.probe()
+    if as_json:
+        print_json(p)
+        return
+    table = Table(show_header=False, title=f"runtime {spec.name} ({spec.url})")
+    ram = f"{human_bytes(p.ram_available_bytes)} free of {human_bytes(p.ram_total_bytes)}"
+    disk = f"{human_bytes(p.disk_free_bytes)} free of {human_bytes(p.disk_total_bytes)} ({p.disk_root})"
+    rows = [("platform", p.platform), ("accelerator", p.accelerator), ("python", p.python),
+            ("CPUs", f"{p.cpu_count} (load {', '.join(f'{x:.2f}' for x in p.load_avg)})"),
+            ("RAM", ram), ("disk", disk)]
+    for g in p.gpus:
+        rows.append((f"GPU {g.index}", f"{g.name}: {g.memory_used_mb} / {g.memory_total_mb} MB used"))
+    if p.session_time_left_s is not None:
+        rows.append(("time left", f"{p.session_time_left_s / 3600:.1f} h"))
+    rows += [("server uptime", f"{p.server_uptime_s:.0f} s"), ("version", p.version),
+             ("epoch", p.epoch)]
+    if p.packages:
+        rows.append(("packages", ", ".join(f"{k} {v}" for k, v in sorted(p.packages.items()))))
+    for note in p.notes:
+        rows.append(("note", note))
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+
+
+# ---------------------------------------------------------------- runtimes file
+def read_raw(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        return data
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read the runtimes file {path}: {exc}") from exc
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    # A JSON string is a valid TOML basic string (same escapes, no raw control chars).
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def render_toml(data: dict[str, Any]) -> str:
+    """The runtimes file's flat shape: top-level scalars, then ``[runtimes.NAME]`` tables."""
+    lines = ["# Named runtimes for smartcolab (see docs/cli.md); may hold secrets: keep private."]
+    lines += [f"{k} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for name, entry in (data.get("runtimes") or {}).items():
+        lines += ["", f"[runtimes.{_value(name) if not name.replace('-', '').replace('_', '').isalnum() else name}]"]
+        lines += [f"{k} = {_value(v)}" for k, v in entry.items() if not isinstance(v, dict)]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_runtime(path: Path, name: str, url: str, *, secret: str | None, secret_env: str | None,
+                description: str, make_default: bool, replace: bool) -> None:
+    check_name(name)
+    if name == LOCAL:
+        raise InvalidInput("'local' is the embedded runtime and cannot be redefined")
+    data = read_raw(path)
+    runtimes = data.setdefault("runtimes", {})
+    if name in runtimes and not replace:
+        raise InvalidInput(f"runtime {name!r} already exists in {path}; pass --replace to change it")
+    entry: dict[str, Any] = {"url": check_url(url)}
+    if secret:
+        entry["secret"] = secret
+    if secret_env:
+        entry["secret_env"] = secret_env
+    if description:
+        entry["description"] = description
+    runtimes[name] = entry
+    if make_default:
+        data = {"default": name, **{k: v for k, v in data.items() if k != "default"}}
+    text = render_toml(data)
+    tomllib.loads(text)  # never write a file we could not read back
+    write_atomic(path, text)
+    load_runtimes_file(path, os.environ)  # and one the bridge accepts
+
+
+def remove_runtime(path: Path, name: str) -> None:
+    data = read_raw(path)
+    runtimes = data.get("runtimes") or {}
+    if name not in runtimes:
+        raise UnknownRuntime(f"no runtime named {name!r} in {path}", details={"runtime": name})
+    del runtimes[name]
+    if data.get("default") == name:
+        del data["default"]
+    write_atomic(path, render_toml(data))
+
+
+def list_runtimes(path: Path, *, as_json: bool) -> None:
+    specs, default = known_specs(path=path)
+    specs = [*specs, RuntimeSpec(LOCAL, "(embedded, started per command)",
+                                 description="this machine", embedded=True)]
+    if as_json:
+        print_json({"file": str(path), "default": default,
+                    "runtimes": [s.public() for s in specs]})
+        return
+    table = Table(title=f"runtimes ({path}{'' if path.exists() else ', not created yet'})")
+    for col in ("name", "url", "secret", "description"):
+        table.add_column(col)
+    for s in specs:
+        mark = " (default)" if s.name == default else ""
+        table.add_row(s.name + mark, s.url, "yes" if s.secret else "-", s.description)
+    out.print(table)

@@ -1,0 +1,2 @@
+"""The backend for our own runtime server: the HTTP client and file transfers.
+"""

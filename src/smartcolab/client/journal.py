@@ -1,0 +1,146 @@
+"""The bridge's local journal: every job it submits, in SQLite (WAL) under CHECKPOINT_DIR.
+
+Colab VMs disappear with their job store; the journal keeps what the bridge saw
+(runtime, job id, code, status, output tail, timings) so ``get_job`` and
+``list_jobs`` can still answer, and say so, when the runtime is unreachable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView
+
+JOURNAL_FILE = "bridge-journal.sqlite3"
+OUTPUT_TAIL_CHARS = 4000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id       TEXT PRIMARY KEY,
+    runtime      TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    session      TEXT NOT NULL,
+    code         TEXT NOT NULL,
+    timeout      REAL,
+    status       TEXT NOT NULL,
+    epoch        TEXT,
+    submitted_at REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    started_at   REAL,
+    finished_at  REAL,
+    duration_s   REAL,
+    output_tail  TEXT NOT NULL DEFAULT '',
+    error        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_runtime ON jobs (runtime, submitted_at DESC);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    job_id: str
+    runtime: str
+    url: str
+    session: str
+    code: str
+    timeout: float | None
+    status: str
+    epoch: str | None
+    submitted_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    output_tail: str
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class Journal:
+    """A small thread-safe SQLite store; every write is one short transaction."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / JOURNAL_FILE
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record_submit(self, *, job_id: str, runtime: str, url: str, session: str, code: str,
+                      timeout: float | None) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, runtime, url, session, code, timeout, status,"
+                " submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'submitted', ?, ?)",
+                (job_id, runtime, url, session, code, timeout, now, now))
+
+    def record_view(self, view: JobView, *, output_tail: str | None = None) -> None:
+        """Update a job from a runtime view; ``output_tail`` replaces the stored tail."""
+        error = None
+        result = view.result
+        if result is not None and result.error is not None:
+            error = f"{result.error.ename}: {result.error.evalue}"
+        elif result is not None and result.message and view.status != "succeeded":
+            error = result.message
+        if output_tail is None and result is not None:
+            output_tail = result.stdout.text + result.stderr.text
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status=?, epoch=?, updated_at=?, started_at=?, finished_at=?,"
+                " duration_s=?, error=COALESCE(?, error),"
+                " output_tail=COALESCE(?, output_tail) WHERE job_id=?",
+                (view.status, view.epoch, time.time(), view.started_at, view.finished_at,
+                 view.duration_s, error,
+                 None if output_tail is None else output_tail[-OUTPUT_TAIL_CHARS:], view.job_id))
+
+    def record_status(self, job_id: str, status: str, *, error: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET status=?, updated_at=?, error=COALESCE(?, error) WHERE job_id=?",
+                (status, time.time(), error, job_id))
+
+    def get(self, job_id: str) -> JournalEntry | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id=?",
+                                   (job_id,)).fetchone()
+        return JournalEntry(*row) if row else None
+
+    def recent(self, *, runtime: str | None = None, limit: int = 50) -> list[JournalEntry]:
+        query = f"SELECT {_COLUMNS} FROM jobs"
+        args: tuple[object, ...] = ()
+        if runtime is not None:
+            query += " WHERE runtime=?"
+            args = (runtime,)
+        query += " ORDER BY submitted_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [JournalEntry(*row) for row in rows]
+
+    def succeeded_in_epoch(self, runtime: str, session: str, epoch: str,
+                           limit: int = 20) -> list[JournalEntry]:
+        """Jobs whose effects lived in a session epoch that is now gone (oldest first)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE runtime=? AND session=? AND epoch=?"
+                " AND status='succeeded' ORDER BY submitted_at DESC LIMIT ?",
+                (runtime, session, epoch, limit)).fetchall()
+        return [JournalEntry(*row) for row in reversed(rows)]
+
+
+_COLUMNS = ("job_id, runtime, url, session, code, timeout, status, epoch, submitted_at,"
+            " updated_at, started_at, finished_at, duration_s, output_tail, error")

@@ -1,0 +1,2 @@
+"""The backend for a Jupyter Server (JupyterLab, JupyterHub, Colab's runtime proxy).
+"""

@@ -1,0 +1,251 @@
+"""Jobs on a plain Jupyter Server, tracked by the bridge (Jupyter Server has no job store).
+
+A ``JobRecord`` lives in this bridge process: status, the output as it streams in,
+the result, the epoch.  ``run_cell`` executes one cell over the kernel WebSocket
+and enforces the job's timeout where the bridge can: at the deadline it interrupts
+the kernel (``POST /api/kernels/{id}/interrupt``); if the cell has not ended
+``INTERRUPT_GRACE_S`` later (C-level loops ignore SIGINT) it restarts the kernel
+(``POST /api/kernels/{id}/restart``) and says that the state is gone.  A job's
+record does not survive the bridge process: the code goes on running in the
+kernel, but its output after that is not recorded (the bridge's journal keeps
+what was seen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, message
+from smartcolab.shared.protocol import (
+    TERMINAL_STATUSES,
+    ErrorInfo,
+    JobResult,
+    JobView,
+    OutputPage,
+    RichOutput,
+    TextBlock,
+)
+
+INTERRUPT_GRACE_S = 5.0
+MAX_TEXT_CHARS = 200_000  # per stream in a result (head + tail); the full text stays pageable
+MAX_VIEW_CHARS = 64_000  # new output in one view
+MAX_KEPT_CHARS = 32_000_000  # output kept per job for get_job_output
+TRACKING_NOTE = ("This runtime is a plain Jupyter Server: it has no job store, so this bridge "
+                 "tracks the job. If the bridge restarts, the code keeps running in the kernel "
+                 "but its later output is not recorded.")
+
+
+def _cap(text: str, limit: int = MAX_TEXT_CHARS) -> TextBlock:
+    if len(text) <= limit:
+        return TextBlock(text=text, total_chars=len(text))
+    head = limit // 2
+    return TextBlock(text=text[:head] + "\n... [output truncated] ...\n" + text[-(limit - head):],
+                     total_chars=len(text), truncated=True)
+
+
+@dataclass
+class JobRecord:
+    """One job as this bridge knows it; ``changed`` wakes long-polls."""
+
+    job_id: str
+    session: str
+    code: str
+    timeout: float | None
+    client: str | None
+    epoch: str = ""
+    status: str = "queued"
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: str = ""
+    dropped: int = 0  # characters dropped from the front of ``output`` (kept size cap)
+    stdout: str = ""
+    stderr: str = ""
+    outputs: list[RichOutput] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    execution_count: int | None = None
+    message: str | None = None
+    state_lost: bool = False
+    cancel_requested: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # The running cell's message queue, so cancel and kernel deaths can wake it.
+    inbox: asyncio.Queue[dict[str, Any] | None] | None = field(default=None, repr=False)
+
+    def touch(self) -> None:
+        self.wake.set()
+        self.wake = asyncio.Event()
+
+    def append(self, text: str) -> None:
+        self.output += text
+        if len(self.output) > MAX_KEPT_CHARS:
+            cut = len(self.output) - MAX_KEPT_CHARS
+            self.output = self.output[cut:]
+            self.dropped += cut
+        self.touch()
+
+    @property
+    def total_chars(self) -> int:
+        return self.dropped + len(self.output)
+
+    def finish(self, status: str) -> None:
+        self.status = status
+        self.finished_at = time.time()
+        self.touch()
+
+    def view(self, since: int | None = None) -> JobView:
+        start = max(0, (since or 0) - self.dropped)
+        new = self.output[start:]
+        truncated = len(new) > MAX_VIEW_CHARS
+        result = None
+        if self.status in TERMINAL_STATUSES:
+            result = JobResult(stdout=_cap(self.stdout), stderr=_cap(self.stderr),
+                               outputs=self.outputs, error=self.error,
+                               execution_count=self.execution_count, message=self.message,
+                               state_lost=self.state_lost)
+        duration = (self.finished_at or time.time()) - self.started_at if self.started_at else None
+        return JobView(
+            job_id=self.job_id, session=self.session, status=self.status,  # type: ignore[arg-type]
+            code=self.code, timeout=self.timeout, client=self.client, created_at=self.created_at,
+            started_at=self.started_at, finished_at=self.finished_at,
+            duration_s=duration if self.status in TERMINAL_STATUSES else None,
+            epoch=self.epoch, output=new[-MAX_VIEW_CHARS:], cursor=self.total_chars,
+            output_bytes=self.total_chars, output_truncated=truncated, result=result)
+
+    def page(self, offset: int, limit: int) -> OutputPage:
+        start = max(offset, self.dropped)
+        text = self.output[start - self.dropped:start - self.dropped + limit]
+        nxt = start + len(text)
+        return OutputPage(job_id=self.job_id, offset=start, next_offset=nxt,
+                          total_bytes=self.total_chars, text=text,
+                          complete=self.status in TERMINAL_STATUSES and nxt >= self.total_chars)
+
+    async def wait(self, seconds: float) -> None:
+        """Until the record changes or ``seconds`` pass."""
+        if seconds > 0 and self.status not in TERMINAL_STATUSES:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), seconds)
+
+
+def _rich(msg_type: str, content: dict[str, Any]) -> RichOutput:
+    data = content.get("data") or {}
+    png = data.get("image/png")
+    return RichOutput(type=msg_type,  # type: ignore[arg-type]
+                      text=data.get("text/plain"),
+                      png_base64=png.replace("\n", "") if isinstance(png, str) else None,
+                      png_bytes=len(png) * 3 // 4 if isinstance(png, str) else None,
+                      execution_count=content.get("execution_count"))
+
+
+def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
+    """Fold one message into ``rec``; True when it is the cell's ``execute_reply``."""
+    kind = msg.get("msg_type") or (msg.get("header") or {}).get("msg_type")
+    content = msg.get("content") or {}
+    if kind == "stream":
+        text = str(content.get("text", ""))
+        if content.get("name") == "stderr":
+            rec.stderr += text
+        else:
+            rec.stdout += text
+        rec.append(text)
+    elif kind in ("display_data", "execute_result"):
+        out = _rich(kind, content)
+        rec.outputs.append(out)
+        if out.text and not out.png_base64:
+            rec.append(out.text + "\n")
+        else:
+            rec.touch()
+    elif kind == "error":
+        rec.error = ErrorInfo(ename=str(content.get("ename", "")),
+                              evalue=str(content.get("evalue", "")),
+                              traceback=[str(t) for t in content.get("traceback", [])])
+    elif kind == "execute_reply":
+        rec.execution_count = content.get("execution_count")
+        return True
+    return False
+
+
+async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
+                   silent: bool = False, on_restart: Any = None) -> None:
+    """Execute ``rec.code``, collecting output into ``rec``; enforce timeout and cancel.
+
+    Leaves ``rec.status`` as the outcome (``succeeded``/``failed``/``timed_out``/
+    ``cancelled``/``lost``) but does not call ``finish``: the caller does.
+    """
+    msg = message("execute_request", {
+        "code": rec.code, "silent": silent, "store_history": not silent, "user_expressions": {},
+        "allow_stdin": False, "stop_on_error": True}, session=channel.session_id)
+    msg_id = msg["header"]["msg_id"]
+    queue = await channel.send(msg)
+    rec.inbox = queue
+    started = time.monotonic()
+    interrupted_at: float | None = None
+    reason = ""
+    idle = replied = False
+    try:
+        while not (idle and replied):
+            now = time.monotonic()
+            if rec.cancel_requested and interrupted_at is None:
+                reason = "cancelled"
+                interrupted_at = now
+                await rest.call("POST", f"/api/kernels/{channel.kernel_id}/interrupt",
+                                what="interrupt")
+            if interrupted_at is not None:
+                limit: float | None = interrupted_at + INTERRUPT_GRACE_S - now
+            elif rec.timeout is not None:
+                limit = started + rec.timeout - now
+            else:
+                limit = None
+            try:
+                got = await asyncio.wait_for(queue.get(), max(0.0, limit) if limit is not None
+                                             else None)
+            except asyncio.TimeoutError:
+                if interrupted_at is None:
+                    reason, interrupted_at = "timed_out", time.monotonic()
+                    await rest.call("POST", f"/api/kernels/{channel.kernel_id}/interrupt",
+                                    what="interrupt")
+                    continue
+                await rest.call("POST", f"/api/kernels/{channel.kernel_id}/restart",
+                                json_body={}, timeout=120.0, what="restart")
+                rec.state_lost = True
+                rec.message = (f"the kernel did not stop within {INTERRUPT_GRACE_S:.0f} s of the "
+                               "interrupt, so it was restarted: variables and imports are gone.")
+                if on_restart is not None:
+                    on_restart()
+                break
+            if got is None:
+                if channel.closed:
+                    rec.status, rec.message = "lost", "the bridge closed the kernel connection"
+                    return
+                await channel.reconnect()  # the server replays what we missed
+                continue
+            if "_sc_wake" in got:
+                continue
+            if "_sc_lifecycle" in got:
+                rec.state_lost = True
+                rec.message = (f"the kernel {got['_sc_lifecycle']} during this job (it died, or "
+                               "was restarted): variables and imports are gone.")
+                rec.status = "lost"
+                return
+            if got.get("msg_type") == "status" and got.get("channel") == "iopub":
+                idle = idle or (got.get("content") or {}).get("execution_state") == "idle"
+                continue
+            replied = _collect(rec, got) or replied
+    finally:
+        channel.forget(msg_id)
+        rec.inbox = None
+    if reason:
+        rec.status = reason
+    elif rec.error is not None:
+        rec.status = "failed"
+    else:
+        rec.status = "succeeded"
+
+
+def wake(rec: JobRecord, item: dict[str, Any]) -> None:
+    """Push a control item into the running cell's queue (cancel, kernel lifecycle)."""
+    if rec.inbox is not None:
+        rec.inbox.put_nowait(item)

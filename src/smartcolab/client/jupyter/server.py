@@ -1,0 +1,399 @@
+"""A plain Jupyter Server (or a JupyterHub user server) as a runtime: the ``jupyter`` kind.
+
+``JupyterBackend`` offers the same calls as ``RuntimeClient`` (see ``backend.py``), so
+every tool works unchanged, but speaks only Jupyter Server's standard APIs: sessions
+and kernels over REST, code over the kernel WebSocket, files through the contents
+API (``jupyter_files.py``).  Nothing of ours is installed on that side.
+
+* A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
+  starts in the server's root directory); a bridge that restarts finds it again.
+* Jobs are tracked here, in the bridge (``jupyter_jobs.py``), one at a time per
+  session, with the timeout enforced by interrupt, then restart.
+* The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
+  and is drawn again whenever it is missing, so a restart or crash (ours or not)
+  changes the epoch and the tools report the state as lost.  It is read before every
+  job (one silent execute): a restart by someone else is announced on the WebSocket
+  only after the fact.
+* After a restart forced by a timeout the token must change within ``RESTART_VERIFY_S``
+  (the old process, stuck with SIGINT blocked, may outlive the restart); if it does not,
+  the Jupyter session is deleted (its kernel shut down) and created again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Literal
+
+from smartcolab.client.jupyter import snippets as snip
+from smartcolab.client.jupyter.files import JupyterFiles
+from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
+from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.shared.errors import (
+    JobIdConflict,
+    JobNotFound,
+    KernelUnavailable,
+    NotFound,
+    SessionBusy,
+    SmartColabError,
+)
+from smartcolab.shared.protocol import (
+    TERMINAL_STATUSES,
+    CleanupReport,
+    CleanupRequest,
+    Health,
+    JobList,
+    JobSubmit,
+    JobView,
+    OutputPage,
+    Probe,
+    SessionList,
+    SessionView,
+    VariableInfo,
+    VariableList,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_PREFIX = "smartcolab-"
+RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within this
+BUSY_WAIT_S = 10.0
+INTERNAL_TIMEOUT_S = 60.0
+MAX_JOBS_KEPT = 2000
+
+
+class KernelSession:
+    """One named session: its kernel, WebSocket, job queue and last known epoch."""
+
+    def __init__(self, name: str, kernel_id: str, rest: JupyterRest, session_id: str) -> None:
+        self.name, self.kernel_id, self._rest = name, kernel_id, rest
+        self.session_id = session_id  # the Jupyter session's id
+        self.forced_restarts = 0
+        self.channel = KernelChannel(rest, kernel_id, on_lifecycle=self.lifecycle)
+        self.stale = False
+        self.lock = asyncio.Lock()
+        self.queue: asyncio.Queue[JobRecord] = asyncio.Queue()
+        self.epoch: str | None = None
+        self.epoch_connects = -1  # channel.connects when the epoch was read
+        self.running: JobRecord | None = None
+        self.started_at = time.time()
+        self.execution_count = 0
+        self.worker: asyncio.Task[None] | None = None
+
+    async def fresh_channel(self) -> KernelChannel:
+        """After a restart, a new WebSocket: the old one may stay bound to the dead process."""
+        if self.stale:
+            self.stale = False
+            old = self.channel
+            self.channel = KernelChannel(self._rest, self.kernel_id,
+                                         on_lifecycle=self.lifecycle)
+            await old.aclose()
+        return self.channel
+
+    async def rebind(self, kernel_id: str, session_id: str) -> None:
+        """Move to a new kernel (the old one was shut down): new WebSocket, epoch unknown."""
+        old = self.channel
+        self.kernel_id, self.session_id = kernel_id, session_id
+        self.channel = KernelChannel(self._rest, kernel_id, on_lifecycle=self.lifecycle)
+        self.stale, self.epoch, self.started_at = False, None, time.time()
+        await old.aclose()
+
+    def forced_restart(self) -> None:
+        """``run_cell`` restarted the kernel (a cell ignored the interrupt)."""
+        self.forced_restarts += 1
+        self.lifecycle("restarted")
+
+    def lifecycle(self, state: str) -> None:
+        self.epoch = None  # the kernel's memory is gone: read the token again
+        self.stale = True
+        # A fresh process says "starting" late, possibly during the next job, which then
+        # runs in it: only the server's restarter messages end the running job.
+        if self.running is not None and state != "starting":
+            wake(self.running, {"_sc_lifecycle": state})
+
+
+class JupyterBackend:
+    """Drives one Jupyter Server through REST + WebSockets, with jobs tracked here."""
+
+    job_tracking = "bridge"
+
+    def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3") -> None:
+        self.url = url.rstrip("/")
+        self.kernel_name = kernel_name
+        self.last_epoch: str | None = None
+        self.rest = JupyterRest(self.url, token)
+        self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
+        self._sessions: dict[str, KernelSession] = {}
+        self._jobs: dict[str, JobRecord] = {}
+        self._open_lock = asyncio.Lock()
+        self._version: str | None = None
+
+    async def aclose(self) -> None:
+        for sess in list(self._sessions.values()):
+            if sess.worker is not None:
+                sess.worker.cancel()
+                with contextlib.suppress(BaseException):
+                    await sess.worker
+            await sess.channel.aclose()
+        self._sessions.clear()
+        await self.rest.aclose()
+
+    # ------------------------------------------------------------ sessions
+    async def _session(self, name: str) -> KernelSession:
+        """The session ``name``, attaching to its Jupyter session or creating it."""
+        sess = self._sessions.get(name)
+        if sess is not None:
+            return sess
+        async with self._open_lock:
+            sess = self._sessions.get(name)
+            if sess is not None:
+                return sess
+            model = await self._open(name)
+            sess = KernelSession(name, str(model["kernel"]["id"]), self.rest, str(model["id"]))
+            sess.worker = asyncio.create_task(self._work(sess))
+            self._sessions[name] = sess
+            return sess
+
+    async def _open(self, name: str) -> dict[str, Any]:
+        # POST returns the existing session for a path, so this also re-attaches.
+        model: dict[str, Any] = await self.rest.call("POST", "/api/sessions", json_body={
+            "path": SESSION_PREFIX + name, "name": name, "type": "console",
+            "kernel": {"name": self.kernel_name}}, timeout=120.0, what="start a kernel")
+        return model
+
+    async def _settle(self, sess: KernelSession, before: str | None) -> str:
+        """After a restart we forced (lock held): the epoch of a kernel that really is new."""
+        try:
+            epoch = await asyncio.wait_for(self._epoch(sess), RESTART_VERIFY_S)
+            if epoch != before:
+                return epoch
+            log.warning("session %s: the old kernel still answers after its restart", sess.name)
+        except (asyncio.TimeoutError, SmartColabError) as exc:
+            log.warning("session %s: no new kernel after the restart (%r)", sess.name, exc)
+        with contextlib.suppress(NotFound):  # deleting the session shuts its kernel down
+            await self.rest.call("DELETE", f"/api/sessions/{sess.session_id}", timeout=120.0,
+                                 what="shut down the stuck kernel")
+        model = await self._open(sess.name)
+        await sess.rebind(str(model["kernel"]["id"]), str(model["id"]))
+        return await self._epoch_retry(sess)
+
+    async def _epoch_retry(self, sess: KernelSession) -> str:
+        """``_epoch``, once more after a second if the kernel is still starting."""
+        try:
+            return await self._epoch(sess)
+        except KernelUnavailable:
+            await asyncio.sleep(1.0)
+            return await self._epoch(sess)
+
+    async def _epoch(self, sess: KernelSession) -> str:
+        """Read the kernel's token (lock held): ``<kernel id>-<token>``."""
+        out = await self._internal_locked(sess, snip.wrap(snip.EPOCH_SRC))
+        sess.epoch = f"{sess.kernel_id[:8]}-{snip.parse(out)}"
+        sess.epoch_connects = sess.channel.connects
+        self.last_epoch = sess.epoch
+        return sess.epoch
+
+    async def _internal_locked(self, sess: KernelSession, code: str,
+                               timeout: float = INTERNAL_TIMEOUT_S) -> str:
+        rec = JobRecord(job_id="internal", session=sess.name, code=code, timeout=timeout,
+                        client=None)
+        await run_cell(self.rest, await sess.fresh_channel(), rec, silent=True,
+                       on_restart=sess.forced_restart)
+        if rec.status != "succeeded":
+            detail = f"{rec.error.ename}: {rec.error.evalue}" if rec.error else rec.status
+            raise KernelUnavailable(f"the kernel of session {sess.name!r} did not answer an "
+                                    f"inspection request ({detail}).")
+        return rec.stdout
+
+    async def _internal(self, name: str, code: str) -> tuple[KernelSession, str, str]:
+        """Run an inspection snippet between jobs; (session, its stdout, epoch)."""
+        sess = await self._session(name)
+        try:
+            await asyncio.wait_for(sess.lock.acquire(), BUSY_WAIT_S)
+        except asyncio.TimeoutError:
+            running = sess.running.job_id if sess.running else "a job"
+            raise SessionBusy(f"session {name!r} is running {running}; try again when it has "
+                              "ended (get_job), or use another session.",
+                              details={"session": name}) from None
+        try:
+            epoch = await self._epoch(sess)
+            return sess, await self._internal_locked(sess, code), epoch
+        finally:
+            sess.lock.release()
+
+    def _view(self, sess: KernelSession) -> SessionView:
+        status: Literal["busy", "idle", "starting"] = (
+            "busy" if sess.running else ("idle" if sess.epoch else "starting"))
+        return SessionView(name=sess.name, epoch=sess.epoch or "", status=status,
+                           queued=sess.queue.qsize(),
+                           running_job=sess.running.job_id if sess.running else None,
+                           started_at=sess.started_at, execution_count=sess.execution_count)
+
+    async def sessions(self) -> SessionList:
+        main = await self._session("main")  # like the runtime server: "main" always exists
+        if main.epoch is None and not main.lock.locked():
+            async with main.lock:
+                await self._epoch(main)
+        return SessionList(sessions=[self._view(s) for s in self._sessions.values()])
+
+    async def create_session(self, name: str) -> SessionView:
+        sess = await self._session(name)
+        async with sess.lock:
+            await self._epoch(sess)
+        return self._view(sess)
+
+    async def restart_session(self, name: str) -> SessionView:
+        sess = await self._session(name)
+        await self.rest.call("POST", f"/api/kernels/{sess.kernel_id}/restart", json_body={},
+                             timeout=120.0, what="restart the kernel")
+        sess.lifecycle("restarted")
+        async with sess.lock:
+            await self._epoch(sess)
+        return self._view(sess)
+
+    async def delete_session(self, name: str) -> None:
+        sess = self._sessions.pop(name, None)
+        if sess is None:
+            return
+        if sess.worker is not None:
+            sess.worker.cancel()
+        await sess.channel.aclose()
+        with contextlib.suppress(NotFound):
+            await self.rest.call("DELETE", f"/api/kernels/{sess.kernel_id}", what="shut down")
+
+    # ------------------------------------------------------------ jobs
+    async def _work(self, sess: KernelSession) -> None:
+        """Run the session's jobs one at a time, in order."""
+        while True:
+            rec = await sess.queue.get()
+            if rec.status != "queued":
+                continue  # cancelled while queued
+            async with sess.lock:
+                sess.running = rec
+                rec.status, rec.started_at = "running", time.time()
+                rec.touch()
+                try:
+                    # Read before every job: a restart by someone else (JupyterLab, the hub's
+                    # culler) announces itself on the WebSocket only after the fact.
+                    rec.epoch = before = await self._epoch_retry(sess)
+                    forced = sess.forced_restarts
+                    await run_cell(self.rest, await sess.fresh_channel(), rec,
+                                   on_restart=sess.forced_restart)
+                    if rec.state_lost:
+                        with contextlib.suppress(Exception):
+                            rec.epoch = await (self._settle(sess, before)
+                                               if sess.forced_restarts != forced
+                                               else self._epoch(sess))
+                except Exception as exc:  # the job must end, whatever broke
+                    rec.status = "lost"
+                    rec.message = f"the job could not run on the Jupyter Server: {exc}"
+                finally:
+                    sess.running = None
+                    if rec.execution_count:
+                        sess.execution_count = rec.execution_count
+                    rec.finish(rec.status)
+
+    def _record(self, job_id: str) -> JobRecord:
+        rec = self._jobs.get(job_id)
+        if rec is None:
+            raise JobNotFound(f"job {job_id} is not known to this bridge. {TRACKING_NOTE}",
+                              details={"job_id": job_id})
+        return rec
+
+    async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
+        """Queue ``job`` in its session; the same job id is never run twice."""
+        rec = self._jobs.get(job.job_id)
+        if rec is not None and rec.code != job.code:
+            raise JobIdConflict(f"job id {job.job_id} was used for different code",
+                                details={"job_id": job.job_id})
+        if rec is None:
+            sess = await self._session(job.session)
+            rec = JobRecord(job_id=job.job_id, session=job.session, code=job.code,
+                            timeout=job.timeout, client=job.client, epoch=sess.epoch or "")
+            self._jobs[job.job_id] = rec
+            self._trim()
+            sess.queue.put_nowait(rec)
+        # Like the runtime server: the first wait rides on the submission, until the end.
+        deadline = time.monotonic() + max(0.0, wait)
+        while rec.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+            await rec.wait(deadline - time.monotonic())
+        return rec.view()
+
+    def _trim(self) -> None:
+        if len(self._jobs) > MAX_JOBS_KEPT:
+            done = [k for k, r in self._jobs.items() if r.status in TERMINAL_STATUSES]
+            for key in done[: len(self._jobs) - MAX_JOBS_KEPT]:
+                del self._jobs[key]
+
+    async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
+        """Wait up to ``wait`` s for the job to end or print something after ``since``."""
+        rec = self._record(job_id)
+        deadline = time.monotonic() + max(0.0, wait)
+        while rec.status not in TERMINAL_STATUSES and rec.total_chars <= (since or 0):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await rec.wait(left)
+        return rec.view(since)
+
+    async def cancel_job(self, job_id: str) -> JobView:
+        rec = self._record(job_id)
+        if rec.status == "queued":
+            rec.message = "cancelled before it started"
+            rec.finish("cancelled")
+        elif rec.status == "running" and not rec.cancel_requested:
+            rec.cancel_requested = True
+            wake(rec, {"_sc_wake": True})
+            await rec.wait(INTERNAL_TIMEOUT_S)
+        return rec.view()
+
+    async def list_jobs(self, *, limit: int = 50, session: str | None = None,
+                        status: str | None = None) -> JobList:
+        recs = [r for r in reversed(self._jobs.values())
+                if (session is None or r.session == session)
+                and (status is None or r.status == status)]
+        return JobList(jobs=[r.view(r.total_chars) for r in recs[:limit]])
+
+    async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
+        return self._record(job_id).page(offset, limit)
+
+    # ------------------------------------------------------------ inspection
+    async def _server_version(self) -> str:
+        if self._version is None:
+            info = await self.rest.call("GET", "/api", what="the server version")
+            self._version = f"jupyter_server {info.get('version', '?')}"
+        return self._version
+
+    async def health(self) -> Health:
+        version = await self._server_version()
+        await self.rest.call("GET", "/api/status", what="status")  # proves the token
+        main = self._sessions.get("main")
+        return Health(status="ok", version=version, epoch=(main.epoch if main else None) or "")
+
+    async def probe(self) -> Probe:
+        _, out, epoch = await self._internal("main", snip.wrap(snip.PROBE_SRC))
+        return Probe(**snip.parse(out), epoch=epoch, version=await self._server_version(),
+                     notes=["measured inside the kernel of session 'main' on a plain Jupyter "
+                            "Server; server_uptime_s is that kernel's age"])
+
+    async def variables(self, session: str = "main", *,
+                        include_private: bool = False) -> VariableList:
+        _, out, epoch = await self._internal(
+            session, snip.wrap(snip.VARIABLES_SRC, {"private": include_private}))
+        return VariableList(session=session, epoch=epoch,
+                            variables=[VariableInfo.model_validate(v) for v in snip.parse(out)])
+
+    async def cleanup(self, session: str = "main",
+                      request: CleanupRequest | None = None) -> CleanupReport:
+        req = request or CleanupRequest()
+        _, out, epoch = await self._internal(session, snip.wrap(
+            snip.CLEANUP_SRC, {"reset": req.reset, "names": req.names}))
+        return CleanupReport(session=session, epoch=epoch, **snip.parse(out))
+
+    async def _sha256_in_kernel(self, path: str) -> dict[str, Any]:
+        """sha256 and size of a file, computed inside the kernel (relative to the root)."""
+        _, out, _ = await self._internal("main", snip.wrap(snip.SHA256_SRC, {"path": path}))
+        result: dict[str, Any] = snip.parse(out)
+        return result

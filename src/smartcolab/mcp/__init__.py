@@ -1,0 +1,2 @@
+"""The MCP server (the bridge): lifespan, results, tools, chunked operations.
+"""

@@ -1,0 +1,2 @@
+"""Chunked operations: loops run in batches with local checkpoints.
+"""

@@ -1,0 +1,219 @@
+"""Turn job views into results that fit a model's context: capped text, a few images.
+
+Text is capped head + tail with the total size and the ``get_job_output`` call
+that shows the rest; PNG outputs become MCP image content (``max_images`` per
+result, larger ones downscaled when Pillow is present, otherwise saved under
+``save_dir`` with a note); a failed job is ``isError`` with the exception, the
+last traceback frames and the output printed before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
+
+from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
+
+log = logging.getLogger(__name__)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+TRACEBACK_FRAMES = 3
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def cap_text(text: str, limit: int) -> tuple[str, bool]:
+    """Keep the head and tail of ``text`` within ``limit`` characters."""
+    if len(text) <= limit:
+        return text, False
+    head = limit * 2 // 5
+    tail = limit - head - 80
+    omitted = len(text) - head - tail
+    return (f"{text[:head]}\n... [{omitted:,} characters omitted] ...\n{text[-tail:]}", True)
+
+
+def last_line(text: str) -> str | None:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return strip_ansi(line.strip())[:200]
+    return None
+
+
+@dataclass
+class Rendered:
+    """What a tool returns: text, images and structured data, plus an error flag."""
+
+    text: str
+    images: list[ImageContent] = field(default_factory=list)
+    structured: dict[str, Any] = field(default_factory=dict)
+    is_error: bool = False
+
+    def result(self) -> CallToolResult:
+        content: list[ContentBlock] = [TextContent(type="text", text=self.text)]
+        content.extend(self.images)
+        return CallToolResult(content=content, structured_content=self.structured or None,
+                              is_error=self.is_error)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    max_chars: int
+    max_images: int
+    max_image_bytes: int
+    save_dir: Path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _downscale(png: bytes, max_bytes: int) -> bytes | None:
+    """Shrink a PNG below ``max_bytes`` with Pillow, or None when Pillow is absent."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError:
+        return None
+    img = PILImage.open(io.BytesIO(png))
+    scale = 1.0
+    for _ in range(6):
+        scale *= 0.7
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        buf = io.BytesIO()
+        img.resize(size).save(buf, format="PNG", optimize=True)
+        if buf.tell() <= max_bytes:
+            return buf.getvalue()
+    return None
+
+
+def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
+                  ) -> tuple[list[ImageContent], list[str]]:
+    """Images for the result, and notes about the ones saved to disk instead."""
+    images: list[ImageContent] = []
+    notes: list[str] = []
+    pngs = [o for o in outputs if o.png_base64]
+    for index, out in enumerate(pngs, start=1):
+        data = base64.b64decode(out.png_base64 or "")
+        if len(images) < opts.max_images:
+            if len(data) > opts.max_image_bytes:
+                small = _downscale(data, opts.max_image_bytes)
+                if small is not None:
+                    notes.append(f"image {index} was downscaled from {len(data):,} bytes to fit.")
+                    images.append(ImageContent(type="image", mime_type="image/png",
+                                               data=base64.b64encode(small).decode()))
+                    continue
+            else:
+                images.append(ImageContent(type="image", mime_type="image/png",
+                                           data=out.png_base64 or ""))
+                continue
+        path = opts.save_dir / f"{job_id}-image{index}.png"
+        try:
+            _write_atomic(path, data)
+            notes.append(f"image {index} ({len(data):,} bytes) saved to {path}.")
+        except OSError as exc:
+            notes.append(f"image {index} ({len(data):,} bytes) not shown and not saved: {exc}.")
+    return images, notes
+
+
+def short_traceback(lines: list[str]) -> str:
+    """The last frames of an IPython traceback, colours stripped."""
+    frames = [strip_ansi(f).rstrip() for f in lines if f.strip()]
+    if len(frames) > TRACEBACK_FRAMES + 1:
+        frames = ["... (earlier frames omitted)", *frames[-(TRACEBACK_FRAMES + 1):]]
+    text = "\n".join(frames)
+    return text[-6000:]
+
+
+def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_output: str = "",
+               notes: list[str] | None = None, wait_budget_s: float | None = None) -> Rendered:
+    """Render one job view as the result of a tool call."""
+    notes = list(notes or [])
+    head = f"job {view.job_id} on runtime {runtime!r} (session {view.session}): {view.status}"
+    if view.duration_s is not None:
+        head += f" in {view.duration_s:.2f} s"
+    parts = [head]
+    images: list[ImageContent] = []
+    res = view.result
+    budget = max(200, opts.max_chars)
+    truncated = False
+    structured: dict[str, Any] = {
+        "job_id": view.job_id, "runtime": runtime, "session": view.session,
+        "status": view.status, "duration_s": view.duration_s, "epoch": view.epoch,
+        "output_bytes": view.output_bytes,
+    }
+    if view.status not in TERMINAL_STATUSES or res is None:
+        text, truncated = cap_text(running_output, budget)
+        if text:
+            parts.append(f"output so far:\n{text}")
+        if view.status not in TERMINAL_STATUSES:
+            waited = f" after waiting {wait_budget_s:.0f} s" if wait_budget_s else ""
+            parts.append(
+                f"The job is still {view.status}{waited}; it keeps running on the runtime. "
+                f"Next: call get_job(job_id={view.job_id!r}) to wait for it and see new output, "
+                f"or cancel_job(job_id={view.job_id!r}) to stop it.")
+    else:
+        stdout, stderr = res.stdout.text, res.stderr.text
+        truncated = res.stdout.truncated or res.stderr.truncated
+        pieces = []
+        if stdout:
+            pieces.append(stdout)
+        if stderr:
+            pieces.append(f"[stderr]\n{stderr}")
+        texts = [o.text for o in res.outputs if o.text and not o.png_base64]
+        value = next((o.text for o in res.outputs if o.type == "execute_result" and o.text), None)
+        texts = [t for t in texts if t != value]
+        pieces.extend(texts)
+        if value is not None:
+            pieces.append(f"Out[{res.execution_count or ''}]: {value}")
+            structured["value"] = value[:2000]
+        body, cut = cap_text(strip_ansi("\n".join(pieces)), budget)
+        truncated = truncated or cut
+        if body:
+            parts.append(body)
+        if res.error is not None:
+            parts.append(f"{res.error.ename}: {res.error.evalue}\n"
+                         f"Traceback (last frames):\n{short_traceback(res.error.traceback)}")
+            structured["error"] = {"ename": res.error.ename, "evalue": res.error.evalue}
+        if res.message:
+            parts.append(res.message)
+        if res.state_lost:
+            notes.append("The kernel was restarted or died during this job: variables from "
+                         "earlier calls are gone; re-run your setup code.")
+            structured["state_lost"] = True
+        if res.resources is not None and res.resources.warnings:
+            notes.extend(res.resources.warnings)
+        images, image_notes = render_images(view.job_id, res.outputs, opts)
+        notes.extend(image_notes)
+        if view.status == "timed_out":
+            parts.append(f"The job hit its timeout ({view.timeout} s) and was interrupted. "
+                         "Use run_code_long with a larger timeout for slow work.")
+    if truncated:
+        parts.append(f"[output truncated: {view.output_bytes:,} bytes in all. Call "
+                     f"get_job_output(job_id={view.job_id!r}, offset=0) to page through it.]")
+        structured["truncated"] = True
+    if notes:
+        parts.append("Notes:\n" + "\n".join(f"- {n}" for n in notes))
+        structured["notes"] = notes
+    is_error = view.status in ("failed", "timed_out", "lost")
+    return Rendered("\n\n".join(parts), images, structured, is_error)
+

@@ -1,0 +1,2 @@
+"""The MCP tools, one module per group.
+"""

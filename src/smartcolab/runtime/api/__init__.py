@@ -1,0 +1,2 @@
+"""The HTTP API: routers, the app factory, error rendering, the OpenAPI document.
+"""

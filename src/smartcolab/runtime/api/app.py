@@ -1,0 +1,104 @@
+"""The runtime's ASGI application: routers, auth, error rendering, epoch header."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from smartcolab import __version__
+from smartcolab.runtime.api import auth as routes_auth
+from smartcolab.runtime.api import files as routes_files
+from smartcolab.runtime.api import jobs as routes_jobs
+from smartcolab.runtime.api import persist as routes_persist
+from smartcolab.runtime.api import system as routes_system
+from smartcolab.runtime.api import ui as routes_ui
+from smartcolab.runtime.api.errors import install_error_handlers
+from smartcolab.runtime.api.openapi import install_openapi
+from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.security.audit import AuditMiddleware
+from smartcolab.runtime.security.limits import LimitsMiddleware
+from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared.protocol import H_EPOCH, Health
+
+_EPOCH_HEADER = H_EPOCH.lower().encode("latin-1")
+
+
+class EpochHeaderMiddleware:
+    """Adds the runtime epoch header to every response.
+
+    Plain ASGI: starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs each
+    request in an extra task with memory streams, a measurable cost on every job.
+    """
+
+    def __init__(self, app: ASGIApp, state: RuntimeState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_epoch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((_EPOCH_HEADER, self.state.epoch().encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_epoch)
+
+
+def get_state(request: Request) -> RuntimeState:
+    state: RuntimeState = request.app.state.sc
+    return state
+
+
+def create_app(config: RuntimeConfig) -> FastAPI:
+    """Build the runtime app; kernels start in its lifespan, not here."""
+    state = RuntimeState(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title="smartcolab runtime", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,  # served behind auth below
+        description="Stateful Python execution on Jupyter kernels. Every endpoint but "
+                    "/health needs the runtime's secret (bearer token or HMAC signature).",
+    )
+    app.state.sc = state
+    install_error_handlers(app)
+
+    app.add_middleware(EpochHeaderMiddleware, state=state)
+
+    public = APIRouter()
+
+    @public.get("/health", response_model=Health, tags=["public"])
+    async def health() -> Health:
+        """Public and minimal: status, version and the runtime epoch."""
+        return Health(status="shutting_down" if state.shutdown_requested.is_set() else "ok", version=__version__, epoch=state.epoch())
+
+    app.include_router(public)
+    app.include_router(routes_ui.public_router)
+    protected = [Depends(state.auth.require)]
+    app.include_router(routes_system.router, dependencies=protected)
+    app.include_router(routes_jobs.router, dependencies=protected)
+    app.include_router(routes_persist.router, dependencies=protected)
+    app.include_router(routes_ui.router, dependencies=protected)
+    app.include_router(routes_files.router, dependencies=protected)
+    app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
+    app.include_router(routes_auth.router, dependencies=protected)
+    # Added last, so outermost: limits run before anything reads a body.
+    app.add_middleware(AuditMiddleware, audit=state.audit)
+    app.add_middleware(LimitsMiddleware, config=config, audit=state.audit)
+    install_openapi(app, protected)
+    return app

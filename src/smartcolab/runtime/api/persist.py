@@ -1,0 +1,49 @@
+"""Persistence endpoints: save a session's variables, restore them, list snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+
+from smartcolab.runtime.engine import persist
+from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared.protocol import (
+    PersistManifest,
+    RestoreReport,
+    RestoreRequest,
+    SaveRequest,
+    SnapshotList,
+)
+
+router = APIRouter(tags=["persistence"])
+
+
+def _state(request: Request) -> RuntimeState:
+    state: RuntimeState = request.app.state.sc
+    return state
+
+
+@router.post("/sessions/{name}/save", response_model=PersistManifest)
+async def save_variables(request: Request, name: str, body: SaveRequest) -> PersistManifest:
+    """Pickle the session's variables to the persist directory (409 while a job runs).
+
+    Unpicklable objects are listed under ``failed``; the others are saved.
+    """
+    state = _state(request)
+    session = state.manager.session(name)
+    return await persist.save(session, state.config.persist_root, body)
+
+
+@router.post("/sessions/{name}/restore", response_model=RestoreReport)
+async def restore_variables(request: Request, name: str, body: RestoreRequest) -> RestoreReport:
+    """Load a saved snapshot's variables into the session (409 while a job runs)."""
+    state = _state(request)
+    session = state.manager.session(name)
+    return await persist.restore(session, state.config.persist_root, body)
+
+
+@router.get("/snapshots", response_model=SnapshotList)
+async def list_snapshots(request: Request) -> SnapshotList:
+    """Saved snapshots in the persist directory, newest first, with their manifests."""
+    return await asyncio.to_thread(persist.list_snapshots, _state(request).config.persist_root)

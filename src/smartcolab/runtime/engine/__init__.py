@@ -1,0 +1,2 @@
+"""The execution engine: kernels, sessions, the job queue, the job store, job output.
+"""

@@ -1,0 +1,212 @@
+"""Jobs: a live job's record, output and stop control; running one on a kernel; views.
+
+A job's life: ``queued`` (in its session's FIFO) -> ``running`` -> one terminal
+status.  ``run_job`` turns a kernel ``RunOutcome`` into that status and a result;
+``make_view`` builds what a client sees, reading new output from the spill file
+after the client's cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.engine.kernel import Kernel, RunControl, RunOutcome, describe_exit
+from smartcolab.runtime.engine.output import JobOutput, read_capped
+from smartcolab.runtime.engine.store import JobRecord
+from smartcolab.runtime.host import resources
+from smartcolab.shared.protocol import TERMINAL_STATUSES, ErrorInfo, JobResult, JobView, Resources
+
+log = logging.getLogger("smartcolab.runtime")
+# After new output, a long-poll lingers this long for more, so chatty jobs cost fewer requests.
+COALESCE_S = 0.2
+
+
+def job_dir(config: RuntimeConfig, job_id: str) -> Path:
+    return config.state_dir / "jobs" / job_id
+
+
+class Job:
+    """A job of this server process, queued or running (or just finished)."""
+
+    def __init__(self, rec: JobRecord, config: RuntimeConfig, client_addr: str | None) -> None:
+        self.rec = rec
+        self.client_addr = client_addr
+        self.out = JobOutput(job_dir(config, rec.job_id), text_limit=config.response_text_bytes,
+                             max_images=config.max_images_per_result,
+                             max_image_bytes=config.max_image_bytes)
+        self.control = RunControl()
+        self.done = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    @property
+    def terminal(self) -> bool:
+        return self.rec.status in TERMINAL_STATUSES
+
+    @property
+    def output_bytes(self) -> int:
+        return self.out.spill.size
+
+    def notify(self) -> None:
+        """Wake every long-poll waiting on this job."""
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def on_message(self, msg_type: str, content: dict[str, Any]) -> None:
+        self.out.handle(msg_type, content)
+        self.notify()
+
+    async def wait(self, *, since: int | None, wait_s: float) -> None:
+        """Until terminal, or (when ``since`` is given) output past ``since``, or ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        lingering = False
+        while not self.terminal:
+            if since is not None and self.output_bytes > since and not lingering:
+                lingering = True
+                deadline = min(deadline, time.monotonic() + COALESCE_S)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+
+@dataclass
+class Snapshot:
+    ram: resources.RamSnapshot
+    gpu_mb: list[int] | None
+
+
+async def snapshot(with_gpu: bool) -> Snapshot:
+    gpu = await asyncio.to_thread(resources.gpu_memory_used_mb) if with_gpu else None
+    return Snapshot(resources.ram(), gpu)
+
+
+def _resources(before: Snapshot, after: Snapshot, warn_pct: float) -> Resources:
+    warnings = []
+    if after.ram.percent >= warn_pct:
+        warnings.append(f"RAM is {after.ram.percent:.0f}% used after this job (warning above "
+                        f"{warn_pct:.0f}%): free memory (del big objects, cleanup) before "
+                        "the kernel is killed for lack of it")
+    return Resources(ram_total_bytes=after.ram.total, ram_available_before=before.ram.available,
+                     ram_available_after=after.ram.available,
+                     ram_percent_after=after.ram.percent,
+                     gpu_memory_used_before=before.gpu_mb, gpu_memory_used_after=after.gpu_mb,
+                     warnings=warnings)
+
+
+def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, JobResult]:
+    """The terminal status and the result of a job from how its run ended."""
+    out = job.out
+    result = JobResult(stdout=out.stdout.block(), stderr=out.stderr.block(), outputs=out.outputs,
+                       error=out.error, execution_count=outcome.execution_count)
+    timeout = job.rec.timeout
+    notes = list(out.notes)
+    status = "succeeded"
+    if outcome.kind == "completed":
+        failed = outcome.reply_status not in (None, "ok") or out.error is not None
+        status = "failed" if failed else "succeeded"
+    elif outcome.kind == "interrupted":
+        if outcome.reason == "timed_out":
+            status = "timed_out"
+            notes.insert(0, f"interrupted at its {timeout:g} s deadline; the kernel's "
+                            "variables are kept")
+        else:
+            status = "cancelled"
+            notes.insert(0, "interrupted on request; the kernel's variables are kept")
+    elif outcome.kind == "restarted":
+        result.state_lost = True
+        status = "timed_out" if outcome.reason == "timed_out" else "cancelled"
+        why = {
+            "timed_out": f"reached its {timeout:g} s deadline and ignored the interrupt for "
+                         f"{grace_s:g} s (native code does), so the kernel was restarted",
+            "cancelled": f"was cancelled and ignored the interrupt for {grace_s:g} s, so the "
+                         "kernel was restarted",
+            "restart": "was stopped because its session was restarted",
+            "shutdown": "was stopped because the runtime server shut down",
+        }[outcome.reason or "cancelled"]
+        notes.insert(0, f"the job {why}: all variables of the session are lost (state_lost); "
+                        "re-run the setup code before continuing")
+    else:  # died
+        result.state_lost = True
+        status = "failed"
+        cause = describe_exit(outcome.exit_code)
+        result.error = ErrorInfo(ename="KernelDied", evalue=cause,
+                                 traceback=[f"KernelDied: {cause}"])
+        notes.insert(0, f"the kernel died ({cause}); it was restarted and all variables of the "
+                        "session are lost (state_lost)")
+    result.message = "; ".join(notes) if notes else None
+    return status, result
+
+
+async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: bool,
+                  epoch: str, on_start: Callable[[Job], None]) -> RunOutcome | None:
+    """Run ``job`` on ``kernel``; mark it terminal (``None``: the kernel itself failed)."""
+    rec = job.rec
+    before = await snapshot(with_gpu)
+    rec.status, rec.started_at, rec.epoch = "running", time.time(), epoch
+    if rec.timeout is not None:
+        job.control.deadline = time.monotonic() + rec.timeout
+    outcome: RunOutcome | None
+    try:
+        # The "running" record is written while the kernel takes the request in.
+        outcome = await kernel.run(rec.code, job.on_message, job.control,
+                                   grace_s=config.kill_grace_s, on_sent=lambda: on_start(job))
+    except Exception as exc:
+        log.exception("kernel failure while running job %s", rec.job_id)
+        outcome = None
+        job.out.notes.insert(0, f"the kernel failed while running this job ({exc}); "
+                                "the session is being restarted and its state is lost")
+    if outcome is None:
+        status, result = "failed", JobResult(stdout=job.out.stdout.block(),
+                                             stderr=job.out.stderr.block(), state_lost=True,
+                                             message="; ".join(job.out.notes))
+    else:
+        status, result = outcome_status(job, outcome, config.kill_grace_s)
+    after = await snapshot(with_gpu)
+    result.resources = _resources(before, after, config.ram_warn_pct)
+    finish(job, status, result)
+    return outcome
+
+
+def finish(job: Job, status: str, result: JobResult) -> None:
+    """Mark a job terminal in memory; the caller records it in the store (and logs it)."""
+    job.out.finish()
+    rec = job.rec
+    rec.status, rec.result, rec.finished_at = status, result, time.time()
+    rec.output_bytes = job.output_bytes
+
+
+def log_finished(job: Job) -> None:
+    """The structured log line of a job that reached its final status."""
+    rec = job.rec
+    duration = rec.finished_at - rec.started_at if rec.finished_at and rec.started_at else 0.0
+    log.info("job %s %s", rec.job_id, rec.status, extra={
+        "job_id": rec.job_id, "session": rec.session, "client": job.client_addr,
+        "client_label": rec.client, "status": rec.status, "duration_s": round(duration, 4)})
+
+
+def make_view(rec: JobRecord, *, session_epoch: str | None, output_bytes: int, spill: Path,
+              since: int | None, text_limit: int) -> JobView:
+    """What a client sees: status, new output after ``since`` (capped), the result when done."""
+    start = min(max(0, since or 0), output_bytes)
+    text, truncated = read_capped(spill, start, output_bytes, text_limit)
+    duration = None
+    if rec.started_at is not None and rec.finished_at is not None:
+        duration = round(rec.finished_at - rec.started_at, 6)
+    return JobView(
+        job_id=rec.job_id, session=rec.session, status=rec.status,  # type: ignore[arg-type]
+        code=rec.code, timeout=rec.timeout, client=rec.client, created_at=rec.created_at,
+        started_at=rec.started_at, finished_at=rec.finished_at, duration_s=duration,
+        epoch=session_epoch or rec.epoch, output=text, cursor=output_bytes,
+        output_bytes=output_bytes, output_truncated=truncated,
+        result=rec.result if rec.status in TERMINAL_STATUSES else None,
+    )

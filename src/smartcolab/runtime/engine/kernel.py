@@ -1,0 +1,378 @@
+"""One Jupyter kernel: start, execute with a deadline, interrupt, restart, detect death.
+
+Code never runs in the server process.  ``Kernel.run`` sends one ``execute_request``
+and follows its iopub messages until the kernel goes idle, while watching three
+things: the deadline (interrupt, then restart after a grace period: C-level loops
+ignore SIGINT), a stop request from outside (cancel, session restart, shutdown), and
+the kernel process itself (``os._exit``, a segfault or the OOM killer end it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty
+from typing import Any, Literal
+
+import zmq
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+
+from smartcolab.shared.errors import KernelUnavailable
+
+# How often a quiet run checks its deadline, stop requests and the kernel process.
+POLL_S = 0.05
+INTERRUPT_REPEAT_S = 0.25
+READY_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 2.0
+SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
+# History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
+
+# Run in every new kernel, leaving no names behind.  (1) IPython 9 copies every stream
+# write of every cell into an in-memory history ("_tee"): a kernel that prints 50 MB keeps
+# 50 MB forever; it is switched off.  (2) ipykernel buffers stream output until a 0.2 s
+# timer fires, so a fast print loop becomes one giant message that the server must hold
+# whole; the write below flushes every STREAM_FLUSH_BYTES characters (splitting one huge
+# write too), which bounds the size of a message.  (3) Flow control.  The server's iopub
+# SUB socket used to queue up to 1,000 messages: a server reading slower than a print
+# loop writes held hundreds of MB (measured: +250-375 MB of server RSS while a job printed
+# 500 MB on a loaded machine).  The server now reads iopub through a short queue
+# (IOPUB_HWM, set before connecting: lowering a high-water mark on a live zmq pipe can
+# stall it), and the kernel's XPUB socket gets XPUB_NODROP: when its own queue (1,000
+# messages of at most STREAM_FLUSH_BYTES) is full it blocks instead of dropping, flush()
+# waits, and the printing code slows to the server's pace.  The option is set on the
+# IOPub thread (zmq sockets are not thread-safe); the marker printed at the end tells the
+# server it holds.  An older ipykernel with a lossy PUB socket gets the default queue.
+STREAM_FLUSH_BYTES = 256 * 1024
+IOPUB_HWM = 8
+FLOW_CONTROL_MARK = "<smartcolab-iopub-nodrop>"
+_PREPARE_SRC = f"""
+import contextlib, sys, threading
+from IPython import get_ipython
+ip = get_ipython()
+ip._tee = lambda channel: contextlib.nullcontext()
+cls = type(sys.stdout)
+if not getattr(cls, "_sc_bounded", False):
+    inner, pending = cls.write, {{}}
+    def write(self, string):
+        if len(string) > {STREAM_FLUSH_BYTES}:
+            for i in range(0, len(string), {STREAM_FLUSH_BYTES}):
+                write(self, string[i:i + {STREAM_FLUSH_BYTES}])
+            return len(string)
+        n = inner(self, string)
+        key = id(self)
+        pending[key] = pending.get(key, 0) + len(string)
+        if pending[key] >= {STREAM_FLUSH_BYTES}:
+            pending[key] = 0
+            self.flush()
+        return n
+    cls.write = write
+    cls._sc_bounded = True
+    def unshadow(*args):
+        for stream in (sys.stdout, sys.stderr):
+            if type(stream) is cls:
+                vars(stream).pop("write", None)
+    ip.events.register("pre_run_cell", unshadow)
+thread = getattr(ip.kernel, "iopub_thread", None)
+sock = getattr(thread, "socket", None)
+applied, done = [], threading.Event()
+if sock is not None and hasattr(sock, "setsockopt"):
+    import zmq
+    def bound():
+        try:
+            if sock.getsockopt(zmq.TYPE) == zmq.XPUB:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+                applied.append(True)
+        finally:
+            done.set()
+    thread.schedule(bound)
+    done.wait(5)
+if applied:
+    print({FLOW_CONTROL_MARK!r}, end="")
+"""
+PREPARE_CODE = f"exec(compile({_PREPARE_SRC!r}, '<smartcolab-setup>', 'exec'), {{}})"
+
+
+async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
+    """The next iopub message, or ``Empty`` after ``timeout`` seconds.
+
+    A message already queued is taken without a poll: ``get_iopub_msg`` always polls
+    first, and two awaited futures per message are a measurable part of a short job.
+    """
+    sock = kc.iopub_channel.socket
+    assert sock is not None
+    try:
+        frames = await sock.recv_multipart(flags=zmq.NOBLOCK)
+    except zmq.Again:
+        if not await sock.poll(int(timeout * 1000)):
+            raise Empty from None
+        frames = await sock.recv_multipart()
+    _, smsg = kc.session.feed_identities(frames)
+    msg: dict[str, Any] = kc.session.deserialize(smsg)
+    return msg
+
+
+OnMessage = Callable[[str, dict[str, Any]], None]
+StopReason = Literal["timed_out", "cancelled", "restart", "shutdown"]
+
+
+@dataclass
+class RunControl:
+    """Shared between a run and the outside world: the deadline and stop requests."""
+
+    deadline: float | None = None  # time.monotonic() value
+    stop: StopReason | None = None
+    # "restart" and "shutdown" skip the interrupt: the kernel is restarted at once.
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended.
+
+    ``completed``: the kernel went idle on its own (``reply_status`` ok/error/aborted);
+    ``interrupted``: stopped by SIGINT for ``reason``, state kept;
+    ``restarted``: stopped by a kernel restart for ``reason``, state lost;
+    ``died``: the kernel process ended (``exit_code``), restarted, state lost.
+    """
+
+    kind: Literal["completed", "interrupted", "restarted", "died"]
+    reason: StopReason | None = None
+    reply_status: str | None = None
+    execution_count: int | None = None
+    exit_code: int | None = None
+    stop_latency_s: float | None = None
+
+
+def kernel_env(secret: str) -> dict[str, str]:
+    """The server's environment minus anything that would reveal the runtime's secret."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in SECRET_ENV_NAMES and not (secret and v == secret)}
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    return env
+
+
+def describe_exit(code: int | None) -> str:
+    """A likely cause for a kernel's exit status, for the job's error message."""
+    if code is None:
+        return "the kernel process ended (exit status unknown)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGKILL:
+            return (f"the kernel was killed by {name}: most likely out of memory (the OS "
+                    "OOM killer); use less memory or smaller batches")
+        if -code == signal.SIGSEGV:
+            return f"the kernel crashed with {name} (segmentation fault in native code)"
+        if -code == signal.SIGABRT:
+            return f"the kernel aborted ({name}), usually a failed assertion in native code"
+        return f"the kernel was ended by {name}"
+    return f"the kernel process exited with status {code} (os._exit, sys.exit in a thread, ...)"
+
+
+class Kernel:
+    """A kernel process and a client connected to it over ipc sockets."""
+
+    def __init__(self, *, kernel_name: str, cwd: Path, secret: str) -> None:
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self.secret = secret
+        # ipc socket paths must fit in sun_path (~107 bytes): a short dir under /tmp.
+        self._ipc_dir = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        self.km: AsyncKernelManager | None = None
+        self.kc: AsyncKernelClient | None = None
+        self.flow_control = False
+
+    @property
+    def pid(self) -> int | None:
+        prov = self.km.provisioner if self.km else None
+        proc = getattr(prov, "process", None)
+        pid = getattr(proc, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    async def start(self) -> None:
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                ip=str(self._ipc_dir / "k"),
+                                connection_file=str(self._ipc_dir / "kernel.json"))
+        self.km = km
+        await km.start_kernel(env=kernel_env(self.secret), cwd=str(self.cwd),
+                              extra_arguments=list(KERNEL_ARGS))
+        await self._connect()
+
+    async def _client(self, *, short_queue: bool) -> AsyncKernelClient:
+        assert self.km is not None
+        kc = self.km.client()
+        if short_queue:
+            # Options of a context apply to the sockets it creates next: only iopub here.
+            kc.context.setsockopt(zmq.RCVHWM, IOPUB_HWM)
+            try:
+                kc.iopub_channel  # noqa: B018 - creates and connects the iopub socket
+            finally:
+                kc.context.sockopts.pop(zmq.RCVHWM, None)
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=READY_TIMEOUT_S)
+        except RuntimeError as exc:
+            kc.stop_channels()
+            raise KernelUnavailable(f"the kernel did not become ready: {exc}") from exc
+        return kc
+
+    async def _connect(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        self.kc = await self._client(short_queue=True)
+        said: list[str] = []
+
+        def listen(msg_type: str, content: dict[str, Any]) -> None:
+            if msg_type == "stream":
+                said.append(str(content.get("text", "")))
+
+        outcome = await self.run(PREPARE_CODE, listen, RunControl(deadline=None),
+                                 grace_s=5, store_history=False)
+        if outcome.kind != "completed" or outcome.reply_status != "ok":
+            raise KernelUnavailable(f"the kernel failed its set-up ({outcome.kind})")
+        self.flow_control = FLOW_CONTROL_MARK in "".join(said)
+        if not self.flow_control:
+            # A kernel that drops output when its queue is full needs our long queue too.
+            self.kc.stop_channels()
+            self.kc = await self._client(short_queue=False)
+
+    async def restart(self) -> None:
+        """Kill and start the kernel again; a fresh client leaves stale messages behind."""
+        assert self.km is not None
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        await self.km.restart_kernel(now=True)
+        await self._connect()
+
+    async def interrupt(self) -> None:
+        if self.km is not None:
+            with contextlib.suppress(Exception):
+                await self.km.interrupt_kernel()
+
+    async def alive(self) -> bool:
+        return self.km is not None and bool(await self.km.is_alive())
+
+    async def exit_code(self) -> int | None:
+        if self.km is None or self.km.provisioner is None:
+            return None
+        code = await self.km.provisioner.poll()
+        return code if isinstance(code, int) else None
+
+    async def shutdown(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        if self.km is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.km.shutdown_kernel(now=True), 10)
+            self.km = None
+        shutil.rmtree(self._ipc_dir, ignore_errors=True)
+
+    async def run(self, code: str, on_message: OnMessage, control: RunControl, *,
+                  grace_s: float, store_history: bool = True,
+                  on_sent: Callable[[], None] | None = None) -> RunOutcome:
+        """Execute ``code``, passing each output message to ``on_message``.
+
+        ``on_sent`` is called once the request is on its way: bookkeeping done there
+        overlaps with the kernel receiving it instead of delaying it.
+        """
+        kc = self.kc
+        if kc is None:
+            raise KernelUnavailable("the kernel is not running; restart the session")
+        msg_id = kc.execute(code, store_history=store_history, allow_stdin=False,
+                            stop_on_error=False)
+        if on_sent is not None:
+            on_sent()
+        interrupted_at: float | None = None
+        stop_started: float | None = None
+        reason: StopReason | None = None
+        execution_count: int | None = None
+        # An idle kernel ignores SIGINT, and a cell being set up may not handle it yet:
+        # signal only once the cell started, and repeat until the grace period ends.
+        started = False
+        signalled_at: float | None = None
+        while True:
+            now = time.monotonic()
+            if interrupted_at is not None and started and (
+                    signalled_at is None or now - signalled_at >= INTERRUPT_REPEAT_S):
+                await self.interrupt()
+                signalled_at = now
+            if interrupted_at is None:
+                wanted = control.stop
+                if wanted is None and control.deadline is not None and now >= control.deadline:
+                    wanted = "timed_out"
+                if wanted == "shutdown":
+                    await self.shutdown()
+                    return RunOutcome("restarted", wanted, execution_count=execution_count)
+                if wanted == "restart":
+                    await self.restart()
+                    return RunOutcome("restarted", wanted, execution_count=execution_count)
+                if wanted is not None:
+                    reason = wanted
+                    stop_started = control.deadline if wanted == "timed_out" else now
+                    interrupted_at = now
+                    if started:
+                        await self.interrupt()
+                        signalled_at = now
+            elif now - interrupted_at >= grace_s or control.stop in ("restart", "shutdown"):
+                if control.stop == "shutdown":
+                    await self.shutdown()
+                else:
+                    await self.restart()
+                return RunOutcome("restarted", reason, execution_count=execution_count,
+                                  stop_latency_s=time.monotonic() - (stop_started or now))
+            timeout = POLL_S if interrupted_at is None else min(POLL_S, INTERRUPT_REPEAT_S)
+            if interrupted_at is None and control.deadline is not None:
+                timeout = max(0.0, min(timeout, control.deadline - now))
+            try:
+                msg = await _next_msg(kc, timeout)
+            except Empty:
+                if not await self.alive():
+                    exit_code = await self.exit_code()
+                    await self.restart()
+                    return RunOutcome("died", reason, exit_code=exit_code,
+                                      execution_count=execution_count)
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            msg_type, content = msg["msg_type"], msg["content"]
+            if msg_type == "status":
+                if content.get("execution_state") == "idle":
+                    break
+                started = True
+            elif msg_type == "execute_input":
+                started = True
+                execution_count = content.get("execution_count")
+            else:
+                on_message(msg_type, content)
+        latency = time.monotonic() - stop_started if stop_started is not None else None
+        reply_status = await self._reply_status(kc, msg_id)
+        if interrupted_at is not None:
+            return RunOutcome("interrupted", reason, reply_status, execution_count,
+                              stop_latency_s=latency)
+        return RunOutcome("completed", None, reply_status, execution_count)
+
+    async def _reply_status(self, kc: AsyncKernelClient, msg_id: str) -> str | None:
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                reply = await kc.get_shell_msg(timeout=left)
+            except Empty:
+                return None
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                status = reply.get("content", {}).get("status")
+                return str(status) if status is not None else None
+        return None

@@ -1,0 +1,321 @@
+"""Job output: head+tail capping, the per-job spill file, text from rich outputs.
+
+Memory stays bounded whatever a job prints: the full text goes to a spill file as
+it arrives (the cursor of a long-poll is a byte offset in that file) and memory
+holds only a head and a tail of each stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from smartcolab.shared.protocol import ErrorInfo, RichOutput, TextBlock
+
+OMITTED_MARK = "\n... [{omitted} bytes omitted; page the full output with GET /jobs/{{id}}/output] ...\n"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour and cursor codes (IPython tracebacks are full of them)."""
+    return _ANSI.sub("", text)
+
+
+def _utf8_cut_end(data: bytes | bytearray, n: int) -> int:
+    """Largest index <= n that does not split a UTF-8 character."""
+    n = min(n, len(data))
+    while 0 < n < len(data) and (data[n] & 0xC0) == 0x80:
+        n -= 1
+    return n
+
+
+def _complete_prefix(data: bytes | bytearray) -> int:
+    """Length of ``data`` without a trailing, incomplete UTF-8 character."""
+    i = len(data)
+    j = i - 1
+    while j >= 0 and i - j < 4 and (data[j] & 0xC0) == 0x80:
+        j -= 1
+    if j < 0:
+        return i
+    lead = data[j]
+    need = 1 if lead < 0x80 else 2 if lead >> 5 == 6 else 3 if lead >> 4 == 0xE else 4
+    return i if i - j >= need else j
+
+
+def _utf8_cut_start(data: bytes | bytearray, n: int) -> int:
+    """Smallest index >= n that does not split a UTF-8 character."""
+    while n < len(data) and (data[n] & 0xC0) == 0x80:
+        n += 1
+    return n
+
+
+def omitted_marker(omitted: int) -> str:
+    return OMITTED_MARK.format(omitted=omitted)
+
+
+def cap_head_tail(text: str, limit_bytes: int) -> tuple[str, bool]:
+    """Keep at most about ``limit_bytes`` of UTF-8: the first and last halves.
+
+    Returns ``(text, truncated)``; a truncated text carries a marker line saying
+    how many bytes were left out.  Characters are never split.
+    """
+    data = text.encode("utf-8")
+    if len(data) <= limit_bytes:
+        return text, False
+    half = max(0, limit_bytes // 2)
+    head_end = _utf8_cut_end(data, half)
+    tail_start = _utf8_cut_start(data, len(data) - half)
+    omitted = tail_start - head_end
+    joined = (data[:head_end].decode("utf-8") + omitted_marker(omitted)
+              + data[tail_start:].decode("utf-8"))
+    return joined, True
+
+
+class HeadTail:
+    """Accumulates a stream keeping only its first and last ``limit_bytes // 2`` bytes."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.half = max(0, limit_bytes // 2)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total_bytes = 0
+        self.total_chars = 0
+        self._head_open = True
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        data = text.encode("utf-8")
+        self.total_bytes += len(data)
+        self.total_chars += len(text)
+        if self._head_open:
+            cut = _utf8_cut_end(data, self.half - len(self.head))
+            self.head += data[:cut]
+            data = data[cut:]
+            if not data:
+                return
+            # Once anything overflows, the head is closed: it must stay a prefix.
+            self._head_open = False
+        self.tail += data
+        if len(self.tail) > 2 * self.half:
+            # Trim in bulk so repeated small appends stay amortised O(1).
+            del self.tail[: len(self.tail) - self.half]
+
+    def _kept_tail(self) -> bytes:
+        # Bulk trimming in append() may leave a split character at the tail's start:
+        # skip it here, so the omitted count covers every byte that is not shown.
+        tail = bytes(self.tail)
+        return tail[_utf8_cut_start(tail, max(0, len(tail) - self.half)):]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total_bytes > len(self.head) + len(self._kept_tail())
+
+    def text(self) -> str:
+        tail = self._kept_tail()
+        kept = len(self.head) + len(tail)
+        middle = omitted_marker(self.total_bytes - kept) if self.total_bytes > kept else ""
+        return self.head.decode("utf-8", "ignore") + middle + tail.decode("utf-8", "ignore")
+
+    def block(self) -> TextBlock:
+        return TextBlock(text=self.text(), total_chars=self.total_chars, truncated=self.truncated)
+
+
+class SpillFile:
+    """Append-only full output of one job; created on the first write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size if path.exists() else 0
+        self._fh: BinaryIO | None = None
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        data = text.encode("utf-8")
+        self._fh.write(data)
+        # Readers (long-polls, paging) open the file themselves: make bytes visible now.
+        self._fh.flush()
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_range(path: Path, start: int, end: int) -> bytes:
+    if end <= start or not path.exists():
+        return b""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        return fh.read(end - start)
+
+
+def read_capped(path: Path, start: int, end: int, limit_bytes: int) -> tuple[str, bool]:
+    """Text of bytes ``[start, end)`` of a spill file, head+tail capped; never reads it all."""
+    if end - start <= limit_bytes:
+        data = read_range(path, start, end)
+        return data.decode("utf-8", "replace"), False
+    half = limit_bytes // 2
+    head = read_range(path, start, start + half)
+    tail = read_range(path, end - half, end)
+    head = head[:_complete_prefix(head)]
+    tail = tail[_utf8_cut_start(tail, 0):]
+    omitted = (end - start) - len(head) - len(tail)
+    text = head.decode("utf-8", "replace") + omitted_marker(omitted) + tail.decode("utf-8", "replace")
+    return text, True
+
+
+def read_page(path: Path, offset: int, limit: int, total: int) -> tuple[str, int]:
+    """One page of the spill file: ``(text, next_offset)``; never ends mid-character."""
+    data = read_range(path, offset, min(total, offset + limit))
+    end = len(data)
+    if offset + end < total:
+        end = _complete_prefix(data)
+        if end == 0 and data:  # a page smaller than one character: return that character
+            data = read_range(path, offset, min(total, offset + 4))
+            end = _utf8_cut_start(data, 1)
+    return data[:end].decode("utf-8", "replace"), offset + end
+
+
+class _TextOfHtml(HTMLParser):
+    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "pre"})
+    _CELL = frozenset({"td", "th"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+        elif tag in self._CELL:
+            self.parts.append("\t")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text rendering of HTML output (tables keep rows and cells)."""
+    parser = _TextOfHtml()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.replace("\t", " \t ").split()) for line in "".join(parser.parts).splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
+MAX_TRACEBACK_FRAMES = 40
+MAX_FRAME_CHARS = 4000
+MAX_TEXT_OUTPUTS = 50
+MAX_SAVED_IMAGES = 100
+
+
+def _cap_traceback(frames: list[str]) -> list[str]:
+    frames = [strip_ansi(f)[:MAX_FRAME_CHARS] for f in frames]
+    if len(frames) > MAX_TRACEBACK_FRAMES:
+        omitted = len(frames) - MAX_TRACEBACK_FRAMES
+        frames = [*frames[:10], f"... {omitted} frames omitted ...", *frames[-(MAX_TRACEBACK_FRAMES - 10):]]
+    return frames
+
+
+class JobOutput:
+    """Collects one job's kernel messages: spill file, head+tail streams, rich outputs."""
+
+    def __init__(self, job_dir: Path, *, text_limit: int, max_images: int,
+                 max_image_bytes: int) -> None:
+        self.job_dir = job_dir
+        self.spill = SpillFile(job_dir / "output.txt")
+        self.text_limit = text_limit
+        self.max_images = max_images
+        self.max_image_bytes = max_image_bytes
+        self.stdout = HeadTail(text_limit)
+        self.stderr = HeadTail(text_limit)
+        self.outputs: list[RichOutput] = []
+        self.error: ErrorInfo | None = None
+        self.notes: list[str] = []
+        self._images_seen = 0
+        self._texts_dropped = 0
+
+    def handle(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Take one iopub message (``stream``, ``execute_result``, ``display_data``, ``error``)."""
+        if msg_type == "stream":
+            text = str(content.get("text", ""))
+            (self.stderr if content.get("name") == "stderr" else self.stdout).append(text)
+            self.spill.write(text)
+        elif msg_type in ("execute_result", "display_data", "update_display_data"):
+            self._rich("execute_result" if msg_type == "execute_result" else "display_data",
+                       content)
+        elif msg_type == "error":
+            tb = _cap_traceback([str(f) for f in content.get("traceback", [])])
+            self.error = ErrorInfo(ename=str(content.get("ename", "Error")),
+                                   evalue=str(content.get("evalue", "")), traceback=tb)
+            self.spill.write("\n".join(tb) + "\n")
+
+    def _rich(self, kind: Literal["execute_result", "display_data"],
+              content: dict[str, Any]) -> None:
+        data = content.get("data") or {}
+        text: str | None = None
+        if isinstance(data.get("text/plain"), str):
+            text = data["text/plain"]
+        elif isinstance(data.get("text/html"), str):
+            text = html_to_text(data["text/html"])
+        png_b64 = data.get("image/png")
+        count = content.get("execution_count") if kind == "execute_result" else None
+        if text and not (png_b64 and text.startswith("<Figure")):
+            self.spill.write(text if text.endswith("\n") else text + "\n")
+        out = RichOutput(type=kind, execution_count=count if isinstance(count, int) else None)
+        if text:
+            out.text = cap_head_tail(text, self.text_limit)[0]
+        if isinstance(png_b64, str):
+            self._image(out, png_b64)
+        if out.text is None and out.png_base64 is None:
+            return
+        if out.png_base64 is None and len(self.outputs) >= MAX_TEXT_OUTPUTS:
+            self._texts_dropped += 1
+            return
+        self.outputs.append(out)
+
+    def _image(self, out: RichOutput, png_b64: str) -> None:
+        self._images_seen += 1
+        try:
+            png = base64.b64decode(png_b64, validate=False)
+        except (ValueError, binascii.Error):
+            self.notes.append("an image/png output was not valid base64 and was dropped")
+            return
+        out.png_bytes = len(png)
+        if self._images_seen <= MAX_SAVED_IMAGES:
+            name = f"image-{self._images_seen:03d}.png"
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+            (self.job_dir / name).write_bytes(png)
+        kept = sum(1 for o in self.outputs if o.png_base64)
+        if len(png) > self.max_image_bytes:
+            self.notes.append(f"image {self._images_seen} ({len(png)} bytes) is over the "
+                              f"{self.max_image_bytes}-byte limit: not returned")
+        elif kept >= self.max_images:
+            self.notes.append(f"image {self._images_seen} not returned: at most "
+                              f"{self.max_images} images per result")
+        else:
+            out.png_base64 = png_b64.replace("\n", "")
+
+    def finish(self) -> None:
+        if self._texts_dropped:
+            self.notes.append(f"{self._texts_dropped} further text outputs are only in the full "
+                              "output (GET /jobs/{id}/output)")
+        self.spill.close()

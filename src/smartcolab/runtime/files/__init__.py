@@ -1,0 +1,2 @@
+"""Files under the runtime's roots: confinement, listing, transfers, archives.
+"""

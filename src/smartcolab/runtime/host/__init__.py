@@ -1,0 +1,2 @@
+"""The machine the runtime runs on: probe, resources, sampling, tunnels.
+"""

@@ -1,0 +1,72 @@
+"""Machine resources seen from the server process: RAM, disk, GPUs via nvidia-smi.
+
+Nothing here imports a framework: a probe must stay fast and light in the server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import psutil
+
+from smartcolab.shared.protocol import GpuInfo
+
+NVIDIA_SMI_TIMEOUT_S = 5.0
+_GPU_QUERY = "index,name,memory.total,memory.used,utilization.gpu"
+
+
+@dataclass(frozen=True)
+class RamSnapshot:
+    total: int
+    available: int
+    percent: float
+
+
+def ram() -> RamSnapshot:
+    vm = psutil.virtual_memory()
+    return RamSnapshot(total=int(vm.total), available=int(vm.available), percent=float(vm.percent))
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_nvidia_smi(csv_text: str) -> list[GpuInfo]:
+    """Parse ``nvidia-smi --query-gpu=... --format=csv,noheader,nounits`` output."""
+    gpus: list[GpuInfo] = []
+    for line in csv_text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        idx, name, total, used, util = parts[:5]
+        total_f, used_f = _float_or_none(total), _float_or_none(used)
+        if not idx.isdigit() or total_f is None or used_f is None:
+            continue
+        gpus.append(GpuInfo(index=int(idx), name=name, memory_total_mb=int(total_f),
+                            memory_used_mb=int(used_f), utilization_pct=_float_or_none(util)))
+    return gpus
+
+
+def gpus() -> list[GpuInfo]:
+    """GPUs seen by ``nvidia-smi``; empty when there is none or it fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, f"--query-gpu={_GPU_QUERY}", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_nvidia_smi(out.stdout) if out.returncode == 0 else []
+
+
+def gpu_memory_used_mb() -> list[int] | None:
+    found = gpus()
+    return [g.memory_used_mb for g in found] if found else None

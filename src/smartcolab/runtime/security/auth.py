@@ -1,0 +1,134 @@
+"""Request authentication: HMAC-signed requests or a bearer token.
+
+A signed request carries ``X-SC-Timestamp``, ``X-SC-Nonce``, ``X-SC-Content-SHA256``
+and ``X-SC-Signature`` = HMAC-SHA256(secret, canonical_request(...)).  The timestamp
+must be within ±5 minutes and a nonce is accepted once inside that window, so a
+captured request cannot be replayed.  ``Authorization: Bearer <secret>`` is accepted
+too, for curl and browsers.  All comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+
+from fastapi import Request
+
+from smartcolab.shared.errors import Unauthorized
+from smartcolab.shared.protocol import (
+    EMPTY_SHA256,
+    H_CONTENT_SHA256,
+    H_NONCE,
+    H_SIGNATURE,
+    H_TIMESTAMP,
+    SIGNATURE_WINDOW_S,
+    canonical_request,
+    sign,
+)
+
+MAX_NONCES = 200_000
+# Our client sends lowercase hex and uppercase methods; anything else is refused
+# rather than normalised, so no two different byte strings carry one signature.
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HELP = "send 'Authorization: Bearer <secret>' or a signed request (see README, 'Authentication')"
+
+
+class NonceCache:
+    """Nonces seen inside the signature window; bounded, oldest evicted first."""
+
+    def __init__(self, window_s: float = SIGNATURE_WINDOW_S, max_size: int = MAX_NONCES) -> None:
+        self.window_s = window_s
+        self.max_size = max_size
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, nonce: str, now: float) -> bool:
+        """Record ``nonce``; False if it was already seen inside the window."""
+        with self._lock:
+            horizon = now - 2 * self.window_s
+            while self._seen and next(iter(self._seen.values())) < horizon:
+                self._seen.popitem(last=False)
+            if nonce in self._seen:
+                return False
+            while len(self._seen) >= self.max_size:
+                self._seen.popitem(last=False)
+            self._seen[nonce] = now
+            return True
+
+
+class Authenticator:
+    """Checks every request but ``/health``; ``enabled=False`` only on loopback."""
+
+    def __init__(self, secret: str, *, enabled: bool = True) -> None:
+        self._secret = secret
+        self.enabled = enabled
+        self.nonces = NonceCache()
+
+    def rotate(self, new_secret: str) -> None:
+        """Replace the secret: requests signed with the old one fail from now on."""
+        self._secret = new_secret
+
+    async def require(self, request: Request) -> None:
+        """FastAPI dependency for ordinary routes: the body digest is checked here."""
+        await self._check(request, streamed=False)
+
+    async def require_streamed(self, request: Request) -> None:
+        """Dependency for streamed uploads: the route must verify the declared digest."""
+        await self._check(request, streamed=True)
+
+    async def _check(self, request: Request, *, streamed: bool) -> None:
+        # request.state.sc_auth tells the audit log how the request authenticated.
+        if not self.enabled:
+            request.state.sc_auth = "off"
+            return
+        authz = request.headers.get("authorization")
+        if authz is not None:
+            scheme, _, token = authz.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode(), self._secret.encode()
+            ):
+                request.state.sc_auth = "bearer"
+                return
+            raise Unauthorized(f"the bearer token is wrong; {_HELP}")
+        sig = request.headers.get(H_SIGNATURE)
+        if sig is None:
+            raise Unauthorized(f"this endpoint needs the runtime's secret; {_HELP}")
+        ts = request.headers.get(H_TIMESTAMP, "")
+        nonce = request.headers.get(H_NONCE, "")
+        declared = request.headers.get(H_CONTENT_SHA256, EMPTY_SHA256)
+        if not _HEX64.fullmatch(declared):
+            raise Unauthorized(f"{H_CONTENT_SHA256} must be 64 lowercase hex digits")
+        if request.method != request.method.upper():
+            raise Unauthorized("signed requests must use an uppercase HTTP method")
+        if not nonce or len(nonce) > 128:
+            raise Unauthorized("signed request without a valid nonce")
+        try:
+            ts_value = float(ts)
+        except ValueError:
+            ts_value = math.nan
+        if not math.isfinite(ts_value):  # NaN would pass any window comparison
+            raise Unauthorized("signed request without a valid timestamp")
+        now = time.time()
+        if abs(now - ts_value) > SIGNATURE_WINDOW_S:
+            raise Unauthorized(
+                f"request timestamp is {now - ts_value:+.0f} s off the runtime's clock "
+                f"(allowed ±{SIGNATURE_WINDOW_S:.0f} s): fix the clock or retry"
+            )
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        expected = sign(self._secret,
+                        canonical_request(request.method, raw_path, raw_query, declared, ts, nonce))
+        if not hmac.compare_digest(expected.encode(), sig.encode("latin-1")):
+            raise Unauthorized(f"request signature does not match; {_HELP}")
+        if not streamed:
+            body = await request.body()
+            if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), declared):
+                raise Unauthorized(f"body does not match its signed {H_CONTENT_SHA256} header")
+        if not self.nonces.add(nonce, now):
+            raise Unauthorized("nonce already used: a replayed request is refused")
+        request.state.sc_auth = "hmac"

@@ -1,0 +1,63 @@
+"""The real thing: `python -m smartcolab mcp` as a stdio subprocess, remote and embedded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+
+from mcp import Client, StdioServerParameters
+from support.bridge_helpers import text_of
+from support.runtime_proc import RuntimeProc, subprocess_env
+
+pytestmark = pytest.mark.anyio
+
+
+def stdio_params(tmp: Path, extra_env: dict[str, str], *args: str) -> StdioServerParameters:
+    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
+                          **extra_env})
+    if "COLAB_URL" not in extra_env:
+        env.pop("COLAB_URL", None)
+    return StdioServerParameters(command=sys.executable,
+                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING", *args],
+                                 env=env, cwd=str(tmp))
+
+
+async def test_stdio_bridge_runs_code_on_a_remote_runtime(runtime: RuntimeProc, tmp_path: Path) -> None:
+    params = stdio_params(tmp_path, {"COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"run_code_quick", "get_job", "connect_runtime"} <= names
+            result = await client.call_tool("run_code_quick", {"code": "print(6 * 7)"})
+            assert not result.is_error, text_of(result)
+            assert "42" in text_of(result)
+            runtimes = await client.call_tool("list_runtimes", {})
+            assert runtimes.structured_content is not None
+            assert runtimes.structured_content["default"] == "colab"
+
+
+async def test_embedded_runtime_starts_and_stops_with_the_bridge(tmp_path: Path) -> None:
+    params = stdio_params(tmp_path, {})
+    with anyio.fail_after(90):
+        async with Client(params) as client:
+            result = await client.call_tool("run_code_quick", {"code": "import os; print(os.getcwd())"})
+            assert not result.is_error, text_of(result)
+            assert "workspace" in text_of(result)
+            conn = await client.call_tool("check_colab_connection", {})
+            assert not conn.is_error, text_of(conn)
+            assert conn.structured_content is not None
+            url = conn.structured_content["url"]
+            assert url.startswith("http://127.0.0.1:")
+        # The bridge has exited: its embedded runtime must be gone too.
+        for _ in range(100):
+            try:
+                httpx2.get(f"{url}/health", timeout=0.5)
+            except httpx2.TransportError:
+                break
+            await anyio.sleep(0.1)
+        else:
+            pytest.fail("the embedded runtime outlived the bridge")

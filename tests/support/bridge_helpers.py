@@ -1,0 +1,39 @@
+"""Helpers for the bridge tests: a BridgeConfig for a real runtime, an in-process client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+
+from mcp import Client
+from smartcolab.client.http.client import RetryPolicy
+from smartcolab.client.registry import RuntimeSpec
+from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
+from smartcolab.mcp.server import BridgeConfig, build_server, open_bridge
+from support.runtime_proc import RuntimeProc
+
+# Short retries: a dead runtime must turn into an error in about a second.
+FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.1, max_s=0.3, total_s=2.0)
+
+
+def make_config(tmp: Path, runtime: RuntimeProc | None = None, *, embedded: bool = False,
+                **settings: Any) -> BridgeConfig:
+    specs = [RuntimeSpec("test", runtime.url, runtime.secret)] if runtime else []
+    return BridgeConfig(
+        settings=BridgeSettings(save_dir=tmp / "saved", checkpoint_dir=tmp / "ckpt", **settings),
+        runtimes=specs, default_runtime="test" if runtime else None, embedded=embedded,
+        embedded_root=tmp / "workspace", retry=FAST_RETRY)
+
+
+@asynccontextmanager
+async def bridge(config: BridgeConfig) -> AsyncIterator[tuple[Client, BridgeDeps]]:
+    async with open_bridge(config) as deps, Client(build_server(deps)) as client:
+        yield client, deps
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
