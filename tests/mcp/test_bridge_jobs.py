@@ -125,6 +125,9 @@ async def test_cancelling_the_tool_call_cancels_the_job(runtime: RuntimeProc, tm
     code = "import time\nfor i in range(600):\n    time.sleep(0.1)"
     async with bridge(make_config(tmp_path, runtime)) as (client, deps):
         with anyio.fail_after(60):
+            # The session's kernel starts first: on a loaded machine its start alone can
+            # take longer than the wait below, and then there is no job yet to cancel.
+            await client.call_tool("run_code_quick", {"code": "1", "session": "cancel"})
             async with anyio.create_task_group() as tg:
                 async def call() -> None:
                     await client.call_tool("run_code_quick", {"code": code, "session": "cancel"})

@@ -25,8 +25,8 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.embedded import EmbeddedRuntime
-from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.registry import (
     LOCAL,
     RuntimeRegistry,
@@ -39,7 +39,6 @@ from smartcolab.shared.errors import (
     BadRequest,
     Conflict,
     Forbidden,
-    InvalidInput,
     LocalPathRefused,
     NotFound,
     RuntimeUnreachable,
@@ -134,8 +133,12 @@ def _choose(target: Target, specs: list[RuntimeSpec], file_default: str | None) 
 
 
 @asynccontextmanager
-async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, RuntimeClient]]:
-    """The chosen runtime's spec and client; an embedded runtime lives as long as this."""
+async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, RuntimeBackend]]:
+    """The chosen runtime's spec and backend; an embedded runtime lives as long as this.
+
+    The CLI's commands run in processes of their own, so the runtime must keep the job
+    records (``Capability.JOB_STORE``).
+    """
     specs, file_default = known_specs()
     if target.url:
         token = target.token if target.token is not None else os.environ.get(ENV_TOKEN)
@@ -154,10 +157,8 @@ async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, Runti
     registry = RuntimeRegistry(specs, default=name, embedded=embedded)
     try:
         spec, client = await registry.client(name)
-        if not isinstance(client, RuntimeClient):
-            # The CLI's commands use our runtime server's API (jobs store, /files).
-            raise InvalidInput(f"runtime {name!r} is a {spec.kind!r} runtime, which the CLI does "
-                               "not drive; use it through the MCP bridge (smartcolab mcp)")
+        client.require(Capability.JOB_STORE, instead="the CLI does not drive it; use it "
+                       "through the MCP bridge (smartcolab mcp)")
         yield spec, client
     finally:
         with anyio.CancelScope(shield=True):

@@ -1,6 +1,6 @@
 """CLI bodies for files: ``ls``, ``get REMOTE [LOCAL]``, ``put LOCAL REMOTE``.
 
-Transfers are ``client/http/transfer.py``'s: downloads resume from ``NAME.part`` after a
+Transfers are the runtime backend's (``client/http/transfer.py`` for ours): downloads resume from ``NAME.part`` after a
 dropped connection (run ``get`` again and it continues), are sha256-verified against
 the runtime and appear under their name only when complete.  Progress bars go to
 stderr, so ``--json`` output on stdout stays clean.
@@ -22,7 +22,6 @@ from rich.progress import (
 from rich.table import Table
 
 from smartcolab.cli.common import Target, err, human_bytes, open_runtime, out, print_json
-from smartcolab.client.http import transfer
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.shared.errors import LocalPathRefused
 
@@ -42,8 +41,8 @@ def _callback(bar: Progress, task: TaskID) -> ProgressFn:
 async def ls(target: Target, path: str, *, recursive: bool, pattern: str | None,
              as_json: bool) -> None:
     async with open_runtime(target) as (spec, client):
-        entries = [e async for e in transfer.iter_files(client, path, recursive=recursive,
-                                                        pattern=pattern)]
+        entries = [e async for e in client.iter_files(path, recursive=recursive,
+                                                      pattern=pattern)]
     if as_json:
         print_json([e.model_dump(mode="json") for e in entries])
         return
@@ -77,8 +76,8 @@ async def get(target: Target, remote: str, local: Path | None, *, overwrite: boo
     async with open_runtime(target) as (_spec, client):
         with _progress(quiet or as_json) as bar:
             task = bar.add_task(f"get {name}", total=None)
-            result = await transfer.download(client, remote, save_dir, name, overwrite=overwrite,
-                                             progress=_callback(bar, task), compress=compress)
+            result = await client.download(remote, save_dir, name, overwrite=overwrite,
+                                           progress=_callback(bar, task), compress=compress)
     if as_json:
         print_json({"path": str(result.path), "size": result.size, "sha256": result.sha256,
                     "resumed_from": result.resumed_from, "attempts": result.attempts})
@@ -101,8 +100,8 @@ async def put(target: Target, local: Path, remote: str, *, overwrite: bool, quie
     async with open_runtime(target) as (_spec, client):
         with _progress(quiet or as_json) as bar:
             task = bar.add_task(f"put {local.name}", total=None)
-            result = await transfer.upload(client, local, remote, overwrite=overwrite,
-                                           progress=_callback(bar, task))
+            result = await client.upload(local, remote, overwrite=overwrite,
+                                         progress=_callback(bar, task))
     if as_json:
         print_json(result)
         return

@@ -9,10 +9,8 @@ remote job before exiting.  The exit code is the job's status (``JOB_EXIT_CODES`
 from __future__ import annotations
 
 import base64
-import contextlib
 import sys
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -30,17 +28,14 @@ from smartcolab.cli.common import (
     out,
     print_json,
 )
-from smartcolab.client.http.client import RuntimeClient
-from smartcolab.shared.errors import SessionExists, SessionNotFound
+from smartcolab.client.backend import RuntimeBackend
+from smartcolab.client.follow import Follower, new_job_id
 from smartcolab.shared.protocol import TERMINAL_STATUSES, CleanupRequest, JobSubmit, JobView
 
 POLL_WAIT_S = 20.0
+FIRST_WAIT_S = 1.0
 PAGE_BYTES = 256 * 1024
 CANCEL_DEADLINE_S = 15.0
-
-
-def new_job_id() -> str:
-    return f"cli-{uuid.uuid4().hex[:20]}"
 
 
 def _write(text: str) -> None:
@@ -48,7 +43,7 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-async def _print_range(client: RuntimeClient, job_id: str, start: int, end: int) -> None:
+async def _print_range(client: RuntimeBackend, job_id: str, start: int, end: int) -> None:
     """Print output bytes [start, end) exactly, paging through the full output."""
     offset = start
     while offset < end:
@@ -59,20 +54,34 @@ async def _print_range(client: RuntimeClient, job_id: str, start: int, end: int)
         offset = page.next_offset
 
 
-async def follow(client: RuntimeClient, view: JobView, *, stream: bool = True,
-                 since: int = 0) -> JobView:
-    """Long-poll a job until it ends, printing its output as it arrives."""
+def _follower(client: RuntimeBackend, *, cancel: bool = True) -> Follower:
+    """Polls in long slices; with ``cancel``, Ctrl-C cancels the remote job and says so."""
+    def cancelled(view: JobView) -> None:
+        err.print(f"cancelled job {view.job_id}")
+
+    return Follower(client, poll_s=POLL_WAIT_S, cancel_on_cancel=cancel,
+                    cancel_grace_s=CANCEL_DEADLINE_S, on_cancelled=cancelled)
+
+
+async def follow(client: RuntimeBackend, view: JobView, *, stream: bool = True,
+                 since: int = 0, cancel: bool = True) -> JobView:
+    """Long-poll a job until it ends, printing its output as it arrives.
+
+    ``cancel``: Ctrl-C cancels the job (``exec``); watching a job's output does not.
+    """
     cursor = since
-    while True:
-        if stream and view.cursor > cursor:
-            if view.output_truncated:
-                await _print_range(client, view.job_id, cursor, view.cursor)
+
+    async def show(seen: JobView) -> None:
+        nonlocal cursor
+        if stream and seen.cursor > cursor:
+            if seen.output_truncated:
+                await _print_range(client, seen.job_id, cursor, seen.cursor)
             else:
-                _write(view.output)
-            cursor = view.cursor
-        if view.status in TERMINAL_STATUSES:
-            return view
-        view = await client.get_job(view.job_id, wait=POLL_WAIT_S, since=cursor)
+                _write(seen.output)
+            cursor = seen.cursor
+
+    await show(view)
+    return await _follower(client, cancel=cancel).follow(view, on_view=show)
 
 
 def save_images(view: JobView, image_dir: Path | None) -> list[Path]:
@@ -113,15 +122,13 @@ async def exec_code(target: Target, code: str, *, session: str, job_timeout: flo
                     images: Path | None, as_json: bool) -> int:
     """Run code, stream its output, return the exit code of its status."""
     async with open_runtime(target) as (_spec, client):
-        job = JobSubmit(job_id=new_job_id(), code=code, session=session, timeout=job_timeout,
-                        client="smartcolab-cli")
+        job = JobSubmit(job_id=new_job_id("cli"), code=code, session=session,
+                        timeout=job_timeout, client="smartcolab-cli")
         try:
-            view = await submit(client, job)
+            # The follower cancels the remote job when this is interrupted (Ctrl-C).
+            view = await _follower(client).submit(job, wait=FIRST_WAIT_S)
             view = await follow(client, view, stream=not as_json)
         except (KeyboardInterrupt, anyio.get_cancelled_exc_class()):
-            with anyio.move_on_after(CANCEL_DEADLINE_S, shield=True):
-                await client.cancel_job(job.job_id)
-                err.print(f"cancelled job {job.job_id}")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         saved = save_images(view, images)
         if as_json:
@@ -129,16 +136,6 @@ async def exec_code(target: Target, code: str, *, session: str, job_timeout: flo
         else:
             report_end(view, saved)
         return JOB_EXIT_CODES.get(view.status, 1)
-
-
-async def submit(client: RuntimeClient, job: JobSubmit) -> JobView:
-    """Submit, creating the session on first use (as the bridge does)."""
-    try:
-        return await client.submit(job, wait=1.0)
-    except SessionNotFound:
-        with contextlib.suppress(SessionExists):
-            await client.create_session(job.session)
-        return await client.submit(job, wait=1.0)
 
 
 def _when(ts: float | None) -> str:
@@ -206,7 +203,7 @@ async def job_output(target: Target, job_id: str, *, follow_live: bool, offset: 
         await _print_range(client, job_id, offset, view.cursor)
         if follow_live and view.status not in TERMINAL_STATUSES:
             live = await client.get_job(job_id, wait=POLL_WAIT_S, since=view.cursor)
-            view = await follow(client, live, since=view.cursor)
+            view = await follow(client, live, since=view.cursor, cancel=False)
         return JOB_EXIT_CODES.get(view.status, 0) if view.status in TERMINAL_STATUSES else 0
 
 

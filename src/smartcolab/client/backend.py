@@ -1,24 +1,33 @@
-"""What a runtime backend offers the tools: one interface, two kinds of runtime.
+"""What a runtime backend offers the bridge and the CLI: one interface with declared capabilities.
 
-``RuntimeClient`` (our runtime server: jobs stored remotely) and ``JupyterBackend``
-(a plain Jupyter Server or JupyterHub user server: jobs tracked by the bridge) both
-implement ``RuntimeBackend``, so jobflow and the tools run the same code paths for
-both.  Files differ more (our signed ``/files`` endpoints vs. the contents API), so
-``files_for`` picks the file operations of a backend in one place.
+Shaped like jupyter_client's ``KernelProvisionerBase``: an abstract core every kind of
+runtime implements (health, probe, jobs, sessions, variables, cleanup) and optional
+parts with defaults.  A kind declares what it can do beyond the core in
+``capabilities``; an optional part it lacks raises ``Unsupported``, whose message says
+what this kind cannot do and what to use instead.  Callers ask the interface
+(``supports``, ``require``, ``job_tracking``), never the concrete type.
+
+Kinds today: ``runtime`` (our runtime server, ``client/http/backend.py``) and
+``jupyter`` (a Jupyter Server, ``client/jupyter/server.py``).  A new kind is one
+folder under ``client/`` and one factory in the registry.
 """
 
 from __future__ import annotations
 
+import enum
 import os
-from typing import Protocol
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import ClassVar, Literal, Protocol
 
-from smartcolab.client.http import transfer
-from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.transfer import DownloadResult
+from smartcolab.client.http.transfer_dir import ArchiveResult
 from smartcolab.client.local_files import ProgressFn
+from smartcolab.shared.errors import Unsupported
 from smartcolab.shared.protocol import (
     CleanupReport,
     CleanupRequest,
+    FileEntry,
     FileList,
     FileStat,
     Health,
@@ -26,92 +35,168 @@ from smartcolab.shared.protocol import (
     JobSubmit,
     JobView,
     OutputPage,
+    PersistManifest,
     Probe,
+    RestoreReport,
+    RestoreRequest,
+    SaveRequest,
     SessionList,
     SessionView,
     UploadResult,
     VariableList,
 )
 
+__all__ = ["Capability", "JobsApi", "RuntimeBackend", "Unsupported"]
 
-class RuntimeBackend(Protocol):
-    """The calls the tools make on a runtime, whatever serves it."""
 
-    url: str
-    last_epoch: str | None
+class Capability(str, enum.Enum):
+    """An optional part of ``RuntimeBackend``."""
 
-    async def aclose(self) -> None: ...
-    async def health(self) -> Health: ...
-    async def probe(self) -> Probe: ...
+    FILES = "files"  # list_files, iter_files, stat, download, upload
+    ARCHIVES = "archives"  # download_dir: a whole directory as one archive
+    PERSISTENCE = "persistence"  # save_variables, restore_variables (snapshots on disk)
+    JOB_STORE = "job_store"  # the runtime keeps job records; they outlive this process
+
+
+# What a kind that lacks a capability cannot do, and what to use instead.
+_LACKS: dict[Capability, tuple[str, str]] = {
+    Capability.FILES: ("cannot move files", "read and write files with code instead"),
+    Capability.ARCHIVES: ("cannot send a directory as one archive",
+                          "download its files one by one (list_colab_files, then "
+                          "download_from_colab for each)"),
+    Capability.PERSISTENCE: ("cannot keep variable snapshots",
+                             "save with code instead (e.g. pickle or joblib to a file, then "
+                             "download_from_colab)"),
+    Capability.JOB_STORE: ("keeps no job records of its own",
+                           "use it through the MCP bridge (smartcolab mcp), which tracks its jobs"),
+}
+
+
+class JobsApi(Protocol):
+    """The four calls that submitting and following a job needs (``client/follow.py``)."""
+
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView: ...
     async def get_job(self, job_id: str, *, wait: float = 0.0,
                       since: int | None = None) -> JobView: ...
     async def cancel_job(self, job_id: str) -> JobView: ...
+    async def create_session(self, name: str) -> SessionView: ...
+
+
+class RuntimeBackend(ABC):
+    """The calls the tools and the CLI make on a runtime, whatever serves it.
+
+    Subclasses set ``name`` (the runtime's name, for messages), ``url``, ``kind_label``
+    (how a message names this kind, e.g. "a Jupyter Server") and ``capabilities``, and
+    override the optional parts they declare.
+    """
+
+    name: str
+    url: str
+    last_epoch: str | None
+    kind_label: ClassVar[str] = "a runtime"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    # ------------------------------------------------------------ capabilities
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def unsupported(self, capability: Capability, *, instead: str | None = None) -> Unsupported:
+        """The error for a capability this kind lacks: what it cannot do, what to use instead."""
+        cannot, default_instead = _LACKS[capability]
+        return Unsupported(f"runtime {self.name!r} is {self.kind_label}, which {cannot}; "
+                           f"{instead or default_instead}",
+                           details={"runtime": self.name, "capability": capability.value})
+
+    def require(self, capability: Capability, *, instead: str | None = None) -> None:
+        """Raise ``Unsupported`` unless this kind declares ``capability``."""
+        if not self.supports(capability):
+            raise self.unsupported(capability, instead=instead)
+
+    @property
+    def job_tracking(self) -> Literal["runtime", "bridge"]:
+        """Who keeps the job records: the runtime, or this process (they die with it)."""
+        return "runtime" if self.supports(Capability.JOB_STORE) else "bridge"
+
+    @property
+    def tracking_note(self) -> str | None:
+        """What a result should say about who keeps the job (None: nothing to say)."""
+        return None
+
+    # ------------------------------------------------------------ the core
+    @abstractmethod
+    async def aclose(self) -> None: ...
+    @abstractmethod
+    async def health(self) -> Health: ...
+    @abstractmethod
+    async def probe(self) -> Probe: ...
+    @abstractmethod
+    async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView: ...
+    @abstractmethod
+    async def get_job(self, job_id: str, *, wait: float = 0.0,
+                      since: int | None = None) -> JobView: ...
+    @abstractmethod
+    async def cancel_job(self, job_id: str) -> JobView: ...
+    @abstractmethod
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
                         status: str | None = None) -> JobList: ...
+    @abstractmethod
     async def job_output(self, job_id: str, *, offset: int = 0,
                          limit: int = 65536) -> OutputPage: ...
+    @abstractmethod
     async def sessions(self) -> SessionList: ...
+    @abstractmethod
     async def create_session(self, name: str) -> SessionView: ...
+    @abstractmethod
     async def restart_session(self, name: str) -> SessionView: ...
+    @abstractmethod
     async def delete_session(self, name: str) -> None: ...
+    @abstractmethod
     async def variables(self, session: str = "main", *,
                         include_private: bool = False) -> VariableList: ...
+    @abstractmethod
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport: ...
 
-
-class RuntimeFiles(Protocol):
-    """File operations, as the files tools use them."""
-
-    async def list_files(self, path: str = "", *, recursive: bool = False,
-                         pattern: str | None = None, limit: int = 1000) -> FileList: ...
-    async def stat(self, path: str, *, with_hash: bool = True) -> FileStat: ...
-    async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
-                       local_name: str | None = None, *, overwrite: bool = False,
-                       progress: ProgressFn | None = None) -> DownloadResult: ...
-    async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
-                     overwrite: bool = False, progress: ProgressFn | None = None
-                     ) -> UploadResult: ...
-
-
-class HttpFiles:
-    """Our runtime server's file endpoints (``client/http/transfer.py``) behind ``RuntimeFiles``."""
-
-    def __init__(self, client: RuntimeClient) -> None:
-        self.client = client
-
+    # ------------------------------------------------------------ files (Capability.FILES)
     async def list_files(self, path: str = "", *, recursive: bool = False,
                          pattern: str | None = None, limit: int = 1000) -> FileList:
-        return await transfer.list_files(self.client, path, recursive=recursive,
-                                         pattern=pattern, limit=limit)
+        """One page of a listing (``total`` says how many matched)."""
+        raise self.unsupported(Capability.FILES)
+
+    async def iter_files(self, path: str = "", *, recursive: bool = False,
+                         pattern: str | None = None) -> AsyncIterator[FileEntry]:
+        """Every entry of a listing; by default the first page of ``list_files``."""
+        page = await self.list_files(path, recursive=recursive, pattern=pattern)
+        for entry in page.entries:
+            yield entry
 
     async def stat(self, path: str, *, with_hash: bool = True) -> FileStat:
-        return await transfer.stat(self.client, path, with_hash=with_hash)
+        raise self.unsupported(Capability.FILES)
 
     async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
                        local_name: str | None = None, *, overwrite: bool = False,
-                       progress: ProgressFn | None = None) -> DownloadResult:
-        return await transfer.download(self.client, remote_path, save_dir, local_name,
-                                       overwrite=overwrite, progress=progress)
+                       progress: ProgressFn | None = None,
+                       compress: bool = False) -> DownloadResult:
+        """Resumable, sha256-verified, atomic; ``compress`` is a hint a kind may ignore."""
+        raise self.unsupported(Capability.FILES)
 
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
                      overwrite: bool = False, progress: ProgressFn | None = None
                      ) -> UploadResult:
-        return await transfer.upload(self.client, local_path, remote_path, overwrite=overwrite,
-                                     progress=progress)
+        raise self.unsupported(Capability.FILES)
 
+    # ------------------------------------------------------------ archives (Capability.ARCHIVES)
+    async def download_dir(self, remote_dir: str, save_dir: str | os.PathLike[str],
+                           local_name: str | None = None, *, overwrite: bool = False,
+                           progress: ProgressFn | None = None) -> ArchiveResult:
+        """A remote directory as one archive, extracted safely under ``save_dir``."""
+        raise self.unsupported(Capability.ARCHIVES)
 
-def files_for(backend: RuntimeBackend) -> RuntimeFiles:
-    """The file operations of ``backend`` (the one place that tells the kinds apart)."""
-    if isinstance(backend, RuntimeClient):
-        return HttpFiles(backend)
-    files: RuntimeFiles | None = getattr(backend, "files", None)
-    if files is None:
-        raise TypeError(f"{type(backend).__name__} offers no file operations")
-    return files
+    # ------------------------------------------------------------ persistence
+    async def save_variables(self, session: str = "main",
+                             request: SaveRequest | None = None) -> PersistManifest:
+        raise self.unsupported(Capability.PERSISTENCE)
 
-
-def tracks_jobs_locally(backend: RuntimeBackend) -> bool:
-    """True when the bridge, not the runtime, keeps the job records (Jupyter Server)."""
-    return getattr(backend, "job_tracking", "runtime") == "bridge"
+    async def restore_variables(self, session: str = "main",
+                                request: RestoreRequest | None = None) -> RestoreReport:
+        raise self.unsupported(Capability.PERSISTENCE)

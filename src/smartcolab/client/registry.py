@@ -28,6 +28,9 @@ A plain Jupyter Server or JupyterHub user server is an entry of kind ``jupyter``
 A runtime named ``local`` is always available: the embedded runtime, started on
 first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
 (tunnel URLs change whenever a notebook restarts).
+
+Each kind has one factory (``RuntimeSpec -> RuntimeBackend``); the registry takes them
+as a dict, so a test can register a fake backend and a new kind is one entry.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from typing import Any
 
 from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.embedded import EmbeddedRuntime
-from smartcolab.client.http.client import RetryPolicy, RuntimeClient
+from smartcolab.client.http.backend import HttpBackend
+from smartcolab.client.http.client import RetryPolicy
 from smartcolab.client.jupyter.server import JupyterBackend
 from smartcolab.shared.errors import InvalidInput, UnknownRuntime
 from smartcolab.shared.protocol import NAME_PATTERN
@@ -57,7 +61,6 @@ COLAB = "colab"
 JUPYTER = "jupyter"
 KINDS = ("runtime", "jupyter")
 
-ClientFactory = Callable[[str, str | None], RuntimeClient]
 
 
 @dataclass(frozen=True)
@@ -119,28 +122,40 @@ def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[Runtime
     return specs, None if default is None else str(default)
 
 
-def default_client_factory(retry: RetryPolicy) -> ClientFactory:
-    def make(url: str, secret: str | None) -> RuntimeClient:
-        return RuntimeClient(url, secret, retry=retry)
-    return make
+BackendFactory = Callable[["RuntimeSpec"], RuntimeBackend]
+
+
+def default_factories(retry: RetryPolicy | None = None) -> dict[str, BackendFactory]:
+    """One factory per kind: our runtime server, and a plain Jupyter Server."""
+    policy = retry or RetryPolicy()
+
+    def runtime(spec: RuntimeSpec) -> RuntimeBackend:
+        return HttpBackend(spec.url, spec.secret, retry=policy, name=spec.name)
+
+    def jupyter(spec: RuntimeSpec) -> RuntimeBackend:
+        return JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name,
+                              name=spec.name)
+
+    return {"runtime": runtime, JUPYTER: jupyter}
 
 
 class RuntimeRegistry:
-    """Named runtimes and one pooled ``RuntimeClient`` per name."""
+    """Named runtimes and one pooled backend per name, made by the factory of its kind."""
 
     def __init__(self, specs: list[RuntimeSpec], *, default: str | None = None,
                  embedded: EmbeddedRuntime | None = None,
-                 client_factory: ClientFactory | None = None) -> None:
+                 factories: Mapping[str, BackendFactory] | None = None) -> None:
+        self._factories = dict(factories if factories is not None else default_factories())
         self._specs: dict[str, RuntimeSpec] = {}
         for spec in specs:
             self._specs[check_name(spec.name)] = spec
+            self._check_kind(spec.kind)
         self._embedded = embedded
         if embedded is not None and LOCAL not in self._specs:
             self._specs[LOCAL] = RuntimeSpec(LOCAL, "(embedded, starts on first use)",
                                              description="this machine (embedded runtime)",
                                              embedded=True)
         self._clients: dict[str, RuntimeBackend] = {}
-        self._factory = client_factory or default_client_factory(RetryPolicy())
         if default is None:
             default = COLAB if COLAB in self._specs else next(iter(self._specs), None)
         if default is None:
@@ -165,11 +180,16 @@ class RuntimeRegistry:
     def spec(self, name: str | None = None) -> RuntimeSpec:
         return self._specs[self._known(name or self.default)]
 
+    def _check_kind(self, kind: str) -> str:
+        if kind not in self._factories:
+            raise InvalidInput(f"runtime kind {kind[:40]!r} is unknown: use one of "
+                               f"{', '.join(self._factories)}")
+        return kind
+
     async def client(self, name: str | None = None) -> tuple[RuntimeSpec, RuntimeBackend]:
         """The spec and pooled backend of a runtime, starting the embedded one if needed.
 
-        A ``jupyter`` runtime gets a ``JupyterBackend``, any other a ``RuntimeClient``:
-        both implement ``backend.RuntimeBackend``.
+        The backend is made by the factory of the spec's kind.
         """
         spec = self.spec(name)
         if spec.embedded and self._embedded is not None:
@@ -181,9 +201,7 @@ class RuntimeRegistry:
                 await self._drop_client(spec.name)
         client = self._clients.get(spec.name)
         if client is None:
-            client = self._clients[spec.name] = (
-                JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name)
-                if spec.kind == JUPYTER else self._factory(spec.url, spec.secret))
+            client = self._clients[spec.name] = self._factories[spec.kind](spec)
         return spec, client
 
     async def connect(self, name: str, url: str, secret: str | None, *,
@@ -193,7 +211,7 @@ class RuntimeRegistry:
         old = self._specs.get(check_name(name))
         spec = RuntimeSpec(name, check_url(url), secret or None,
                            description if description is not None else (old.description if old else ""),
-                           kind=check_kind(kind or (old.kind if old else "runtime")),
+                           kind=self._check_kind(kind or (old.kind if old else "runtime")),
                            kernel_name=old.kernel_name if old else "python3")
         self._specs[name] = spec
         await self._drop_client(name)

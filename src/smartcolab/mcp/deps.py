@@ -1,19 +1,23 @@
-"""What every tools module shares: settings, runtimes, journal, epochs, the job waiter.
+"""What every tool shares: settings, runtimes, journal, epochs, checkpoints, chunked operations.
 
-A tools module is ``register(server: MCPServer, deps: BridgeDeps) -> None``; it
-adds its tools with ``server.add_tool`` (or ``@server.tool``) and reaches the
-rest of the bridge only through ``deps`` (see docs/bridge.md, "Writing a tools
-module").
+``BridgeDeps`` is the MCP server's lifespan state: ``server.open_bridge`` opens it
+when the server starts and closes it when the server stops.  A tool reads it typed
+from its context: declare ``ctx: BridgeContext`` and call ``deps_of(ctx)`` (see
+docs/bridge.md, "Writing a tools module").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import Context
 
 from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.journal import Journal
 from smartcolab.client.registry import RuntimeRegistry
+from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, MAX_WAIT_S, QUICK_TIMEOUT_S
 
 DEFAULT_WAIT_BUDGET_S = 50.0  # Claude Desktop gives up on a tool call after about 60 s
@@ -54,29 +58,36 @@ class BridgeSettings:
 
 @dataclass
 class BridgeDeps:
-    """The shared state of one bridge process, handed to every tools module.
+    """The shared state of one bridge process (the MCP server's lifespan state).
 
     * ``settings``: wait budget, timeouts, caps, ``save_dir``/``checkpoint_dir``.
     * ``registry``: named runtimes; ``await registry.client(name)`` gives
-      ``(RuntimeSpec, RuntimeBackend)`` (a ``RuntimeClient``, or a
-      ``JupyterBackend`` for a runtime of kind ``jupyter``) (starting the embedded runtime if needed)
-      or raises ``UnknownRuntime``.
+      ``(RuntimeSpec, RuntimeBackend)`` (the backend made by the factory of the
+      runtime's kind, starting the embedded runtime if needed) or raises
+      ``UnknownRuntime``.
     * ``journal``: the local SQLite record of every job the bridge submitted.
+    * ``chunked``: the checkpoint store and the chunked operations running in the
+      background (``chunked.store``).
     * ``epochs``: last session epoch seen per runtime/session (state-lost notes).
     * ``cursors``: per job, how far the model has already seen its output.
     * ``pending_downloads``: per job, ``download`` globs to fetch once it succeeds.
 
-    The job helpers (``submit_and_wait``, ``wait_for_job``) live in
+    The job helpers (``submit_and_wait``, ``follow``, ``render``) live in
     ``mcp/jobflow.py`` and take ``deps`` as their first argument.
     """
 
     settings: BridgeSettings
     registry: RuntimeRegistry
     journal: Journal
+    chunked: ChunkedOps
     epochs: EpochTracker = field(default_factory=EpochTracker)
     cursors: dict[str, int] = field(default_factory=dict)
     pending_downloads: dict[str, list[str]] = field(default_factory=dict)
 
-    async def aclose(self) -> None:
-        await self.registry.aclose()
-        self.journal.close()
+
+BridgeContext = Context[BridgeDeps, Any]
+
+
+def deps_of(ctx: BridgeContext) -> BridgeDeps:
+    """The bridge's state, from a tool's context."""
+    return ctx.request_context.lifespan_context

@@ -1,11 +1,10 @@
-"""Fetch a job's ``download`` globs into the local save directory (uses client/http/transfer.py)."""
+"""Fetch a job's ``download`` globs into the local save directory (the backend's file part)."""
 
 from __future__ import annotations
 
 import fnmatch
 from pathlib import PurePosixPath
 
-from smartcolab.client.backend import files_for
 from smartcolab.mcp.deps import BridgeDeps
 from smartcolab.shared.errors import SmartColabError
 
@@ -28,7 +27,7 @@ async def matching_paths(deps: BridgeDeps, runtime: str, pattern: str) -> list[s
     if not GLOB_CHARS & set(pattern):
         return [pattern]
     found: list[str] = []
-    page = await files_for(client).list_files(_base_dir(pattern), recursive=True, limit=10_000)
+    page = await client.list_files(_base_dir(pattern), recursive=True, limit=10_000)
     for entry in page.entries:
         if entry.type == "file" and fnmatch.fnmatch(entry.path, pattern):
             found.append(entry.path)
@@ -52,8 +51,8 @@ async def fetch_downloads(deps: BridgeDeps, runtime: str, patterns: list[str]) -
         for path in paths:
             try:
                 local_name = path.replace("/", "__")
-                got = await files_for(client).download(path, deps.settings.save_dir,
-                                                       local_name, overwrite=True)
+                got = await client.download(path, deps.settings.save_dir, local_name,
+                                            overwrite=True)
                 notes.append(f"downloaded {path} -> {got.path} ({got.size:,} bytes, "
                              f"sha256 {got.sha256[:16]}...)")
             except SmartColabError as exc:

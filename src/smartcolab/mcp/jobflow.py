@@ -1,42 +1,33 @@
-"""Submit a job and follow it within a wait budget, reporting progress, cancelling on cancel.
+"""The MCP side of following a job: journal, epochs, progress and rendering around
+``client/follow.py``'s ``Follower``.
 
-The one waiting loop of the bridge: long-polls ``GET /jobs/{id}?wait=..&since=..``
-in slices of at most ``progress_interval_s``, reports MCP progress after each
-slice with the last output line, and returns when the job ends or the wait
-budget is spent (the job keeps running remotely). If the tool call is cancelled,
-the remote job is cancelled too (shielded, bounded).
+Polls in slices of at most ``progress_interval_s``, reports MCP progress after each
+slice with the last output line, and returns when the job ends or the wait budget is
+spent (the job keeps running remotely). If the tool call is cancelled, the remote job
+is cancelled too (shielded, bounded) and the journal says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-import anyio
 from mcp.server.mcpserver import Context
 
 from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.epochs import EpochChange
-from smartcolab.client.jupyter.jobs import TRACKING_NOTE
+from smartcolab.client.follow import Follower, new_job_id
 from smartcolab.client.registry import RuntimeSpec
 from smartcolab.mcp.deps import BridgeDeps
 from smartcolab.mcp.results import Rendered, RenderOptions, last_line, render_job
-from smartcolab.shared.errors import SessionExists, SessionNotFound, SmartColabError
+from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobSubmit, JobView
 
 log = logging.getLogger(__name__)
 
-CANCEL_GRACE_S = 10.0
-FAST_POLL_FLOOR_S = 0.05
 CLIENT_LABEL = "smartcolab-mcp"
-
-
-def new_job_id() -> str:
-    """A client-chosen id: a retried submission is recognised and never runs twice."""
-    return f"j-{uuid.uuid4().hex[:20]}"
 
 
 @dataclass
@@ -51,10 +42,13 @@ class Followed:
 class Progress:
     """Monotonic MCP progress: seconds elapsed, message = last output line."""
 
-    def __init__(self, ctx: Context | None) -> None:
+    def __init__(self, ctx: Context[Any, Any] | None) -> None:
         self._ctx = ctx
         self._start = time.monotonic()
         self._last = -1.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
 
     async def report(self, message: str | None) -> None:
         if self._ctx is None:
@@ -89,7 +83,15 @@ def observe_epoch(deps: BridgeDeps, runtime: str, view: JobView) -> list[str]:
     return [epoch_note(deps, change)] if change else []
 
 
-async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, client: RuntimeBackend,
+def follower(deps: BridgeDeps, client: RuntimeBackend) -> Follower:
+    """The follower of a tool call: polls in progress-sized slices, cancels with the call."""
+    def cancelled(view: JobView) -> None:
+        deps.journal.record_status(view.job_id, "cancelled", error="cancelled by the MCP client")
+
+    return Follower(client, poll_s=deps.settings.progress_interval_s, on_cancelled=cancelled)
+
+
+async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeSpec, client: RuntimeBackend,
                  view: JobView, *, budget_s: float, progress: Progress | None = None,
                  recorded: bool = False) -> Followed:
     """Long-poll ``view``'s job until it ends or ``budget_s`` is spent.
@@ -98,55 +100,36 @@ async def follow(deps: BridgeDeps, ctx: Context | None, spec: RuntimeSpec, clien
     when the job was over at once, the common case for quick code).
     """
     progress = progress or Progress(ctx)
-    settings = deps.settings
     chunks = [view.output] if view.output else []
     notes = observe_epoch(deps, spec.name, view)
     unseen = not view.epoch
-    cursor = view.cursor
-    deadline = time.monotonic() + budget_s
     polled = False
-    try:
-        while view.status not in TERMINAL_STATUSES:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            started = time.monotonic()
-            view = await client.get_job(view.job_id, wait=min(settings.progress_interval_s, remaining),
-                                        since=cursor)
-            polled = True
-            if unseen and view.epoch:
-                # The first view had no epoch yet (a Jupyter job still queued behind a
-                # starting kernel): observe the first one that comes.
-                notes, unseen = observe_epoch(deps, spec.name, view), False
-            if view.output:
-                chunks.append(view.output)
-            cursor = view.cursor
-            deps.journal.record_view(view, output_tail="".join(chunks)[-4000:]
-                                     if view.status not in TERMINAL_STATUSES else None)
-            await progress.report(last_line("".join(chunks[-3:])) or view.status)
-            if time.monotonic() - started < FAST_POLL_FLOOR_S and not view.output:
-                # A runtime that does not hold long-polls must not make us spin.
-                await anyio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-    except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE_S):
-            try:
-                await client.cancel_job(view.job_id)
-                deps.journal.record_status(view.job_id, "cancelled",
-                                           error="cancelled by the MCP client")
-                log.info("tool call cancelled: cancelled job %s", view.job_id)
-            except SmartColabError as exc:
-                log.warning("could not cancel job %s: %s", view.job_id, exc)
-        raise
-    deps.cursors[view.job_id] = cursor
+
+    async def seen(polled_view: JobView) -> None:
+        nonlocal notes, unseen, polled
+        polled = True
+        if unseen and polled_view.epoch:
+            # The first view had no epoch yet (a Jupyter job still queued behind a
+            # starting kernel): observe the first one that comes.
+            notes, unseen = observe_epoch(deps, spec.name, polled_view), False
+        if polled_view.output:
+            chunks.append(polled_view.output)
+        over = polled_view.status in TERMINAL_STATUSES
+        deps.journal.record_view(polled_view,
+                                 output_tail=None if over else "".join(chunks)[-4000:])
+        await progress.report(last_line("".join(chunks[-3:])) or polled_view.status)
+
+    view = await follower(deps, client).follow(view, budget_s=budget_s, on_view=seen)
+    deps.cursors[view.job_id] = view.cursor
     if view.status in TERMINAL_STATUSES and (polled or not recorded):
         deps.journal.record_view(view)
     return Followed(view, "".join(chunks), notes)
 
 
-async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str | None,
+async def submit_and_wait(deps: BridgeDeps, ctx: Context[Any, Any] | None, *, runtime: str | None,
                           code: str, job_timeout: float | None, session: str = "main",
                           budget_s: float | None = None, force: bool = False
-                          ) -> tuple[RuntimeSpec, Followed]:
+                          ) -> tuple[RuntimeSpec, RuntimeBackend, Followed]:
     """Submit ``code`` as a new job and follow it within the wait budget."""
     spec, client = await deps.registry.client(runtime)
     budget = deps.settings.wait_budget_s if budget_s is None else budget_s
@@ -156,22 +139,9 @@ async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str
                                session=session, code=code, timeout=job_timeout)
     progress = Progress(ctx)
     try:
-        # The first slice of waiting rides on the submission itself: one round trip
-        # for quick code.
-        first_wait = min(deps.settings.progress_interval_s, budget)
-        try:
-            view = await client.submit(job, wait=first_wait)
-        except SessionNotFound:
-            # Sessions are created on first use, like opening a new notebook.
-            with contextlib.suppress(SessionExists):
-                await client.create_session(session)
-            view = await client.submit(job, wait=first_wait)
-    except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE_S), \
-                contextlib.suppress(SmartColabError):
-            await client.cancel_job(job.job_id)
-        deps.journal.record_status(job.job_id, "cancelled", error="cancelled by the MCP client")
-        raise
+        # The first slice of waiting rides on the submission itself.
+        view = await follower(deps, client).submit(
+            job, wait=min(deps.settings.progress_interval_s, budget))
     except SmartColabError as exc:
         deps.journal.record_status(job.job_id, "not_submitted", error=exc.message)
         raise
@@ -179,21 +149,21 @@ async def submit_and_wait(deps: BridgeDeps, ctx: Context | None, *, runtime: str
     over = view.status in TERMINAL_STATUSES
     deps.journal.record_view(view, output_tail=None if over else view.output)
     await progress.report(last_line(view.output) or view.status)
-    remaining = budget - (time.monotonic() - progress._start)
+    remaining = budget - progress.elapsed()
     followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, remaining),
                             progress=progress, recorded=True)
-    return spec, followed
+    return spec, client, followed
 
 
-def render(deps: BridgeDeps, spec: RuntimeSpec, followed: Followed,
+def render(deps: BridgeDeps, spec: RuntimeSpec, client: RuntimeBackend, followed: Followed,
            extra_notes: list[str] | None = None) -> Rendered:
     s = deps.settings
     opts = RenderOptions(s.max_result_chars, s.max_images, s.max_image_bytes, s.save_dir)
     notes = [*followed.notes, *(extra_notes or [])]
-    if spec.kind == "jupyter":  # no job store on a plain Jupyter Server: say who keeps the job
-        notes.append(TRACKING_NOTE)
+    if client.tracking_note:  # e.g. no job store on a plain Jupyter Server: say who keeps it
+        notes.append(client.tracking_note)
     rendered = render_job(followed.view, runtime=spec.name, opts=opts,
                           running_output=followed.output, notes=notes,
                           wait_budget_s=s.wait_budget_s)
-    rendered.structured["job_tracking"] = "bridge" if spec.kind == "jupyter" else "runtime"
+    rendered.structured["job_tracking"] = client.job_tracking
     return rendered

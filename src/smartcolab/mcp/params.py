@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -35,8 +37,40 @@ def require_code(code: str) -> str:
     return code
 
 
-def register_tool(server: MCPServer, fn: Callable[..., Any], *, annotations: ToolAnnotations,
-                  title: str) -> None:
-    """Add ``fn`` as a tool with its docstring dedented (the model reads it)."""
-    server.add_tool(fn, title=title, annotations=annotations,
-                    description=inspect.cleandoc(fn.__doc__ or ""))
+ToolFn = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    """A tool: a module-level async function, its title and annotations.
+
+    ``defaults`` names parameters whose default is a setting (the model sees the
+    configured value in the schema); the server fills them in when it adds the tool.
+    """
+
+    fn: ToolFn
+    title: str
+    annotations: ToolAnnotations
+    defaults: Callable[[Any], Mapping[str, Any]] | None = field(default=None)
+
+
+def with_defaults(fn: ToolFn, defaults: Mapping[str, Any]) -> ToolFn:
+    """``fn`` with some parameter defaults replaced (in the signature the SDK reads)."""
+    sig = inspect.signature(fn, eval_str=True)
+    params = [p.replace(default=defaults[p.name]) if p.name in defaults else p
+              for p in sig.parameters.values()]
+
+    @functools.wraps(fn)
+    async def tool(*args: Any, **kwargs: Any) -> Any:
+        return await fn(*args, **kwargs)
+
+    tool.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return tool
+
+
+def add_tools(server: MCPServer[Any], tools: list[ToolDef], settings: Any) -> None:
+    """Add each tool with its docstring dedented (the model reads it)."""
+    for t in tools:
+        fn = with_defaults(t.fn, t.defaults(settings)) if t.defaults else t.fn
+        server.add_tool(fn, title=t.title, annotations=t.annotations,
+                        description=inspect.cleandoc(t.fn.__doc__ or ""))

@@ -1,7 +1,10 @@
-"""The MCP server: build it from tools modules, open its dependencies, serve stdio or HTTP.
+"""The MCP server: built from tools modules, its state opened and closed by its lifespan.
 
-Adding a tools module is one line in ``TOOL_MODULES``; each module exposes
-``register(server, deps)`` (see ``deps.py`` and docs/bridge.md).
+Adding a tools module is one line in ``TOOL_MODULES``; each module lists its tools
+in ``TOOLS`` (see ``params.ToolDef``, ``deps.py`` and docs/bridge.md).  Everything with a
+lifetime (the runtime registry and its backends, the journal, the checkpoint store,
+the chunked operations and their task group) is opened by ``open_bridge`` when the
+server starts and closed when it stops.
 """
 
 from __future__ import annotations
@@ -9,21 +12,30 @@ from __future__ import annotations
 import hmac
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 
 from smartcolab import __version__
 from smartcolab.client.embedded import EmbeddedRuntime
 from smartcolab.client.http.client import RetryPolicy
 from smartcolab.client.journal import Journal
-from smartcolab.client.registry import RuntimeRegistry, RuntimeSpec, default_client_factory
+from smartcolab.client.registry import (
+    BackendFactory,
+    RuntimeRegistry,
+    RuntimeSpec,
+    default_factories,
+)
+from smartcolab.mcp.chunked.checkpoints import CheckpointStore
+from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
+from smartcolab.mcp.params import add_tools
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
@@ -32,10 +44,6 @@ from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
 
 log = logging.getLogger(__name__)
-
-
-class ToolsModule(Protocol):
-    def register(self, server: MCPServer, deps: BridgeDeps) -> None: ...
 
 
 TOOL_MODULES: list[ModuleType] = [
@@ -72,38 +80,76 @@ class BridgeConfig:
     embedded_root: Path | None = None
     embedded_state_dir: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-def build_server(deps: BridgeDeps, *, modules: list[ModuleType] | None = None) -> MCPServer:
-    """An MCPServer with every tools module registered against ``deps``."""
-    server: MCPServer = MCPServer("smart-colab", instructions=INSTRUCTIONS, version=__version__,
-                                  title="Smart Colab")
-    for module in modules or TOOL_MODULES:
-        module.register(server, deps)
-    return server
+    # One backend factory per runtime kind (default: our runtime server and Jupyter
+    # Server, with ``retry``); tests register a fake backend here.
+    factories: Mapping[str, BackendFactory] | None = None
 
 
 @asynccontextmanager
 async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
-    """Open the journal and the runtime registry; close them (and the embedded runtime) on exit."""
+    """Open everything the tools share; on exit stop the chunked operations (their
+    checkpoints say ``paused``), then close the backends, the embedded runtime, the
+    checkpoint store and the journal."""
     s = config.settings
     embedded = None
     if config.embedded:
         base = s.checkpoint_dir / "embedded"
         embedded = EmbeddedRuntime(config.embedded_root or base / "workspace",
                                    config.embedded_state_dir or base / "state")
-    registry = RuntimeRegistry(config.runtimes, default=config.default_runtime, embedded=embedded,
-                               client_factory=default_client_factory(config.retry))
-    deps = BridgeDeps(settings=s, registry=registry, journal=Journal(s.checkpoint_dir))
-    try:
-        yield deps
-    finally:
-        await deps.aclose()
+    factories = config.factories if config.factories is not None else default_factories(
+        config.retry)
+    async with AsyncExitStack() as stack:
+        registry = RuntimeRegistry(config.runtimes, default=config.default_runtime,
+                                   embedded=embedded, factories=factories)
+        stack.push_async_callback(_shielded, registry.aclose)
+        journal = Journal(s.checkpoint_dir)
+        stack.callback(journal.close)
+        store = CheckpointStore(s.checkpoint_dir)
+        stack.callback(store.close)
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        chunked = ChunkedOps(store, tg)
+        # Runs before the task group exits: operations stop while their backends are open.
+        stack.push_async_callback(chunked.aclose)
+        yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked)
+
+
+async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope(shield=True):
+        await close()
+
+
+def build_server(bridge: BridgeConfig | BridgeDeps, *,
+                 modules: list[ModuleType] | None = None) -> MCPServer[BridgeDeps]:
+    """An MCPServer with every tools module's tools.
+
+    Given a ``BridgeConfig``, the server's lifespan opens and closes the bridge
+    (``open_bridge``); given ``BridgeDeps`` already open, it lends them (the caller
+    closes them: tests that look inside).
+    """
+    if isinstance(bridge, BridgeDeps):
+        deps = bridge
+
+        @asynccontextmanager
+        async def lend(_: MCPServer[BridgeDeps]) -> AsyncIterator[BridgeDeps]:
+            yield deps
+
+        lifespan = lend
+    else:
+        config = bridge
+
+        def lifespan(_: MCPServer[BridgeDeps]) -> Any:
+            return open_bridge(config)
+
+    server: MCPServer[BridgeDeps] = MCPServer(
+        "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
+        lifespan=lifespan)
+    for module in modules or TOOL_MODULES:
+        add_tools(server, module.TOOLS, bridge.settings)
+    return server
 
 
 async def serve_stdio(config: BridgeConfig) -> None:
-    async with open_bridge(config) as deps:
-        await build_server(deps).run_stdio_async()
+    await build_server(config).run_stdio_async()
 
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
@@ -136,20 +182,20 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
 
     import uvicorn
 
-    async with open_bridge(config) as deps:
-        server = build_server(deps)
-        app = BearerGuard(server.streamable_http_app(streamable_http_path=path, host=host), token)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)  # connections made before uvicorn starts wait in the backlog
-        bound = sock.getsockname()[1]
-        uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        log.info("MCP Streamable HTTP on http://%s:%d%s", host, bound, path)
-        if ready is not None:
-            ready(bound)
-        await uv.serve(sockets=[sock])
+    # The app's lifespan (run by uvicorn) opens and closes the bridge once for all sessions.
+    server = build_server(config)
+    app = BearerGuard(server.streamable_http_app(streamable_http_path=path, host=host), token)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)  # connections made before uvicorn starts wait in the backlog
+    bound = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    log.info("MCP Streamable HTTP on http://%s:%d%s", host, bound, path)
+    if ready is not None:
+        ready(bound)
+    await uv.serve(sockets=[sock])
 
 
 def configure_logging(level: str = "INFO") -> None:

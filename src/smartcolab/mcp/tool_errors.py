@@ -28,6 +28,7 @@ from smartcolab.shared.errors import (
     StateLost,
     Unauthorized,
     UnknownRuntime,
+    Unsupported,
 )
 
 __all__ = ["ToolError", "to_tool_error", "translated"]
@@ -72,6 +73,9 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
         hint = "The runtime refused this operation."
     elif isinstance(exc, NotFound):
         hint = "Check the name or id you passed."
+    elif isinstance(exc, Unsupported):
+        hint = ("This kind of runtime cannot do it: use what the message suggests, or a "
+                "runtime of another kind (list_runtimes).")
     elif isinstance(exc, InvalidInput):
         hint = "Fix the argument and call again."
     else:

@@ -9,6 +9,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     SmartColabError                      500 internal
     ├── BadRequest                       400 bad_request
     │   └── InvalidInput                 422 invalid_input
+    │       └── Unsupported              422 unsupported (this runtime kind cannot do it)
     ├── Unauthorized                     401 unauthorized
     ├── Forbidden                        403 forbidden
     │   ├── PathOutsideRoots             403 path_outside_roots
@@ -79,6 +80,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnknownRuntime",
+    "Unsupported",
     "error_body",
     "error_from_body",
 ]
@@ -107,6 +109,13 @@ class BadRequest(SmartColabError):
 
 class InvalidInput(BadRequest):
     status, code = 422, "invalid_input"
+
+
+class Unsupported(InvalidInput):
+    """The runtime's kind lacks a capability (files, saved variables...); the message says
+    what it cannot do and what to use instead."""
+
+    code = "unsupported"
 
 
 class Unauthorized(SmartColabError):

@@ -24,13 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from smartcolab.client.backend import Capability, RuntimeBackend
+from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.jupyter import snippets as snip
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.client.local_files import ProgressFn
 from smartcolab.shared.errors import (
     JobIdConflict,
     JobNotFound,
@@ -43,6 +47,8 @@ from smartcolab.shared.protocol import (
     TERMINAL_STATUSES,
     CleanupReport,
     CleanupRequest,
+    FileList,
+    FileStat,
     Health,
     JobList,
     JobSubmit,
@@ -51,6 +57,7 @@ from smartcolab.shared.protocol import (
     Probe,
     SessionList,
     SessionView,
+    UploadResult,
     VariableInfo,
     VariableList,
 )
@@ -114,13 +121,16 @@ class KernelSession:
             wake(self.running, {"_sc_lifecycle": state})
 
 
-class JupyterBackend:
+class JupyterBackend(RuntimeBackend):
     """Drives one Jupyter Server through REST + WebSockets, with jobs tracked here."""
 
-    job_tracking = "bridge"
+    kind_label: ClassVar[str] = "a Jupyter Server"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES})
 
-    def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3") -> None:
+    def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
+                 name: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.name = name or self.url
         self.kernel_name = kernel_name
         self.last_epoch: str | None = None
         self.rest = JupyterRest(self.url, token)
@@ -129,6 +139,10 @@ class JupyterBackend:
         self._jobs: dict[str, JobRecord] = {}
         self._open_lock = asyncio.Lock()
         self._version: str | None = None
+
+    @property
+    def tracking_note(self) -> str | None:
+        return TRACKING_NOTE
 
     async def aclose(self) -> None:
         for sess in list(self._sessions.values()):
@@ -397,3 +411,26 @@ class JupyterBackend:
         _, out, _ = await self._internal("main", snip.wrap(snip.SHA256_SRC, {"path": path}))
         result: dict[str, Any] = snip.parse(out)
         return result
+
+    # ------------------------------------------------------------ files (contents API)
+    async def list_files(self, path: str = "", *, recursive: bool = False,
+                         pattern: str | None = None, limit: int = 1000) -> FileList:
+        return await self.files.list_files(path, recursive=recursive, pattern=pattern,
+                                           limit=limit)
+
+    async def stat(self, path: str, *, with_hash: bool = True) -> FileStat:
+        return await self.files.stat(path, with_hash=with_hash)
+
+    async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
+                       local_name: str | None = None, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None,
+                       compress: bool = False) -> DownloadResult:
+        # The contents API has no compression: ``compress`` is ignored.
+        return await self.files.download(remote_path, save_dir, local_name,
+                                         overwrite=overwrite, progress=progress)
+
+    async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
+                     overwrite: bool = False, progress: ProgressFn | None = None
+                     ) -> UploadResult:
+        return await self.files.upload(local_path, remote_path, overwrite=overwrite,
+                                       progress=progress)

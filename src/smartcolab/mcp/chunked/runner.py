@@ -12,7 +12,6 @@ at most once.  A batch is recorded only if it starts where the checkpoint stands
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from smartcolab.client.backend import RuntimeBackend
+from smartcolab.client.follow import Follower
 from smartcolab.mcp.chunked.build import (
     BatchReport,
     ChunkSpec,
@@ -34,7 +34,7 @@ from smartcolab.mcp.chunked.build import (
 )
 from smartcolab.mcp.chunked.checkpoints import Checkpoint, CheckpointStore
 from smartcolab.shared.errors import Conflict, JobNotFound, SessionNotFound
-from smartcolab.shared.protocol import TERMINAL_STATUSES, JobSubmit, JobView
+from smartcolab.shared.protocol import JobSubmit, JobView
 
 __all__ = ["ChunkedRunner", "Outcome", "ProgressFn"]
 
@@ -300,31 +300,18 @@ class ChunkedRunner:
     # ------------------------------------------------------------ jobs
     async def _run_job(self, job_id: str, code: str) -> tuple[JobView, float]:
         started = time.monotonic()
-        try:
-            view = await self.client.submit(JobSubmit(
-                job_id=job_id, code=code, session=self.session, timeout=self.batch_timeout,
-                client="smartcolab-chunked"), wait=self.poll_wait)
-        except asyncio.CancelledError:
-            await self._cancel_remote(job_id)
-            raise
+        view = await self._follower().submit(JobSubmit(
+            job_id=job_id, code=code, session=self.session, timeout=self.batch_timeout,
+            client="smartcolab-chunked"))
         view = await self._follow(view)
         return view, time.monotonic() - started
 
     async def _follow(self, view: JobView) -> JobView:
-        try:
-            while view.status not in TERMINAL_STATUSES:
-                view = await self.client.get_job(view.job_id, wait=self.poll_wait,
-                                                 since=view.cursor)
-            return view
-        except asyncio.CancelledError:
-            await self._cancel_remote(view.job_id)
-            raise
+        """Until the job ends; a stopped operation stops its remote job too."""
+        return await self._follower().follow(view)
 
-    async def _cancel_remote(self, job_id: str) -> None:
-        """The operation was cancelled: stop its remote job too (bounded, best effort)."""
-        with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.wait_for(self.client.cancel_job(job_id),
-                                                  CANCEL_TIMEOUT_S))
+    def _follower(self) -> Follower:
+        return Follower(self.client, poll_s=self.poll_wait, cancel_grace_s=CANCEL_TIMEOUT_S)
 
     async def _report(self, view: JobView) -> tuple[BatchReport | None, str]:
         marker = marker_for(view.job_id)

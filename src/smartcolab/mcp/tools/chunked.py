@@ -1,33 +1,28 @@
 """Tools for chunked operations: run_chunked_operation, get_checkpoint, list_checkpoints,
 delete_checkpoint.
 
-An operation runs as an asyncio task owned by the bridge process, so it goes on in
-the background when a tool call's wait budget runs out; the call returns ``running``
-and ``get_checkpoint`` waits for it or shows where it is.  Cancelling the tool call
-(MCP cancellation) stops the operation and its running batch; it resumes later from
-the last recorded batch.
+An operation runs as a task of the bridge (``mcp/chunked/ops.py``, opened with the
+server's lifespan), so it goes on in the background when a tool call's wait budget
+runs out; the call returns ``running`` and ``get_checkpoint`` waits for it or shows
+where it is.  Cancelling the tool call (MCP cancellation) stops the operation and its
+running batch; it resumes later from the last recorded batch.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-import anyio
-from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from smartcolab.mcp.chunked.build import ChunkSpec, make_spec
+from smartcolab.mcp.annotations import DELETES_LOCAL, READS_LOCAL, RUNS
+from smartcolab.mcp.chunked.build import make_spec
 from smartcolab.mcp.chunked.checkpoints import Checkpoint, CheckpointStore
 from smartcolab.mcp.chunked.dask_runner import DaskRunner
-from smartcolab.mcp.chunked.runner import DEFAULT_BATCH_TIMEOUT_S, ChunkedRunner, Outcome
-from smartcolab.mcp.deps import BridgeDeps
-from smartcolab.mcp.params import RuntimeName, SessionName, register_tool
+from smartcolab.mcp.chunked.runner import DEFAULT_BATCH_TIMEOUT_S, ChunkedRunner
+from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
+from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.results import cap_text
 from smartcolab.mcp.tool_errors import to_tool_error, translated
 from smartcolab.shared.errors import Conflict, InvalidInput, SmartColabError
@@ -35,13 +30,6 @@ from smartcolab.shared.protocol import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
-RUNS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
-                       open_world_hint=True)
-READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                        open_world_hint=False)
-DELETES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                          open_world_hint=False)
-STOP_GRACE_S = 15.0
 PREVIEW_VALUES = 10
 
 CheckpointName = Annotated[str, Field(
@@ -49,76 +37,6 @@ CheckpointName = Annotated[str, Field(
 Wait = Annotated[float | None, Field(
     ge=0, le=3600, description="Seconds to wait for a running operation (default: the wait "
                                "budget, about 50 s); 0 returns at once.")]
-
-
-@dataclass
-class _Op:
-    """One operation driven by this bridge process."""
-
-    task: asyncio.Task[Outcome]
-    fingerprint: str
-    listeners: list[Context] = field(default_factory=list)
-    last_progress: float = -1.0
-
-
-class ChunkedOps:
-    """The running operations of one bridge, by checkpoint name."""
-
-    def __init__(self, store: CheckpointStore) -> None:
-        self.store = store
-        self.ops: dict[str, _Op] = {}
-
-    def running(self, name: str) -> _Op | None:
-        op = self.ops.get(name)
-        return op if op is not None and not op.task.done() else None
-
-    def start(self, runner: ChunkedRunner, spec: ChunkSpec,
-              prepared: tuple[Checkpoint, list[str]]) -> _Op:
-        holder: list[_Op] = []
-
-        async def progress(done: int, total: int, message: str) -> None:
-            op = holder[0]
-            if done <= op.last_progress:
-                return
-            op.last_progress = done
-            for ctx in list(op.listeners):
-                try:
-                    await ctx.report_progress(done, total, message)
-                except Exception as exc:  # a listener gone away must not stop the work
-                    log.debug("progress report failed: %s", exc)
-                    op.listeners.remove(ctx)
-
-        # The task belongs to the bridge, not to the tool call: it survives the budget.
-        task = asyncio.get_running_loop().create_task(
-            runner.run(spec, progress=progress, prepared=prepared),
-            name=f"chunked:{spec.checkpoint_name}")
-        op = _Op(task=task, fingerprint=spec.fingerprint)
-        holder.append(op)
-        self.ops[spec.checkpoint_name] = op
-        return op
-
-    async def wait(self, op: _Op, ctx: Context | None, budget: float, *,
-                   stop_on_cancel: bool) -> Outcome | None:
-        """Wait up to ``budget`` s; None if still running. The task itself is not cancelled
-        by the wait's end; with ``stop_on_cancel`` a cancelled call stops the operation."""
-        if ctx is not None:
-            op.listeners.append(ctx)
-        try:
-            done, _ = await asyncio.wait({op.task}, timeout=budget)
-        except BaseException:
-            if stop_on_cancel and not op.task.done():
-                await self.stop(op)
-            raise
-        finally:
-            if ctx is not None and ctx in op.listeners:
-                op.listeners.remove(ctx)
-        return op.task.result() if done else None
-
-    async def stop(self, op: _Op) -> None:
-        op.task.cancel()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_S), \
-                contextlib.suppress(BaseException):
-            await op.task
 
 
 def _values_text(values: list[tuple[int, Any, bool]]) -> str:
@@ -192,151 +110,161 @@ def describe(store: CheckpointStore, cp: Checkpoint, *, live: bool, notes: list[
                           structured_content=structured, is_error=status == "failed")
 
 
-def register(server: MCPServer, deps: BridgeDeps) -> None:
-    ops = ChunkedOps(CheckpointStore(deps.settings.checkpoint_dir))
+def show(deps: BridgeDeps, cp: Checkpoint, notes: list[str], **kw: Any) -> CallToolResult:
+    ops = deps.chunked
+    return describe(ops.store, cp, live=ops.running(cp.name) is not None, notes=notes,
+                    max_chars=deps.settings.max_result_chars, **kw)
 
-    def show(cp: Checkpoint, notes: list[str], **kw: Any) -> CallToolResult:
-        return describe(ops.store, cp, live=ops.running(cp.name) is not None, notes=notes,
-                        max_chars=deps.settings.max_result_chars, **kw)
 
-    async def run_chunked_operation(
-        loop_code: Annotated[str, Field(min_length=1, description=(
-            "The loop body, run once per index (the index variable is set for you). "
-            "Any Python statements: several lines, nested blocks, continue, break."))],
-        n_iterations: Annotated[int, Field(ge=0, description="Indices 0..n-1 are run.")],
-        checkpoint_name: CheckpointName,
-        ctx: Context,
-        batch_size: Annotated[int, Field(ge=1, le=1_000_000, description=(
-            "Iterations per remote job; each batch is recorded when it succeeds."))] = 100,
-        setup_code: Annotated[str, Field(description=(
-            "Run once before the first batch, and again whenever the runtime lost its "
-            "variables (restart, new VM). Imports, data loading, accumulators."))] = "",
-        index_var: Annotated[str, Field(description="Name of the index variable.")] = "i",
-        collect: Annotated[str | None, Field(description=(
-            "Optional expression evaluated after each iteration; its value is kept in the "
-            "checkpoint (JSON, else its repr), e.g. 'loss' or 'results[i]'."))] = None,
-        restart: Annotated[bool, Field(description=(
-            "Discard an existing checkpoint of this name and start from 0."))] = False,
-        batch_timeout: Annotated[float | None, Field(gt=0, description=(
-            "Seconds one batch may run before it is interrupted."))] = DEFAULT_BATCH_TIMEOUT_S,
-        wait: Wait = None,
-        session: SessionName = "main",
-        runtime: RuntimeName = None,
-        engine: Annotated[Literal["kernel", "dask"], Field(description=(
-            "'kernel': batches run one after another in the runtime's kernel. 'dask': "
-            "batches run in parallel on a Dask cluster (give `scheduler`); bodies must not "
-            "depend on earlier indices, setup_code runs once per worker."))] = "kernel",
-        scheduler: Annotated[str | None, Field(max_length=300, description=(
-            "Dask scheduler address for engine='dask', e.g. tcp://10.0.0.5:8786."))] = None,
-    ) -> CallToolResult:
-        """Run a long loop on the runtime in batches, with a local checkpoint that resumes.
+async def run_chunked_operation(
+    loop_code: Annotated[str, Field(min_length=1, description=(
+        "The loop body, run once per index (the index variable is set for you). "
+        "Any Python statements: several lines, nested blocks, continue, break."))],
+    n_iterations: Annotated[int, Field(ge=0, description="Indices 0..n-1 are run.")],
+    checkpoint_name: CheckpointName,
+    ctx: BridgeContext,
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000, description=(
+        "Iterations per remote job; each batch is recorded when it succeeds."))] = 100,
+    setup_code: Annotated[str, Field(description=(
+        "Run once before the first batch, and again whenever the runtime lost its "
+        "variables (restart, new VM). Imports, data loading, accumulators."))] = "",
+    index_var: Annotated[str, Field(description="Name of the index variable.")] = "i",
+    collect: Annotated[str | None, Field(description=(
+        "Optional expression evaluated after each iteration; its value is kept in the "
+        "checkpoint (JSON, else its repr), e.g. 'loss' or 'results[i]'."))] = None,
+    restart: Annotated[bool, Field(description=(
+        "Discard an existing checkpoint of this name and start from 0."))] = False,
+    batch_timeout: Annotated[float | None, Field(gt=0, description=(
+        "Seconds one batch may run before it is interrupted."))] = DEFAULT_BATCH_TIMEOUT_S,
+    wait: Wait = None,
+    session: SessionName = "main",
+    runtime: RuntimeName = None,
+    engine: Annotated[Literal["kernel", "dask"], Field(description=(
+        "'kernel': batches run one after another in the runtime's kernel. 'dask': "
+        "batches run in parallel on a Dask cluster (give `scheduler`); bodies must not "
+        "depend on earlier indices, setup_code runs once per worker."))] = "kernel",
+    scheduler: Annotated[str | None, Field(max_length=300, description=(
+        "Dask scheduler address for engine='dask', e.g. tcp://10.0.0.5:8786."))] = None,
+) -> CallToolResult:
+    """Run a long loop on the runtime in batches, with a local checkpoint that resumes.
 
-        Use for loops too long for one call (processing many files, many training
-        steps): `loop_code` runs for index_var = 0..n_iterations-1, `batch_size`
-        iterations per remote job. After each successful batch the checkpoint records
-        the iterations done and the `collect` values. A failing batch stops the
-        operation at the failing index (traceback and output returned); the checkpoint
-        stays at the last successful batch. Calling again with the same inputs
-        resumes after it (after the bridge or the runtime restarted too: setup_code is
-        re-run when the runtime lost its variables); different inputs for an existing
-        name are refused unless restart=true. Write the body so that re-running an
-        index is harmless (e.g. results[i] = ...), since a failed batch is retried
-        from its start. Returns by the wait budget: if still running it says so and
-        continues in the background; follow it with get_checkpoint.
-        """
-        with translated(runtime):
-            spec = make_spec(checkpoint_name=checkpoint_name, loop_code=loop_code,
-                             n_iterations=n_iterations, batch_size=batch_size,
-                             setup_code=setup_code, index_var=index_var, collect=collect)
-            notes: list[str] = []
-            op = ops.running(checkpoint_name)
-            if op is not None:
-                if restart or op.fingerprint != spec.fingerprint:
-                    raise Conflict(
-                        f"checkpoint {checkpoint_name!r} is running now with other inputs or "
-                        "restart=true was asked: wait for it with get_checkpoint, or stop and "
-                        "discard it with delete_checkpoint first.",
-                        details={"checkpoint": checkpoint_name})
-                notes.append("already running in the background: waiting for it")
-            elif engine == "dask":
-                if not scheduler:
-                    raise InvalidInput("engine='dask' needs scheduler='tcp://HOST:8786' (the "
-                                       "address of a running Dask scheduler)")
-                fan_out = DaskRunner(ops.store, scheduler=scheduler, batch_timeout=batch_timeout)
-                op = ops.start(fan_out, spec, fan_out.prepare(spec, restart=restart))
-            else:
-                rt, client = await deps.registry.client(runtime)
-                runner = ChunkedRunner(ops.store, client, runtime=rt.name, session=session,
-                                       batch_timeout=batch_timeout)
-                # Changed inputs are refused here, before anything starts.
-                op = ops.start(runner, spec, runner.prepare(spec, restart=restart))
-            budget = deps.settings.wait_budget_s if wait is None else wait
-            outcome = await ops.wait(op, ctx, budget, stop_on_cancel=True)
+    Use for loops too long for one call (processing many files, many training
+    steps): `loop_code` runs for index_var = 0..n_iterations-1, `batch_size`
+    iterations per remote job. After each successful batch the checkpoint records
+    the iterations done and the `collect` values. A failing batch stops the
+    operation at the failing index (traceback and output returned); the checkpoint
+    stays at the last successful batch. Calling again with the same inputs
+    resumes after it (after the bridge or the runtime restarted too: setup_code is
+    re-run when the runtime lost its variables); different inputs for an existing
+    name are refused unless restart=true. Write the body so that re-running an
+    index is harmless (e.g. results[i] = ...), since a failed batch is retried
+    from its start. Returns by the wait budget: if still running it says so and
+    continues in the background; follow it with get_checkpoint.
+    """
+    deps = deps_of(ctx)
+    ops = deps.chunked
+    with translated(runtime):
+        spec = make_spec(checkpoint_name=checkpoint_name, loop_code=loop_code,
+                         n_iterations=n_iterations, batch_size=batch_size,
+                         setup_code=setup_code, index_var=index_var, collect=collect)
+        notes: list[str] = []
+        op = ops.running(checkpoint_name)
+        if op is not None:
+            if restart or op.fingerprint != spec.fingerprint:
+                raise Conflict(
+                    f"checkpoint {checkpoint_name!r} is running now with other inputs or "
+                    "restart=true was asked: wait for it with get_checkpoint, or stop and "
+                    "discard it with delete_checkpoint first.",
+                    details={"checkpoint": checkpoint_name})
+            notes.append("already running in the background: waiting for it")
+        elif engine == "dask":
+            if not scheduler:
+                raise InvalidInput("engine='dask' needs scheduler='tcp://HOST:8786' (the "
+                                   "address of a running Dask scheduler)")
+            fan_out = DaskRunner(ops.store, scheduler=scheduler, batch_timeout=batch_timeout)
+            op = ops.start(fan_out, spec, fan_out.prepare(spec, restart=restart))
+        else:
+            rt, client = await deps.registry.client(runtime)
+            runner = ChunkedRunner(ops.store, client, runtime=rt.name, session=session,
+                                   batch_timeout=batch_timeout)
+            # Changed inputs are refused here, before anything starts.
+            op = ops.start(runner, spec, runner.prepare(spec, restart=restart))
+        budget = deps.settings.wait_budget_s if wait is None else wait
+        outcome = await ops.wait(op, ctx, budget, stop_on_cancel=True)
+        if outcome is not None:
+            notes += outcome.notes
+        return show(deps, ops.store.require(checkpoint_name), notes)
+
+
+async def get_checkpoint(
+    name: CheckpointName, ctx: BridgeContext, wait: Wait = 0,
+    values_offset: Annotated[int, Field(ge=0, description=(
+        "First index of collected values to return (default: the latest few)."))] = 0,
+    values_limit: Annotated[int, Field(ge=1, le=10_000, description=(
+        "How many collected values to return."))] = PREVIEW_VALUES,
+) -> CallToolResult:
+    """Progress and results of a chunked operation: iterations done, status, collected
+    values, the last batches' output, the error of a failed batch, timing.
+
+    If the operation runs in the background, `wait` seconds (up to the budget) wait
+    for it to finish, with progress. Page through collected values with
+    values_offset / values_limit.
+    """
+    deps = deps_of(ctx)
+    ops = deps.chunked
+    with translated():
+        cp = ops.store.require(name)
+        notes: list[str] = []
+        op = ops.running(name)
+        if op is not None and wait:
+            outcome = await ops.wait(op, ctx, min(wait, deps.settings.wait_budget_s),
+                                     stop_on_cancel=False)
             if outcome is not None:
                 notes += outcome.notes
-            return show(ops.store.require(checkpoint_name), notes)
+        elif name in ops.ops and ops.ops[name].done:
+            finished = ops.ops[name]
+            if finished.outcome is not None:
+                notes += finished.outcome.notes
+            elif finished.error is not None:
+                exc = finished.error
+                notes.append(to_tool_error(exc).args[0] if isinstance(exc, SmartColabError)
+                             else f"the operation stopped: {exc!r}")
+        return show(deps, ops.store.require(cp.name), notes, values_offset=values_offset,
+                    values_limit=values_limit)
 
-    async def get_checkpoint(
-        name: CheckpointName, ctx: Context, wait: Wait = 0,
-        values_offset: Annotated[int, Field(ge=0, description=(
-            "First index of collected values to return (default: the latest few)."))] = 0,
-        values_limit: Annotated[int, Field(ge=1, le=10_000, description=(
-            "How many collected values to return."))] = PREVIEW_VALUES,
-    ) -> CallToolResult:
-        """Progress and results of a chunked operation: iterations done, status, collected
-        values, the last batches' output, the error of a failed batch, timing.
 
-        If the operation runs in the background, `wait` seconds (up to the budget) wait
-        for it to finish, with progress. Page through collected values with
-        values_offset / values_limit.
-        """
-        with translated():
-            cp = ops.store.require(name)
-            notes: list[str] = []
-            op = ops.running(name)
-            if op is not None and wait:
-                outcome = await ops.wait(op, ctx, min(wait, deps.settings.wait_budget_s),
-                                         stop_on_cancel=False)
-                if outcome is not None:
-                    notes += outcome.notes
-            elif name in ops.ops and ops.ops[name].task.done():
-                finished = ops.ops[name].task
-                if not finished.cancelled() and finished.exception() is None:
-                    notes += finished.result().notes
-                elif not finished.cancelled():
-                    exc = finished.exception()
-                    notes.append(to_tool_error(exc).args[0] if isinstance(exc, SmartColabError)
-                                 else f"the operation stopped: {exc!r}")
-            return show(ops.store.require(cp.name), notes, values_offset=values_offset,
-                        values_limit=values_limit)
+async def list_checkpoints(ctx: BridgeContext) -> CallToolResult:
+    """All chunked-operation checkpoints on this machine: name, status, progress."""
+    ops = deps_of(ctx).chunked
+    items = [{**cp.summary(), "status": "running" if ops.running(cp.name) else cp.status}
+             for cp in ops.store.all()]
+    text = "\n".join(f"{c['name']}: {c['status']} {c['completed']}/{c['total']} "
+                     f"(runtime {c['runtime']})" for c in items) or "no checkpoints"
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content={"checkpoints": items})
 
-    async def list_checkpoints() -> CallToolResult:
-        """All chunked-operation checkpoints on this machine: name, status, progress."""
-        items = [{**cp.summary(), "status": "running" if ops.running(cp.name) else cp.status}
-                 for cp in ops.store.all()]
-        text = "\n".join(f"{c['name']}: {c['status']} {c['completed']}/{c['total']} "
-                         f"(runtime {c['runtime']})" for c in items) or "no checkpoints"
+
+async def delete_checkpoint(name: CheckpointName, ctx: BridgeContext) -> CallToolResult:
+    """Delete a checkpoint and its collected values; a running operation is stopped first.
+
+    Variables on the runtime are left alone.
+    """
+    ops = deps_of(ctx).chunked
+    with translated():
+        op = ops.running(name)
+        if op is not None:
+            await ops.stop(op)
+        deleted = ops.store.delete(name)
+        text = (f"checkpoint {name!r} deleted" + (" (its running operation was stopped)"
+                                                  if op else "")
+                if deleted else f"no checkpoint named {name!r}")
         return CallToolResult(content=[TextContent(type="text", text=text)],
-                              structured_content={"checkpoints": items})
+                              structured_content={"checkpoint": name, "deleted": deleted})
 
-    async def delete_checkpoint(name: CheckpointName) -> CallToolResult:
-        """Delete a checkpoint and its collected values; a running operation is stopped first.
 
-        Variables on the runtime are left alone.
-        """
-        with translated():
-            op = ops.running(name)
-            if op is not None:
-                await ops.stop(op)
-            deleted = ops.store.delete(name)
-            text = (f"checkpoint {name!r} deleted" + (" (its running operation was stopped)"
-                                                      if op else "")
-                    if deleted else f"no checkpoint named {name!r}")
-            return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content={"checkpoint": name, "deleted": deleted})
-
-    register_tool(server, run_chunked_operation, annotations=RUNS,
-                  title="Run a loop in checkpointed batches")
-    register_tool(server, get_checkpoint, annotations=READS, title="Chunked operation progress")
-    register_tool(server, list_checkpoints, annotations=READS, title="List checkpoints")
-    register_tool(server, delete_checkpoint, annotations=DELETES, title="Delete a checkpoint")
+TOOLS = [
+    ToolDef(run_chunked_operation, "Run a loop in checkpointed batches", RUNS),
+    ToolDef(get_checkpoint, "Chunked operation progress", READS_LOCAL),
+    ToolDef(list_checkpoints, "List checkpoints", READS_LOCAL),
+    ToolDef(delete_checkpoint, "Delete a checkpoint", DELETES_LOCAL),
+]

@@ -7,19 +7,17 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from smartcolab.client.backend import files_for
-from smartcolab.client.http.client import RuntimeClient
-from smartcolab.client.http.transfer_dir import download_dir
+from smartcolab.client.backend import Capability
 from smartcolab.client.local_files import ProgressFn
-from smartcolab.mcp.deps import BridgeDeps
-from smartcolab.mcp.params import RuntimeName, register_tool
+from smartcolab.mcp.annotations import ADDS, READS_REMOTE, REPLACES_REMOTE
+from smartcolab.mcp.deps import BridgeContext, deps_of
+from smartcolab.mcp.params import RuntimeName, ToolDef
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import LocalPathRefused
 
@@ -27,13 +25,6 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 # MCP progress for transfers: at most one notification per half second.
 PROGRESS_EVERY_S = 0.5
-
-READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                        open_world_hint=True)
-FETCHES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                          open_world_hint=True)
-WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                         open_world_hint=True)
 
 RemotePath = Annotated[str, Field(
     max_length=4096, description="Path relative to the runtime's working root (e.g. /content "
@@ -54,7 +45,7 @@ def _allowed_local(path: str, roots: tuple[Path, ...]) -> Path:
                            "Copy the file there first, or start the bridge with --upload-root.")
 
 
-def mcp_progress(ctx: Context, verb: str, *, every_s: float = PROGRESS_EVERY_S) -> ProgressFn:
+def mcp_progress(ctx: Context[Any, Any], verb: str, *, every_s: float = PROGRESS_EVERY_S) -> ProgressFn:
     """A transfer progress callback that sends MCP progress (bytes done / total).
 
     At most one notification per ``every_s`` (and the last one), never going
@@ -78,100 +69,106 @@ def mcp_progress(ctx: Context, verb: str, *, every_s: float = PROGRESS_EVERY_S) 
     return report
 
 
-def register(server: MCPServer, deps: BridgeDeps) -> None:
-    async def list_colab_files(
-        path: RemotePath = "",
-        pattern: Annotated[str | None, Field(
-            max_length=200, description="Glob on names, e.g. '*.csv'.")] = None,
-        recursive: Annotated[bool, Field(description="Include subdirectories.")] = False,
-        limit: Annotated[int, Field(ge=1, le=1000, description="Most entries.")] = 200,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """List files on the runtime (name, type, size, modification time).
+async def list_colab_files(
+    path: RemotePath = "",
+    pattern: Annotated[str | None, Field(
+        max_length=200, description="Glob on names, e.g. '*.csv'.")] = None,
+    recursive: Annotated[bool, Field(description="Include subdirectories.")] = False,
+    limit: Annotated[int, Field(ge=1, le=1000, description="Most entries.")] = 200,
+    runtime: RuntimeName = None,
+    *, ctx: BridgeContext,
+) -> CallToolResult:
+    """List files on the runtime (name, type, size, modification time).
 
-        Paths are relative to the runtime's working root (/content on Colab,
-        /kaggle/working on Kaggle). Use before download_from_colab.
-        """
-        with translated(runtime):
-            spec, client = await deps.registry.client(runtime)
-            page = await files_for(client).list_files(path, recursive=recursive,
-                                                      pattern=pattern, limit=limit)
-            rows = [f"{e.type:<4} {e.size:>14,}  "
-                    f"{dt.datetime.fromtimestamp(e.mtime):%Y-%m-%d %H:%M}  {e.path}"
-                    for e in page.entries]
-            more = (f"\n(showing {len(rows)} of {page.total}; narrow with pattern or path)"
-                    if page.next_cursor else "")
-            text = (f"{page.total} entr{'y' if page.total == 1 else 'ies'} under "
-                    f"{page.path or '.'} on {spec.name!r} (root {page.root}):\n"
-                    + ("\n".join(rows) or "(empty)") + more)
+    Paths are relative to the runtime's working root (/content on Colab,
+    /kaggle/working on Kaggle). Use before download_from_colab.
+    """
+    deps = deps_of(ctx)
+    with translated(runtime):
+        spec, client = await deps.registry.client(runtime)
+        page = await client.list_files(path, recursive=recursive, pattern=pattern,
+                                       limit=limit)
+        rows = [f"{e.type:<4} {e.size:>14,}  "
+                f"{dt.datetime.fromtimestamp(e.mtime):%Y-%m-%d %H:%M}  {e.path}"
+                for e in page.entries]
+        more = (f"\n(showing {len(rows)} of {page.total}; narrow with pattern or path)"
+                if page.next_cursor else "")
+        text = (f"{page.total} entr{'y' if page.total == 1 else 'ies'} under "
+                f"{page.path or '.'} on {spec.name!r} (root {page.root}):\n"
+                + ("\n".join(rows) or "(empty)") + more)
+        return CallToolResult(content=[TextContent(type="text", text=text)],
+                              structured_content=page.model_dump(mode="json"))
+
+
+async def download_from_colab(
+    path: RemotePath,
+    ctx: BridgeContext,
+    local_name: Annotated[str | None, Field(
+        max_length=255, description="File name in the local save directory "
+                                    "(default: the remote name).")] = None,
+    overwrite: Annotated[bool, Field(description="Replace an existing local file.")] = False,
+    runtime: RuntimeName = None,
+) -> CallToolResult:
+    """Copy a file (or a whole directory) from the runtime into the local save directory.
+
+    Resumable and verified (sha256); the file appears only once complete. Returns the
+    local path, size and digest.
+    """
+    deps = deps_of(ctx)
+    with translated(runtime):
+        spec, client = await deps.registry.client(runtime)
+        head = await client.stat(path, with_hash=False)
+        if head.type == "dir" and client.supports(Capability.ARCHIVES):
+            archive = await client.download_dir(
+                path, deps.settings.save_dir, local_name, overwrite=overwrite,
+                progress=mcp_progress(ctx, "downloaded"))
+            text = (f"downloaded directory {path} from {spec.name!r} to {archive.path} "
+                    f"({archive.members} entries, {archive.wire_bytes:,} bytes transferred)")
+            if archive.refused:
+                text += f"; refused unsafe members: {', '.join(archive.refused[:10])}"
             return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content=page.model_dump(mode="json"))
+                                  structured_content={"path": str(archive.path),
+                                                      "members": archive.members})
+        got = await client.download(path, deps.settings.save_dir, local_name,
+                                    overwrite=overwrite, progress=mcp_progress(ctx, "downloaded"))
+        text = (f"downloaded {path} from {spec.name!r} to {got.path} ({got.size:,} bytes, "
+                f"sha256 {got.sha256})")
+        return CallToolResult(content=[TextContent(type="text", text=text)],
+                              structured_content={"path": str(got.path), "size": got.size,
+                                                  "sha256": got.sha256})
 
-    async def download_from_colab(
-        path: RemotePath,
-        ctx: Context,
-        local_name: Annotated[str | None, Field(
-            max_length=255, description="File name in the local save directory "
-                                        "(default: the remote name).")] = None,
-        overwrite: Annotated[bool, Field(description="Replace an existing local file.")] = False,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """Copy a file (or a whole directory) from the runtime into the local save directory.
 
-        Resumable and verified (sha256); the file appears only once complete. Returns the
-        local path, size and digest.
-        """
-        with translated(runtime):
-            spec, client = await deps.registry.client(runtime)
-            files = files_for(client)
-            head = await files.stat(path, with_hash=False)
-            if head.type == "dir" and isinstance(client, RuntimeClient):
-                archive = await download_dir(
-                    client, path, deps.settings.save_dir, local_name, overwrite=overwrite,
-                    progress=mcp_progress(ctx, "downloaded"))
-                text = (f"downloaded directory {path} from {spec.name!r} to {archive.path} "
-                        f"({archive.members} entries, {archive.wire_bytes:,} bytes transferred)")
-                if archive.refused:
-                    text += f"; refused unsafe members: {', '.join(archive.refused[:10])}"
-                return CallToolResult(content=[TextContent(type="text", text=text)],
-                                      structured_content={"path": str(archive.path),
-                                                          "members": archive.members})
-            got = await files.download(path, deps.settings.save_dir, local_name,
-                                       overwrite=overwrite,
-                                       progress=mcp_progress(ctx, "downloaded"))
-            text = (f"downloaded {path} from {spec.name!r} to {got.path} ({got.size:,} bytes, "
-                    f"sha256 {got.sha256})")
-            return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content={"path": str(got.path), "size": got.size,
-                                                      "sha256": got.sha256})
+async def upload_to_colab(
+    local_path: Annotated[str, Field(
+        min_length=1, max_length=4096,
+        description="Local file, relative to the local save directory or absolute "
+                    "under an allowed upload directory.")],
+    ctx: BridgeContext,
+    remote_path: Annotated[str | None, Field(
+        max_length=4096, description="Destination relative to the runtime's root "
+                                     "(default: the file name at the root).")] = None,
+    overwrite: Annotated[bool, Field(description="Replace an existing remote file.")] = False,
+    runtime: RuntimeName = None,
+) -> CallToolResult:
+    """Copy a local file to the runtime (verified with sha256, written atomically).
 
-    async def upload_to_colab(
-        local_path: Annotated[str, Field(
-            min_length=1, max_length=4096,
-            description="Local file, relative to the local save directory or absolute "
-                        "under an allowed upload directory.")],
-        ctx: Context,
-        remote_path: Annotated[str | None, Field(
-            max_length=4096, description="Destination relative to the runtime's root "
-                                         "(default: the file name at the root).")] = None,
-        overwrite: Annotated[bool, Field(description="Replace an existing remote file.")] = False,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """Copy a local file to the runtime (verified with sha256, written atomically).
+    Reads only from the local save directory and any --upload-root directories.
+    """
+    deps = deps_of(ctx)
+    with translated(runtime):
+        source = _allowed_local(local_path, deps.settings.upload_roots)
+        spec, client = await deps.registry.client(runtime)
+        done = await client.upload(
+            source, remote_path or source.name, overwrite=overwrite,
+            progress=mcp_progress(ctx, "uploaded"))
+        text = (f"uploaded {source} to {done.path} on {spec.name!r} ({done.size:,} bytes, "
+                f"sha256 {done.sha256}{', replaced the old file' if done.overwritten else ''})")
+        return CallToolResult(content=[TextContent(type="text", text=text)],
+                              structured_content=done.model_dump(mode="json"))
 
-        Reads only from the local save directory and any --upload-root directories.
-        """
-        with translated(runtime):
-            source = _allowed_local(local_path, deps.settings.upload_roots)
-            spec, client = await deps.registry.client(runtime)
-            done = await files_for(client).upload(
-                source, remote_path or source.name, overwrite=overwrite,
-                progress=mcp_progress(ctx, "uploaded"))
-            text = (f"uploaded {source} to {done.path} on {spec.name!r} ({done.size:,} bytes, "
-                    f"sha256 {done.sha256}{', replaced the old file' if done.overwritten else ''})")
-            return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content=done.model_dump(mode="json"))
 
-    register_tool(server, list_colab_files, annotations=READS, title="List runtime files")
-    register_tool(server, download_from_colab, annotations=FETCHES, title="Download from runtime")
-    register_tool(server, upload_to_colab, annotations=WRITES, title="Upload to runtime")
+TOOLS = [
+    ToolDef(list_colab_files, "List runtime files", READS_REMOTE),
+    ToolDef(download_from_colab, "Download from runtime", ADDS),
+    ToolDef(upload_to_colab, "Upload to runtime", REPLACES_REMOTE),
+]

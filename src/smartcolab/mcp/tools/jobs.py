@@ -9,25 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from smartcolab.client.journal import JournalEntry
-from smartcolab.mcp.deps import BridgeDeps
+from smartcolab.mcp.annotations import READS_REMOTE, REPLACES_REMOTE
+from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import Followed, follow, render
-from smartcolab.mcp.params import JobId, RuntimeName, register_tool
+from smartcolab.mcp.params import JobId, RuntimeName, ToolDef
 from smartcolab.mcp.results import cap_text
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import RuntimeUnreachable
 from smartcolab.shared.protocol import MAX_WAIT_S, TERMINAL_STATUSES, JobView
-
-READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                        open_world_hint=True)
-CANCELS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                          open_world_hint=True)
 
 
 def _stamp(t: float | None) -> str:
@@ -56,135 +50,147 @@ def _view_row(v: JobView) -> str:
     return f"{v.job_id}  {v.status:<9}  {v.session:<8}  {_stamp(v.created_at)}  {took:>8}  {first}"
 
 
-def register(server: MCPServer, deps: BridgeDeps) -> None:
-    def runtime_of(job_id: str, runtime: str | None) -> str | None:
-        if runtime:
-            return runtime
-        entry = deps.journal.get(job_id)
-        return entry.runtime if entry else None
+def runtime_of(deps: BridgeDeps, job_id: str, runtime: str | None) -> str | None:
+    if runtime:
+        return runtime
+    entry = deps.journal.get(job_id)
+    return entry.runtime if entry else None
 
-    async def get_job(
-        job_id: JobId, ctx: Context,
-        wait: Annotated[float | None, Field(
-            ge=0, le=3600,
-            description="Seconds to wait for the job to finish (default: the wait budget, "
-                        "about 50 s); 0 returns at once.")] = None,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """Status of a job, and its new output since you last looked; waits for it to end.
 
-        Use after run_code_long or run_code_quick returned "running". Waits up to the
-        wait budget, reporting progress, and returns the full result (output, value,
-        plots, error) once the job has ended. If the runtime is unreachable, answers
-        from this bridge's local journal and says so.
-        """
-        name = runtime_of(job_id, runtime)
-        with translated(name):
-            budget = deps.settings.wait_budget_s if wait is None else wait
-            spec, client = await deps.registry.client(name)
-            try:
-                view = await client.get_job(
-                    job_id, wait=min(deps.settings.progress_interval_s, budget, MAX_WAIT_S),
-                    since=deps.cursors.get(job_id))
-            except RuntimeUnreachable as exc:
-                entry = deps.journal.get(job_id)
-                if entry is None:
-                    raise
-                text = (f"The runtime is unreachable ({exc.message}).\nFrom the local journal:\n"
-                        + _journal_text(entry))
-                return CallToolResult(content=[TextContent(type="text", text=text)],
-                                      structured_content={"source": "journal",
-                                                          **_journal_dict(entry)})
-            followed = await follow(deps, ctx, spec, client, view,
-                                    budget_s=max(0.0, budget - deps.settings.progress_interval_s))
-            notes: list[str] = []
-            pending = deps.pending_downloads.get(job_id)
-            if pending and followed.view.status in TERMINAL_STATUSES:
-                del deps.pending_downloads[job_id]
-                if followed.view.status == "succeeded":
-                    notes.extend(await fetch_downloads(deps, spec.name, pending))
-            return render(deps, spec, followed, notes).result()
+async def get_job(
+    job_id: JobId, ctx: BridgeContext,
+    wait: Annotated[float | None, Field(
+        ge=0, le=3600,
+        description="Seconds to wait for the job to finish (default: the wait budget, "
+                    "about 50 s); 0 returns at once.")] = None,
+    runtime: RuntimeName = None,
+) -> CallToolResult:
+    """Status of a job, and its new output since you last looked; waits for it to end.
 
-    async def cancel_job(job_id: JobId, runtime: RuntimeName = None) -> CallToolResult:
-        """Stop a queued or running job (the kernel is interrupted; variables survive).
+    Use after run_code_long or run_code_quick returned "running". Waits up to the
+    wait budget, reporting progress, and returns the full result (output, value,
+    plots, error) once the job has ended. If the runtime is unreachable, answers
+    from this bridge's local journal and says so.
+    """
+    deps = deps_of(ctx)
+    name = runtime_of(deps, job_id, runtime)
+    with translated(name):
+        budget = deps.settings.wait_budget_s if wait is None else wait
+        spec, client = await deps.registry.client(name)
+        try:
+            view = await client.get_job(
+                job_id, wait=min(deps.settings.progress_interval_s, budget, MAX_WAIT_S),
+                since=deps.cursors.get(job_id))
+        except RuntimeUnreachable as exc:
+            entry = deps.journal.get(job_id)
+            if entry is None:
+                raise
+            text = (f"The runtime is unreachable ({exc.message}).\nFrom the local journal:\n"
+                    + _journal_text(entry))
+            return CallToolResult(content=[TextContent(type="text", text=text)],
+                                  structured_content={"source": "journal",
+                                                      **_journal_dict(entry)})
+        followed = await follow(deps, ctx, spec, client, view,
+                                budget_s=max(0.0, budget - deps.settings.progress_interval_s))
+        notes: list[str] = []
+        pending = deps.pending_downloads.get(job_id)
+        if pending and followed.view.status in TERMINAL_STATUSES:
+            del deps.pending_downloads[job_id]
+            if followed.view.status == "succeeded":
+                notes.extend(await fetch_downloads(deps, spec.name, pending))
+        return render(deps, spec, client, followed, notes).result()
 
-        Cancelling a job that has already ended changes nothing and returns its state.
-        """
-        name = runtime_of(job_id, runtime)
-        with translated(name):
-            spec, client = await deps.registry.client(name)
-            view = await client.cancel_job(job_id)
-            deps.journal.record_view(view)
-            deps.pending_downloads.pop(job_id, None)
-            return render(deps, spec, Followed(view, view.output)).result()
 
-    async def list_jobs(
-        limit: Annotated[int, Field(ge=1, le=200, description="Most jobs to list.")] = 20,
-        status: Annotated[Literal["queued", "running", "succeeded", "failed", "timed_out",
-                                  "cancelled", "lost"] | None,
-                          Field(description="Only jobs with this status.")] = None,
-        session: Annotated[str | None, Field(description="Only jobs of this session.")] = None,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """List recent jobs on a runtime, newest first (id, status, session, start, duration, code).
+async def cancel_job(job_id: JobId, ctx: BridgeContext,
+                     runtime: RuntimeName = None) -> CallToolResult:
+    """Stop a queued or running job (the kernel is interrupted; variables survive).
 
-        If the runtime is unreachable, lists the jobs this bridge submitted to it from
-        its local journal, and says so.
-        """
-        with translated(runtime):
-            spec, client = await deps.registry.client(runtime)
-            try:
-                jobs = (await client.list_jobs(limit=limit, session=session, status=status)).jobs
-            except RuntimeUnreachable as exc:
-                entries = [e for e in deps.journal.recent(runtime=spec.name, limit=limit)
-                           if (status is None or e.status == status)
-                           and (session is None or e.session == session)]
-                lines = [f"{e.job_id}  {e.status:<9}  {e.session:<8}  {_stamp(e.submitted_at)}  "
-                         f"{e.code.strip().splitlines()[0][:60] if e.code.strip() else ''}"
-                         for e in entries]
-                text = (f"The runtime {spec.name!r} is unreachable ({exc.message}).\n"
-                        f"From the local journal ({len(entries)} jobs this bridge submitted):\n"
-                        + ("\n".join(lines) or "(none)"))
-                return CallToolResult(content=[TextContent(type="text", text=text)],
-                                      structured_content={"source": "journal", "jobs": [
-                                          _journal_dict(e) for e in entries]})
-            text = (f"{len(jobs)} job(s) on runtime {spec.name!r}:\n"
-                    + ("\n".join(_view_row(v) for v in jobs) or "(none)"))
-            return CallToolResult(
-                content=[TextContent(type="text", text=text)],
-                structured_content={"source": "runtime", "runtime": spec.name, "jobs": [
-                    {"job_id": v.job_id, "status": v.status, "session": v.session,
-                     "created_at": v.created_at, "duration_s": v.duration_s} for v in jobs]})
+    Cancelling a job that has already ended changes nothing and returns its state.
+    """
+    deps = deps_of(ctx)
+    name = runtime_of(deps, job_id, runtime)
+    with translated(name):
+        spec, client = await deps.registry.client(name)
+        view = await client.cancel_job(job_id)
+        deps.journal.record_view(view)
+        deps.pending_downloads.pop(job_id, None)
+        return render(deps, spec, client, Followed(view, view.output)).result()
 
-    async def get_job_output(
-        job_id: JobId,
-        offset: Annotated[int, Field(ge=0, description="Byte offset to start from.")] = 0,
-        limit: Annotated[int, Field(ge=1, le=200_000,
-                                    description="Most bytes to return.")] = 20_000,
-        runtime: RuntimeName = None,
-    ) -> CallToolResult:
-        """Read a job's full text output page by page (when a result said it was truncated).
 
-        Returns the text from `offset`, the next offset to pass, and the total size.
-        """
-        name = runtime_of(job_id, runtime)
-        with translated(name):
-            _, client = await deps.registry.client(name)
-            page = await client.job_output(job_id, offset=offset,
-                                           limit=min(limit, deps.settings.max_result_chars))
-            text, _ = cap_text(page.text, deps.settings.max_result_chars)
-            more = ("end of output." if page.complete else
-                    f"more: call get_job_output(job_id={job_id!r}, offset={page.next_offset}).")
-            header = (f"job {job_id} output bytes {page.offset}-{page.next_offset} of "
-                      f"{page.total_bytes}; {more}")
-            return CallToolResult(
-                content=[TextContent(type="text", text=f"{header}\n{text}")],
-                structured_content={"job_id": job_id, "offset": page.offset,
-                                    "next_offset": page.next_offset,
-                                    "total_bytes": page.total_bytes, "complete": page.complete})
+async def list_jobs(
+    limit: Annotated[int, Field(ge=1, le=200, description="Most jobs to list.")] = 20,
+    status: Annotated[Literal["queued", "running", "succeeded", "failed", "timed_out",
+                              "cancelled", "lost"] | None,
+                      Field(description="Only jobs with this status.")] = None,
+    session: Annotated[str | None, Field(description="Only jobs of this session.")] = None,
+    runtime: RuntimeName = None,
+    *, ctx: BridgeContext,
+) -> CallToolResult:
+    """List recent jobs on a runtime, newest first (id, status, session, start, duration, code).
 
-    register_tool(server, get_job, annotations=READS, title="Wait for / inspect a job")
-    register_tool(server, cancel_job, annotations=CANCELS, title="Cancel a job")
-    register_tool(server, list_jobs, annotations=READS, title="List jobs")
-    register_tool(server, get_job_output, annotations=READS, title="Page through a job's output")
+    If the runtime is unreachable, lists the jobs this bridge submitted to it from
+    its local journal, and says so.
+    """
+    deps = deps_of(ctx)
+    with translated(runtime):
+        spec, client = await deps.registry.client(runtime)
+        try:
+            jobs = (await client.list_jobs(limit=limit, session=session, status=status)).jobs
+        except RuntimeUnreachable as exc:
+            entries = [e for e in deps.journal.recent(runtime=spec.name, limit=limit)
+                       if (status is None or e.status == status)
+                       and (session is None or e.session == session)]
+            lines = [f"{e.job_id}  {e.status:<9}  {e.session:<8}  {_stamp(e.submitted_at)}  "
+                     f"{e.code.strip().splitlines()[0][:60] if e.code.strip() else ''}"
+                     for e in entries]
+            text = (f"The runtime {spec.name!r} is unreachable ({exc.message}).\n"
+                    f"From the local journal ({len(entries)} jobs this bridge submitted):\n"
+                    + ("\n".join(lines) or "(none)"))
+            return CallToolResult(content=[TextContent(type="text", text=text)],
+                                  structured_content={"source": "journal", "jobs": [
+                                      _journal_dict(e) for e in entries]})
+        text = (f"{len(jobs)} job(s) on runtime {spec.name!r}:\n"
+                + ("\n".join(_view_row(v) for v in jobs) or "(none)"))
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)],
+            structured_content={"source": "runtime", "runtime": spec.name, "jobs": [
+                {"job_id": v.job_id, "status": v.status, "session": v.session,
+                 "created_at": v.created_at, "duration_s": v.duration_s} for v in jobs]})
 
+
+async def get_job_output(
+    job_id: JobId,
+    offset: Annotated[int, Field(ge=0, description="Byte offset to start from.")] = 0,
+    limit: Annotated[int, Field(ge=1, le=200_000,
+                                description="Most bytes to return.")] = 20_000,
+    runtime: RuntimeName = None,
+    *, ctx: BridgeContext,
+) -> CallToolResult:
+    """Read a job's full text output page by page (when a result said it was truncated).
+
+    Returns the text from `offset`, the next offset to pass, and the total size.
+    """
+    deps = deps_of(ctx)
+    name = runtime_of(deps, job_id, runtime)
+    with translated(name):
+        _, client = await deps.registry.client(name)
+        page = await client.job_output(job_id, offset=offset,
+                                       limit=min(limit, deps.settings.max_result_chars))
+        text, _ = cap_text(page.text, deps.settings.max_result_chars)
+        more = ("end of output." if page.complete else
+                f"more: call get_job_output(job_id={job_id!r}, offset={page.next_offset}).")
+        header = (f"job {job_id} output bytes {page.offset}-{page.next_offset} of "
+                  f"{page.total_bytes}; {more}")
+        return CallToolResult(
+            content=[TextContent(type="text", text=f"{header}\n{text}")],
+            structured_content={"job_id": job_id, "offset": page.offset,
+                                "next_offset": page.next_offset,
+                                "total_bytes": page.total_bytes, "complete": page.complete})
+
+
+TOOLS = [
+    ToolDef(get_job, "Wait for / inspect a job", READS_REMOTE),
+    ToolDef(cancel_job, "Cancel a job", REPLACES_REMOTE),
+    ToolDef(list_jobs, "List jobs", READS_REMOTE),
+    ToolDef(get_job_output, "Page through a job's output", READS_REMOTE),
+]
