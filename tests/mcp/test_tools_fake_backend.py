@@ -1,0 +1,143 @@
+"""The MCP tools in process against a fake backend registered through the registry's factories.
+
+No runtime process: the fake (tests/support/fake_backend.py) makes the follow, budget,
+cancel and capability paths cheap to reach.  The server owns its lifetime here, as in
+``smartcolab mcp``: ``build_server(config)`` opens the bridge in its lifespan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.types import CallToolResult
+
+from mcp import Client
+from smartcolab.client.backend import Capability
+from smartcolab.client.registry import RuntimeSpec
+from smartcolab.mcp.chunked.checkpoints import CheckpointStore
+from smartcolab.mcp.deps import BridgeSettings
+from smartcolab.mcp.server import BridgeConfig, build_server
+from support.bridge_helpers import text_of
+from support.fake_backend import FakeBackend
+
+pytestmark = pytest.mark.anyio
+
+
+def config(tmp: Path, backend: FakeBackend) -> BridgeConfig:
+    return BridgeConfig(
+        settings=BridgeSettings(save_dir=tmp / "saved", checkpoint_dir=tmp / "ckpt",
+                                wait_budget_s=0.5, progress_interval_s=0.1),
+        runtimes=[RuntimeSpec("fake", "http://fake.invalid", kind="fake")],
+        default_runtime="fake", embedded=False,
+        factories={"fake": backend.factory()})
+
+
+async def call(client: Client, tool: str, args: dict[str, Any]) -> CallToolResult:
+    with anyio.fail_after(20):
+        return await client.call_tool(tool, args)
+
+
+async def test_quick_code_runs_and_the_session_is_made_on_first_use(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with Client(build_server(config(tmp_path, backend))) as client:
+        result = await call(client, "run_code_quick", {"code": "print:hello", "session": "s2"})
+        assert not result.is_error
+        assert "hello" in text_of(result)
+        assert result.structured_content is not None
+        assert result.structured_content["status"] == "succeeded"
+        assert result.structured_content["job_tracking"] == "runtime"
+        assert backend.calls[0] == ("create_session", "s2")
+    assert backend.closed  # the lifespan closed the registry and its backends
+
+
+async def test_a_kind_without_a_job_store_says_the_bridge_tracks_its_jobs(tmp_path: Path) -> None:
+    backend = FakeBackend(capabilities=frozenset())
+    async with Client(build_server(config(tmp_path, backend))) as client:
+        result = await call(client, "run_code_quick", {"code": "print:hi"})
+        assert result.structured_content is not None
+        assert result.structured_content["job_tracking"] == "bridge"
+
+
+async def test_a_running_job_is_handed_over_then_followed_and_cancelled(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with Client(build_server(config(tmp_path, backend))) as client:
+        started = await call(client, "run_code_long", {"code": "hang"})
+        assert started.structured_content is not None
+        assert started.structured_content["status"] == "running"
+        job_id = started.structured_content["job_id"]
+        again = await call(client, "get_job", {"job_id": job_id, "wait": 0})
+        assert again.structured_content is not None
+        assert again.structured_content["status"] == "running"
+        assert ("cancel", job_id) not in backend.calls  # waiting never stops the job
+        stopped = await call(client, "cancel_job", {"job_id": job_id})
+        assert stopped.structured_content is not None
+        assert stopped.structured_content["status"] == "cancelled"
+        listed = await call(client, "list_jobs", {})
+        assert job_id in text_of(listed)
+
+
+async def test_cancelling_the_tool_call_cancels_the_job(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    cfg = config(tmp_path, backend)
+    cfg = replace(cfg, settings=replace(cfg.settings, wait_budget_s=30))  # the call waits
+    async with Client(build_server(cfg)) as client:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, "run_code_quick", {"code": "hang"})
+                await backend.submitted.wait()  # the job reached the runtime
+                tg.cancel_scope.cancel()
+            (job_id,) = backend.jobs
+            await backend.jobs[job_id].changed.wait()
+        assert backend.jobs[job_id].status == "cancelled"
+        assert ("cancel", job_id) in backend.calls
+
+
+@pytest.mark.parametrize(("tool", "args", "says"), [
+    ("save_colab_variables", {}, "cannot keep variable snapshots; save with code instead"),
+    ("restore_colab_variables", {}, "cannot keep variable snapshots; save with code instead"),
+    ("list_colab_files", {}, "cannot move files; read and write files with code instead"),
+    ("download_from_colab", {"path": "x.csv"}, "cannot move files"),
+])
+async def test_a_missing_capability_is_refused_with_what_to_do(
+        tmp_path: Path, tool: str, args: dict[str, Any], says: str) -> None:
+    backend = FakeBackend()
+    async with Client(build_server(config(tmp_path, backend))) as client:
+        result = await call(client, tool, args)
+    assert result.is_error
+    text = text_of(result)
+    assert f"Error executing tool {tool}: unsupported: runtime 'fake' is a fake runtime, which " \
+        in text
+    assert says in text
+    assert "What to do:" in text
+
+
+async def test_declared_capabilities_are_asked_not_types(tmp_path: Path) -> None:
+    backend = FakeBackend(capabilities=frozenset({Capability.FILES}))
+    assert backend.supports(Capability.FILES)
+    assert not backend.supports(Capability.ARCHIVES)
+    assert backend.job_tracking == "bridge"
+    with pytest.raises(Exception, match="cannot send a directory as one archive"):
+        backend.require(Capability.ARCHIVES)
+
+
+async def test_closing_the_server_stops_a_background_chunked_operation(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with Client(build_server(config(tmp_path, backend))) as client:
+        result = await call(client, "run_chunked_operation", {
+            "loop_code": "x = i", "n_iterations": 10, "checkpoint_name": "bg", "wait": 0})
+        assert result.structured_content is not None
+        assert result.structured_content["status"] == "running"
+        with anyio.fail_after(20):
+            await backend.submitted.wait()  # its first batch reached the runtime
+    # The lifespan stopped the operation: its batch was cancelled and the checkpoint paused.
+    (job_id,) = backend.jobs
+    assert backend.jobs[job_id].status == "cancelled"
+    store = CheckpointStore(tmp_path / "ckpt")
+    try:
+        assert store.require("bg").status == "paused"
+    finally:
+        store.close()
