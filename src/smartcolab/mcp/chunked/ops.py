@@ -42,11 +42,6 @@ class RunningOp:
     def done(self) -> bool:
         return self.finished.is_set()
 
-    @property
-    def stopped(self) -> bool:
-        """Ended without an outcome or an error: it was stopped (cancelled)."""
-        return self.done and self.outcome is None and self.error is None
-
 
 class ChunkedOps:
     """The running operations of one bridge, by checkpoint name, in one task group."""
