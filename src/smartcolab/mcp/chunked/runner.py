@@ -11,7 +11,6 @@ at most once.  A batch is recorded only if it starts where the checkpoint stands
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import anyio
 
 from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.follow import Follower
@@ -161,7 +162,7 @@ class ChunkedRunner:
                                             if cp.total else "0 iterations: nothing to run"])
             try:
                 return await self._drive(spec, cp, notes, progress)
-            except asyncio.CancelledError:
+            except anyio.get_cancelled_exc_class():
                 self.store.update(spec.checkpoint_name, status="paused")
                 raise
         finally:
