@@ -13,7 +13,7 @@ import hmac
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -126,19 +126,18 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
     (``open_bridge``); given ``BridgeDeps`` already open, it lends them (the caller
     closes them: tests that look inside).
     """
+    lifespan: Callable[[MCPServer[BridgeDeps]], AbstractAsyncContextManager[BridgeDeps]]
     if isinstance(bridge, BridgeDeps):
-        deps = bridge
+        lent = bridge
 
         @asynccontextmanager
         async def lend(_: MCPServer[BridgeDeps]) -> AsyncIterator[BridgeDeps]:
-            yield deps
+            yield lent
 
         lifespan = lend
     else:
         config = bridge
-
-        def lifespan(_: MCPServer[BridgeDeps]) -> Any:
-            return open_bridge(config)
+        lifespan = lambda _: open_bridge(config)  # noqa: E731
 
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
