@@ -5,7 +5,7 @@ Used by the MCP bridge and the CLI.  Every request is HMAC-signed (see
 that are safe to repeat (GETs, and job submission thanks to the client-chosen job
 id) are retried with exponential backoff and jitter on connection errors, 429 and
 5xx; a runtime's error body becomes the matching ``SmartColabError`` in exactly one
-function, ``_raise_for_status``.
+function, ``_check_status``.
 """
 
 from __future__ import annotations
@@ -19,27 +19,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
 from pydantic import BaseModel
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
-from smartcolab.shared.errors import (
-    RateLimited,
-    RuntimeUnreachable,
-    SmartColabError,
-    Unavailable,
-    error_from_body,
-)
+from smartcolab.client.retry import NO_RETRY as NO_RETRY
+from smartcolab.client.retry import RetryPolicy as RetryPolicy
+from smartcolab.shared.errors import RuntimeUnreachable, SmartColabError, error_from_body
 from smartcolab.shared.protocol import (
     EMPTY_SHA256,
     H_CONTENT_SHA256,
@@ -78,17 +65,6 @@ LONG_POLL_SLACK_S = 30.0
 # The runtime gives a save or restore up to 300 s inside the kernel.
 PERSIST_READ_TIMEOUT_S = 330.0
 USER_AGENT = "smartcolab-client"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    initial_s: float = 0.25
-    max_s: float = 8.0
-    total_s: float = 60.0
-
-
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 class HmacAuth(httpx2.Auth):
@@ -136,25 +112,6 @@ def _has_buffered_body(request: httpx2.Request) -> bool:
     return True
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (RuntimeUnreachable, RateLimited)):
-        return True
-    return isinstance(exc, Unavailable) and exc.code in ("unavailable", "kernel_unavailable")
-
-
-def _wait(policy: RetryPolicy) -> Any:
-    backoff = wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = getattr(exc, "retry_after", None)
-        if isinstance(hinted, (int, float)) and hinted > 0:
-            return float(min(hinted, policy.max_s))
-        return float(backoff(state))
-
-    return wait
-
-
 class RuntimeClient:
     """A pooled, signed, retrying connection to one runtime server."""
 
@@ -194,6 +151,24 @@ class RuntimeClient:
         await self.aclose()
 
     # ------------------------------------------------------------ core
+    def build_request(self, method: str, path: str, *,
+                      params: Mapping[str, Any] | None = None, json: Any = None,
+                      content: Any = None, headers: Mapping[str, str] | None = None,
+                      timeout: float | None = None,
+                      http: httpx2.AsyncClient | httpx2.Client | None = None) -> httpx2.Request:
+        """The one place a request is made, for every way of sending it.
+
+        Parameters that are ``None`` are left out of the query; ``timeout`` is the read
+        timeout of this call (a long-poll's wait plus slack), the connect timeout stays.
+        Signing happens when the request is sent (``HmacAuth``), so a retry is signed
+        afresh with a new nonce.
+        """
+        return (http or self._http).build_request(
+            method, path, params={k: v for k, v in (params or {}).items() if v is not None},
+            json=json, content=content, headers=headers,
+            timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout
+            else httpx2.USE_CLIENT_DEFAULT)
+
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, content: bytes | None = None,
                       headers: Mapping[str, str] | None = None, idempotent: bool | None = None,
@@ -202,21 +177,15 @@ class RuntimeClient:
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
         policy = self.retry if idempotent else NO_RETRY
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-        req_timeout = httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout else None
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
-            wait=_wait(policy), retry=retry_if_exception(_retryable), reraise=True,
-        ):
+        async for attempt in policy.retrying():
             with attempt:
+                request = self.build_request(method, path, params=params, json=json,
+                                             content=content, headers=headers, timeout=timeout)
                 try:
-                    response = await self._http.request(
-                        method, path, params=clean_params, json=json, content=content,
-                        headers=headers, timeout=req_timeout if req_timeout else httpx2.USE_CLIENT_DEFAULT,
-                    )
+                    response = await self._http.send(request)
                 except httpx2.TransportError as exc:
                     raise self._unreachable(exc) from exc
-                await self._raise_for_status(response)
+                self._check_status(response)
                 return response
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
@@ -226,17 +195,17 @@ class RuntimeClient:
                      content: Any = None, timeout: float | None = None,
                      ) -> AsyncIterator[httpx2.Response]:
         """A streamed request (downloads, uploads); no automatic retry: the caller resumes."""
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self.build_request(method, path, params=params, headers=headers,
+                                     content=content, timeout=timeout)
         try:
-            async with self._http.stream(
-                method, path, params=clean, headers=headers, content=content,
-                timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S)
-                if timeout else httpx2.USE_CLIENT_DEFAULT,
-            ) as response:
+            response = await self._http.send(request, stream=True)
+            try:
                 if response.status_code >= 400:
                     await response.aread()
-                await self._raise_for_status(response)
+                self._check_status(response)
                 yield response
+            finally:
+                await response.aclose()
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from exc
 
@@ -257,17 +226,17 @@ class RuntimeClient:
                     limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4),
                     **self._common)
             http = self._blocking
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self.build_request(method, path, params=params, headers=headers,
+                                     timeout=timeout, http=http)
         try:
-            with http.stream(
-                method, path, params=clean, headers=headers,
-                timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S)
-                if timeout else httpx2.USE_CLIENT_DEFAULT,
-            ) as response:
+            response = http.send(request, stream=True)
+            try:
                 if response.status_code >= 400:
                     response.read()
                 self._check_status(response)
                 yield response
+            finally:
+                response.close()
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from exc
 
@@ -278,9 +247,6 @@ class RuntimeClient:
             "call connect_runtime with the new URL and secret.",
             details={"url": self.url},
         )
-
-    async def _raise_for_status(self, response: httpx2.Response) -> None:
-        self._check_status(response)
 
     def _check_status(self, response: httpx2.Response) -> None:
         """Remember the epoch; raise the matching ``SmartColabError`` for an error reply."""

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from smartcolab.client.http.client import RuntimeClient
-from smartcolab.client.local_files import ProgressFn, backoff, write_failed, write_json_atomic
+from smartcolab.client.local_files import ProgressFn, write_failed, write_json_atomic
 from smartcolab.shared.errors import RuntimeUnreachable
 
 MAX_TOTAL_ATTEMPTS = 100
@@ -110,7 +110,7 @@ def _receive(client: RuntimeClient, job: Receive) -> None:
                             f"at {job.offset} of {job.total} bytes ({exc.message}); call download "
                             "again to resume from there",
                             details={"offset": job.offset, "part": str(job.part)}) from exc
-                    if job.stop.wait(backoff(client, failures)):
+                    if job.stop.wait(client.retry.delay(failures)):
                         raise Stopped("download stopped") from exc
             f.flush()
             os.fsync(f.fileno())

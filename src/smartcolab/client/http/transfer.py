@@ -24,7 +24,6 @@ from smartcolab.client.http.receive import Receive, receive, report
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.local_files import (
     ProgressFn,
-    backoff,
     discard,
     hash_local,
     hash_prefix,
@@ -247,7 +246,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
             failures += 1
             if failures >= attempts:
                 raise
-            await asyncio.sleep(backoff(client, failures))
+            await asyncio.sleep(client.retry.delay(failures))
     if result.sha256 != digest or result.size != size:
         raise ChecksumMismatch(f"the runtime stored {result.size} bytes with sha256 "
                                f"{result.sha256}, expected {size} bytes with {digest}")

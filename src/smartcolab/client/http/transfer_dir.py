@@ -20,7 +20,6 @@ from smartcolab.client.http.receive import report
 from smartcolab.client.local_files import (
     OVERWRITE_HINT,
     ProgressFn,
-    backoff,
     fsync_dir,
     local_target,
     part_paths,
@@ -74,7 +73,7 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
             if failures >= attempts:
                 part.unlink(missing_ok=True)
                 raise
-            await asyncio.sleep(backoff(client, failures))
+            await asyncio.sleep(client.retry.delay(failures))
     if not extract:
         await asyncio.to_thread(publish, part, final, overwrite)
         return ArchiveResult(path=final, wire_bytes=done, extracted=False)
