@@ -11,13 +11,14 @@ import pytest
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.retry import NO_RETRY, RetryPolicy, retryable
 from smartcolab.shared.errors import (
+    IncompatibleRuntime,
     InvalidInput,
     KernelUnavailable,
     LowMemory,
     RateLimited,
     RuntimeUnreachable,
 )
-from smartcolab.shared.protocol import H_NONCE
+from smartcolab.shared.protocol import API_VERSION, H_API_VERSION, H_NONCE
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +157,14 @@ async def test_a_streamed_request_uses_the_same_builder() -> None:
     assert dict(seen[0].url.params) == {"path": "a b&c"}
     assert seen[0].headers["User-Agent"] == "smartcolab-client"
     assert H_NONCE in seen[0].headers
+
+
+async def test_a_runtime_of_another_api_version_is_refused_clearly() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={}, headers={H_API_VERSION: "999"})
+
+    async with RuntimeClient("http://runtime.test", "s3cret", retry=FAST,
+                             transport=httpx2.MockTransport(handler)) as client:
+        with pytest.raises(IncompatibleRuntime, match="speaks API version 999") as info:
+            await client.request("GET", "/probe")
+    assert info.value.details["client_api"] == API_VERSION

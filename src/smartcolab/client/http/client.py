@@ -24,11 +24,20 @@ from typing import Any, TypeVar
 import httpx2
 from pydantic import BaseModel
 
+from smartcolab import __version__
 from smartcolab.client.retry import NO_RETRY as NO_RETRY
 from smartcolab.client.retry import RetryPolicy as RetryPolicy
-from smartcolab.shared.errors import RuntimeUnreachable, SmartColabError, error_from_body
+from smartcolab.shared import routes
+from smartcolab.shared.errors import (
+    IncompatibleRuntime,
+    RuntimeUnreachable,
+    SmartColabError,
+    error_from_body,
+)
 from smartcolab.shared.protocol import (
+    API_VERSION,
     EMPTY_SHA256,
+    H_API_VERSION,
     H_CONTENT_SHA256,
     H_EPOCH,
     H_NGROK_SKIP,
@@ -253,6 +262,15 @@ class RuntimeClient:
         epoch = response.headers.get(H_EPOCH)
         if epoch:
             self.last_epoch = epoch
+        version = response.headers.get(H_API_VERSION)
+        # Absent: not our runtime (a tunnel's page, a proxy), which the status check reports.
+        if version is not None and version != API_VERSION:
+            raise IncompatibleRuntime(
+                f"the runtime at {self.url} speaks API version {version}, this smartcolab "
+                f"{__version__} speaks version {API_VERSION}: install the same "
+                "smart-colab-mcp version on both sides (pip install -U smart-colab-mcp in the "
+                "notebook and here), then restart the runtime.",
+                details={"url": self.url, "runtime_api": version, "client_api": API_VERSION})
         if response.status_code < 400:
             return
         try:
@@ -286,59 +304,59 @@ class RuntimeClient:
 
     # ------------------------------------------------------------ system
     async def health(self) -> Health:
-        return await self._get_model(Health, "/health")
+        return await self._get_model(Health, routes.HEALTH)
 
     async def probe(self) -> Probe:
-        return await self._get_model(Probe, "/probe")
+        return await self._get_model(Probe, routes.PROBE)
 
     async def shutdown(self) -> None:
-        await self.request("POST", "/shutdown", idempotent=True)
+        await self.request("POST", routes.SHUTDOWN, idempotent=True)
 
     # ------------------------------------------------------------ jobs
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
         """Submit a job; safe to retry: the runtime runs one job per job id."""
         wait = max(0.0, min(wait, MAX_WAIT_S))
         return await self._post_model(
-            JobView, "/jobs", json=job.model_dump(mode="json"), idempotent=True,
+            JobView, routes.JOBS, json=job.model_dump(mode="json"), idempotent=True,
             timeout=wait + LONG_POLL_SLACK_S, wait=wait or None)
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         wait = max(0.0, min(wait, MAX_WAIT_S))
-        return await self._get_model(JobView, f"/jobs/{job_id}", timeout=wait + LONG_POLL_SLACK_S,
+        return await self._get_model(JobView, routes.fill(routes.JOB, job_id=job_id), timeout=wait + LONG_POLL_SLACK_S,
                                      wait=wait or None, since=since)
 
     async def cancel_job(self, job_id: str) -> JobView:
-        return await self._post_model(JobView, f"/jobs/{job_id}/cancel", idempotent=True)
+        return await self._post_model(JobView, routes.fill(routes.JOB_CANCEL, job_id=job_id), idempotent=True)
 
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
                         status: str | None = None) -> JobList:
-        return await self._get_model(JobList, "/jobs", limit=limit, session=session, status=status)
+        return await self._get_model(JobList, routes.JOBS, limit=limit, session=session, status=status)
 
     async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
-        return await self._get_model(OutputPage, f"/jobs/{job_id}/output", offset=offset, limit=limit)
+        return await self._get_model(OutputPage, routes.fill(routes.JOB_OUTPUT, job_id=job_id), offset=offset, limit=limit)
 
     # ------------------------------------------------------------ sessions
     async def sessions(self) -> SessionList:
-        return await self._get_model(SessionList, "/sessions")
+        return await self._get_model(SessionList, routes.SESSIONS)
 
     async def create_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, "/sessions", json={"name": name})
+        return await self._post_model(SessionView, routes.SESSIONS, json={"name": name})
 
     async def restart_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, f"/sessions/{name}/restart", idempotent=True,
+        return await self._post_model(SessionView, routes.fill(routes.SESSION_RESTART, name=name), idempotent=True,
                                       timeout=120.0)
 
     async def delete_session(self, name: str) -> None:
-        await self.request("DELETE", f"/sessions/{name}", idempotent=True)
+        await self.request("DELETE", routes.fill(routes.SESSION, name=name), idempotent=True)
 
     async def variables(self, session: str = "main", *, include_private: bool = False) -> VariableList:
-        return await self._get_model(VariableList, f"/sessions/{session}/variables",
+        return await self._get_model(VariableList, routes.fill(routes.SESSION_VARIABLES, name=session),
                                      private=include_private or None)
 
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport:
         body = (request or CleanupRequest()).model_dump(mode="json")
-        return await self._post_model(CleanupReport, f"/sessions/{session}/cleanup", json=body,
+        return await self._post_model(CleanupReport, routes.fill(routes.SESSION_CLEANUP, name=session), json=body,
                                       idempotent=True, timeout=120.0)
 
     # ------------------------------------------------------------ persistence
@@ -346,15 +364,15 @@ class RuntimeClient:
                              request: SaveRequest | None = None) -> PersistManifest:
         """Pickle the session's variables on the runtime; unpicklable ones come back in ``failed``."""
         body = (request or SaveRequest()).model_dump(mode="json")
-        return await self._post_model(PersistManifest, f"/sessions/{session}/save", json=body,
+        return await self._post_model(PersistManifest, routes.fill(routes.SESSION_SAVE, name=session), json=body,
                                       idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
 
     async def restore_variables(self, session: str = "main",
                                 request: RestoreRequest | None = None) -> RestoreReport:
         """Load a saved snapshot's variables into the session (after a restart, say)."""
         body = (request or RestoreRequest()).model_dump(mode="json")
-        return await self._post_model(RestoreReport, f"/sessions/{session}/restore", json=body,
+        return await self._post_model(RestoreReport, routes.fill(routes.SESSION_RESTORE, name=session), json=body,
                                       idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
 
     async def snapshots(self) -> SnapshotList:
-        return await self._get_model(SnapshotList, "/snapshots")
+        return await self._get_model(SnapshotList, routes.SNAPSHOTS)

@@ -25,13 +25,14 @@ import anyio
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.local_files import ProgressFn, write_failed, write_json_atomic
+from smartcolab.shared import routes
 from smartcolab.shared.errors import RuntimeUnreachable
+from smartcolab.shared.protocol import H_IDENTITY_LENGTH
 
 MAX_TOTAL_ATTEMPTS = 100
 PROGRESS_EVERY_S = 0.1
 # How long a cancelled download waits for its thread to notice (one chunk, normally).
 STOP_GRACE_S = 5.0
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 # Start writing received data to disk every this many bytes, so the final fsync
 # does not wait for the whole file (and the page cache is not filled with it).
 WRITEBACK_EVERY = 64 * 1024 * 1024
@@ -123,7 +124,7 @@ def _one_attempt(client: RuntimeClient, job: Receive, f: Any) -> None:
     headers = {"Accept-Encoding": "gzip" if gzip_now else "identity"}
     if job.offset:
         headers.update({"Range": f"bytes={job.offset}-", "If-Range": job.etag})
-    with client.stream_blocking("GET", "/files/content", params={
+    with client.stream_blocking("GET", routes.FILES_CONTENT, params={
             "path": job.remote, "compress": "true" if gzip_now else None},
                                 headers=headers) as resp:
         if resp.status_code != 206 and job.offset:

@@ -35,6 +35,7 @@ from smartcolab.client.local_files import (
     resume_offset,
     write_json_atomic,
 )
+from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
@@ -61,7 +62,6 @@ DEFAULT_ATTEMPTS = 8
 MAX_TOTAL_ATTEMPTS = 100
 IO_CHUNK = 1024 * 1024
 READ_SIZE = 1024 * 1024
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ async def list_files(client: RuntimeClient, path: str = "", *, recursive: bool =
                      pattern: str | None = None, limit: int = 1000,
                      cursor: str | None = None) -> FileList:
     """One page of a remote listing; pass ``next_cursor`` back for the next."""
-    r = await client.request("GET", "/files", params={
+    r = await client.request("GET", routes.FILES, params={
         "path": path, "recursive": _flag(recursive), "pattern": pattern, "limit": limit,
         "cursor": cursor})
     return FileList.model_validate(r.json())
@@ -100,13 +100,13 @@ async def iter_files(client: RuntimeClient, path: str = "", *, recursive: bool =
 
 
 async def stat(client: RuntimeClient, path: str, *, with_hash: bool = True) -> FileStat:
-    r = await client.request("GET", "/files/stat", params={"path": path, "hash": _flag(with_hash)})
+    r = await client.request("GET", routes.FILES_STAT, params={"path": path, "hash": _flag(with_hash)})
     return FileStat.model_validate(r.json())
 
 
 async def delete(client: RuntimeClient, path: str) -> DeleteResult:
     """Delete one remote file (never a directory)."""
-    r = await client.request("DELETE", "/files", params={"path": path, "confirm": "true"},
+    r = await client.request("DELETE", routes.FILES, params={"path": path, "confirm": "true"},
                              idempotent=False)
     return DeleteResult.model_validate(r.json())
 
@@ -224,7 +224,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
     while True:
         try:
             async with client.stream(
-                "PUT", "/files/content",
+                "PUT", routes.FILES_CONTENT,
                 params={"path": remote_path, "overwrite": _flag(overwrite)},
                 headers={H_CONTENT_SHA256: digest, "Content-Length": str(size)},
                 content=_file_chunks(path, size, progress), timeout=600.0,

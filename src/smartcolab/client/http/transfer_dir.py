@@ -26,6 +26,7 @@ from smartcolab.client.local_files import (
     publish,
     refuse_existing,
 )
+from smartcolab.shared import routes
 from smartcolab.shared.errors import InvalidInput, LocalPathRefused, RuntimeUnreachable
 
 Compression = Literal["none", "gzip", "zstd"]
@@ -59,7 +60,7 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
         done = 0
         try:
             with open(part, "wb") as f:  # noqa: ASYNC230 - local disk
-                async with client.stream("GET", "/files/archive", params={
+                async with client.stream("GET", routes.FILES_ARCHIVE, params={
                         "path": remote_dir, "compression": compression}) as resp:
                     async for chunk in resp.aiter_raw():
                         f.write(chunk)
