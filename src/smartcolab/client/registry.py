@@ -32,7 +32,6 @@ first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -227,8 +226,3 @@ def env_runtimes(env: Mapping[str, str]) -> list[RuntimeSpec]:
                                  env.get(env_names.JUPYTER_TOKEN) or None,
                                  f"from {env_names.JUPYTER_URL}", kind=JUPYTER))
     return specs
-
-
-def runtimes_file_from_env(env: Mapping[str, str]) -> Path | None:
-    value = env.get("SMARTCOLAB_RUNTIMES")
-    return Path(os.path.expanduser(value)) if value else None

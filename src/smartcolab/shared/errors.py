@@ -99,9 +99,6 @@ class SmartColabError(Exception):
         self.details: dict[str, Any] = details or {}
         self.retry_after = retry_after
 
-    def to_body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.details)
-
 
 class BadRequest(SmartColabError):
     status, code = 400, "bad_request"

@@ -17,12 +17,13 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.receive import Receive, receive, report
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.local_files import (
+    IO_CHUNK,
     ProgressFn,
     discard,
     hash_local,
@@ -56,11 +57,7 @@ __all__ = [
     "list_files", "local_target", "stat", "tune_read_size", "upload",
 ]
 
-Compression = Literal["none", "gzip", "zstd"]
-
 DEFAULT_ATTEMPTS = 8
-MAX_TOTAL_ATTEMPTS = 100
-IO_CHUNK = 1024 * 1024
 READ_SIZE = 1024 * 1024
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartcolab import __version__
@@ -53,11 +53,6 @@ class EpochHeaderMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_epoch)
-
-
-def get_state(request: Request) -> RuntimeState:
-    state: RuntimeState = request.app.state.sc
-    return state
 
 
 def create_app(config: RuntimeConfig) -> FastAPI:
