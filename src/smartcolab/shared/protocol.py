@@ -1,9 +1,10 @@
 """Wire models and wire rules shared by the runtime server and its clients.
 
-The runtime (``smartcolab.runtime``) and the bridge (``smartcolab.bridge``) never
-import each other; everything they must agree on lives here: request and
-response models, header names, the HMAC canonical string, limits that both sides
-check.
+The runtime (``smartcolab.runtime``) and its clients (``smartcolab.client``, used by
+``smartcolab.mcp`` and ``smartcolab.cli``) never import each other; everything they
+must agree on lives here: request and response models, header names, the API
+version, the HMAC canonical string, limits that both sides check.  Endpoint paths
+are in ``routes``.
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 ``JupyterBackend`` offers the same calls as ``RuntimeClient`` (see ``backend.py``), so
 every tool works unchanged, but speaks only Jupyter Server's standard APIs: sessions
 and kernels over REST, code over the kernel WebSocket, files through the contents
-API (``jupyter_files.py``).  Nothing of ours is installed on that side.
+API (``files.py``).  Nothing of ours is installed on that side.
 
 * A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
   starts in the server's root directory); a bridge that restarts finds it again.
-* Jobs are tracked here, in the bridge (``jupyter_jobs.py``), one at a time per
+* Jobs are tracked here, in the bridge (``jobs.py``), one at a time per
   session, with the timeout enforced by interrupt, then restart.
 * The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
   and is drawn again whenever it is missing, so a restart or crash (ours or not)
