@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from smartcolab.runtime.config import STATE_SUBDIR, build_config
 from smartcolab.runtime.host.platform import PlatformInfo, detect, working_dir
 from smartcolab.runtime.host.probe import (
     COLAB_MAX_VM_S,
@@ -60,23 +59,6 @@ def test_the_working_dir_follows_the_platform(tmp_path: Path,
     # Colab named, but no /content under this root: the current directory.
     assert working_dir({"COLAB_RELEASE_TAG": "r"}, tmp_path / "empty") == tmp_path.resolve()
     assert working_dir({}, colab) == tmp_path.resolve()
-
-
-def test_one_config_builder_resolves_paths_and_defaults(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    base = tmp_path.resolve()
-    monkeypatch.chdir(base)
-    monkeypatch.setenv("HOME", str(base / "home"))
-    config = build_config(roots=["~/data", "rel"], persist_dir="~/saved", secret="s",
-                          trusted_proxies=["10.0.0.0/8"], max_sessions=3)
-    assert config.roots == [base / "home" / "data", base / "rel"]
-    assert config.state_dir == base / "home" / "data" / STATE_SUBDIR
-    assert config.persist_root == base / "home" / "saved"
-    assert (config.secret, config.trusted_proxies, config.max_sessions) == (
-        "s", ["10.0.0.0/8"], 3)
-    plain = build_config(secret=None, trusted_proxies=None)
-    assert plain.roots == [working_dir()] and plain.secret and plain.secret != "s"
-    assert plain.trusted_proxies == ["127.0.0.0/8", "::1/128"]
 
 
 def test_accelerator_names() -> None:

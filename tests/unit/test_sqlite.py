@@ -71,8 +71,9 @@ def test_busy_timeout_is_set(tmp_path: Path) -> None:
 
 @posix_only
 def test_the_three_stores_open_private_wal_databases(tmp_path: Path) -> None:
-    stores = [JobStore(tmp_path / "runtime" / "jobs.sqlite3"), Journal(tmp_path / "bridge"),
-              CheckpointStore(tmp_path / "checkpoints")]
+    stores: list[JobStore | Journal | CheckpointStore] = [
+        JobStore(tmp_path / "runtime" / "jobs.sqlite3"), Journal(tmp_path / "bridge"),
+        CheckpointStore(tmp_path / "checkpoints")]
     try:
         for store in stores:
             assert mode(store.path) == 0o600, store.path
