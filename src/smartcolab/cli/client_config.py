@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from smartcolab.shared import env as env_names
+
 SUPPORTED = ("claude-desktop", "claude-code", "cursor")
 SECRET_PLACEHOLDER = "<the secret the runtime printed>"
 
@@ -26,8 +28,8 @@ def _args_env(runtime: str | None, url: str | None,
         args += ["--runtimes-file", str(runtimes_file.expanduser().resolve())]
     env: dict[str, str] = {}
     if url:
-        env["COLAB_URL"] = url
-        env["COLAB_TOKEN"] = SECRET_PLACEHOLDER
+        env[env_names.COLAB_URL] = url
+        env[env_names.COLAB_TOKEN] = SECRET_PLACEHOLDER
     return args, env
 
 

@@ -24,7 +24,6 @@ from mcp.server import MCPServer
 
 from smartcolab import __version__
 from smartcolab.client.embedded import EmbeddedRuntime
-from smartcolab.client.http.client import RetryPolicy
 from smartcolab.client.journal import Journal
 from smartcolab.client.registry import (
     BackendFactory,
@@ -32,6 +31,7 @@ from smartcolab.client.registry import (
     RuntimeSpec,
     default_factories,
 )
+from smartcolab.client.retry import RetryPolicy
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings

@@ -13,10 +13,11 @@ from typing import ClassVar
 
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http import transfer, transfer_dir
-from smartcolab.client.http.client import RetryPolicy, RuntimeClient
+from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.http.transfer_dir import ArchiveResult
 from smartcolab.client.local_files import ProgressFn
+from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared.protocol import FileEntry, FileList, FileStat, UploadResult
 
 
