@@ -21,6 +21,9 @@ from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from smartcolab.client.local_files import local_target
+from smartcolab.client.untrusted import check_job_id
+from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ class RenderOptions:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the save dir itself; the name has no '/'
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -126,11 +129,12 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
                 images.append(ImageContent(type="image", mime_type="image/png",
                                            data=out.png_base64 or ""))
                 continue
-        path = opts.save_dir / f"{job_id}-image{index}.png"
         try:
+            # The job id came from the runtime: checked, then confined like any local name.
+            path = local_target(opts.save_dir, f"{check_job_id(job_id)}-image{index}.png")
             _write_atomic(path, data)
             notes.append(f"image {index} ({len(data):,} bytes) saved to {path}.")
-        except OSError as exc:
+        except (OSError, SmartColabError) as exc:
             notes.append(f"image {index} ({len(data):,} bytes) not shown and not saved: {exc}.")
     return images, notes
 
