@@ -276,7 +276,7 @@ class RuntimeClient:
         return RuntimeUnreachable(
             f"cannot reach the runtime at {self.url} ({type(exc).__name__}: {exc or 'no detail'}). "
             "If it runs in a notebook, re-run its serving cell; if its URL changed, "
-            "call connect_runtime with the new URL and secret.",
+            "call connect_runtime with the new URL.",
             details={"url": self.url},
         )
 
