@@ -170,7 +170,7 @@ def probe(runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None
           as_json: JsonOpt = False) -> None:
     """What a runtime has: platform, GPUs, CPUs, RAM, disk, packages, time left.
 
-    Example: COLAB_TOKEN=... smartcolab probe --url https://abc.ngrok-free.app
+    Example: smartcolab probe --url https://abc.ngrok-free.app --token-file ~/.colab-secret
     """
     target = _target(runtime, url, token, as_json)
     run(lambda: cli_runtimes.probe(target, as_json=as_json))
