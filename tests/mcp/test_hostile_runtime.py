@@ -3,7 +3,9 @@ what was stated, clear errors (issue 16, items 1, 7 and 15)."""
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from smartcolab.shared.errors import (
     LocalWriteFailed,
     RuntimeMisbehaved,
 )
-from smartcolab.shared.protocol import RichOutput
+from smartcolab.shared.protocol import OutputAttachment, RichOutput
 from support.bridge_helpers import FAST_RETRY, bridge, text_of
 from support.hostile_runtime import PNG_1X1, HostileFile, Plan, serve_hostile, tar_of
 from support.runtime_proc import subprocess_env
@@ -102,18 +104,23 @@ async def test_well_behaved_images_are_spilled_inside_the_save_dir(
     assert not res.is_error, text_of(res)
     spilled = sorted((tmp_path / "saved").glob("*.png"))
     assert len(spilled) == 2 and all(p.read_bytes() == PNG_1X1 for p in spilled)
+    assert len(list((tmp_path / "saved").glob("*.html"))) == 1
     assert files_outside(tmp_path) == []
 
 
 def test_results_never_build_a_path_from_an_unchecked_job_id(tmp_path: Path) -> None:
     save = tmp_path / "deep" / "saved"
-    out = RichOutput(type="display_data", png_base64=__import__("base64").b64encode(
-        PNG_1X1).decode())
+    out = RichOutput(type="display_data", image_mime="image/png",
+                     image_base64=base64.b64encode(PNG_1X1).decode(),
+                     attachments=[OutputAttachment(mime="text/html", data="<b>x</b>", size=8)])
     opts = RenderOptions(max_chars=1000, max_images=0, max_image_bytes=10, save_dir=save)
     for bad in (TRAVERSAL, "/tmp/pwned", "a/b", "", "..", "x\x00y"):
         images, notes = render_images(bad, [out], opts)
-        assert images == [] and "not saved" in notes[0], (bad, notes)
-    assert not (tmp_path / "x").exists() and not list(tmp_path.rglob("*.png"))
+        assert images == [] and len(notes) == 2, (bad, notes)
+        assert all("not saved" in n for n in notes), (bad, notes)
+    assert listing(tmp_path) == []
+    images, notes = render_images("good-id", [out], opts)
+    assert sorted(p.name for p in save.iterdir()) == ["good-id-image1.png", "good-id-output1.html"]
 
 
 # ---------------------------------------------------------------- sizes and encodings
@@ -255,8 +262,6 @@ def test_a_full_disk_while_extracting_is_local_write_failed(tmp_path: Path) -> N
         "    print('LWF', exc.details.get('errno'))\n"
     )
     (tmp_path / "out").mkdir()
-    import subprocess
-
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
                           text=True, timeout=60, env=subprocess_env({}))
     assert done.stdout.startswith("LWF"), done.stdout + done.stderr

@@ -81,8 +81,11 @@ def tar_of(members: list[tuple[str, bytes | None]], *, compress: bool = True) ->
 
 
 def _job(plan: Plan, asked: str, code: str = "") -> dict[str, Any]:
-    outputs = [{"type": "display_data", "png_base64": base64.b64encode(PNG_1X1).decode()}
-               for _ in range(plan.images)]
+    outputs: list[dict[str, Any]] = [
+        {"type": "display_data", "image_mime": "image/png",
+         "image_base64": base64.b64encode(PNG_1X1).decode()} for _ in range(plan.images)]
+    if outputs:  # one format that is neither text nor image: saved to a file too
+        outputs[0]["attachments"] = [{"mime": "text/html", "data": "<b>x</b>", "size": 8}]
     return {"job_id": plan.job_id or asked, "session": plan.session or "main",
             "status": "succeeded", "code": code or "x", "timeout": 120.0,
             "created_at": time.time(), "finished_at": time.time(), "duration_s": 0.01,
