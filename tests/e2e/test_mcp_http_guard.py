@@ -137,7 +137,11 @@ async def test_get_with_last_event_id_resumes_instead_of_500(tmp_path: Path) -> 
         "clientInfo": {"name": "t", "version": "0"}}}
     with anyio.fail_after(60):
         async with http_bridge(tmp_path) as url, httpx2.AsyncClient(timeout=30) as http:
-            r = await http.post(url, json=init, headers=headers)
+            evil = await http.post(url, json=init, headers={**headers, "Host": "attacker.test"})
+            assert evil.status_code == 421
+            # A loopback page (the Inspector's UI) passes our guard and the SDK's own check.
+            r = await http.post(url, json=init,
+                                headers={**headers, "Origin": "http://localhost:6274"})
             assert r.status_code == 200, r.text
             session = r.headers["mcp-session-id"]
             ids = sse_ids(r.text)

@@ -136,9 +136,8 @@ class HostPolicy:
         return TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=[*self.hosts, *(f"{h}:*" for h in self.hosts)],
-            allowed_origins=[*self.origins, *(f"http://{h}:*" for h in LOOPBACK_HOSTS),
-                             *(f"http://{h}" for h in LOOPBACK_HOSTS),
-                             *(f"https://{h}:*" for h in LOOPBACK_HOSTS)])
+            allowed_origins=[*self.origins, *(f"{scheme}://{h}{port}" for scheme in ("http", "https")
+                                              for h in LOOPBACK_HOSTS for port in ("", ":*"))])
 
 
 async def _answer(send: Any, status: int, body: bytes,
