@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from smartcolab.client.http import transfer, transfer_dir
 from smartcolab.client.http.client import RuntimeClient
+from smartcolab.client.jupyter.files import JupyterFiles
+from smartcolab.client.jupyter.kernel import JupyterRest
 from smartcolab.client.registry import RuntimeSpec
 from smartcolab.client.untrusted import TransferLimits
 from smartcolab.mcp.deps import BridgeSettings
@@ -186,6 +189,28 @@ async def test_a_body_of_another_version_is_not_kept(hostile: tuple[Plan, str],
     async with RuntimeClient(url, "s", retry=FAST_RETRY) as c:
         with pytest.raises(ChecksumMismatch, match="changed on the runtime"):
             await transfer.download(c, "v.bin", tmp_path)
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["more", "gzip"])
+async def test_the_jupyter_backend_gets_the_same_caps(hostile: tuple[Plan, str], tmp_path: Path,
+                                                      kind: str) -> None:
+    """One skeleton: a Jupyter Server's /files/ is held to the stated size and encoding too."""
+    plan, url = hostile
+    plan.files["j.bin"] = (HostileFile(body=os.urandom(MB), stated_size=1000) if kind == "more"
+                           else HostileFile(body=b"\0" * (8 * MB), encoding="gzip",
+                                            gzip_body=True))
+    rest = JupyterRest(url, "tok")
+
+    async def no_kernel(path: str) -> dict[str, Any]:
+        raise AssertionError("the server gave the hash")
+
+    try:
+        with pytest.raises(RuntimeMisbehaved, match="more than the 1,000" if kind == "more"
+                           else "Content-Encoding 'gzip'"):
+            await JupyterFiles(rest, no_kernel).download("j.bin", tmp_path)
+    finally:
+        await rest.aclose()
     assert listing(tmp_path) == []
 
 

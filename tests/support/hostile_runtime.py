@@ -149,12 +149,32 @@ def build_app(plan: Plan) -> Starlette:
         return Response(plan.archives[request.query_params["path"]],
                         media_type="application/x-tar")
 
+    async def jupyter_model(request: Request) -> Response:
+        """A Jupyter Server's contents API: the stated size and sha256 of a planted file."""
+        await record(request)
+        path = request.path_params["path"]
+        f = plan.files[path]
+        stated = f.stat(path)
+        return JSONResponse({"name": path.rsplit("/", 1)[-1], "path": path, "type": "file",
+                             "size": stated["size"], "last_modified": "2026-01-01T00:00:00Z",
+                             "hash": stated["sha256"], "hash_algorithm": "sha256"})
+
+    async def jupyter_file(request: Request) -> Response:
+        await record(request)
+        f = plan.files[request.path_params["path"]]
+        headers = {"Content-Encoding": f.encoding} if f.encoding else {}
+        return Response(gzip.compress(f.body) if f.gzip_body else f.body, headers=headers,
+                        media_type="application/octet-stream")
+
     return Starlette(routes=[
         Route("/health", health), Route("/jobs", submit, methods=["POST"]),
         Route("/jobs/{job_id}", get_job), Route("/jobs/{job_id}/cancel", get_job,
                                                  methods=["POST"]),
         Route("/sessions", sessions), Route("/files/stat", stat),
-        Route("/files/content", content), Route("/files/archive", archive)])
+        Route("/files/content", content), Route("/files/archive", archive),
+        # A Jupyter Server's routes, after ours (its /files/PATH would swallow them).
+        Route("/api/contents/{path:path}", jupyter_model),
+        Route("/files/{path:path}", jupyter_file)])
 
 
 @contextmanager
