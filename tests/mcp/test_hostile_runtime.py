@@ -135,6 +135,7 @@ async def test_no_more_bytes_than_stated(hostile: tuple[Plan, str], tmp_path: Pa
             res = await client.call_tool("download_from_colab", {"path": "f.bin"})
     assert res.is_error and "runtime_misbehaved" in text_of(res)
     assert "more than the 1,000 bytes" in text_of(res)
+    assert "Nothing of that answer was kept" in text_of(res)
     assert saved_bytes(tmp_path) == 0 and files_outside(tmp_path) == []
 
 

@@ -21,6 +21,7 @@ from smartcolab.shared.errors import (
     NotFound,
     PathOutsideRoots,
     RateLimited,
+    RuntimeMisbehaved,
     RuntimeUnreachable,
     SessionBusy,
     ShuttingDown,
@@ -46,6 +47,10 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
         hint = ("The runtime refused the secret. Ask the user to store the secret the notebook "
                 "printed with 'smartcolab runtimes add NAME URL --ask-secret' in a terminal, then "
                 "call connect_runtime with secret_name=NAME (or fix COLAB_TOKEN).")
+    elif isinstance(exc, RuntimeMisbehaved):
+        hint = ("Nothing of that answer was kept. Make sure the runtime's URL is your own "
+                "runtime (list_runtimes; connect_runtime to repoint it); do not retry against "
+                "a runtime you do not trust.")
     elif isinstance(exc, UnknownRuntime):
         hint = "Pass one of the names list_runtimes shows, or omit runtime for the default."
     elif isinstance(exc, StateLost):
