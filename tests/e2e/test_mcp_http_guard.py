@@ -107,6 +107,10 @@ async def test_event_store_replays_one_stream_after_an_id() -> None:
     for m in msgs:  # older events are forgotten past the bound
         await store.store_event("s3", m)
     assert await store.replay_events_after(ids[0], collect) is None
+    small = MemoryEventStore(max_bytes=100)  # bounded by size too: only the newest fit
+    kept = [await small.store_event("s", m) for m in msgs]
+    assert await small.replay_events_after(kept[0], collect) is None
+    assert await small.replay_events_after(kept[-2], collect) == "s"
 
 
 @asynccontextmanager

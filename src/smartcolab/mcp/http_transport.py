@@ -42,8 +42,10 @@ ENV_MCP_TOKEN = "SMARTCOLAB_MCP_TOKEN"
 MIN_TOKEN_CHARS = 16
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
-# Enough for a client to catch up after a dropped stream; older events are forgotten.
-MAX_STORED_EVENTS = 10_000
+# Enough for a client to catch up after a dropped stream; older events are forgotten
+# (by count, and by size: a result can carry images).
+MAX_STORED_EVENTS = 2_000
+MAX_STORED_BYTES = 64 * 1024 * 1024
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
@@ -183,18 +185,24 @@ class HttpGuard:
 
 @dataclass
 class MemoryEventStore(EventStore):
-    """The last ``MAX_STORED_EVENTS`` events of every stream, for ``Last-Event-ID`` resumes."""
+    """The latest events of every stream (bounded in count and bytes), for resumes."""
 
     max_events: int = MAX_STORED_EVENTS
-    _events: OrderedDict[EventId, tuple[StreamId, JSONRPCMessage | None]] = field(
+    max_bytes: int = MAX_STORED_BYTES
+    _events: OrderedDict[EventId, tuple[StreamId, JSONRPCMessage | None, int]] = field(
         default_factory=OrderedDict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
+    _bytes: int = 0
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
         event_id = f"{next(self._ids)}-{secrets.token_hex(4)}"
-        self._events[event_id] = (stream_id, message)
-        while len(self._events) > self.max_events:
-            self._events.popitem(last=False)
+        size = 0 if message is None else len(message.model_dump_json(by_alias=True))
+        self._events[event_id] = (stream_id, message, size)
+        self._bytes += size
+        while len(self._events) > self.max_events or (
+                self._bytes > self.max_bytes and len(self._events) > 1):
+            _, (_, _, dropped) = self._events.popitem(last=False)
+            self._bytes -= dropped
         return event_id
 
     async def replay_events_after(self, last_event_id: EventId,
@@ -203,7 +211,7 @@ class MemoryEventStore(EventStore):
             return None
         stream_id = self._events[last_event_id][0]
         after = False
-        for event_id, (stream, message) in list(self._events.items()):
+        for event_id, (stream, message, _) in list(self._events.items()):
             if after and stream == stream_id and message is not None:
                 await send_callback(EventMessage(message, event_id))
             after = after or event_id == last_event_id
