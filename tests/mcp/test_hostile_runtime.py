@@ -4,6 +4,7 @@ what was stated, clear errors (issue 16, items 1, 7 and 15)."""
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from smartcolab.shared.errors import (
 )
 from smartcolab.shared.protocol import OutputAttachment, RichOutput
 from support.bridge_helpers import FAST_RETRY, bridge, text_of
+from support.faults_helpers import tiny_filesystem
 from support.hostile_runtime import PNG_1X1, HostileFile, Plan, serve_hostile, tar_of
 from support.runtime_proc import subprocess_env
 
@@ -253,7 +255,7 @@ async def test_a_dot_only_archive_is_a_clear_error(hostile: tuple[Plan, str],
 
 @pytest.mark.parametrize(("limits", "match"), [
     (TransferLimits(max_members=5), "more than 5 members"),
-    (TransferLimits(max_extracted_bytes=3 * MB), "expands past 3,145,728 bytes"),
+    (TransferLimits(max_extracted_bytes=3 * MB), "extracted tree of 'd' passed 3,145,728 bytes"),
     (TransferLimits(max_archive_bytes=100_000), "passed 100,000 bytes"),
 ])
 async def test_archive_caps(hostile: tuple[Plan, str], tmp_path: Path, limits: TransferLimits,
@@ -267,6 +269,21 @@ async def test_archive_caps(hostile: tuple[Plan, str], tmp_path: Path, limits: T
         with pytest.raises(RuntimeMisbehaved, match=match):
             await transfer_dir.download_dir(c, "d", tmp_path / "saved", limits=limits)
     assert listing(tmp_path / "saved") == []
+
+
+async def test_a_directory_larger_than_the_disk_is_local_write_failed(
+        hostile: tuple[Plan, str], tmp_path: Path) -> None:
+    """A big (not hostile) directory on a small disk: this machine's problem, said so."""
+    plan, url = hostile
+    plan.archives["big"] = tar_of([("big", None), ("big/zeros.bin", b"\0" * (3 * MB))])
+    save = tmp_path / "saved"
+    limits = TransferLimits(free_reserve=0)
+    with tiny_filesystem(save, size_kb=1024):
+        async with RuntimeClient(url, "s", retry=FAST_RETRY) as c:
+            with pytest.raises(LocalWriteFailed, match="does not fit") as info:
+                await transfer_dir.download_dir(c, "big", save, limits=limits)
+        assert info.value.details["errno"] == errno.ENOSPC
+        assert listing(save) == []  # no archive, no staging directory
 
 
 def test_a_full_disk_while_extracting_is_local_write_failed(tmp_path: Path) -> None:

@@ -86,6 +86,36 @@ def check_stated_size(size: int, what: str) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class ByteBudget:
+    """How many bytes a transfer may store: a configured cap, and the room on the disk.
+
+    Past the room it is this machine's problem (``LocalWriteFailed``, ENOSPC); past
+    the cap the runtime sent more than any answer should hold (``RuntimeMisbehaved``).
+    """
+
+    cap: int
+    room: int
+    folder: Path
+    what: str
+
+    @classmethod
+    def for_folder(cls, folder: Path, cap: int, what: str,
+                   limits: TransferLimits = DEFAULT_LIMITS) -> ByteBudget:
+        return cls(cap=cap, room=ensure_free_space(folder, 0, limits), folder=folder, what=what)
+
+    def check(self, used: int) -> None:
+        if used > self.room:
+            raise LocalWriteFailed(
+                f"{self.what} does not fit in {self.folder}: past {self.room:,} bytes (the free "
+                "space, less a reserve); free some space there or choose another save "
+                "directory, then call again; nothing was kept",
+                details={"path": str(self.folder), "errno": errno.ENOSPC, "room": self.room})
+        if used > self.cap:
+            raise RuntimeMisbehaved(f"{self.what} passed {self.cap:,} bytes (the cap); stopped, "
+                                    "nothing was kept", details={"cap": self.cap})
+
+
 def ensure_free_space(folder: Path, need: int, limits: TransferLimits = DEFAULT_LIMITS) -> int:
     """Refuse before writing when ``need`` bytes would not fit (keeping a reserve).
 

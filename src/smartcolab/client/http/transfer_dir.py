@@ -33,7 +33,7 @@ from smartcolab.client.local_files import (
     write_failed,
 )
 from smartcolab.client.resumable import report
-from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, ensure_free_space
+from smartcolab.client.untrusted import DEFAULT_LIMITS, ByteBudget, TransferLimits
 from smartcolab.shared.errors import (
     InvalidInput,
     LocalPathRefused,
@@ -74,9 +74,9 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
     _refuse_existing_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     part, _meta = part_paths(final.with_name(final.name + _ARCHIVE_EXT[compression]))
-    room = await asyncio.to_thread(ensure_free_space, final.parent, 0, limits)
-    cap = min(limits.max_archive_bytes, room)
-    done = await _receive_archive(client, remote_dir, compression, part, cap, progress, attempts)
+    wire = await asyncio.to_thread(ByteBudget.for_folder, final.parent, limits.max_archive_bytes,
+                                   f"the archive of '{remote_dir[:200]}'", limits)
+    done = await _receive_archive(client, remote_dir, compression, part, wire, progress, attempts)
     if not extract:
         try:
             await asyncio.to_thread(publish, part, final, overwrite)
@@ -85,10 +85,11 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
             raise write_failed(exc, final) from exc
         return ArchiveResult(path=final, wire_bytes=done, extracted=False)
     try:
-        room = await asyncio.to_thread(ensure_free_space, final.parent, 0, limits)
+        extracted = await asyncio.to_thread(
+            ByteBudget.for_folder, final.parent, limits.max_extracted_bytes,
+            f"the extracted tree of '{remote_dir[:200]}'", limits)
         members, refused = await asyncio.to_thread(
-            _extract_into, part, compression, final, overwrite,
-            min(limits.max_extracted_bytes, room), limits.max_members)
+            _extract_into, part, compression, final, overwrite, extracted, limits.max_members)
     finally:
         part.unlink(missing_ok=True)
     return ArchiveResult(path=final, wire_bytes=done, extracted=True, members=members,
@@ -96,9 +97,9 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
 
 
 async def _receive_archive(client: RuntimeClient, remote_dir: str, compression: Compression,
-                           part: Path, cap: int, progress: ProgressFn | None,
+                           part: Path, budget: ByteBudget, progress: ProgressFn | None,
                            attempts: int) -> int:
-    """The archive's bytes into ``part`` (restarted from 0 after a drop); at most ``cap``."""
+    """The archive's bytes into ``part`` (restarted from 0 after a drop), within ``budget``."""
     failures = 0
     while True:
         done = 0
@@ -111,11 +112,7 @@ async def _receive_archive(client: RuntimeClient, remote_dir: str, compression: 
                     # Content-Encoding on top is never decoded here.
                     async for chunk in resp.aiter_raw():
                         done += len(chunk)
-                        if done > cap:
-                            raise RuntimeMisbehaved(
-                                f"the archive of '{remote_dir[:200]}' passed {cap:,} bytes (the "
-                                "cap on an archive, or the free space here); stopped, nothing "
-                                "was kept", details={"cap": cap})
+                        budget.check(done)
                         f.write(chunk)
                         await report(progress, done, None)
                 f.flush()
@@ -153,13 +150,15 @@ def _top_of(member: tarfile.TarInfo) -> str | None:
 
 
 def _extract_into(archive: Path, compression: Compression, final: Path, overwrite: bool,
-                  max_bytes: int = DEFAULT_LIMITS.max_extracted_bytes,
+                  budget: ByteBudget | None = None,
                   max_members: int = DEFAULT_LIMITS.max_members) -> tuple[int, list[str]]:
+    budget = budget or ByteBudget.for_folder(final.parent, DEFAULT_LIMITS.max_extracted_bytes,
+                                             "the extracted tree")
     staging = final.with_name(f".{final.name}.extract-part")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
-        members, refused, top = _extract_members(archive, compression, staging, max_bytes,
+        members, refused, top = _extract_members(archive, compression, staging, budget,
                                                  max_members)
         built = staging / (top or "")
         if top is None or not built.is_dir():
@@ -173,8 +172,8 @@ def _extract_into(archive: Path, compression: Compression, final: Path, overwrit
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _extract_members(archive: Path, compression: Compression, staging: Path, max_bytes: int,
-                     max_members: int) -> tuple[int, list[str], str | None]:
+def _extract_members(archive: Path, compression: Compression, staging: Path,
+                     budget: ByteBudget, max_members: int) -> tuple[int, list[str], str | None]:
     members, refused, written = 0, [], 0
     top: str | None = None
     with open(archive, "rb") as raw:
@@ -195,11 +194,7 @@ def _extract_members(archive: Path, compression: Compression, staging: Path, max
                     refused.append(f"{member.name[:200]}: {why}")
                     continue
                 written += member.size if member.isfile() else 0
-                if written > max_bytes:
-                    raise RuntimeMisbehaved(
-                        f"the archive expands past {max_bytes:,} bytes (the cap on extracted "
-                        "size, or the free space here); nothing was kept",
-                        details={"cap": max_bytes})
+                budget.check(written)  # declared sizes are what tarfile writes
                 try:
                     if hasattr(tarfile, "data_filter"):
                         tar.extract(member, staging, filter="data")
