@@ -3,7 +3,7 @@
 ``JupyterBackend`` offers the same calls as ``RuntimeClient`` (see ``backend.py``), so
 every tool works unchanged, but speaks only Jupyter Server's standard APIs: sessions
 and kernels over REST, code over the kernel WebSocket, files through the contents
-API (``jupyter_files.py``).  Nothing of ours is installed on that side.
+API (``client/jupyter/files.py``).  Nothing of ours is installed on that side.
 
 * A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
   starts in the server's root directory); a bridge that restarts finds it again.
