@@ -229,6 +229,9 @@ async def test_hostile_archive_members_through_the_tool(hostile: tuple[Plan, str
             res = await client.call_tool("download_from_colab", {"path": "data"})
             assert not res.is_error, text_of(res)
             assert "refused unsafe members" in text_of(res)
+            refused_text = text_of(res).split("refused unsafe members: ", 1)[1]
+            assert refused_text.count("outside the archive's top directory") == 1  # other/x.txt
+            assert "'.'" not in refused_text and not refused_text.startswith(".:")
             # overwrite=true replaces an existing directory (it never did before)
             again = await client.call_tool("download_from_colab",
                                            {"path": "data", "overwrite": True})

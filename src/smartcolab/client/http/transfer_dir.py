@@ -188,6 +188,8 @@ def _extract_members(archive: Path, compression: Compression, staging: Path,
                     raise RuntimeMisbehaved(f"the archive has more than {max_members:,} members "
                                             "(the cap); nothing was kept",
                                             details={"cap": max_members})
+                if member.isdir() and member.name.strip("/") in ("", "."):
+                    continue  # the archive's own root ('.', './'): nothing to write
                 top = top or _top_of(member)
                 why = _refusal(member, top) if top else "outside the archive's top directory"
                 if why is not None:
