@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
-from smartcolab.client.local.daemon import DaemonInfo, DaemonSpec, ensure_daemon, pid_alive
+from smartcolab.client.local.daemon import DaemonInfo, DaemonSpec, ensure_daemon, still_running
 from smartcolab.client.local.sessions import ClientLease, LocalClient
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
@@ -52,12 +52,12 @@ class EmbeddedRuntime:
 
     @property
     def running(self) -> bool:
-        return self.info is not None and pid_alive(self.info.pid)
+        return self.info is not None and still_running(self.info)
 
     async def start(self) -> str:
         """The daemon's URL; connects to (or starts) one when ours is gone."""
         async with self._lock:
-            if self.info is not None and pid_alive(self.info.pid):
+            if self.info is not None and still_running(self.info):
                 return self.info.url
             self.info, started = await ensure_daemon(self.spec)
             self.started_daemon = self.started_daemon or started

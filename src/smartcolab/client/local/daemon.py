@@ -122,7 +122,20 @@ def pid_alive(pid: int) -> bool:
         return False
     except OSError:
         return False
+    # An exited daemon whose parent has not reaped it (a killed bridge's child, under
+    # a PID 1 that does not reap) is a zombie: gone for us.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     return True
+
+
+def still_running(info: DaemonInfo) -> bool:
+    """Cheap check between calls: its process lives and its runtime file still names it."""
+    if not pid_alive(info.pid):
+        return False
+    current = read_info(info.directory)
+    return current is not None and current.pid == info.pid and current.url == info.url
 
 
 async def probe(info: DaemonInfo) -> float | None:

@@ -1,0 +1,73 @@
+"""The local runtime daemon with real processes: bridges die and come back, jobs and state stay.
+
+Every test stops the daemons it started (``stop_daemons_under`` in ``finally``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mcp import Client
+from support.bridge_helpers import text_of
+from support.daemons import alive, bridge_params, daemon_pids, stop_daemons_under, wait_gone
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Iterator[Path]:
+    try:
+        yield tmp_path
+    finally:
+        stop_daemons_under(tmp_path)
+
+
+def structured(result: Any) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)[:2000]
+    data = result.structured_content
+    assert isinstance(data, dict)
+    return data
+
+
+async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
+    pid_file = tmp / "bridge.pid"
+    long_code = "import time\nfor i in range(8):\n    print('step', i, flush=True)\n    time.sleep(0.5)"
+    with anyio.fail_after(120):
+        with contextlib.suppress(Exception):  # the session dies with the bridge we kill
+            async with Client(bridge_params(tmp, pid_file=pid_file)) as first:
+                defined = await first.call_tool("run_code_quick", {"code": "x = 41"})
+                assert structured(defined)["status"] == "succeeded"
+                started = await first.call_tool("run_code_long",
+                                                {"code": long_code, "background": True})
+                job_id = structured(started)["job_id"]
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                await first.call_tool("get_job", {"job_id": job_id, "wait": 0})
+        assert not alive(int(pid_file.read_text()))
+        [daemon] = daemon_pids(tmp)
+        assert alive(daemon), "the daemon must outlive the bridge"
+
+        async with Client(bridge_params(tmp)) as second:
+            seen = structured(await second.call_tool("get_job", {"job_id": job_id, "wait": 0}))
+            assert seen["status"] in ("running", "succeeded")
+            done = await second.call_tool("get_job", {"job_id": job_id, "wait": 30})
+            assert structured(done)["status"] == "succeeded"
+            assert all(f"step {i}" in text_of(done) for i in range(8)), text_of(done)
+            kept = await second.call_tool("run_code_quick", {"code": "print(x + 1)"})
+            assert "42" in text_of(kept) and "STATE LOST" not in text_of(kept) + text_of(done)
+
+            stop_daemons_under(tmp)
+            assert wait_gone(daemon, 20)
+            lost = await second.call_tool("run_code_quick", {"code": "print('fresh')"})
+            again = await second.call_tool("run_code_quick", {"code": "print('fresh again')"})
+    assert "fresh" in text_of(lost) and text_of(lost).count("STATE LOST") == 1, text_of(lost)
+    assert "STATE LOST" not in text_of(again)
+    [new_daemon] = daemon_pids(tmp)
+    assert new_daemon != daemon
