@@ -71,3 +71,54 @@ async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
     assert "STATE LOST" not in text_of(again)
     [new_daemon] = daemon_pids(tmp)
     assert new_daemon != daemon
+
+
+async def test_two_bridges_at_once_share_one_daemon_with_their_own_sessions(tmp: Path) -> None:
+    views: dict[str, list[dict[str, Any]]] = {}
+
+    async def bridge(name: str) -> None:
+        async with Client(bridge_params(tmp)) as client:
+            await client.call_tool("run_code_quick", {"code": f"who = {name!r}"})
+            results: list[dict[str, Any]] = []
+
+            async def one(i: int) -> None:
+                r = await client.call_tool("run_code_quick",
+                                           {"code": f"print(who, {i} * {i})"})
+                data = structured(r)
+                assert f"{name} {i * i}" in text_of(r), text_of(r)
+                assert "STATE LOST" not in text_of(r)
+                results.append(data)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(50):
+                    tg.start_soon(one, i)
+            everyone = structured(await client.call_tool("list_jobs", {"limit": 200}))
+            assert not [j for j in everyone["jobs"] if j["status"] == "lost"]
+            # "main" is this bridge's own session: its 51 jobs, all done.
+            own = structured(await client.call_tool("list_jobs", {"limit": 200,
+                                                                  "session": "main"}))
+            assert len(own["jobs"]) == 51
+            assert all(j["status"] == "succeeded" for j in own["jobs"]), own
+            views[name] = results
+
+    with anyio.fail_after(300):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge, "alpha")
+            tg.start_soon(bridge, "beta")
+    assert len(daemon_pids(tmp)) == 1
+    assert len(views["alpha"]) == len(views["beta"]) == 50
+    sessions = {name: {v["session"] for v in vs} for name, vs in views.items()}
+    assert sessions["alpha"] != sessions["beta"] and all(len(s) == 1 for s in sessions.values())
+    assert all(v["status"] == "succeeded" for vs in views.values() for v in vs)
+
+
+async def test_idle_daemon_stops_itself_and_the_next_call_says_state_lost(tmp: Path) -> None:
+    with anyio.fail_after(180):
+        async with Client(bridge_params(tmp, SMARTCOLAB_IDLE_MINUTES="0.05")) as client:
+            await client.call_tool("run_code_quick", {"code": "y = 7"})
+            [daemon] = daemon_pids(tmp)
+            assert await anyio.to_thread.run_sync(wait_gone, daemon, 90), "idle daemon kept running"
+            assert not daemon_pids(tmp), "the runtime file goes with the daemon"
+            after = await client.call_tool("run_code_quick", {"code": "print('y' in globals())"})
+    assert "False" in text_of(after) and text_of(after).count("STATE LOST") == 1, text_of(after)
+    assert daemon_pids(tmp) and daemon_pids(tmp) != [daemon]
