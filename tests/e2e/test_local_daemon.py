@@ -122,3 +122,63 @@ async def test_idle_daemon_stops_itself_and_the_next_call_says_state_lost(tmp: P
             after = await client.call_tool("run_code_quick", {"code": "print('y' in globals())"})
     assert "False" in text_of(after) and text_of(after).count("STATE LOST") == 1, text_of(after)
     assert daemon_pids(tmp) and daemon_pids(tmp) != [daemon]
+
+
+def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
+    """A second virtualenv; with_ipykernel links this one's packages in through a .pth."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                    str(path)], check=True, timeout=120)
+    python = path / "bin" / "python"
+    purelib = Path(subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60).stdout.strip())
+    if with_ipykernel:
+        (purelib / "bridge_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (purelib / "only_in_second_venv.py").write_text("VALUE = 'from the second venv'\n")
+    return python
+
+
+async def test_kernels_run_the_chosen_python_and_refuse_one_without_ipykernel(tmp: Path) -> None:
+    good = make_venv(tmp / "good-venv", with_ipykernel=True)
+    bare = make_venv(tmp / "bare-venv", with_ipykernel=False)
+    code = "import sys, only_in_second_venv as m\nprint(sys.executable)\nprint(m.VALUE)"
+    with anyio.fail_after(180):
+        async with Client(bridge_params(tmp, "--python", str(good))) as client:
+            ran = await client.call_tool("run_code_quick", {"code": code})
+        async with Client(bridge_params(tmp, "--python", str(bare))) as client:
+            refused = await client.call_tool("run_code_quick", {"code": "print(1)"})
+    assert str(good) in text_of(ran) and "from the second venv" in text_of(ran), text_of(ran)
+    assert refused.is_error
+    assert f"{bare} -m pip install ipykernel" in text_of(refused), text_of(refused)
+
+
+async def test_private_modes_and_the_secret_only_in_the_runtime_file(tmp: Path) -> None:
+    tokens = {"COLAB_TOKEN": "colab-token-abcdef", "JUPYTER_TOKEN": "jupyter-token-abcdef",
+              "SMARTCOLAB_MCP_TOKEN": "mcp-token-abcdef"}
+    code = ("import os\nprint(sorted(k for k in os.environ if 'TOKEN' in k "
+            "or k.startswith('SMARTCOLAB')))\nprint('done')")
+    with anyio.fail_after(120):
+        async with Client(bridge_params(tmp, **tokens)) as client:
+            ran = await client.call_tool("run_code_quick", {"code": code})
+            await client.call_tool("list_jobs", {})
+            [daemon] = daemon_pids(tmp)
+            daemon_env = Path(f"/proc/{daemon}/environ").read_bytes()
+    assert "[]" in text_of(ran) and "done" in text_of(ran), text_of(ran)
+    assert not any(v.encode() in daemon_env for v in tokens.values())
+    ckpt = tmp / "ckpt"
+    [runtime_file] = ckpt.rglob("runtime.json")
+    import json
+
+    secret = json.loads(runtime_file.read_text())["secret"].encode()
+    modes = {}
+    for path in [ckpt, *ckpt.rglob("*")]:
+        modes[path] = path.stat().st_mode & 0o777
+        if path.is_file() and path != runtime_file:
+            assert secret not in path.read_bytes(), f"the secret is in {path}"
+    wrong = {str(p): oct(m) for p, m in modes.items() if m != (0o700 if p.is_dir() else 0o600)}
+    assert not wrong
+    assert any(p.name == "daemon.log" for p in modes) and any(p.suffix == ".sqlite3" for p in modes)
