@@ -48,6 +48,10 @@ async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
                 started = await first.call_tool("run_code_long",
                                                 {"code": long_code, "background": True})
                 job_id = structured(started)["job_id"]
+                slow = await first.call_tool("run_code_long", {
+                    "code": "import time; time.sleep(300)", "background": True,
+                    "session": "other"})
+                slow_id = structured(slow)["job_id"]
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
                 await first.call_tool("get_job", {"job_id": job_id, "wait": 0})
         assert not alive(int(pid_file.read_text()))
@@ -60,6 +64,11 @@ async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
             done = await second.call_tool("get_job", {"job_id": job_id, "wait": 30})
             assert structured(done)["status"] == "succeeded"
             assert all(f"step {i}" in text_of(done) for i in range(8)), text_of(done)
+            page = structured(await second.call_tool("get_job_output", {"job_id": job_id}))
+            assert page["complete"] and page["total_bytes"] == len(
+                "".join(f"step {i}\n" for i in range(8)))
+            cancelled = await second.call_tool("cancel_job", {"job_id": slow_id})
+            assert structured(cancelled)["status"] == "cancelled"
             kept = await second.call_tool("run_code_quick", {"code": "print(x + 1)"})
             assert "42" in text_of(kept) and "STATE LOST" not in text_of(kept) + text_of(done)
 
@@ -99,6 +108,8 @@ async def test_two_bridges_at_once_share_one_daemon_with_their_own_sessions(tmp:
                                                                   "session": "main"}))
             assert len(own["jobs"]) == 51
             assert all(j["status"] == "succeeded" for j in own["jobs"]), own
+            # Each job says which client submitted it: this bridge's lease.
+            assert {j["client"].split("/")[-1] for j in own["jobs"]} == {own["jobs"][0]["session"]}
             views[name] = results
 
     with anyio.fail_after(300):
@@ -166,7 +177,7 @@ async def test_private_modes_and_the_secret_only_in_the_runtime_file(tmp: Path) 
             ran = await client.call_tool("run_code_quick", {"code": code})
             await client.call_tool("list_jobs", {})
             [daemon] = daemon_pids(tmp)
-            daemon_env = Path(f"/proc/{daemon}/environ").read_bytes()
+            daemon_env = await anyio.Path(f"/proc/{daemon}/environ").read_bytes()
     assert "[]" in text_of(ran) and "done" in text_of(ran), text_of(ran)
     assert not any(v.encode() in daemon_env for v in tokens.values())
     ckpt = tmp / "ckpt"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -60,16 +59,15 @@ async def test_local_runtime_outlives_the_bridge_until_local_stop(tmp_path: Path
                 assert url.startswith("http://127.0.0.1:")
             # The bridge has exited: the local runtime keeps serving, for the next one.
             assert httpx2.get(f"{url}/health", timeout=5).status_code == 200
-            status = subprocess.run([sys.executable, "-m", "smartcolab", "local", "status",
-                                     "--json"], env=cli_env, capture_output=True, text=True,
-                                    timeout=60)
+            status = await anyio.run_process(
+                [sys.executable, "-m", "smartcolab", "local", "status", "--json"], env=cli_env)
             [daemon] = json.loads(status.stdout)["daemons"]
             assert daemon["url"] == url and daemon["running"] and daemon["sessions"] == ["main"]
             assert daemon["jobs"] == {"succeeded": 1} and daemon["idle_s"] >= 0
-            assert "secret" not in status.stdout
-            stop = subprocess.run([sys.executable, "-m", "smartcolab", "local", "stop"],
-                                  env=cli_env, capture_output=True, text=True, timeout=60)
-            assert "stopped 1" in stop.stdout, stop.stdout + stop.stderr
+            assert b"secret" not in status.stdout
+            stop = await anyio.run_process([sys.executable, "-m", "smartcolab", "local", "stop"],
+                                           env=cli_env)
+            assert b"stopped 1" in stop.stdout, stop.stdout + stop.stderr
             with pytest.raises(httpx2.TransportError):
                 httpx2.get(f"{url}/health", timeout=2)
     finally:
