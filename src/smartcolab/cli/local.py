@@ -1,12 +1,11 @@
 """``smartcolab local status|stop``: the local runtime daemons of this user.
 
-Also what the bridge's and ``config``'s local-runtime flags resolve to, and the
-hidden ``smartcolab local daemon`` that ``client/local/daemon.py`` starts detached.
+Also what the bridge's and ``config``'s local-runtime flags resolve to. The daemon's
+own entry point is ``cli/daemon_main.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -165,19 +164,3 @@ def stop(checkpoint_dir: StateOpt = None) -> None:
 
     count = run(body)
     out.print(f"stopped {count} local runtime daemon(s)")
-
-
-@local_app.command("daemon", hidden=True)
-def daemon(
-    directory: Annotated[Path, typer.Option("--dir")],
-    root: Annotated[Path, typer.Option()],
-    kernel: Annotated[str, typer.Option()] = "python3",
-    python: Annotated[str | None, typer.Option()] = None,
-    idle_timeout: Annotated[float, typer.Option()] = DEFAULT_IDLE_TIMEOUT_S,
-) -> None:
-    """Run a local runtime daemon in the foreground (started by bridges, detached)."""
-    from smartcolab.runtime.daemon import DaemonOptions, run_daemon
-
-    with contextlib.suppress(KeyboardInterrupt):
-        run_daemon(DaemonOptions(directory=directory, root=root.resolve(), kernel_name=kernel,
-                                 python=python, idle_timeout_s=idle_timeout))

@@ -175,7 +175,7 @@ class RuntimeRegistry:
         if spec.embedded and self._embedded is not None:
             was = spec.url
             url = await self._embedded.start()
-            if url != was:
+            if url != was or self._embedded.secret != spec.secret:  # a new daemon
                 spec = replace(spec, url=url, secret=self._embedded.secret)
                 self._specs[spec.name] = spec
                 await self._drop_client(spec.name)

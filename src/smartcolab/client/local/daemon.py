@@ -186,7 +186,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _spawn(spec: DaemonSpec, directory: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "smartcolab", "local", "daemon", "--dir", str(directory),
+    args = [sys.executable, "-m", "smartcolab.cli.daemon_main", "--dir", str(directory),
             "--root", str(spec.root), "--kernel", spec.kernel,
             "--idle-timeout", str(spec.idle_timeout_s)]
     if spec.python:
@@ -240,11 +240,28 @@ def _ensure_locked(spec: DaemonSpec, directory: Path) -> tuple[DaemonInfo, bool]
         info = read_info(directory)
         if info is not None and anyio.run(probe, info) is not None:
             return info, False
-        if info is not None:
-            (directory / RUNTIME_FILE).unlink(missing_ok=True)  # stale: replace it
+        if info is not None:  # stale: replace it (ending a hung daemon that still runs)
+            _end_hung(info)
+            (directory / RUNTIME_FILE).unlink(missing_ok=True)
         if spec.python:
             check_python(spec.python)
         return _wait_ready(_spawn(spec, directory), directory), True
+
+
+def _end_hung(info: DaemonInfo) -> None:
+    """SIGTERM a daemon that runs but does not answer, so two never share a job store.
+
+    Only a process whose command line names our daemon: the pid may have been reused.
+    """
+    if not pid_alive(info.pid):
+        return
+    try:
+        cmdline = Path(f"/proc/{info.pid}/cmdline").read_bytes()
+    except OSError:
+        return  # no /proc (macOS): leave it; it stops itself when idle
+    if b"smartcolab" in cmdline and b"daemon" in cmdline:
+        with contextlib.suppress(OSError):
+            os.kill(info.pid, signal.SIGTERM)
 
 
 async def ensure_daemon(spec: DaemonSpec) -> tuple[DaemonInfo, bool]:
