@@ -39,7 +39,11 @@ def structured(result: Any) -> dict[str, Any]:
 
 async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
     pid_file = tmp / "bridge.pid"
-    long_code = "import time\nfor i in range(8):\n    print('step', i, flush=True)\n    time.sleep(0.5)"
+    flag = tmp / "finish-now"
+    # Runs until the test says so: the next bridge is sure to find it running.
+    long_code = ("import os, time\nfor i in range(8):\n    print('step', i, flush=True)\n"
+                 f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)\n"
+                 "print('finished')")
     with anyio.fail_after(120):
         with contextlib.suppress(Exception):  # the session dies with the bridge we kill
             async with Client(bridge_params(tmp, pid_file=pid_file)) as first:
@@ -60,13 +64,15 @@ async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
 
         async with Client(bridge_params(tmp)) as second:
             seen = structured(await second.call_tool("get_job", {"job_id": job_id, "wait": 0}))
-            assert seen["status"] in ("running", "succeeded")
+            assert seen["status"] == "running"
+            await anyio.Path(flag).touch()
             done = await second.call_tool("get_job", {"job_id": job_id, "wait": 30})
             assert structured(done)["status"] == "succeeded"
             assert all(f"step {i}" in text_of(done) for i in range(8)), text_of(done)
+            assert "finished" in text_of(done)
             page = structured(await second.call_tool("get_job_output", {"job_id": job_id}))
             assert page["complete"] and page["total_bytes"] == len(
-                "".join(f"step {i}\n" for i in range(8)))
+                "".join(f"step {i}\n" for i in range(8)) + "finished\n")
             cancelled = await second.call_tool("cancel_job", {"job_id": slow_id})
             assert structured(cancelled)["status"] == "cancelled"
             kept = await second.call_tool("run_code_quick", {"code": "print(x + 1)"})

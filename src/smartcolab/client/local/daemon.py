@@ -51,6 +51,7 @@ START_TIMEOUT_S = 60.0
 LOCK_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 HEALTH_TIMEOUT_S = 3.0
+MAX_LOG_BYTES = 10 * 1024 * 1024
 # Tokens of other runtimes: the daemon's kernels run arbitrary code, they get none of them.
 TOKEN_NAMES = frozenset({"COLAB_TOKEN", "JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN",
                          "NGROK_AUTHTOKEN", "TUNNEL_TOKEN"})
@@ -191,7 +192,11 @@ def _spawn(spec: DaemonSpec, directory: Path) -> subprocess.Popen[bytes]:
             "--idle-timeout", str(spec.idle_timeout_s)]
     if spec.python:
         args += ["--python", spec.python]
-    log_fd = open_private_append(directory / LOG_FILE)
+    log = directory / LOG_FILE
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > MAX_LOG_BYTES:  # one old log is kept, no more
+            os.replace(log, log.with_name(LOG_FILE + ".1"))
+    log_fd = open_private_append(log)
     try:
         # stdout must never reach ours: in stdio mode it is the JSON-RPC channel.
         if sys.platform == "win32":
