@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from smartcolab.shared import env as env_names
+
 SUPPORTED = ("claude-desktop", "claude-code", "cursor")
 SECRET_PLACEHOLDER = "<the secret the runtime printed>"
 
@@ -27,8 +29,8 @@ def _args_env(runtime: str | None, url: str | None, runtimes_file: Path | None,
         args += ["--runtimes-file", str(runtimes_file.expanduser().resolve())]
     env: dict[str, str] = {}
     if url:
-        env["COLAB_URL"] = url
-        env["COLAB_TOKEN"] = SECRET_PLACEHOLDER
+        env[env_names.COLAB_URL] = url
+        env[env_names.COLAB_TOKEN] = SECRET_PLACEHOLDER
     return args, env
 
 

@@ -7,7 +7,6 @@ Colab VMs disappear with their job store; the journal keeps what the bridge saw
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from smartcolab.shared.private import private_dir
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView
+from smartcolab.shared.sqlite import open_db
 
 JOURNAL_FILE = "bridge-journal.sqlite3"
 OUTPUT_TAIL_CHARS = 4000
@@ -79,10 +79,7 @@ class Journal:
         private_dir(directory)
         self.path = directory / JOURNAL_FILE
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(self.path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from mcp.server import MCPServer
 
@@ -35,10 +35,6 @@ from smartcolab.mcp.tools import system as tools_system
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
-
-
-class ToolsModule(Protocol):
-    def register(self, server: MCPServer, deps: BridgeDeps) -> None: ...
 
 
 TOOL_MODULES: list[ModuleType] = [
