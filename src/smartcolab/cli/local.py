@@ -16,11 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from smartcolab.cli.common import JsonOpt, err, out, print_json, run
+from smartcolab.shared import env as env_names
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S, H_QUIET
 
-ENV_CLIENT = "SMARTCOLAB_CLIENT"
-ENV_IDLE_MINUTES = "SMARTCOLAB_IDLE_MINUTES"
-ENV_CHECKPOINT_DIR = "CHECKPOINT_DIR"
+ENV_CLIENT = env_names.CLIENT
+ENV_IDLE_MINUTES = env_names.IDLE_MINUTES
+ENV_CHECKPOINT_DIR = env_names.CHECKPOINT_DIR
 
 local_app = typer.Typer(help="The local runtime daemon: one per user and configuration, "
                              "shared by every bridge and command.", no_args_is_help=True)
@@ -70,7 +71,7 @@ def snippet_local_args(client: str, *, python: str | None, root: Path | None,
 
     if client == "claude-code":
         root = root or Path.cwd()
-    chosen = python or env.get("SMARTCOLAB_PYTHON")
+    chosen = python or env.get(env_names.PYTHON)
     try:
         resolved = resolve_python(chosen, env) if chosen else (
             project_python(root) if client == "claude-code" and root else None)

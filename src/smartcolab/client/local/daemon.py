@@ -33,6 +33,7 @@ import httpx2
 
 import smartcolab
 from smartcolab.client.local.python import check_python
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import RuntimeUnreachable
 from smartcolab.shared.local_daemon import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -53,8 +54,9 @@ STOP_TIMEOUT_S = 20.0
 HEALTH_TIMEOUT_S = 3.0
 MAX_LOG_BYTES = 10 * 1024 * 1024
 # Tokens of other runtimes: the daemon's kernels run arbitrary code, they get none of them.
-TOKEN_NAMES = frozenset({"COLAB_TOKEN", "JUPYTER_TOKEN", "JUPYTERHUB_API_TOKEN",
-                         "NGROK_AUTHTOKEN", "TUNNEL_TOKEN"})
+TOKEN_NAMES = frozenset({env_names.COLAB_TOKEN, env_names.JUPYTER_TOKEN,
+                         env_names.JUPYTERHUB_TOKEN, env_names.NGROK_TOKEN,
+                         env_names.CLOUDFLARED_TOKEN, env_names.SECRET, env_names.MCP_TOKEN})
 SECRET_PREFIX = "SMARTCOLAB_"
 
 

@@ -8,9 +8,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import InvalidInput
 
-ENV_PYTHON = "SMARTCOLAB_PYTHON"
+ENV_PYTHON = env_names.PYTHON
 CHECK_TIMEOUT_S = 60.0
 PROJECT_VENVS = (".venv", "venv", "env")
 
