@@ -6,6 +6,7 @@ Every test stops the daemons it started (``stop_daemons_under`` in ``finally``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -188,8 +189,6 @@ async def test_private_modes_and_the_secret_only_in_the_runtime_file(tmp: Path) 
     assert not any(v.encode() in daemon_env for v in tokens.values())
     ckpt = tmp / "ckpt"
     [runtime_file] = ckpt.rglob("runtime.json")
-    import json
-
     secret = json.loads(runtime_file.read_text())["secret"].encode()
     modes = {}
     for path in [ckpt, *ckpt.rglob("*")]:
@@ -199,3 +198,26 @@ async def test_private_modes_and_the_secret_only_in_the_runtime_file(tmp: Path) 
     wrong = {str(p): oct(m) for p, m in modes.items() if m != (0o700 if p.is_dir() else 0o600)}
     assert not wrong
     assert any(p.name == "daemon.log" for p in modes) and any(p.suffix == ".sqlite3" for p in modes)
+
+
+async def test_stale_runtime_files_are_replaced(tmp: Path) -> None:
+    from smartcolab.client.local.daemon import DaemonSpec, ensure_daemon, read_info
+
+    spec = DaemonSpec(base=tmp / "local", root=tmp / "ws")
+    with anyio.fail_after(120):
+        first, started = await ensure_daemon(spec)
+        assert started and first.directory == spec.directory
+        again, started_again = await ensure_daemon(spec)
+        assert (again.pid, started_again) == (first.pid, False)
+        os.kill(first.pid, signal.SIGKILL)  # leaves its runtime file behind
+        assert await anyio.to_thread.run_sync(wait_gone, first.pid, 30)
+        second, started = await ensure_daemon(spec)
+        assert started and second.pid != first.pid and second.secret != first.secret
+        stop_daemons_under(tmp)
+        # A file naming a live process that is no daemon of ours, on a closed port.
+        await anyio.Path(spec.directory / "runtime.json").write_text(json.dumps(
+            {"url": "http://127.0.0.1:9", "pid": os.getpid(), "secret": "x"}))
+        third, started = await ensure_daemon(spec)
+    assert started and third.pid not in (first.pid, second.pid, os.getpid())
+    info = read_info(spec.directory)
+    assert info is not None and info.pid == third.pid

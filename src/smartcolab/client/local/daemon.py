@@ -53,6 +53,7 @@ LOCK_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 HEALTH_TIMEOUT_S = 3.0
 MAX_LOG_BYTES = 10 * 1024 * 1024
+DAEMON_MODULE = "smartcolab.cli.daemon_main"
 # Tokens of other runtimes: the daemon's kernels run arbitrary code, they get none of them.
 TOKEN_NAMES = frozenset({env_names.COLAB_TOKEN, env_names.JUPYTER_TOKEN,
                          env_names.JUPYTERHUB_TOKEN, env_names.NGROK_TOKEN,
@@ -189,7 +190,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _spawn(spec: DaemonSpec, directory: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "smartcolab.cli.daemon_main", "--dir", str(directory),
+    args = [sys.executable, "-m", DAEMON_MODULE, "--dir", str(directory),
             "--root", str(spec.root), "--kernel", spec.kernel,
             "--idle-timeout", str(spec.idle_timeout_s)]
     if spec.python:
@@ -266,7 +267,7 @@ def _end_hung(info: DaemonInfo) -> None:
         cmdline = Path(f"/proc/{info.pid}/cmdline").read_bytes()
     except OSError:
         return  # no /proc (macOS): leave it; it stops itself when idle
-    if b"smartcolab" in cmdline and b"daemon" in cmdline:
+    if DAEMON_MODULE.encode() in cmdline.split(b"\0"):
         with contextlib.suppress(OSError):
             os.kill(info.pid, signal.SIGTERM)
 
