@@ -1,10 +1,11 @@
 """What every CLI command shares: choosing a runtime, exit codes, error lines, output.
 
-A command's runtime is, in this order: ``--url`` (+ ``--token``), ``--runtime NAME``
+A command's runtime is, in this order: ``--url`` (+ ``--token-file``), ``--runtime NAME``
 from the runtimes file, ``$COLAB_URL`` (+ ``$COLAB_TOKEN``), the runtimes file's
 ``default``, else the local runtime daemon rooted in the current directory (started
-on first use, shared, and left running until it is idle).  The named runtimes and the embedded runtime are the bridge's own
-(``client/registry.py``, ``client/embedded.py``): one registry, one file format.
+on first use, shared, and left running until it is idle).  The named runtimes and the
+local runtime are the bridge's own (``client/registry.py``, ``client/embedded.py``): one
+registry, one file format.
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 # ---------------------------------------------------------------- shared options
 RuntimeOpt = Annotated[str | None, typer.Option(
-    "--runtime", "-r", help="A named runtime from the runtimes file ('local' = embedded).")]
+    "--runtime", "-r", help="A named runtime from the runtimes file ('local' = the local daemon).")]
 UrlOpt = Annotated[str | None, typer.Option(
-    "--url", help="Runtime URL (default: $COLAB_URL; none: an embedded local runtime).")]
-TokenOpt = Annotated[str | None, typer.Option(
-    "--token", help="Runtime secret (default: $COLAB_TOKEN).")]
+    "--url", help="Runtime URL (default: $COLAB_URL; none: the local runtime daemon).")]
+# A secret never comes from argv (any local user sees it in ps): a file, stdin or $COLAB_TOKEN.
+TokenOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="File holding the runtime secret ('-' reads stdin; default: $COLAB_TOKEN).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -134,7 +136,7 @@ def _choose(target: Target, specs: list[RuntimeSpec], file_default: str | None) 
 
 @asynccontextmanager
 async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, RuntimeClient]]:
-    """The chosen runtime's spec and client; an embedded runtime lives as long as this."""
+    """The chosen runtime's spec and client; the local daemon outlives this (idle stop)."""
     specs, file_default = known_specs()
     if target.url:
         token = target.token if target.token is not None else os.environ.get(ENV_TOKEN)
@@ -204,7 +206,7 @@ def run_sync(fn: Callable[[], T]) -> T:
     except SmartColabError as exc:
         hint = ""
         if isinstance(exc, Unauthorized):
-            hint = " (check --token / $COLAB_TOKEN; 'smartcolab doctor' says more)"
+            hint = " (check --token-file / $COLAB_TOKEN; 'smartcolab doctor' says more)"
         fail(f"{exc.message}{hint}", exit_code_for(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
