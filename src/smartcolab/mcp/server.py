@@ -23,7 +23,9 @@ from mcp.server import MCPServer
 
 from smartcolab import __version__
 from smartcolab.client.embedded import EmbeddedRuntime
+from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.journal import Journal
+from smartcolab.client.local.sessions import DEFAULT_LABEL, ClientLease
 from smartcolab.client.registry import (
     BackendFactory,
     RuntimeRegistry,
@@ -41,6 +43,7 @@ from smartcolab.mcp.tools import files as tools_files
 from smartcolab.mcp.tools import jobs as tools_jobs
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
+from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,15 @@ class BridgeConfig:
     default_runtime: str | None = None
     embedded: bool = True
     embedded_root: Path | None = None
+    # Where local runtime daemons keep their directories (default CHECKPOINT_DIR/local).
     embedded_state_dir: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The local runtime: kernels' Python (None: this one) or kernelspec, idle stop,
+    # and this bridge's client label (client/local/sessions.py).
+    python: str | None = None
+    kernel: str = "python3"
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    client_label: str = DEFAULT_LABEL
     # One backend factory per runtime kind (default: our runtime server and Jupyter
     # Server, with ``retry``); tests register a fake backend here.
     factories: Mapping[str, BackendFactory] | None = None
@@ -87,29 +97,35 @@ class BridgeConfig:
 @asynccontextmanager
 async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
     """Open everything the tools share; on exit stop the chunked operations (their
-    checkpoints say ``paused``), then close the backends, the embedded runtime, the
-    checkpoint store and the journal."""
+    checkpoints say ``paused``), then close the backends, the checkpoint store and the
+    journal, and let go of this bridge's lease on the local daemon (the daemon stays)."""
     s = config.settings
-    embedded = None
-    if config.embedded:
-        base = s.checkpoint_dir / "embedded"
-        embedded = EmbeddedRuntime(config.embedded_root or base / "workspace",
-                                   config.embedded_state_dir or base / "state")
     factories = config.factories if config.factories is not None else default_factories(
         config.retry)
     async with AsyncExitStack() as stack:
+        journal = Journal(s.checkpoint_dir)
+        stack.callback(journal.close)
+        lease = ClientLease(s.checkpoint_dir, config.client_label)
+        stack.callback(lease.release)
+        embedded = None
+        if config.embedded:
+            embedded = EmbeddedRuntime(
+                config.embedded_root or s.checkpoint_dir / "embedded" / "workspace",
+                config.embedded_state_dir or s.checkpoint_dir / "local", python=config.python,
+                kernel=config.kernel, idle_timeout_s=config.idle_timeout_s, lease=lease,
+                retry=config.retry,
+                strip_values=tuple(r.secret for r in config.runtimes if r.secret))
         registry = RuntimeRegistry(config.runtimes, default=config.default_runtime,
                                    embedded=embedded, factories=factories)
         stack.push_async_callback(_shielded, registry.aclose)
-        journal = Journal(s.checkpoint_dir)
-        stack.callback(journal.close)
         store = CheckpointStore(s.checkpoint_dir)
         stack.callback(store.close)
         tg = await stack.enter_async_context(anyio.create_task_group())
         chunked = ChunkedOps(store, tg)
         # Runs before the task group exits: operations stop while their backends are open.
         stack.push_async_callback(chunked.aclose)
-        yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked)
+        yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked,
+                         epochs=EpochTracker(journal, lambda: lease.name))
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
