@@ -10,7 +10,8 @@ from smartcolab.runtime.security.clientaddr import (
     parse_address,
     parse_networks,
 )
-from smartcolab.runtime.security.limits import AuthLockout, RateLimiter
+from smartcolab.runtime.security.gate import AuthLockout
+from smartcolab.runtime.security.limits import RateLimiter
 
 
 def scope(peer: str | None, *headers: tuple[str, str]) -> dict[str, object]:

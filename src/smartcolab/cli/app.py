@@ -52,7 +52,7 @@ def serve(
     port_file: Annotated[Path | None, typer.Option(
         help="Write the bound port to this file once listening (for supervisors).")] = None,
     insecure_no_auth: Annotated[bool, typer.Option(
-        "--insecure-no-auth", help="Disable authentication (loopback addresses only).")] = False,
+        "--insecure-no-auth", hidden=True, help="Removed: authentication is always on.")] = False,
     kill_grace: Annotated[float, typer.Option(
         help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = 5.0,
     min_free_ram_mb: Annotated[int, typer.Option(
@@ -81,7 +81,19 @@ def serve(
              "Default: every address.")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         help="A network whose connections may name the real client in X-Forwarded-For "
-             "or Forwarded, e.g. a tunnel agent (repeatable). Default: loopback.")] = None,
+             "or Forwarded, e.g. a reverse proxy (repeatable). Default: none; the tunnel "
+             "agent started by --tunnel is always believed.")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        help="Another name this runtime answers to in the Host header, e.g. my-vm.example.com "
+             "or *.example.com (repeatable). Loopback names, IP addresses, --host and the "
+             "tunnel's hostname are always allowed.")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        help="A web origin whose pages may call this runtime, e.g. https://tools.example.com "
+             "(repeatable).")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client may take to send a request's headers.")] = 10.0,
+    max_connections_per_client: Annotated[int, typer.Option(
+        help="Most open connections from one address; 0 for no cap.")] = 128,
     guarded: Annotated[bool, typer.Option(
         "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
                           "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
@@ -115,9 +127,16 @@ def serve(
     from smartcolab.runtime.server import run
     from smartcolab.shared.errors import TunnelFailed
 
+    if insecure_no_auth:
+        typer.echo("error: --insecure-no-auth was removed: without the secret any local user, "
+                   "and any web page through the browser, could run code as you (SECURITY.md). "
+                   "Use the secret the runtime prints, or `smartcolab local`.", err=True)
+        raise typer.Exit(2)
     roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
     config = RuntimeConfig(
-        host=host, port=port, roots=roots, auth=not insecure_no_auth,
+        host=host, port=port, roots=roots,
+        allowed_hosts=list(allow_host or []), allowed_origins=list(allow_origin or []),
+        header_timeout_s=header_timeout, max_connections_per_client=max_connections_per_client,
         state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
         response_text_bytes=response_text_kb * 1024,

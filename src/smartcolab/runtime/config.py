@@ -27,7 +27,12 @@ DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_QUERY_BYTES = 16 * 1024
-DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+# Forwarding headers are believed only from these networks and from the tunnel agent this
+# runtime started (runtime/security/clientaddr.py); any other local process is not a proxy.
+DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ()
+# Connection hygiene (runtime/security/connections.py).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 DEFAULT_RATE_LIMIT_PER_S = 50.0
 DEFAULT_RATE_BURST = 200
 DEFAULT_MAX_TRACKED_CLIENTS = 10_000
@@ -48,7 +53,6 @@ class RuntimeConfig:
     """Everything a runtime server needs to know; no field is read from the environment."""
 
     secret: str = field(default_factory=new_secret)
-    auth: bool = True
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     roots: list[Path] = field(default_factory=lambda: [Path.cwd()])
@@ -81,6 +85,12 @@ class RuntimeConfig:
     lockout_failures: int = DEFAULT_LOCKOUT_FAILURES  # 0 disables the lockout
     lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
     lockout_s: float = DEFAULT_LOCKOUT_S
+    # Host/Origin allowlist additions (runtime/security/hosts.py); loopback names, the bind
+    # address and the tunnel's hostname are always allowed.
+    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = field(default_factory=list)
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT  # 0: no cap
     # Guarded mode: job code is checked by runtime/security/guard.py before it runs.
     guarded: bool = False
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES

@@ -15,6 +15,8 @@ from smartcolab.runtime.engine.store import JobRecord, JobStore
 from smartcolab.runtime.host import resources
 from smartcolab.runtime.security.audit import AuditLog
 from smartcolab.runtime.security.auth import Authenticator
+from smartcolab.runtime.security.clientaddr import ClientResolver
+from smartcolab.runtime.security.hosts import HostPolicy
 from smartcolab.runtime.security.redact import Redactor
 from smartcolab.shared.errors import (
     Forbidden,
@@ -197,7 +199,10 @@ class RuntimeState:
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
-        self.auth = Authenticator(config.secret, enabled=config.auth)
+        self.auth = Authenticator(config.secret)
+        self.hosts = HostPolicy(bind_host=config.host, allowed_hosts=config.allowed_hosts,
+                                allowed_origins=config.allowed_origins)
+        self.resolver = ClientResolver(config.trusted_proxies, config.allow_cidrs)
         self.redactor = Redactor(config.secret)
         self.audit = AuditLog(config.state_dir, max_bytes=config.audit_max_bytes,
                               backups=config.audit_backups, redactor=self.redactor)
@@ -223,6 +228,12 @@ class RuntimeState:
         if self._manager is not None:
             await self._manager.stop()
         self.audit.close()
+
+    def trust_tunnel(self, public_url: str, agent_pid: int | None) -> None:
+        """A tunnel opened: answer to its hostname, believe its agent's forwarded addresses."""
+        self.hosts.allow_url(public_url)
+        if agent_pid is not None:
+            self.resolver.trust_agent(agent_pid)
 
     def rotate_secret(self, new_secret: str) -> None:
         """Switch to a new secret; kernels keep running, old outputs stay redacted."""

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smartcolab.runtime.security.redact import Redactor
 
 AUDIT_FILE = "audit.log"
-STATE_AUTH = "sc_auth"  # set by security.Authenticator: "bearer", "hmac" or "off"
+STATE_AUTH = "sc_auth"  # set by gate.AuthGate: "bearer" or "hmac"
 STATE_CLIENT = "sc_client"  # set by limits.LimitsMiddleware
 
 
