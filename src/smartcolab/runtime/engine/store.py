@@ -8,12 +8,15 @@ not wait for an fsync, a crash of the process loses nothing already committed).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from smartcolab.shared.protocol import JobResult
+
+log = logging.getLogger("smartcolab.runtime")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,6 +64,20 @@ _COLUMNS = ("job_id, session, status, code, timeout, client, created_at, started
             "finished_at, epoch, result, output_bytes")
 
 
+def quarantine(path: Path, exc: BaseException) -> Path:
+    """Move an unreadable store (and its WAL files) aside, so the server can start afresh."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.replace(moved.with_name(moved.name + suffix))
+    log.error("the job store %s could not be read (%s): moved it to %s and started a new, "
+              "empty one. Jobs of earlier runs are in the moved file (sqlite3 can try to "
+              "recover it: sqlite3 %s .recover)", path, exc, moved, moved)
+    return moved
+
+
 def _record(row: tuple[object, ...]) -> JobRecord:
     (job_id, session, status, code, timeout, client, created_at, started_at, finished_at,
      epoch, result, output_bytes) = row
@@ -80,10 +97,30 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        # Set when a corrupt store was moved aside at start (the way out of item 17).
+        self.quarantined: Path | None = None
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            self.quarantined = quarantine(path, exc)
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
