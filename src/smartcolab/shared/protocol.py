@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 API_VERSION = "1"
 
@@ -35,6 +35,8 @@ LONG_TIMEOUT_S = 600.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# A Python identifier (what str.isidentifier accepts, near enough for a schema).
+VARIABLE_NAME_PATTERN = r"^[^\W\d]\w{0,254}$"
 MAX_CODE_CHARS = 1_000_000
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"]
@@ -59,6 +61,9 @@ def canonical_request(method: str, raw_path: str, raw_query: str, content_sha256
 
 def sign(secret: str, canonical: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+
+
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
 
 
 class Model(BaseModel):
@@ -105,7 +110,7 @@ class JobSubmit(Model):
         default=QUICK_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S,
         description="seconds before the kernel is interrupted; null = no limit",
     )
-    force: bool = Field(default=False, description="run even when available RAM is low")
+    force: StrictBool = Field(default=False, description="run even when available RAM is low")
     client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
 
 
@@ -221,8 +226,8 @@ class VariableList(Open):
 
 
 class CleanupRequest(Model):
-    reset: bool = Field(default=False, description="delete every user variable")
-    names: list[str] = Field(default_factory=list, max_length=1000)
+    reset: StrictBool = Field(default=False, description="delete every user variable")
+    names: list[VariableName] = Field(default_factory=list, max_length=1000)
 
 
 class CleanupReport(Open):
@@ -240,7 +245,7 @@ class CleanupReport(Open):
 
 # ---------------------------------------------------------------- persistence
 class SaveRequest(Model):
-    names: list[str] = Field(default_factory=list, max_length=1000,
+    names: list[VariableName] = Field(default_factory=list, max_length=1000,
                              description="variables to save; empty = every user variable")
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
@@ -249,7 +254,7 @@ class SaveRequest(Model):
 class RestoreRequest(Model):
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
-    names: list[str] = Field(default_factory=list, max_length=1000,
+    names: list[VariableName] = Field(default_factory=list, max_length=1000,
                              description="variables to restore; empty = all in the snapshot")
 
 

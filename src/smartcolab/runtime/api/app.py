@@ -78,6 +78,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
                     "/health needs the runtime's secret (bearer token or HMAC signature).",
     )
     app.state.sc = state
+    # No trailing-slash redirects: one was built from the Host header (an open redirect).
+    app.router.redirect_slashes = False
     install_error_handlers(app)
 
     app.add_middleware(EpochHeaderMiddleware, state=state)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,9 +23,19 @@ _STARLETTE_CODES = {
 }
 
 
-def _response(status: int, body: dict[str, object], retry_after: float | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
-    return JSONResponse(body, status_code=status, headers=headers)
+def _response(status: int, body: dict[str, object], retry_after: float | None = None,
+              headers: Mapping[str, str] | None = None) -> JSONResponse:
+    out = dict(headers or {})
+    if retry_after:
+        out["Retry-After"] = str(max(1, round(retry_after)))
+    return JSONResponse(body, status_code=status, headers=out or None)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC, however it surfaced (an OSError, or SQLite's "database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -50,10 +63,35 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         if exc.status_code == 404:
             message = f"no such endpoint: {request.method} {request.url.path}"
-        return _response(exc.status_code, error_body(code, message))
+        details: dict[str, object] = {}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+            if allow:
+                headers["Allow"] = allow
+                details["allow"] = allow
+                message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
+        return _response(exc.status_code, error_body(code, message, details), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if disk_full(exc):
+            log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+            return _response(507, error_body(
+                "insufficient_storage", f"the runtime's disk is full ({exc}); nothing was "
+                "changed by this request. Free space on the runtime (delete large files or "
+                "old outputs) and retry.", {"retry_after": 10}), retry_after=10)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _response(500, error_body(
             "internal", f"internal error ({type(exc).__name__}); the runtime log has details"))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods the app's routes accept at this path (for a 405's ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"}) if hasattr(
+            route, "matches") else (None, None)
+        if match is not None and match.name != "NONE":
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

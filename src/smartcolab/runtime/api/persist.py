@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from smartcolab.runtime.engine import persist
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared.protocol import (
+    NAME_PATTERN,
     PersistManifest,
     RestoreReport,
     RestoreRequest,
@@ -17,6 +19,7 @@ from smartcolab.shared.protocol import (
 )
 
 router = APIRouter(tags=["persistence"])
+SessionName = Annotated[str, Path(pattern=NAME_PATTERN, description="a session's name")]
 
 
 def _state(request: Request) -> RuntimeState:
@@ -25,7 +28,7 @@ def _state(request: Request) -> RuntimeState:
 
 
 @router.post("/sessions/{name}/save", response_model=PersistManifest)
-async def save_variables(request: Request, name: str, body: SaveRequest) -> PersistManifest:
+async def save_variables(request: Request, name: SessionName, body: SaveRequest) -> PersistManifest:
     """Pickle the session's variables to the persist directory (409 while a job runs).
 
     Unpicklable objects are listed under ``failed``; the others are saved.
@@ -36,7 +39,7 @@ async def save_variables(request: Request, name: str, body: SaveRequest) -> Pers
 
 
 @router.post("/sessions/{name}/restore", response_model=RestoreReport)
-async def restore_variables(request: Request, name: str, body: RestoreRequest) -> RestoreReport:
+async def restore_variables(request: Request, name: SessionName, body: RestoreRequest) -> RestoreReport:
     """Load a saved snapshot's variables into the session (409 while a job runs)."""
     state = _state(request)
     session = state.manager.session(name)
