@@ -15,6 +15,7 @@ from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.engine.jobs import Job, job_dir, log_finished, make_view
 from smartcolab.runtime.engine.sessions import KernelSession, new_record
 from smartcolab.runtime.engine.store import JobRecord, JobStore
+from smartcolab.runtime.files.uploads import UploadLedger
 from smartcolab.runtime.host import resources
 from smartcolab.runtime.security.audit import AuditLog
 from smartcolab.runtime.security.auth import Authenticator
@@ -271,6 +272,8 @@ class RuntimeState:
         self.boot_id = uuid.uuid4().hex[:12]
         self.shutdown_requested = asyncio.Event()
         self._manager: SessionManager | None = None
+        self.uploads = UploadLedger(config.state_dir)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> SessionManager:
@@ -280,11 +283,15 @@ class RuntimeState:
 
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.uploads.sweep, all_inactive=True)
+        self._sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweep")
         self._manager = SessionManager(self.config, self.boot_id, audit=self.audit,
                                        redactor=self.redactor)
         await self._manager.start()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._manager is not None:
             await self._manager.stop()
         self.audit.close()

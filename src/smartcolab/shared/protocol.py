@@ -36,7 +36,7 @@ MAX_TIMEOUT_S = 7 * 24 * 3600.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 # A Python identifier (what str.isidentifier accepts, near enough for a schema).
-VARIABLE_NAME_PATTERN = r"^[^\W\d]\w{0,254}$"
+VARIABLE_NAME_PATTERN = r"^[^\W\d]\w*$"
 MAX_CODE_CHARS = 1_000_000
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"]
@@ -63,7 +63,7 @@ def sign(secret: str, canonical: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
 
 
-VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN, max_length=255)]
 
 
 class Model(BaseModel):

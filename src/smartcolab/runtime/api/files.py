@@ -296,7 +296,13 @@ async def put_content(request: Request, path: ClientPath,
     tmp = parent / f"{UPLOAD_TMP_MARK}{secrets.token_hex(8)}.tmp"
     h = hashlib.sha256()
     received = 0
-    f = await asyncio.to_thread(open, tmp, "xb")  # closed in every branch below
+    ledger = state.uploads
+    token = await asyncio.to_thread(ledger.begin, tmp)
+    try:
+        f = await asyncio.to_thread(open, tmp, "xb")  # closed in every branch below
+    except BaseException:
+        ledger.end(token)
+        raise
     try:
         buf = bytearray()
         stream = request.stream()
@@ -337,6 +343,8 @@ async def put_content(request: Request, path: ClientPath,
         log.info("upload to %s refused or interrupted after %d bytes (%s); temp file removed",
                  target.rel, received, type(exc).__name__)
         raise
+    finally:
+        ledger.end(token)
     st = target.path.stat()
     svc.remember((str(target.path), st.st_size, st.st_mtime_ns), digest)
     return UploadResult(path=target.rel, size=received, sha256=digest,
