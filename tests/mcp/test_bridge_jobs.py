@@ -43,6 +43,20 @@ async def test_extra_images_are_saved_not_sent(runtime: RuntimeProc, tmp_path: P
     assert str(saved[0]) in text_of(result)
 
 
+async def test_progress_bar_shows_its_last_frame(runtime: RuntimeProc, tmp_path: Path) -> None:
+    """A 2,000-step \\r progress bar costs one line of the result, not 2,000 frames."""
+    code = ("import sys\nfor i in range(1, 2001):\n"
+            "    sys.stderr.write(f'\\rstep {i:4d}/2000 ' + '#' * (i // 100))\n"
+            "sys.stderr.write('\\n')\nprint('trained')")
+    async with bridge(make_config(tmp_path, runtime)) as (client, _):
+        with anyio.fail_after(60):
+            result = await client.call_tool("run_code_quick", {"code": code})
+    text = text_of(result)
+    assert not result.is_error, text
+    assert "step 2000/2000 " + "#" * 20 in text and "trained" in text
+    assert "step 1999" not in text and "step    1/" not in text and "\r" not in text
+
+
 async def test_failure_is_an_error_with_traceback_and_prior_output(runtime: RuntimeProc,
                                                                     tmp_path: Path) -> None:
     code = "print('before the crash')\ndef f():\n    return 1 / 0\nf()"

@@ -13,7 +13,6 @@ import base64
 import io
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,11 @@ from typing import Any
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
+from smartcolab.shared.terminal import render, strip_ansi
 
 log = logging.getLogger(__name__)
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRACEBACK_FRAMES = 3
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 def cap_text(text: str, limit: int) -> tuple[str, bool]:
@@ -44,9 +39,9 @@ def cap_text(text: str, limit: int) -> tuple[str, bool]:
 
 
 def last_line(text: str) -> str | None:
-    for line in reversed(text.splitlines()):
+    for line in reversed(render(text).splitlines()):
         if line.strip():
-            return strip_ansi(line.strip())[:200]
+            return line.strip()[:200]
     return None
 
 
@@ -162,7 +157,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         "output_bytes": view.output_bytes,
     }
     if view.status not in TERMINAL_STATUSES or res is None:
-        text, truncated = cap_text(running_output, budget)
+        text, truncated = cap_text(render(running_output), budget)
         if text:
             parts.append(f"output so far:\n{text}")
         if view.status not in TERMINAL_STATUSES:
@@ -186,7 +181,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         if value is not None:
             pieces.append(f"Out[{res.execution_count or ''}]: {value}")
             structured["value"] = value[:2000]
-        body, cut = cap_text(strip_ansi("\n".join(pieces)), budget)
+        body, cut = cap_text(render("\n".join(pieces)), budget)
         truncated = truncated or cut
         if body:
             parts.append(body)

@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from smartcolab.shared.protocol import ErrorInfo, RichOutput, TextBlock
+from smartcolab.shared.terminal import strip_ansi
 
 OMITTED_MARK = "\n... [{omitted} bytes omitted; page the full output with GET /jobs/{{id}}/output] ...\n"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour and cursor codes (IPython tracebacks are full of them)."""
-    return _ANSI.sub("", text)
-
-
 def _utf8_cut_end(data: bytes | bytearray, n: int) -> int:
     """Largest index <= n that does not split a UTF-8 character."""
     n = min(n, len(data))
