@@ -11,10 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from smartcolab.shared.errors import SmartColabError, error_body
 
 log = logging.getLogger("smartcolab.runtime")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 _STARLETTE_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -87,11 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Methods the app's routes accept at this path (for a 405's ``Allow``)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"}) if hasattr(
-            route, "matches") else (None, None)
-        if match is not None and match.name != "NONE":
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Methods some route accepts at this path (for a 405's ``Allow``): each is tried."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(getattr(route, "matches", None) and route.matches(scope)[0] == Match.FULL
+               for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
