@@ -75,14 +75,22 @@ def install_error_handlers(app: FastAPI) -> None:
                 message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
         return _response(exc.status_code, error_body(code, message, details), headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _io(request: Request, exc: Exception) -> JSONResponse:
+        # Registered for OSError and sqlite3.Error (not as the catch-all): Starlette
+        # re-raises after a catch-all handler answers, which drops the connection.
         if disk_full(exc):
             log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
             return _response(507, error_body(
                 "insufficient_storage", f"the runtime's disk is full ({exc}); nothing was "
                 "changed by this request. Free space on the runtime (delete large files or "
                 "old outputs) and retry.", {"retry_after": 10}), retry_after=10)
+        return await _unexpected(request, exc)
+
+    app.add_exception_handler(OSError, _io)
+    app.add_exception_handler(sqlite3.Error, _io)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _response(500, error_body(
             "internal", f"internal error ({type(exc).__name__}); the runtime log has details"))
