@@ -241,5 +241,6 @@ def test_peer_lookup_finds_our_own_socket() -> None:
     with server, socket.create_connection(server.getsockname()) as client:
         conn, peer = server.accept()
         with conn:
+            assert client.getsockname()[:2] == peer[:2]
             assert peer_is_process(peer[0], peer[1], {os.getpid()})
             assert not peer_is_process(peer[0], peer[1], {1})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import struct
 
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -80,9 +79,3 @@ def peer_is_process(ip: str, port: int, pids: set[int]) -> bool:
     if inode is None or inode == 0:
         return False
     return any(inode in process_socket_inodes(pid) for pid in pids)
-
-
-def own_port_peer(sock: socket.socket) -> tuple[str, int]:
-    """(address, port) of a connected socket's local end (helper for tests)."""
-    host, port = sock.getsockname()[:2]
-    return str(host), int(port)
