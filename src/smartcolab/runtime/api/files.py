@@ -1,9 +1,10 @@
 """File endpoints: list, stat, download (ranges, gzip), directory archives, upload, delete.
 
-``router`` takes the ordinary auth dependency; ``upload_router`` (the streamed PUT)
-takes ``require_streamed``: its body is never buffered, and the route itself checks
-the bytes against the digest declared in ``X-SC-Content-SHA256`` (which the
-signature covers) before anything appears at the destination.
+Both routers are authenticated by ``security/gate.py`` before any body is read.
+The streamed upload (``upload_router``) is the one route whose body the gate does not
+hash: it is never buffered, and the route itself checks the bytes against the digest
+declared in ``X-SC-Content-SHA256`` (which the signature covers) before anything
+appears at the destination.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 # whose cell outputs are frames under googleusercontent.com; any other site is refused,
 # so a page cannot overlay the monitor and trick a click (clickjacking).
 FRAME_ANCESTORS = ("'self' http://localhost:* http://127.0.0.1:* http://[::1]:* "
-                   "https://colab.research.google.com https://*.googleusercontent.com")
+                   "https://colab.research.google.com https://colab.google.com "
+                   "https://*.googleusercontent.com https://*.colab.dev")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         f"connect-src 'self'; base-uri 'none'; form-action 'none'; "
         f"frame-ancestors {FRAME_ANCESTORS}")

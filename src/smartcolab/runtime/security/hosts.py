@@ -11,7 +11,8 @@ answers only Hosts it knows:
 * the name it was told to bind, the public tunnel's hostname once one is open,
 * names given with ``--allow-host`` (``*.example.com`` for a domain and its subdomains,
   ``*`` for any name: only behind a proxy that checks Host itself),
-* ``*.googleusercontent.com``: Colab's port proxy, whose DNS only Google controls.
+* ``*.googleusercontent.com`` and ``*.colab.dev``: Colab's port proxy, whose DNS
+  only Google controls.
 
 ``Origin`` (sent by browsers with cross-origin and non-GET requests) must be the
 request's own origin, or an origin whose host is a loopback address or one of the
@@ -29,8 +30,9 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost",)
-# Colab's kernel-port proxy (serve_kernel_port_as_iframe) serves /ui from these names.
-DEFAULT_EXTRA_HOSTS = ("*.googleusercontent.com",)
+# Colab's kernel-port proxy (serve_kernel_port_as_iframe) serves /ui from names under
+# these domains (older and newer Colab); only Google controls their DNS.
+DEFAULT_EXTRA_HOSTS = ("*.googleusercontent.com", "*.colab.dev")
 WILDCARD_BIND = frozenset({"", "0.0.0.0", "::", "*"})
 
 
