@@ -88,8 +88,8 @@ def serve(
              "or *.example.com (repeatable). Loopback names, IP addresses, --host and the "
              "tunnel's hostname are always allowed.")] = None,
     allow_origin: Annotated[list[str] | None, typer.Option(
-        help="A web origin whose pages may call this runtime, e.g. https://tools.example.com "
-             "(repeatable).")] = None,
+        help="A web origin let through the Origin check, e.g. a proxy serving /ui under "
+             "another name: https://tools.example.com (repeatable).")] = None,
     header_timeout: Annotated[float, typer.Option(
         help="Seconds a client may take to send a request's headers.")] = 10.0,
     max_connections_per_client: Annotated[int, typer.Option(
