@@ -125,8 +125,9 @@ def _limit_fds() -> None:
 
 
 def test_descriptor_exhaustion_logs_quietly_and_recovers(tmp_path: Path) -> None:
-    """150 idle connections against a server allowed 96 descriptors: it keeps running,
-    logs a few lines (not a traceback per accept), and serves again afterwards."""
+    """150 connections, each asking for a directory listing, against a server allowed 96
+    descriptors: it keeps running, logs a few lines (no traceback per failed accept or
+    request), and serves again afterwards."""
     root = tmp_path / "root"
     root.mkdir()
     port_file = root / "port"
@@ -155,9 +156,15 @@ def test_descriptor_exhaustion_logs_quietly_and_recovers(tmp_path: Path) -> None
                 assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.1)
         size_before = log_path.stat().st_size
+        request = (b"GET /files?path=. HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Authorization: Bearer " + secret.encode() + b"\r\n\r\n")
         for _ in range(150):
             try:
-                socks.append(connect_from(ATTACKER, port))
+                s = connect_from(ATTACKER, port)
+                # A request that needs a descriptor of its own (a directory listing):
+                # once none are left, each one fails inside the server.
+                s.sendall(request)
+                socks.append(s)
             except OSError:
                 break
         time.sleep(3)  # the accept loop retries once a second meanwhile

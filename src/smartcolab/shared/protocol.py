@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.config import JsonDict
 
 API_VERSION = "1"
 
@@ -63,7 +64,10 @@ def sign(secret: str, canonical: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
 
 
-VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN, max_length=255)]
+# Stated in the schema, checked by the runtime (422 naming the bad names), not here: a
+# bridge must get the runtime's clear message, not a local validation error.
+VARIABLE_NAMES_SCHEMA: JsonDict = {"items": {"type": "string", "pattern": VARIABLE_NAME_PATTERN,
+                                             "maxLength": 255}}
 
 
 class Model(BaseModel):
@@ -239,7 +243,8 @@ class VariableList(Open):
 
 class CleanupRequest(Model):
     reset: StrictBool = Field(default=False, description="delete every user variable")
-    names: list[VariableName] = Field(default_factory=list, max_length=1000)
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA)
 
 
 class CleanupReport(Open):
@@ -257,7 +262,8 @@ class CleanupReport(Open):
 
 # ---------------------------------------------------------------- persistence
 class SaveRequest(Model):
-    names: list[VariableName] = Field(default_factory=list, max_length=1000,
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA,
                              description="variables to save; empty = every user variable")
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
@@ -266,7 +272,8 @@ class SaveRequest(Model):
 class RestoreRequest(Model):
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
-    names: list[VariableName] = Field(default_factory=list, max_length=1000,
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA,
                              description="variables to restore; empty = all in the snapshot")
 
 

@@ -11,7 +11,7 @@ from smartcolab.runtime.engine.jobs import job_dir
 from smartcolab.runtime.engine.output import read_page
 from smartcolab.runtime.security import guard
 from smartcolab.runtime.state import RuntimeState, SessionManager
-from smartcolab.shared.errors import RangeNotSatisfiable
+from smartcolab.shared.errors import InvalidInput, RangeNotSatisfiable
 from smartcolab.shared.protocol import (
     JOB_ID_PATTERN,
     MAX_WAIT_S,
@@ -179,5 +179,9 @@ async def variables(request: Request, name: SessionName, private: bool = False) 
 @router.post("/sessions/{name}/cleanup", response_model=CleanupReport, tags=["sessions"])
 async def cleanup(request: Request, name: SessionName, body: CleanupRequest) -> CleanupReport:
     """gc, CUDA cache, matplotlib figures; deletes variables only when asked."""
+    bad = [n for n in body.names if not n.isidentifier()]
+    if bad:
+        raise InvalidInput(f"not Python variable names: {', '.join(map(repr, bad[:10]))}",
+                           details={"names": bad[:50]})
     session = _manager(request).session(name)
     return await introspect.cleanup(session, body)
