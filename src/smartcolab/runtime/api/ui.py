@@ -26,7 +26,7 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 # Framing: only by itself, a notebook on this machine (Jupyter on localhost) and Colab,
 # whose cell outputs are frames under googleusercontent.com; any other site is refused,
 # so a page cannot overlay the monitor and trick a click (clickjacking).
-FRAME_ANCESTORS = ("'self' http://localhost:* http://127.0.0.1:* http://[::1]:* "
+FRAME_ANCESTORS = ("'self' http://localhost:* http://127.0.0.1:* "
                    "https://colab.research.google.com https://colab.google.com "
                    "https://*.googleusercontent.com https://*.colab.dev")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
