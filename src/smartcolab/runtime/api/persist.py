@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Request
 
 from smartcolab.runtime.engine import persist
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import routes
 from smartcolab.shared.protocol import (
     NAME_PATTERN,
     PersistManifest,
@@ -27,7 +28,7 @@ def _state(request: Request) -> RuntimeState:
     return state
 
 
-@router.post("/sessions/{name}/save", response_model=PersistManifest)
+@router.post(routes.SESSION_SAVE, response_model=PersistManifest)
 async def save_variables(request: Request, name: SessionName, body: SaveRequest) -> PersistManifest:
     """Pickle the session's variables to the persist directory (409 while a job runs).
 
@@ -38,7 +39,7 @@ async def save_variables(request: Request, name: SessionName, body: SaveRequest)
     return await persist.save(session, state.config.persist_root, body)
 
 
-@router.post("/sessions/{name}/restore", response_model=RestoreReport)
+@router.post(routes.SESSION_RESTORE, response_model=RestoreReport)
 async def restore_variables(request: Request, name: SessionName, body: RestoreRequest) -> RestoreReport:
     """Load a saved snapshot's variables into the session (409 while a job runs)."""
     state = _state(request)
@@ -46,7 +47,7 @@ async def restore_variables(request: Request, name: SessionName, body: RestoreRe
     return await persist.restore(session, state.config.persist_root, body)
 
 
-@router.get("/snapshots", response_model=SnapshotList)
+@router.get(routes.SNAPSHOTS, response_model=SnapshotList)
 async def list_snapshots(request: Request) -> SnapshotList:
     """Saved snapshots in the persist directory, newest first, with their manifests."""
     return await asyncio.to_thread(persist.list_snapshots, _state(request).config.persist_root)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartcolab.shared.protocol import JobResult
+from smartcolab.shared.sqlite import open_db
 
 log = logging.getLogger("smartcolab.runtime")
 
@@ -95,7 +96,6 @@ def _record(row: tuple[object, ...]) -> JobRecord:
 
 class JobStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # Set when a corrupt store was moved aside at start (the way out of item 17).
         self.quarantined: Path | None = None
@@ -109,10 +109,8 @@ class JobStore:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db = open_db(path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             row = db.execute("PRAGMA quick_check").fetchone()
             if row is None or row[0] != "ok":

@@ -29,12 +29,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartcolab.runtime.security.audit import STATE_AUTH, STATE_CLIENT, AuditLog
 from smartcolab.runtime.security.auth import Authenticator, Credential, presents_credential
+from smartcolab.shared import routes
 from smartcolab.shared.errors import Unauthorized, error_body
 
-PUBLIC_PATHS = frozenset({"/health", "/ui", "/ui/"})
+PUBLIC_PATHS = frozenset({routes.HEALTH, "/ui", "/ui/"})
 PUBLIC_PREFIXES = ("/ui/",)
 # (method, path) of routes that stream their body and verify its digest themselves.
-SELF_VERIFIED_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", "/files/content")})
+SELF_VERIFIED_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
 
 
 def is_public(path: str) -> bool:

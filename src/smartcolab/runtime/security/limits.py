@@ -33,9 +33,10 @@ from smartcolab.runtime.security.audit import STATE_CLIENT
 from smartcolab.runtime.security.clientaddr import ClientResolver
 from smartcolab.runtime.security.gate import refusal
 from smartcolab.runtime.security.hosts import HostPolicy
+from smartcolab.shared import routes
 
 # (method, path) of routes that stream large bodies and enforce their own limit.
-STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", "/files/content")})
+STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
 
 
 class RateLimiter:
