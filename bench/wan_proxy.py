@@ -202,6 +202,8 @@ class WanProxy:
         down = _Pipe(self, s_reader, c_writer, False, turns, abort)
         try:
             await asyncio.gather(up.read_side(), up.write_side(), down.read_side(), down.write_side())
+        except asyncio.CancelledError:
+            pass  # the proxy is shutting down with this connection open: nothing to report
         finally:
             for w in (c_writer, s_writer):
                 w.close()
