@@ -188,26 +188,39 @@ async def printed_line(url: str, secret: str, repeats: int) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples) * 1000, "samples": len(samples)}
 
 
-def transfers(proc: RuntimeProc, url: str, size_mb: int, repeats: int, work: Path) -> dict[str, Any]:
-    """Ours (child process, sha256) and curl through the same URL, medians."""
+def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int, repeats: int,
+              work: Path) -> dict[str, Any]:
+    """Ours (child process, sha256) and curl through the same URL, medians; our requests
+    per transfer as the proxy counted them."""
     bench_files.make_file(proc.root / "wan.bin", size_mb)
     src = work / f"src-{size_mb}.bin"
     if not src.exists():
         bench_files.make_file(src, size_mb)
     via = dataclasses.replace(proc, url=url)
+    # Not counted: the first download also waits for the runtime to hash the new file.
+    bench_files._run_child("download", via, "wan.bin", work / "d.bin")
+    (work / "d.bin").unlink()
     down, curl_down, up, curl_up = [], [], [], []
+    counts: dict[str, dict[str, float] | None] = {}
     for _ in range(repeats):
+        if proxy:
+            proxy.reset()
         down.append(bench_files._run_child("download", via, "wan.bin", work / "d.bin")["seconds"])
+        counts["download"] = per_call(proxy, 1)
         (work / "d.bin").unlink()
         curl_down.append(bench_files._curl_download(via, "wan.bin", work / "c.bin")[0])
         (work / "c.bin").unlink()
+        if proxy:
+            proxy.reset()
         up.append(bench_files._run_child("upload", via, "wan-up.bin", src)["seconds"])
+        counts["upload"] = per_call(proxy, 1)
         curl_up.append(bench_files._curl_upload(via, src, "wan-up-curl.bin"))
-    return {"size_mb": size_mb, "repeats": repeats,
-            "download_mb_s": size_mb / statistics.median(down) * 1.048576,
-            "curl_download_mb_s": size_mb / statistics.median(curl_down) * 1.048576,
-            "upload_mb_s": size_mb / statistics.median(up) * 1.048576,
-            "curl_upload_mb_s": size_mb / statistics.median(curl_up) * 1.048576}
+    mb = size_mb * 1.048576  # MiB moved, in 10^6 bytes
+    return {"size_mb": size_mb, "repeats": repeats, "requests": counts,
+            "download_mb_s": mb / statistics.median(down),
+            "curl_download_mb_s": mb / statistics.median(curl_down),
+            "upload_mb_s": mb / statistics.median(up),
+            "curl_upload_mb_s": mb / statistics.median(curl_up)}
 
 
 async def chunked_overhead(url: str, secret: str, tmp: Path) -> dict[str, Any]:
@@ -247,7 +260,7 @@ def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_tok
             {"COLAB_URL": url, "COLAB_TOKEN": rt.secret}, "colab", proxy, repeats, tmp))
         out["print_line"] = asyncio.run(printed_line(url, rt.secret, 3 if quick else 5))
         out["chunked"] = asyncio.run(chunked_overhead(url, rt.secret, tmp))
-        out["transfer"] = transfers(rt, url, size_mb, 1 if quick else 3, tmp)
+        out["transfer"] = transfers(rt, url, proxy, size_mb, 1 if quick else 3, tmp)
     with proxied(jupyter_url, profile) as (jurl, jproxy):
         out["jupyter_bridge_1p1"] = asyncio.run(short_bridge(
             {"JUPYTER_URL": jurl, "JUPYTER_TOKEN": jupyter_token}, "jupyter", jproxy, repeats, tmp))

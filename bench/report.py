@@ -216,10 +216,14 @@ def wan_rows(wan: dict[str, Any]) -> list[Row]:
                          p["print_line"]["median_ms"], "ms", b, bname))
         t = p["transfer"]
         cap = f", link cap {p['nominal_mb_s']:g} MB/s per stream" if p["nominal_mb_s"] else ""
-        rows.append(_row(f"{tag} download {t['size_mb']} MiB, 10^6 B/s (sha256 verified{cap})",
+        req = t.get("requests") or {}
+        n_down = (f"; {req['download']['http_requests']:.0f} HTTP req"
+                  if req.get("download") else "")
+        n_up = f"; {req['upload']['http_requests']:.0f} HTTP req" if req.get("upload") else ""
+        rows.append(_row(f"{tag} download {t['size_mb']} MiB, 10^6 B/s (sha256 verified{cap}{n_down})",
                          t["download_mb_s"], "MB/s", t["curl_download_mb_s"],
                          "curl through the same link", better="higher"))
-        rows.append(_row(f"{tag} upload {t['size_mb']} MiB, 10^6 B/s (sha256 declared{cap})",
+        rows.append(_row(f"{tag} upload {t['size_mb']} MiB, 10^6 B/s (sha256 declared{cap}{n_up})",
                          t["upload_mb_s"], "MB/s", t["curl_upload_mb_s"],
                          "curl through the same link", better="higher"))
         c = p["chunked"]

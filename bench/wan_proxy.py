@@ -29,6 +29,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 READ_SIZE = 64 * 1024
+# The bucket's credit, in seconds of the rate: late wake-ups on a loaded machine are caught
+# up within it instead of being lost, at the price of bursts this long at loopback speed.
+BURST_S = 0.05
 # A request line: METHOD SP target SP HTTP/1.x -- checked on a turn's first bytes only.
 REQUEST_LINE = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r\n")
 Clock = Callable[[], float]
@@ -100,7 +103,7 @@ class _Pipe:
         self.queued = 0
         self.changed = asyncio.Event()
         p = proxy.profile
-        self.bucket = (TokenBucket(p.rate_bytes_s, max(READ_SIZE, p.rate_bytes_s / 100))
+        self.bucket = (TokenBucket(p.rate_bytes_s, max(READ_SIZE, p.rate_bytes_s * BURST_S))
                        if p.rate_bytes_s else None)
         # The link's buffer: what a delayed, capped stream keeps in flight, and then some.
         self.limit = max(4 << 20, int(4 * (p.rate_bytes_s or 2e8) * p.delay_s))
