@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -176,6 +177,12 @@ def mcp(
         help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
     host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = DEFAULT_MCP_HOST,
     port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = DEFAULT_MCP_PORT,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: another Host name clients use to reach this server (repeatable; "
+             "loopback names and the bind address are always allowed).")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: a browser Origin allowed to call (repeatable; loopback origins "
+             "are always allowed).")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
@@ -203,12 +210,11 @@ def mcp(
 
     Runtimes come from COLAB_URL + COLAB_TOKEN (runtime 'colab') and/or a runtimes
     file; with none, an embedded local runtime starts on first use. HTTP mode reads
-    its bearer token from $SMARTCOLAB_MCP_TOKEN or generates one (printed to stderr).
+    its bearer token from $SMARTCOLAB_MCP_TOKEN (16 characters at least) or generates one
+    (shown on the terminal only); Host and Origin are checked on every bind.
 
     Example: COLAB_URL=https://x.ngrok-free.app COLAB_TOKEN=... smartcolab mcp
     """
-    import secrets as _secrets
-
     import anyio
 
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
@@ -238,10 +244,14 @@ def mcp(
         if transport == "stdio":
             anyio.run(serve_stdio, config)
         elif transport == "http":
-            token = env.get(env_names.MCP_TOKEN) or _secrets.token_urlsafe(32)
-            if env_names.MCP_TOKEN not in env:
-                typer.echo(f"MCP bearer token (shown once): {token}", err=True)
-            anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
+            from smartcolab.mcp.http_transport import announce_token, resolve_token
+
+            token, generated = resolve_token(env.get(env_names.MCP_TOKEN))
+            if generated:
+                typer.echo(announce_token(token, settings.checkpoint_dir, sys.stderr), err=True)
+            anyio.run(lambda: serve_http(config, host=host, port=port, token=token,
+                                         allowed_hosts=tuple(allowed_host or ()),
+                                         allowed_origins=tuple(allowed_origin or ())))
         else:
             raise ValueError(f"unknown transport {transport!r}: use stdio or http")
     except (ValueError, SmartColabError) as exc:

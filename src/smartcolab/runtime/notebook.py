@@ -113,7 +113,8 @@ def client_instructions(name: str, url: str, secret: str) -> str:
     entry = {"mcpServers": {"smart-colab": {
         "command": "python", "args": ["-m", "smartcolab", "mcp"],
         "env": {env.COLAB_URL: url, env.COLAB_TOKEN: secret}}}}
-    call = json.dumps({"name": name, "url": url, "secret": secret})
+    # No secret in the call: a tool argument passes through the model and the transcript.
+    call = json.dumps({"name": name, "url": url, "secret_name": name})
     return "\n".join([
         "On your computer (pip install smart-colab-mcp), register the bridge with your MCP "
         "client once:",
@@ -121,7 +122,10 @@ def client_instructions(name: str, url: str, secret: str) -> str:
         "  then put the secret in COLAB_TOKEN. Or paste this whole entry (use the full path "
         "to your python):",
         *("  " + line for line in json.dumps(entry, indent=2).splitlines()),
-        "Already in a chat? After a restart, ask the assistant to call the tool",
+        "Already in a chat? After a restart, store the secret on your computer (a hidden "
+        "prompt; never paste it into the chat):",
+        f"  smartcolab runtimes add {name} {url} --ask-secret --replace",
+        "  then ask the assistant to call the tool",
         f"  connect_runtime {call}",
         "From a terminal:",
         f"  curl -H 'Authorization: Bearer {secret}' {url}/probe",
