@@ -130,3 +130,39 @@ def test_order_kept_and_round_trip_costs_two_delays() -> None:
     # One request line, then client turns of raw bytes after the echo answered (how many
     # depends on how the writes and echoes interleave; at least one).
     assert stats.http_requests == 1 and stats.other_client_turns >= 1
+
+
+def _load(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(name, _PATH.parent / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_rows_give_each_wan_figure_its_baseline() -> None:
+    report = _load("report")
+
+    def profile(rtt_ms: float, ms: float, counted: bool) -> dict[str, object]:
+        call = {"median_ms": ms, "per_call": {"http_requests": 1.0, "other_client_turns": 0.0,
+                                              "new_connections": 0.0} if counted else None}
+        return {"rtt_ms": rtt_ms, "nominal_mb_s": 20.0 if counted else None,
+                "http_1p1": call, "bridge_1p1": call, "jupyter_bridge_1p1": call,
+                "print_line": {"median_ms": ms}, "chunked": {"batches": 10,
+                "overhead_per_batch_ms": ms, "trivial_job_ms": ms / 2},
+                "transfer": {"size_mb": 64, "download_mb_s": 18.0, "curl_download_mb_s": 20.0,
+                             "upload_mb_s": 10.0, "curl_upload_mb_s": 20.0, "requests": {}}}
+
+    wan = {"profiles": {"loopback": profile(0, 10.0, False), "150ms": profile(300, 320.0, True)},
+           "skipped": {"1pct-loss": "netem unavailable"}}
+    rows, notes = report.rows_of({"wan": {"ok": True, "data": wan}})
+    by = {r["measure"]: r for r in rows}
+    call = by["[wan 150ms] signed POST /jobs?wait 1+1 (1 HTTP req + 0 other client turns, "
+              "0 new conn per call)"]
+    assert call["baseline"] == 310.0 and call["ratio"] == pytest.approx(320 / 310)
+    line = by["[wan 150ms] kernel print -> line in a get_job long-poll answer"]
+    assert line["baseline"] == 160.0                # loopback + one way
+    down = next(r for r in rows if r["measure"].startswith("[wan 150ms] download"))
+    assert down["ratio"] == pytest.approx(0.9)
+    assert all(r["baseline"] is None for r in rows if r["measure"].startswith("[wan loopback] s"))
+    assert notes == ["bench_wan 1pct-loss: netem unavailable"]
