@@ -223,7 +223,8 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
             "curl_upload_mb_s": mb / statistics.median(curl_up)}
 
 
-async def chunked_overhead(url: str, secret: str, tmp: Path) -> dict[str, Any]:
+async def chunked_overhead(url: str, secret: str, proxy: ProxyProc | None,
+                           tmp: Path) -> dict[str, Any]:
     n, batch = 1000, 100
     async with RuntimeClient(url, secret) as client:
         samples = []
@@ -237,6 +238,8 @@ async def chunked_overhead(url: str, secret: str, tmp: Path) -> dict[str, Any]:
         spec = make_spec(checkpoint_name=name, setup_code="acc = 0", loop_code="acc += i",
                          n_iterations=n, batch_size=batch, collect=None)
         store = CheckpointStore(tmp / name)
+        if proxy:
+            proxy.reset()
         t0 = time.perf_counter()
         out = await ChunkedRunner(store, client, runtime="bench").run(spec)
         wall = time.perf_counter() - t0
@@ -245,7 +248,7 @@ async def chunked_overhead(url: str, secret: str, tmp: Path) -> dict[str, Any]:
         store.close()
     batches = int(timing["batches"])
     return {"batches": batches, "overhead_per_batch_ms": (wall - timing["body_s"]) / batches * 1000,
-            "trivial_job_ms": trivial * 1000}
+            "trivial_job_ms": trivial * 1000, "per_batch": per_call(proxy, batches)}
 
 
 # ---------------------------------------------------------------- one profile
@@ -263,7 +266,7 @@ def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_tok
         out["bridge_1p1"] = asyncio.run(short_bridge(
             {"COLAB_URL": url, "COLAB_TOKEN": rt.secret}, "colab", proxy, repeats, tmp))
         out["print_line"] = asyncio.run(printed_line(url, rt.secret, 3 if quick else 5))
-        out["chunked"] = asyncio.run(chunked_overhead(url, rt.secret, tmp))
+        out["chunked"] = asyncio.run(chunked_overhead(url, rt.secret, proxy, tmp))
         out["transfer"] = transfers(rt, url, proxy, size_mb, 1 if quick else 3, tmp)
     with proxied(jupyter_url, profile) as (jurl, jproxy):
         out["jupyter_bridge_1p1"] = asyncio.run(short_bridge(

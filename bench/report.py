@@ -227,7 +227,9 @@ def wan_rows(wan: dict[str, Any]) -> list[Row]:
                          t["upload_mb_s"], "MB/s", t["curl_upload_mb_s"],
                          "curl through the same link", better="higher"))
         c = p["chunked"]
-        rows.append(_row(f"{tag} chunked overhead per batch ({c['batches']} batches)",
+        per = c.get("per_batch")
+        n_c = f"; {per['http_requests']:.3g} HTTP req per batch" if per else ""
+        rows.append(_row(f"{tag} chunked overhead per batch ({c['batches']} batches{n_c})",
                          c["overhead_per_batch_ms"], "ms", c["trivial_job_ms"],
                          "a trivial job's round trip, same link"))
     return rows
