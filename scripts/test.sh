@@ -23,9 +23,12 @@ export SMARTCOLAB_ARTIFACTS=${SMARTCOLAB_ARTIFACTS:-results/artifacts}
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
 # No re-runs: a flaky test is a bug to fix (README, Development). Coverage is measured
-# in pytest and in every Python subprocess it starts ([tool.coverage] in pyproject.toml);
-# the floor (fail_under) holds for the whole suite, not for a selection given as arguments.
+# in pytest and in the Python subprocesses of ours it starts ([tool.coverage] in
+# pyproject.toml; the hook in tests/support/coverage_hook); the floor (fail_under) holds
+# for the whole suite, not for a selection given as arguments.
 rm -f .coverage .coverage.*
+export COVERAGE_FILE="$PWD/.coverage" SMARTCOLAB_COVERAGE_RC="$PWD/pyproject.toml"
+export PYTHONPATH="$PWD/tests/support/coverage_hook${PYTHONPATH:+:$PYTHONPATH}"
 set +e
 .venv/bin/python -m coverage run -m pytest "$@"
 status=$?
