@@ -10,7 +10,14 @@ import pytest
 
 from smartcolab.cli import app as cli
 from smartcolab.mcp.deps import BridgeSettings
-from smartcolab.runtime.config import KIB, MIB, STATE_SUBDIR, RuntimeConfig, build_config
+from smartcolab.runtime.config import (
+    DEFAULT_TRUSTED_PROXIES,
+    KIB,
+    MIB,
+    STATE_SUBDIR,
+    RuntimeConfig,
+    build_config,
+)
 from smartcolab.runtime.host.platform import working_dir
 
 # serve option -> (RuntimeConfig field, unit the option is given in)
@@ -60,4 +67,4 @@ def test_one_config_builder_resolves_paths_and_defaults(tmp_path: Path,
         "s", ["10.0.0.0/8"], 3)
     plain = build_config(secret=None, trusted_proxies=None)
     assert plain.roots == [working_dir()] and plain.secret and plain.secret != "s"
-    assert plain.trusted_proxies == ["127.0.0.0/8", "::1/128"]
+    assert plain.trusted_proxies == list(DEFAULT_TRUSTED_PROXIES) == []  # only the tunnel agent, by pid
