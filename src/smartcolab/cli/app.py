@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,9 @@ from typing import Annotated
 import typer
 
 from smartcolab import __version__
+from smartcolab.cli import help_format
 
+help_format.install()
 app = typer.Typer(
     name="smartcolab",
     help="Stateful Python execution on Colab, Kaggle, a VM or this machine, for MCP clients.",
@@ -61,7 +64,11 @@ def serve(
         help="Most text of one job output in a response (head and tail kept).")] = 64,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
-    plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    plain_logs: Annotated[bool, typer.Option(
+        "--plain-logs", help="Human-readable log lines (the default in a terminal).")] = False,
+    json_logs: Annotated[bool, typer.Option(
+        "--json-logs", help="One JSON object per log line (the default when stderr is not a "
+                            "terminal, e.g. under a supervisor).")] = False,
     persist_dir: Annotated[Path | None, typer.Option(
         help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
     autosave_after: Annotated[float | None, typer.Option(
@@ -143,7 +150,8 @@ def serve(
         tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
                                        binary=tunnel_binary)
         run(config, port_file=port_file, tls_cert=tls_cert, tls_key=tls_key,
-            json_logs=not plain_logs, tunnel=tunnel_options)
+            json_logs=json_logs or (not plain_logs and not sys.stderr.isatty()),
+            tunnel=tunnel_options)
     except TunnelFailed as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -269,21 +277,34 @@ def config(
     client: Annotated[str, typer.Argument(help="claude-desktop, claude-code or cursor")],
     runtime: Annotated[str | None, typer.Option(help="Default runtime name to pass to the bridge.")] = None,
     url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="The runtime's secret to put in the snippet (COLAB_TOKEN); default: a placeholder.")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
     name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
+    transport: Annotated[str, typer.Option(
+        help="stdio (the client starts the bridge) or http (you run 'smartcolab mcp "
+             "--transport http' and the client connects to it).")] = "stdio",
+    http_url: Annotated[str, typer.Option(
+        help="With --transport http: the bridge's URL.")] = "http://127.0.0.1:8766/mcp",
 ) -> None:
-    """Print the exact config snippet (or command) for an MCP client, for this machine.
+    """Print the config snippet (or command) for an MCP client, for this machine.
+
+    Only the snippet goes to stdout (where to paste it goes to stderr), so
+    `smartcolab config claude-desktop > snippet.json` is valid JSON.
 
     Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
     """
-    from smartcolab.cli.client_config import SUPPORTED, render_client_config
+    from smartcolab.cli.client_config import render_snippet
 
-    if client not in SUPPORTED:
-        typer.echo(f"error: unknown client {client!r}; choose one of {', '.join(SUPPORTED)}",
-                   err=True)
-        raise typer.Exit(2)
-    typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
-                                    runtimes_file=runtimes_file))
+    try:
+        snippet = render_snippet(client, name=name, runtime=runtime, url=url, token=token,
+                                 runtimes_file=runtimes_file, transport=transport,
+                                 http_url=http_url)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(snippet.note, err=True)
+    typer.echo(snippet.text)
 
 
 # ---------------------------------------------------------------- commands for people

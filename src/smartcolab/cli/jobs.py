@@ -29,6 +29,7 @@ from smartcolab.cli.common import (
     open_runtime,
     out,
     print_json,
+    runtime_label,
 )
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.shared.errors import SessionExists, SessionNotFound
@@ -157,7 +158,7 @@ async def list_jobs(target: Target, *, limit: int, session: str | None, status: 
     if as_json:
         print_json(jobs)
         return
-    table = Table(title=f"jobs on {spec.name} ({spec.url})")
+    table = Table(title=f"jobs on {runtime_label(spec)}")
     table.add_column("job id", no_wrap=True)
     for col in ("status", "session", "created", "duration", "output", "code"):
         table.add_column(col)
@@ -165,7 +166,7 @@ async def list_jobs(target: Target, *, limit: int, session: str | None, status: 
         dur = f"{j.duration_s:.2f} s" if j.duration_s is not None else "-"
         table.add_row(j.job_id, j.status, j.session, _when(j.created_at), dur,
                       human_bytes(j.output_bytes), _one_line(j.code))
-    out.print(table if jobs.jobs else f"no jobs on {spec.name}")
+    out.print(table if jobs.jobs else f"no jobs on {runtime_label(spec)}")
 
 
 async def show_job(target: Target, job_id: str, *, wait: float, as_json: bool) -> int:

@@ -49,7 +49,8 @@ def exec_(
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Run this file's code.")] = None,
     session: SessionOpt = "main",
     timeout: Annotated[float, typer.Option(
-        help="Seconds before the runtime interrupts the job; 0 = no limit.")] = QUICK_TIMEOUT_S,
+        help=f"Seconds before the runtime interrupts the job ({QUICK_TIMEOUT_S:.0f} s unless "
+             "given: long scripts need more, e.g. --timeout 3600); 0 = no limit.")] = QUICK_TIMEOUT_S,
     images: Annotated[Path | None, typer.Option(help="Save PNG outputs (plots) in this directory.")] = None,
     runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -189,14 +190,14 @@ def ls(
 
 
 def get(
-    remote: Annotated[str, typer.Argument(help="Remote file path.")],
+    remote: Annotated[str, typer.Argument(help="Remote file or directory path.")],
     local: Annotated[Path | None, typer.Argument(help="Local file or directory (default: here).")] = None,
     overwrite: OverwriteOpt = False,
     compress: Annotated[bool, typer.Option("--compress", help="gzip on the wire (text files).")] = False,
     quiet: QuietOpt = False,
     runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Download a file: progress bar, sha256-verified, resumes if run again after a drop.
+    """Download a file (progress bar, sha256-verified, resumes if run again after a drop) or a directory.
 
     Example: smartcolab get outputs/model.pt ./models/ -r colab
     """

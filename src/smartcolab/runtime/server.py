@@ -257,7 +257,8 @@ def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path 
     if secret:
         config.secret = secret
     check_config(config)
-    configure_logging(json_lines=True)
+    # A notebook cell: readable lines on stdout (Colab paints stderr red).
+    configure_logging(json_lines=False, stream=sys.stdout)
     sock = bind_socket(config.host, config.port)
     config.port = sock.getsockname()[1]
     url = base_url(config.host, config.port, tls=tls_cert is not None)

@@ -13,6 +13,8 @@
   let selected = null;         // job id shown in the detail panel
   let detailAbort = null;
   let samples = [];
+  let jobsCache = [];          // the last job list, filtered again when a filter changes
+  let output = null;           // the selected job's output as a terminal would show it
   let resInfo = { interval_s: 2, window_s: 600, gpu_names: [] };
 
   class ApiError extends Error {
@@ -74,6 +76,8 @@
     $("detail").hidden = true;
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
     samples = [];
+    jobsCache = [];
+    output = null;
     $("logout").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
@@ -140,9 +144,29 @@
   }
 
   // ------------------------------------------------------------ formatting
-  function fmtTime(t) {
-    return t ? new Date(t * 1000).toLocaleTimeString() : "–";
+  const pad = (n) => String(n).padStart(2, "0");
+
+  /** "2026-11-30 14:05:09": a date with the time, in the browser's time zone. */
+  function fmtDate(t) {
+    if (!t) return "–";
+    const d = new Date(t * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+           `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+
+  /** "just now", "5 min ago", "3 h ago", "2 days ago". */
+  function fmtAgo(t) {
+    if (!t) return "–";
+    const s = Math.max(0, Date.now() / 1000 - t);
+    if (s < 10) return "just now";
+    if (s < 60) return `${Math.floor(s)} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    const days = Math.floor(s / 86400);
+    return days === 1 ? "1 day ago" : `${days} days ago`;
+  }
+
+  const fmtWhen = (t) => (t ? `${fmtAgo(t)} (${fmtDate(t)})` : "–");
 
   function fmtDuration(s) {
     if (s === null || s === undefined) return "–";
@@ -175,26 +199,87 @@
   async function refreshJobs(gen) {
     const list = await api("GET", "jobs", { limit: MAX_JOBS_SHOWN });
     if (gen !== generation) return;
-    const jobs = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
-    const rows = jobs.map((job) => {
+    jobsCache = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
+    updateSessionFilter(jobsCache);
+    renderJobs();
+    if (selected === null && jobsCache.length > 0) {
+      const running = jobsCache.find((j) => j.status === "running");
+      select((running || jobsCache[0]).job_id);
+    }
+  }
+
+  /** The first non-blank line of the code, for the list. */
+  function codePreview(code) {
+    const line = (code || "").split("\n").map((l) => l.trim()).find((l) => l && !l.startsWith("#"));
+    return line || (code || "").trim().split("\n")[0] || "";
+  }
+
+  function matches(job) {
+    const status = $("filter-status").value, session = $("filter-session").value;
+    const text = $("filter-text").value.trim().toLowerCase();
+    if (status === "active" && !(job.status === "queued" || job.status === "running")) return false;
+    if (status && status !== "active" && job.status !== status) return false;
+    if (session && job.session !== session) return false;
+    if (text) {
+      const hay = `${job.job_id}\n${job.client || ""}\n${job.code || ""}`.toLowerCase();
+      if (!hay.includes(text)) return false;
+    }
+    return true;
+  }
+
+  function updateSessionFilter(jobs) {
+    const box = $("filter-session");
+    const have = new Set([...box.options].map((o) => o.value));
+    for (const name of [...new Set(jobs.map((j) => j.session))].sort()) {
+      if (have.has(name)) continue;
+      const o = document.createElement("option");
+      o.value = o.textContent = name;
+      box.appendChild(o);
+    }
+  }
+
+  function renderJobs() {
+    const shown = jobsCache.filter(matches);
+    const rows = shown.map((job) => {
       const tr = document.createElement("tr");
       tr.dataset.jobId = job.job_id;
       tr.dataset.status = job.status;
       const st = document.createElement("td");
-      st.appendChild(badge(job.status));
-      tr.append(st, cell(job.job_id, "id"), cell(job.session), cell(fmtTime(job.started_at)),
-                cell(fmtDuration(duration(job))), cell(job.client || "–"));
+      st.className = "state";
+      const took = document.createElement("span");
+      took.className = "took";
+      took.textContent = fmtDuration(duration(job));
+      st.append(badge(job.status), took);
+      const what = document.createElement("td");
+      what.className = "job";
+      const jid = document.createElement("span");
+      jid.className = "jid";
+      jid.textContent = job.job_id;
+      const preview = document.createElement("span");
+      preview.className = "preview";
+      preview.textContent = codePreview(job.code);
+      what.title = job.job_id + "\n\n" + (job.code || "").slice(0, 600);
+      what.append(jid, preview);
+      const when = document.createElement("td");
+      when.className = "when";
+      const ago = document.createElement("span");
+      ago.textContent = fmtAgo(job.started_at || job.created_at);
+      const abs = document.createElement("span");
+      abs.className = "abs";
+      abs.textContent = fmtDate(job.started_at || job.created_at);
+      when.append(ago, abs);
+      tr.append(st, what, cell(job.session, "c-session"), when, cell(job.client || "–", "c-client"));
+      tr.cells[2].title = job.session;
+      tr.cells[4].title = job.client || "";
       if (job.job_id === selected) tr.classList.add("selected");
       tr.addEventListener("click", () => select(job.job_id));
       return tr;
     });
     $("jobs").tBodies[0].replaceChildren(...rows);
-    $("jobs-empty").hidden = jobs.length > 0;
-    $("jobs-count").textContent = `(${list.jobs.length})`;
-    if (selected === null && jobs.length > 0) {
-      const running = jobs.find((j) => j.status === "running");
-      select((running || jobs[0]).job_id);
-    }
+    $("jobs-empty").textContent = jobsCache.length ? "No job matches the filters." : "No jobs yet.";
+    $("jobs-empty").hidden = shown.length > 0;
+    $("jobs-count").textContent = shown.length === jobsCache.length
+      ? `(${jobsCache.length})` : `(${shown.length} of ${jobsCache.length})`;
   }
 
   function select(jobId) {
@@ -206,9 +291,15 @@
     if (detailAbort) detailAbort.abort();
     detailAbort = new AbortController();
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
+    output = new window.SmartColabTerm.Terminal();
     $("error").hidden = true;
+    $("progress").hidden = true;
     $("output-note").textContent = "";
     $("detail-title").textContent = jobId;
+    // Nothing of the previously selected job may stay while this one loads.
+    $("detail-meta").textContent = "";
+    $("detail-status").textContent = "";
+    $("detail-status").className = "badge";
     $("detail").hidden = false;
     followJob(generation, jobId, detailAbort.signal);
   }
@@ -237,7 +328,8 @@
       if (view.output) {
         const out = $("output");
         const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-        out.appendChild(document.createTextNode(stripAnsi(view.output)));
+        output.write(stripAnsi(view.output));
+        out.textContent = output.text();
         if (stick) out.scrollTop = out.scrollHeight;
       }
       if (view.output_truncated) {
@@ -259,9 +351,10 @@
     $("cancel-job").disabled = TERMINAL.has(view.status);
     $("detail-meta").textContent =
       `session ${view.session} · submitted by ${view.client || "unknown"} · ` +
-      `created ${fmtTime(view.created_at)} · started ${fmtTime(view.started_at)} · ` +
+      `created ${fmtWhen(view.created_at)} · started ${fmtWhen(view.started_at)} · ` +
       `duration ${fmtDuration(duration(view))}` +
       (view.timeout ? ` · timeout ${view.timeout} s` : " · no timeout");
+    showProgress(view);
     const result = view.result;
     if (!result) return;
     const texts = [], images = [];
@@ -280,14 +373,37 @@
     }
     $("results").replaceChildren(...texts);
     $("images").replaceChildren(...images);
+    // The traceback is already in the output stream (the kernel prints it there):
+    // here only its last line, so it is not shown twice.
     const lines = [];
-    if (result.error) {
-      lines.push(`${result.error.ename}: ${result.error.evalue}`);
-      for (const tb of result.error.traceback || []) lines.push(stripAnsi(tb));
-    }
+    if (result.error) lines.push(`${result.error.ename}: ${result.error.evalue}`);
     if (result.message) lines.push(result.message);
     $("error").textContent = lines.join("\n");
     $("error").hidden = lines.length === 0;
+  }
+
+  /** Running: the latest progress-bar frame's percentage if the output has one, else an
+   *  indeterminate bar; with the elapsed time and the time left before the timeout. */
+  function showProgress(view) {
+    const box = $("progress");
+    if (view.status !== "running" && view.status !== "queued") { box.hidden = true; return; }
+    box.hidden = false;
+    const bar = $("progress-bar");
+    const pct = output ? output.percent() : null;
+    const parts = [view.status === "queued" ? "queued" : `running ${fmtDuration(duration(view))}`];
+    if (pct !== null && view.status === "running") {
+      bar.classList.remove("indeterminate");
+      bar.style.width = pct + "%";
+      parts.unshift(`${pct} %`);
+    } else {
+      bar.classList.add("indeterminate");
+      bar.style.width = "";
+    }
+    if (view.timeout && view.started_at) {
+      const left = view.started_at + view.timeout - Date.now() / 1000;
+      if (left > 0) parts.push(`timeout in ${fmtDuration(left)}`);
+    }
+    $("progress-text").textContent = parts.join(" · ");
   }
 
   async function cancelSelected() {
@@ -371,6 +487,8 @@
     });
     $("logout").addEventListener("click", () => showLogin(""));
     $("cancel-job").addEventListener("click", cancelSelected);
+    for (const id of ["filter-status", "filter-session"]) $(id).addEventListener("change", renderJobs);
+    $("filter-text").addEventListener("input", renderJobs);
     const stored = sessionStorage.getItem(KEY);
     if (stored) {
       $("login").hidden = true;
