@@ -288,7 +288,8 @@ def doctor(runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = Non
 
 
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the plot and downloads go.")] = Path("smartcolab-demo"),
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Where the plot and downloads go. Default: ~/.smartcolab/demo")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Walk through the main MCP tools on this machine: the real bridge, the official client.
@@ -297,9 +298,30 @@ def demo(
     """
     from smartcolab.cli import demo as demo_mod
 
-    target = demo_mod.prepare_out_dir(out_dir)
+    target = demo_mod.prepare_out_dir(out_dir or demo_mod.default_out_dir())
     ok = run(lambda: demo_mod.run_demo(target, as_json=as_json))
     raise typer.Exit(0 if ok else EXIT_JOB_FAILED)
+
+
+def bundle(
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Directory for the wheel. Default: ~/.smartcolab/bundle")] = None,
+) -> None:
+    """Write the wheel a Colab or Kaggle notebook installs (the package is not on PyPI).
+
+    Made from this install's files and metadata, offline. The path and what to do with
+    it are printed; the path alone goes to stdout.
+
+    Example: smartcolab bundle --out ~/Downloads
+    """
+    from smartcolab.cli import bundle as bundle_mod
+
+    try:
+        made = bundle_mod.build_wheel(out_dir or bundle_mod.default_out_dir())
+    except (RuntimeError, OSError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    typer.echo(bundle_mod.instructions(made), err=True)
+    typer.echo(str(made.path))
 
 
 def register(app: typer.Typer) -> None:
@@ -315,3 +337,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runtimes_app, name="runtimes")
     app.command("doctor")(doctor)
     app.command("demo")(demo)
+    app.command("bundle")(bundle)

@@ -120,18 +120,19 @@ class NotebookRuntime:
 
 
 def client_instructions(name: str, url: str, secret: str) -> str:
-    """What to paste where: MCP client config, environment, and ``connect_runtime``."""
-    entry = {"mcpServers": {"smart-colab": {
-        "command": "python", "args": ["-m", "smartcolab", "mcp"],
-        "env": {"COLAB_URL": url, "COLAB_TOKEN": secret}}}}
+    """What to run on the user's computer, and the ``connect_runtime`` call for a chat.
+
+    No JSON with a ``command`` here: only the user's computer knows the absolute path
+    of its Python (MCP apps on macOS often have no ``python`` on their PATH), so the
+    one command below prints the entry there, with that computer's paths.
+    """
     call = json.dumps({"name": name, "url": url, "secret": secret})
     return "\n".join([
-        "On your computer (pip install smart-colab-mcp), register the bridge with your MCP "
-        "client once:",
-        f"  smartcolab config claude-desktop --url {url}",
-        "  then put the secret in COLAB_TOKEN. Or paste this whole entry (use the full path "
-        "to your python):",
-        *("  " + line for line in json.dumps(entry, indent=2).splitlines()),
+        "On your computer, in your smart-colab-mcp checkout (set up as its README says), print "
+        "the entry for your MCP client, with that computer's absolute paths:",
+        f"  .venv/bin/smartcolab config claude-desktop --url {url} --token {secret}",
+        "  (claude-code or cursor instead of claude-desktop); paste what it prints where it "
+        "says, then restart the client.",
         "Already in a chat? After a restart, ask the assistant to call the tool",
         f"  connect_runtime {call}",
         "From a terminal:",
