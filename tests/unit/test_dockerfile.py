@@ -6,13 +6,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.runtime_proc import subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
