@@ -251,6 +251,28 @@ def test_running_job_shows_progress_and_filters_narrow_the_list(
         cancel(ui_runtime, "layout-halfway")
 
 
+def test_rows_survive_a_refresh(ui_runtime: RuntimeProc, browser: Any,
+                                finished_jobs: dict[str, Any]) -> None:
+    """A poll refills the rows in place: a found row or a half-done two-click restart
+    still refers to what is on screen after the next refresh."""
+    open_signed_in(browser, ui_runtime, 1280, 800)
+    row = "#sessions tr[data-session='main']"
+    wait_for(browser, lambda d: js(d, f'return !!document.querySelector("{row} .restart") && '
+                                      "!!document.querySelector(\"#jobs tr[data-job-id='layout-tqdm']\")"),
+             "the sessions and the jobs")
+    js(browser, f"""window.fcRestart = document.querySelector("{row} .restart");
+                   window.fcBadge = document.querySelector("{row} .badge");
+                   window.fcJobRow = document.querySelector("#jobs tr[data-job-id='layout-tqdm']");
+                   window.fcJobBadge = window.fcJobRow.querySelector(".badge");""")
+    wait_for(browser, lambda d: js(d, f'return document.querySelector("{row} .badge") !== window.fcBadge'),
+             "a sessions refresh")
+    assert js(browser, f'return document.querySelector("{row} .restart") === window.fcRestart')
+    wait_for(browser, lambda d: js(d, "return window.fcJobRow.querySelector('.badge') !== "
+                                      "window.fcJobBadge"), "a job list refresh")
+    assert js(browser, "return document.querySelector(\"#jobs tr[data-job-id='layout-tqdm']\") "
+                       "=== window.fcJobRow")
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_phone_width_and_colour_scheme(ui_runtime: RuntimeProc, browser: Any,
                                        finished_jobs: dict[str, Any], tmp_path: Path,

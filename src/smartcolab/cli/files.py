@@ -34,7 +34,7 @@ from smartcolab.cli.common import (
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.local_files import ProgressFn
-from smartcolab.shared.errors import LocalPathRefused
+from smartcolab.shared.errors import FileExistsOnRuntime, LocalPathRefused, NotFound
 
 
 class LazyProgress:
@@ -144,6 +144,16 @@ async def _get_dir(client: RuntimeClient, remote: str, save_dir: Path, name: str
               f"on the wire{refused}")
 
 
+async def refuse_remote_existing(client: RuntimeClient, remote: str) -> None:
+    """Say "already exists" before sending a byte (the runtime would refuse after the body)."""
+    try:
+        await transfer.stat(client, remote, with_hash=False)
+    except NotFound:
+        return
+    raise FileExistsOnRuntime(f"'{remote[:200]}' already exists on the runtime; pass "
+                              "--overwrite to replace it", details={"path": remote})
+
+
 def remote_destination(local: Path, remote: str) -> str:
     """REMOTE ending in '/' (or '.') means: into that directory, under LOCAL's name."""
     if remote in ("", ".", "./"):
@@ -155,6 +165,8 @@ async def put(target: Target, local: Path, remote: str, *, overwrite: bool, quie
               as_json: bool) -> None:
     """Upload ``local`` (already expanded) to ``remote`` (see ``remote_destination``)."""
     async with open_runtime(target) as (_spec, client):
+        if not overwrite:
+            await refuse_remote_existing(client, remote)
         with LazyProgress(f"put {local.name}", quiet or as_json) as progress:
             result = await transfer.upload(client, local, remote, overwrite=overwrite,
                                            progress=progress)

@@ -98,8 +98,9 @@ def report_end(view: JobView, saved: list[Path]) -> None:
         # Text results are already in the streamed output; only images need a word.
         for o in result.outputs:
             if o.image_base64 and not saved:
-                err.print(f"[dim][{o.image_mime}, {human_bytes(o.image_bytes)}: "
-                          "pass --images DIR to save it][/dim]")
+                # (No "[...]" around it: rich would read that as a markup tag and drop it.)
+                err.print(f"[dim]an image ({o.image_mime}, {human_bytes(o.image_bytes)}) was "
+                          "not saved: pass --images DIR to save it[/dim]")
         for path in saved:
             err.print(f"[dim]saved image: {path}[/dim]")
         if result.error is not None and not view.output.strip().endswith(result.error.evalue):

@@ -14,6 +14,10 @@
   let detailAbort = null;
   let samples = [];
   let jobsCache = [];          // the last job list, filtered again when a filter changes
+  // Rows are kept and refilled, not rebuilt, on each poll: a click (or a half-done
+  // two-click restart) on a row must not land on a row that was just replaced.
+  const jobRows = new Map();
+  const sessionRows = new Map();
   let output = null;           // the selected job's output as a terminal would show it
   let resInfo = { interval_s: 2, window_s: 600, gpu_names: [] };
 
@@ -77,6 +81,8 @@
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
     samples = [];
     jobsCache = [];
+    jobRows.clear();
+    sessionRows.clear();
     output = null;
     $("logout").hidden = true;
     $("login").hidden = false;
@@ -201,6 +207,8 @@
     if (gen !== generation) return;
     jobsCache = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
     updateSessionFilter(jobsCache);
+    const listed = new Set(jobsCache.map((j) => j.job_id));
+    for (const id of [...jobRows.keys()]) if (!listed.has(id)) jobRows.delete(id);
     renderJobs();
     if (selected === null && jobsCache.length > 0) {
       const running = jobsCache.find((j) => j.status === "running");
@@ -241,7 +249,12 @@
   function renderJobs() {
     const shown = jobsCache.filter(matches);
     const rows = shown.map((job) => {
-      const tr = document.createElement("tr");
+      let tr = jobRows.get(job.job_id);
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.addEventListener("click", () => select(job.job_id));
+        jobRows.set(job.job_id, tr);
+      }
       tr.dataset.jobId = job.job_id;
       tr.dataset.status = job.status;
       const st = document.createElement("td");
@@ -268,11 +281,11 @@
       abs.className = "abs";
       abs.textContent = fmtDate(job.started_at || job.created_at);
       when.append(ago, abs);
-      tr.append(st, what, cell(job.session, "c-session"), when, cell(job.client || "–", "c-client"));
+      tr.replaceChildren(st, what, cell(job.session, "c-session"), when,
+                         cell(job.client || "–", "c-client"));
       tr.cells[2].title = job.session;
       tr.cells[4].title = job.client || "";
-      if (job.job_id === selected) tr.classList.add("selected");
-      tr.addEventListener("click", () => select(job.job_id));
+      tr.classList.toggle("selected", job.job_id === selected);
       return tr;
     });
     $("jobs").tBodies[0].replaceChildren(...rows);
@@ -359,10 +372,11 @@
     if (!result) return;
     const texts = [], images = [];
     for (const o of result.outputs || []) {
-      if (o.png_base64) {
+      const mime = o.image_mime || "";
+      if (o.image_base64 && /^image\/(png|jpeg|gif|webp)$/.test(mime)) {
         const img = document.createElement("img");
         img.alt = `${o.type} image`;
-        img.src = "data:image/png;base64," + o.png_base64;
+        img.src = `data:${mime};base64,` + o.image_base64;
         images.push(img);
       } else if (o.text) {
         const pre = document.createElement("pre");
@@ -440,29 +454,41 @@
     const list = await api("GET", "sessions");
     if (gen !== generation) return;
     const rows = list.sessions.map((s) => {
-      const tr = document.createElement("tr");
-      tr.dataset.session = s.name;
+      let row = sessionRows.get(s.name);
+      if (!row) {
+        row = { tr: document.createElement("tr"), actions: sessionActions(s.name) };
+        row.tr.dataset.session = s.name;
+        sessionRows.set(s.name, row);
+      }
       const st = document.createElement("td");
       st.appendChild(badge(s.status));
-      const actions = document.createElement("td");
-      actions.append(
-        actionButton("Interrupt", "interrupt", () => sessionAction(s.name, "interrupt")),
-        " ",
-        // Two clicks: a restart loses the session's variables. (No confirm(): an
-        // iframe in a notebook may not be allowed dialogs.)
-        actionButton("Restart", "restart danger", (b) => {
-          if (b.dataset.armed) { sessionAction(s.name, "restart"); return; }
-          b.dataset.armed = "1";
-          b.textContent = "Confirm restart";
-          setTimeout(() => { delete b.dataset.armed; b.textContent = "Restart"; }, 4000);
-        }),
-      );
-      tr.append(cell(s.name, "id"), st, cell(s.running_job || "–", "id"), cell(String(s.queued)),
-                cell(s.kernel_pid === null || s.kernel_pid === undefined ? "–" : String(s.kernel_pid)),
-                actions);
-      return tr;
+      row.tr.replaceChildren(
+        cell(s.name, "id"), st, cell(s.running_job || "–", "id"), cell(String(s.queued)),
+        cell(s.kernel_pid === null || s.kernel_pid === undefined ? "–" : String(s.kernel_pid)),
+        row.actions);
+      return row.tr;
     });
+    for (const name of [...sessionRows.keys()]) {
+      if (!list.sessions.some((s) => s.name === name)) sessionRows.delete(name);
+    }
     $("sessions").tBodies[0].replaceChildren(...rows);
+  }
+
+  function sessionActions(name) {
+    const actions = document.createElement("td");
+    actions.append(
+      actionButton("Interrupt", "interrupt", () => sessionAction(name, "interrupt")),
+      " ",
+      // Two clicks: a restart loses the session's variables. (No confirm(): an
+      // iframe in a notebook may not be allowed dialogs.)
+      actionButton("Restart", "restart danger", (b) => {
+        if (b.dataset.armed) { sessionAction(name, "restart"); return; }
+        b.dataset.armed = "1";
+        b.textContent = "Confirm restart";
+        setTimeout(() => { delete b.dataset.armed; b.textContent = "Restart"; }, 4000);
+      }),
+    );
+    return actions;
   }
 
   // ------------------------------------------------------------ resources
