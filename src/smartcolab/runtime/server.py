@@ -162,8 +162,9 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | 
     if config.auth:
         lines += [
             f"secret: {config.secret}",
-            "connect a bridge with:",
-            f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
+            # Run where the MCP client is: it prints the entry with that machine's paths.
+            "register it with your MCP client (run this on the client's machine):",
+            f"  smartcolab config claude-desktop --url {url} --token {config.secret}",
             f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
             f"live job monitor: {page_url(url, config.secret)}",
         ]
