@@ -12,6 +12,10 @@ import typer
 
 from smartcolab import __version__
 from smartcolab.cli import help_format
+from smartcolab.mcp.deps import DEFAULT_MAX_IMAGES, DEFAULT_MAX_RESULT_CHARS, DEFAULT_WAIT_BUDGET_S
+from smartcolab.runtime import config as rc
+from smartcolab.shared import env as env_names
+from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
 
 help_format.install()
 app = typer.Typer(
@@ -22,10 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ENV_SECRET = "SMARTCOLAB_SECRET"
-ENV_NGROK_TOKEN = "NGROK_AUTHTOKEN"
-# cloudflared's own variable for a named tunnel's token.
-ENV_CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
+# The bridge's Streamable HTTP transport.
+DEFAULT_MCP_HOST = "127.0.0.1"
+DEFAULT_MCP_PORT = 8766
 
 
 def _version(value: bool) -> None:
@@ -44,8 +47,8 @@ def _root(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for a VM reachable directly.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for a VM reachable directly.")] = rc.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = rc.DEFAULT_PORT,
     root: Annotated[list[Path] | None, typer.Option(
         help="A directory files may be read from and written to (repeatable); the first is "
              "the working root. Default: /content on Colab, /kaggle/working on Kaggle, "
@@ -57,11 +60,11 @@ def serve(
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth", help="Disable authentication (loopback addresses only).")] = False,
     kill_grace: Annotated[float, typer.Option(
-        help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = 5.0,
+        help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = rc.DEFAULT_KILL_GRACE_S,
     min_free_ram_mb: Annotated[int, typer.Option(
-        help="Refuse jobs (unless forced) when less RAM than this is available.")] = 512,
+        help="Refuse jobs (unless forced) when less RAM than this is available.")] = rc.DEFAULT_MIN_FREE_RAM_BYTES // rc.MIB,
     response_text_kb: Annotated[int, typer.Option(
-        help="Most text of one job output in a response (head and tail kept).")] = 64,
+        help="Most text of one job output in a response (head and tail kept).")] = rc.DEFAULT_RESPONSE_TEXT_BYTES // rc.KIB,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option(
@@ -93,23 +96,23 @@ def serve(
         "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
                           "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
     rate_limit: Annotated[float, typer.Option(
-        help="Requests per second allowed per client address; 0 disables.")] = 50.0,
+        help="Requests per second allowed per client address; 0 disables.")] = rc.DEFAULT_RATE_LIMIT_PER_S,
     rate_burst: Annotated[int, typer.Option(
-        help="Requests a client may send in a burst above --rate-limit.")] = 200,
+        help="Requests a client may send in a burst above --rate-limit.")] = rc.DEFAULT_RATE_BURST,
     lockout_failures: Annotated[int, typer.Option(
         help="Failed authentications within a minute that lock a client address out; "
-             "0 disables.")] = 10,
+             "0 disables.")] = rc.DEFAULT_LOCKOUT_FAILURES,
     lockout_seconds: Annotated[float, typer.Option(
-        help="How long a locked-out client is refused (429 with Retry-After).")] = 300.0,
+        help="How long a locked-out client is refused (429 with Retry-After).")] = rc.DEFAULT_LOCKOUT_S,
     max_body_kb: Annotated[int, typer.Option(
-        help="Largest request body in KiB (streamed file uploads have their own limit).")] = 8192,
-    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = 32,
-    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
+        help="Largest request body in KiB (streamed file uploads have their own limit).")] = rc.DEFAULT_MAX_BODY_BYTES // rc.KIB,
+    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = rc.DEFAULT_MAX_HEADER_BYTES // rc.KIB,
+    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = rc.DEFAULT_MAX_QUERY_BYTES // rc.KIB,
     max_sessions: Annotated[int, typer.Option(
-        help="Most kernel sessions at once (each is a Python process).")] = 16,
+        help="Most kernel sessions at once (each is a Python process).")] = rc.DEFAULT_MAX_SESSIONS,
     max_queued: Annotated[int, typer.Option(
         min=1, help="Most jobs waiting in one session's queue; more are refused with 429 "
-                    "queue_full.")] = 1000,
+                    "queue_full.")] = rc.DEFAULT_MAX_QUEUED_PER_SESSION,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -117,35 +120,28 @@ def serve(
 
     Example: smartcolab serve --port 8765 --root ~/data
     """
-    from smartcolab.runtime.config import RuntimeConfig
     from smartcolab.runtime.host.tunnel import TunnelOptions, check_kind
     from smartcolab.runtime.server import run
     from smartcolab.shared.errors import TunnelFailed
 
-    roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
-    config = RuntimeConfig(
-        host=host, port=port, roots=roots, auth=not insecure_no_auth,
-        state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
-        kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
-        response_text_bytes=response_text_kb * 1024,
-        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
-        autosave_after_s=autosave_after,
+    config = rc.build_config(
+        roots=root, state_dir=state_dir, persist_dir=persist_dir, trusted_proxies=trusted_proxy,
+        # Kernels inherit this process's environment: the secret must not be in it.
+        secret=os.environ.pop(env_names.SECRET, None),
+        host=host, port=port, auth=not insecure_no_auth,
+        kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * rc.MIB,
+        response_text_bytes=response_text_kb * rc.KIB, autosave_after_s=autosave_after,
         allow_cidrs=list(allow_cidr or []), guarded=guarded,
         rate_limit_per_s=rate_limit, rate_burst=rate_burst,
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
-        max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
-        max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
+        max_body_bytes=max_body_kb * rc.KIB, max_header_bytes=max_header_kb * rc.KIB,
+        max_query_bytes=max_query_kb * rc.KIB, max_sessions=max_sessions,
         max_queued_per_session=max_queued,
     )
-    if trusted_proxy:
-        config.trusted_proxies = list(trusted_proxy)
-    # Kernels inherit this process's environment: the secret must not be in it.
-    secret = os.environ.pop(ENV_SECRET, None)
-    if secret:
-        config.secret = secret
     try:
         kind = check_kind(tunnel)
-        token = os.environ.get(ENV_NGROK_TOKEN if kind == "ngrok" else ENV_CLOUDFLARED_TOKEN)
+        token = os.environ.get(env_names.NGROK_TOKEN if kind == "ngrok"
+                               else env_names.CLOUDFLARED_TOKEN)
         domain = ngrok_domain if kind == "ngrok" else cloudflared_hostname
         tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
                                        binary=tunnel_binary)
@@ -160,15 +156,6 @@ def serve(
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
-
-
-def default_root() -> Path:
-    """The platform's working directory: /content on Colab, /kaggle/working on Kaggle."""
-    if "COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir():
-        return Path("/content")
-    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ and Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working")
-    return Path.cwd().resolve()
 
 
 def main() -> None:
@@ -195,8 +182,8 @@ def mcp_runtimes_file(explicit: Path | None, env: Mapping[str, str]) -> Path | N
 def mcp(
     transport: Annotated[str, typer.Option(
         help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
-    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = 8766,
+    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = DEFAULT_MCP_HOST,
+    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = DEFAULT_MCP_PORT,
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
@@ -213,11 +200,11 @@ def mcp(
     no_embedded: Annotated[bool, typer.Option(
         "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
     wait_budget: Annotated[float, typer.Option(
-        help="Seconds a tool call may wait for a job before returning 'running'.")] = 50.0,
-    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = 120.0,
-    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = 600.0,
-    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = 20_000,
-    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = 2,
+        help="Seconds a tool call may wait for a job before returning 'running'.")] = DEFAULT_WAIT_BUDGET_S,
+    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = QUICK_TIMEOUT_S,
+    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = LONG_TIMEOUT_S,
+    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = DEFAULT_MAX_RESULT_CHARS,
+    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = DEFAULT_MAX_IMAGES,
     log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
 ) -> None:
     """Run the MCP server (the bridge) that MCP clients launch.
@@ -239,10 +226,10 @@ def mcp(
 
     configure_logging(log_level.upper())
     env = os.environ
-    state = Path(checkpoint_dir or env.get("CHECKPOINT_DIR") or Path.home() / ".smartcolab")
+    state = Path(checkpoint_dir or env.get(env_names.CHECKPOINT_DIR) or Path.home() / ".smartcolab")
     try:
         settings = BridgeSettings(
-            save_dir=Path(save_dir or env.get("LOCAL_SAVE_DIR") or state / "downloads").expanduser(),
+            save_dir=Path(save_dir or env.get(env_names.LOCAL_SAVE_DIR) or state / "downloads").expanduser(),
             checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
             quick_timeout_s=quick_timeout, long_timeout_s=long_timeout,
             max_result_chars=max_chars, max_images=max_images,
@@ -259,8 +246,8 @@ def mcp(
         if transport == "stdio":
             anyio.run(serve_stdio, config)
         elif transport == "http":
-            token = env.get("SMARTCOLAB_MCP_TOKEN") or _secrets.token_urlsafe(32)
-            if "SMARTCOLAB_MCP_TOKEN" not in env:
+            token = env.get(env_names.MCP_TOKEN) or _secrets.token_urlsafe(32)
+            if env_names.MCP_TOKEN not in env:
                 typer.echo(f"MCP bearer token (shown once): {token}", err=True)
             anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
         else:

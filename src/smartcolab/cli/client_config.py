@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from smartcolab.shared import env as env_names
+
 SUPPORTED = ("claude-desktop", "claude-code", "cursor")
 TRANSPORTS = ("stdio", "http")
 SECRET_PLACEHOLDER = "<the secret the runtime printed>"
@@ -105,8 +107,8 @@ def _args_env(runtime: str | None, url: str | None, runtimes_file: Path | None,
         args += ["--runtimes-file", str(runtimes_file.expanduser().resolve())]
     env: dict[str, str] = {}
     if url:
-        env["COLAB_URL"] = url
-        env["COLAB_TOKEN"] = token or SECRET_PLACEHOLDER
+        env[env_names.COLAB_URL] = url
+        env[env_names.COLAB_TOKEN] = token or SECRET_PLACEHOLDER
     return args, env
 
 

@@ -37,6 +37,7 @@ from smartcolab.client.registry import (
     env_runtimes,
     load_runtimes_file,
 )
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import (
     BadRequest,
     Conflict,
@@ -69,9 +70,9 @@ JOB_EXIT_CODES: dict[str, int] = {
     "cancelled": EXIT_CANCELLED, "lost": EXIT_LOST,
 }
 
-ENV_URL = "COLAB_URL"
-ENV_TOKEN = "COLAB_TOKEN"
-ENV_RUNTIMES = "SMARTCOLAB_RUNTIMES"
+ENV_URL = env_names.COLAB_URL
+ENV_TOKEN = env_names.COLAB_TOKEN
+ENV_RUNTIMES = env_names.RUNTIMES_FILE
 URL_NAME = "url"
 
 out = Console(soft_wrap=True, highlight=False)

@@ -1,7 +1,8 @@
 """Typer wiring of the commands for people: flags in, plain arguments out.
 
-The bodies live in ``cli_jobs``, ``cli_files``, ``cli_runtimes``, ``cli_doctor`` and
-``demo``; ``cli.register_user_commands`` adds these to the ``smartcolab`` app.
+The bodies live in the sibling modules ``cli/jobs.py``, ``cli/files.py``,
+``cli/runtimes.py``, ``cli/doctor.py`` and ``cli/demo.py``; ``register`` adds these
+commands to the ``smartcolab`` app (``cli/app.py``).
 """
 
 from __future__ import annotations

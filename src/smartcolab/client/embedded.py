@@ -21,13 +21,14 @@ import anyio
 import httpx2
 
 import smartcolab
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import RuntimeUnreachable
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
-ENV_SECRET = "SMARTCOLAB_SECRET"
+ENV_SECRET = env_names.SECRET
 _PR_SET_PDEATHSIG = 1
 
 

@@ -7,13 +7,13 @@ Colab VMs disappear with their job store; the journal keeps what the bridge saw
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView
+from smartcolab.shared.sqlite import open_db
 
 JOURNAL_FILE = "bridge-journal.sqlite3"
 OUTPUT_TAIL_CHARS = 4000
@@ -67,13 +67,9 @@ class Journal:
     """A small thread-safe SQLite store; every write is one short transaction."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / JOURNAL_FILE
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(self.path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

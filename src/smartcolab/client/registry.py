@@ -32,7 +32,6 @@ first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.embedded import EmbeddedRuntime
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.jupyter.server import JupyterBackend
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import InvalidInput, UnknownRuntime
 from smartcolab.shared.protocol import NAME_PATTERN
 
@@ -216,17 +216,13 @@ class RuntimeRegistry:
 def env_runtimes(env: Mapping[str, str]) -> list[RuntimeSpec]:
     """COLAB_URL (+ COLAB_TOKEN) is the runtime ``colab``; JUPYTER_URL (+ JUPYTER_TOKEN) ``jupyter``."""
     specs = []
-    url = env.get("COLAB_URL", "").strip()
+    url = env.get(env_names.COLAB_URL, "").strip()
     if url:
-        specs.append(RuntimeSpec(COLAB, check_url(url), env.get("COLAB_TOKEN") or None,
-                                 "from COLAB_URL"))
-    jupyter = env.get("JUPYTER_URL", "").strip()
+        specs.append(RuntimeSpec(COLAB, check_url(url), env.get(env_names.COLAB_TOKEN) or None,
+                                 f"from {env_names.COLAB_URL}"))
+    jupyter = env.get(env_names.JUPYTER_URL, "").strip()
     if jupyter:  # a plain Jupyter Server or JupyterHub user server
-        specs.append(RuntimeSpec(JUPYTER, check_url(jupyter), env.get("JUPYTER_TOKEN") or None,
-                                 "from JUPYTER_URL", kind=JUPYTER))
+        specs.append(RuntimeSpec(JUPYTER, check_url(jupyter),
+                                 env.get(env_names.JUPYTER_TOKEN) or None,
+                                 f"from {env_names.JUPYTER_URL}", kind=JUPYTER))
     return specs
-
-
-def runtimes_file_from_env(env: Mapping[str, str]) -> Path | None:
-    value = env.get("SMARTCOLAB_RUNTIMES")
-    return Path(os.path.expanduser(value)) if value else None

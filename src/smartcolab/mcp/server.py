@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from mcp.server import MCPServer
 
@@ -32,10 +32,6 @@ from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
 
 log = logging.getLogger(__name__)
-
-
-class ToolsModule(Protocol):
-    def register(self, server: MCPServer, deps: BridgeDeps) -> None: ...
 
 
 TOOL_MODULES: list[ModuleType] = [

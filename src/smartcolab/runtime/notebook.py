@@ -23,17 +23,14 @@ from typing import Any, TextIO
 
 import httpx2
 
-from smartcolab.runtime.host.probe import detect_platform
+from smartcolab.runtime.config import DEFAULT_HOST
+from smartcolab.runtime.host.platform import detect_platform
 from smartcolab.runtime.server import ServerHandle, serve_in_thread
+from smartcolab.shared import env
 
 __all__ = ["NotebookRuntime", "client_instructions", "mount_drive", "read_secret", "start",
            "stop"]
 
-NGROK_TOKEN_NAME = "NGROK_AUTHTOKEN"
-NGROK_DOMAIN_NAME = "NGROK_DOMAIN"
-CLOUDFLARED_TOKEN_NAME = "TUNNEL_TOKEN"
-CLOUDFLARED_HOSTNAME_NAME = "CLOUDFLARED_HOSTNAME"
-SECRET_NAME = "SMARTCOLAB_SECRET"
 DRIVE_MOUNTPOINT = Path("/content/drive")
 DRIVE_PERSIST_SUBDIR = Path("MyDrive") / "smartcolab"
 KAGGLE_PERSIST_DIR = Path("/kaggle/working/smartcolab-saved")
@@ -75,14 +72,6 @@ def mount_drive(mountpoint: Path = DRIVE_MOUNTPOINT) -> Path:
     target = mountpoint / DRIVE_PERSIST_SUBDIR
     target.mkdir(parents=True, exist_ok=True)
     return target
-
-
-def _default_root() -> Path:
-    for env, path in (("COLAB_RELEASE_TAG", "/content"),
-                      ("KAGGLE_KERNEL_RUN_TYPE", "/kaggle/working")):
-        if env in os.environ and Path(path).is_dir():
-            return Path(path)
-    return Path.cwd().resolve()
 
 
 @dataclass
@@ -141,7 +130,7 @@ def client_instructions(name: str, url: str, secret: str) -> str:
 
 
 def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None = None,
-          host: str = "127.0.0.1", port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
+          host: str = DEFAULT_HOST, port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
           persist_dir: str | Path | None = None,
           ngrok_domain: str | None = None, cloudflared_hostname: str | None = None,
           secret: str | None = None, quiet: bool = False, out: TextIO | None = None,
@@ -164,11 +153,11 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
         _current = None
     token = domain = None
     if tunnel == "ngrok":
-        token = read_secret(NGROK_TOKEN_NAME)
-        domain = ngrok_domain or read_secret(NGROK_DOMAIN_NAME)
+        token = read_secret(env.NGROK_TOKEN)
+        domain = ngrok_domain or read_secret(env.NGROK_DOMAIN)
     elif tunnel == "cloudflared":
-        token = read_secret(CLOUDFLARED_TOKEN_NAME)
-        domain = cloudflared_hostname or read_secret(CLOUDFLARED_HOSTNAME_NAME)
+        token = read_secret(env.CLOUDFLARED_TOKEN)
+        domain = cloudflared_hostname or read_secret(env.CLOUDFLARED_HOSTNAME)
     persist = Path(persist_dir) if persist_dir else None
     if persist is None and drive:
         persist = mount_drive(Path(drive_mountpoint))
@@ -177,8 +166,8 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
     if persist is not None:
         options["persist_dir"] = persist
     handle = serve_in_thread(
-        host=host, port=port, root=root or _default_root(),
-        secret=secret or read_secret(SECRET_NAME), banner=False, tunnel=tunnel,
+        host=host, port=port, root=root,
+        secret=secret or read_secret(env.SECRET), banner=False, tunnel=tunnel,
         tunnel_token=token, tunnel_domain=domain, **options)
     _current = NotebookRuntime(handle=handle, name=name, tunnel=tunnel)
     if not quiet:

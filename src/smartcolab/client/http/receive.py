@@ -24,14 +24,15 @@ from typing import Any
 import anyio
 
 from smartcolab.client.http.client import RuntimeClient
-from smartcolab.client.local_files import ProgressFn, backoff, write_failed, write_json_atomic
+from smartcolab.client.local_files import ProgressFn, write_failed, write_json_atomic
+from smartcolab.shared import routes
 from smartcolab.shared.errors import RuntimeUnreachable
+from smartcolab.shared.protocol import H_IDENTITY_LENGTH
 
 MAX_TOTAL_ATTEMPTS = 100
 PROGRESS_EVERY_S = 0.1
 # How long a cancelled download waits for its thread to notice (one chunk, normally).
 STOP_GRACE_S = 5.0
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 # Start writing received data to disk every this many bytes, so the final fsync
 # does not wait for the whole file (and the page cache is not filled with it).
 WRITEBACK_EVERY = 64 * 1024 * 1024
@@ -110,7 +111,7 @@ def _receive(client: RuntimeClient, job: Receive) -> None:
                             f"at {job.offset} of {job.total} bytes ({exc.message}); call download "
                             "again to resume from there",
                             details={"offset": job.offset, "part": str(job.part)}) from exc
-                    if job.stop.wait(backoff(client, failures)):
+                    if job.stop.wait(client.retry.delay(failures)):
                         raise Stopped("download stopped") from exc
             f.flush()
             os.fsync(f.fileno())
@@ -123,7 +124,7 @@ def _one_attempt(client: RuntimeClient, job: Receive, f: Any) -> None:
     headers = {"Accept-Encoding": "gzip" if gzip_now else "identity"}
     if job.offset:
         headers.update({"Range": f"bytes={job.offset}-", "If-Range": job.etag})
-    with client.stream_blocking("GET", "/files/content", params={
+    with client.stream_blocking("GET", routes.FILES_CONTENT, params={
             "path": job.remote, "compress": "true" if gzip_now else None},
                                 headers=headers) as resp:
         if resp.status_code != 206 and job.offset:

@@ -17,14 +17,14 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.receive import Receive, receive, report
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.local_files import (
+    IO_CHUNK,
     ProgressFn,
-    backoff,
     discard,
     hash_local,
     hash_prefix,
@@ -36,6 +36,7 @@ from smartcolab.client.local_files import (
     resume_offset,
     write_json_atomic,
 )
+from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
@@ -56,13 +57,8 @@ __all__ = [
     "list_files", "local_target", "stat", "tune_read_size", "upload",
 ]
 
-Compression = Literal["none", "gzip", "zstd"]
-
 DEFAULT_ATTEMPTS = 8
-MAX_TOTAL_ATTEMPTS = 100
-IO_CHUNK = 1024 * 1024
 READ_SIZE = 1024 * 1024
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ async def list_files(client: RuntimeClient, path: str = "", *, recursive: bool =
                      pattern: str | None = None, limit: int = 1000,
                      cursor: str | None = None) -> FileList:
     """One page of a remote listing; pass ``next_cursor`` back for the next."""
-    r = await client.request("GET", "/files", params={
+    r = await client.request("GET", routes.FILES, params={
         "path": path, "recursive": _flag(recursive), "pattern": pattern, "limit": limit,
         "cursor": cursor})
     return FileList.model_validate(r.json())
@@ -101,13 +97,13 @@ async def iter_files(client: RuntimeClient, path: str = "", *, recursive: bool =
 
 
 async def stat(client: RuntimeClient, path: str, *, with_hash: bool = True) -> FileStat:
-    r = await client.request("GET", "/files/stat", params={"path": path, "hash": _flag(with_hash)})
+    r = await client.request("GET", routes.FILES_STAT, params={"path": path, "hash": _flag(with_hash)})
     return FileStat.model_validate(r.json())
 
 
 async def delete(client: RuntimeClient, path: str) -> DeleteResult:
     """Delete one remote file (never a directory)."""
-    r = await client.request("DELETE", "/files", params={"path": path, "confirm": "true"},
+    r = await client.request("DELETE", routes.FILES, params={"path": path, "confirm": "true"},
                              idempotent=False)
     return DeleteResult.model_validate(r.json())
 
@@ -225,7 +221,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
     while True:
         try:
             async with client.stream(
-                "PUT", "/files/content",
+                "PUT", routes.FILES_CONTENT,
                 params={"path": remote_path, "overwrite": _flag(overwrite)},
                 headers={H_CONTENT_SHA256: digest, "Content-Length": str(size)},
                 content=_file_chunks(path, size, progress), timeout=600.0,
@@ -247,7 +243,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
             failures += 1
             if failures >= attempts:
                 raise
-            await asyncio.sleep(backoff(client, failures))
+            await asyncio.sleep(client.retry.delay(failures))
     if result.sha256 != digest or result.size != size:
         raise ChecksumMismatch(f"the runtime stored {result.size} bytes with sha256 "
                                f"{result.sha256}, expected {size} bytes with {digest}")

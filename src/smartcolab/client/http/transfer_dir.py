@@ -20,13 +20,13 @@ from smartcolab.client.http.receive import report
 from smartcolab.client.local_files import (
     OVERWRITE_HINT,
     ProgressFn,
-    backoff,
     fsync_dir,
     local_target,
     part_paths,
     publish,
     refuse_existing,
 )
+from smartcolab.shared import routes
 from smartcolab.shared.errors import InvalidInput, LocalPathRefused, RuntimeUnreachable
 
 Compression = Literal["none", "gzip", "zstd"]
@@ -60,7 +60,7 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
         done = 0
         try:
             with open(part, "wb") as f:  # noqa: ASYNC230 - local disk
-                async with client.stream("GET", "/files/archive", params={
+                async with client.stream("GET", routes.FILES_ARCHIVE, params={
                         "path": remote_dir, "compression": compression}) as resp:
                     async for chunk in resp.aiter_raw():
                         f.write(chunk)
@@ -74,7 +74,7 @@ async def download_dir(client: RuntimeClient, remote_dir: str, save_dir: str | o
             if failures >= attempts:
                 part.unlink(missing_ok=True)
                 raise
-            await asyncio.sleep(backoff(client, failures))
+            await asyncio.sleep(client.retry.delay(failures))
     if not extract:
         await asyncio.to_thread(publish, part, final, overwrite)
         return ArchiveResult(path=final, wire_bytes=done, extracted=False)

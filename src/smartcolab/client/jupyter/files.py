@@ -46,6 +46,7 @@ from smartcolab.client.local_files import (
     resume_offset,
     write_json_atomic,
 )
+from smartcolab.client.retry import JUPYTER_RETRY
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
@@ -59,7 +60,6 @@ from smartcolab.shared.protocol import FileEntry, FileList, FileStat, UploadResu
 ROOT_LABEL = "(jupyter root)"
 UPLOAD_CHUNK = 8 * 1024 * 1024  # bytes per contents-API request (sent as base64 JSON)
 MAX_LISTED = 10_000
-ATTEMPTS = 5
 
 ShaFn = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -187,13 +187,13 @@ class JupyterFiles:
                             await report(progress, offset, head.size)
                 except httpx2.TransportError as exc:
                     failures = 1 if offset > before else failures + 1
-                    if failures >= ATTEMPTS:
+                    if failures >= JUPYTER_RETRY.attempts:
                         f.flush()
                         raise RuntimeUnreachable(
                             f"download of '{remote[:200]}' failed at {offset} of {head.size} "
                             f"bytes ({exc}); call download again to resume from there",
                             details={"offset": offset}) from exc
-                    await asyncio.sleep(0.2 * 2 ** failures)
+                    await asyncio.sleep(JUPYTER_RETRY.delay(failures))
             f.flush()
             await asyncio.to_thread(os.fsync, f.fileno())
         digest = hasher.hexdigest()
@@ -260,9 +260,9 @@ class JupyterFiles:
                                          timeout=600.0, what="upload")
                 except RuntimeUnreachable:
                     failures += 1
-                    if failures >= ATTEMPTS:
+                    if failures >= JUPYTER_RETRY.attempts:
                         raise
-                    await asyncio.sleep(0.2 * 2 ** failures)
+                    await asyncio.sleep(JUPYTER_RETRY.delay(failures))
                     # The chunk may have landed: continue from what the server holds.
                     offset = await self._part_size(part)
                     if offset % UPLOAD_CHUNK:

@@ -26,6 +26,7 @@ import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import KernelUnavailable
 
 # How often a quiet run checks its deadline, stop requests and the kernel process.
@@ -33,7 +34,7 @@ POLL_S = 0.05
 INTERRUPT_REPEAT_S = 0.25
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
-SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
+SECRET_ENV_NAMES = (env_names.SECRET,)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
