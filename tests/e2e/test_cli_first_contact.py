@@ -147,7 +147,11 @@ def test_runtimes_list_marks_the_runtime_colab_url_overrides(runtime: RuntimePro
                                                              tmp_path: Path) -> None:
     file = tmp_path / "runtimes.toml"
     env = {"SMARTCOLAB_RUNTIMES": str(file)}
-    assert invoke("runtimes", "add", "box", runtime.url, "--default", env=env)[0] == 0
+    code, out, _ = invoke("runtimes", "add", "box", runtime.url, "--default", env=env)
+    assert code == 0 and f"added box to {file.resolve()}" in out
+    hint = out.split("for an MCP client, ", 1)[1]
+    assert Path(hint.split()[0]).is_absolute()
+    assert f"config claude-desktop --runtime box --runtimes-file {file.resolve()}" in hint
     _, out, _ = invoke("runtimes", "list", env=env)
     assert "box (default)" in out
     env["COLAB_URL"] = runtime.url

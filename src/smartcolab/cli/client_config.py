@@ -98,6 +98,16 @@ def launcher(python: str = sys.executable) -> Launcher:
     return Launcher(str(Path(python).absolute()), ("-m", "smartcolab"))
 
 
+def smartcolab_command(python: str = sys.executable) -> str:
+    """This install's ``smartcolab`` for a person to type, by absolute path (a venv's bin
+    is often not on PATH; under uvx, ``uvx --from SOURCE smartcolab``)."""
+    how = launcher(python)
+    if how.prefix[:1] == ("--from",):  # uvx
+        return shlex.join([how.command, *how.prefix])
+    script = Path(python).parent / ("smartcolab.exe" if os.name == "nt" else "smartcolab")
+    return str(script) if script.is_file() else shlex.join([how.command, *how.prefix])
+
+
 def _args_env(runtime: str | None, url: str | None, runtimes_file: Path | None,
               token: str | None) -> tuple[list[str], dict[str, str]]:
     args = ["mcp"]

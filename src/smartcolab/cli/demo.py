@@ -35,6 +35,7 @@ from rich.markup import escape
 
 import smartcolab
 from mcp import Client, StdioServerParameters
+from smartcolab.cli.client_config import smartcolab_command
 from smartcolab.cli.common import err, out, print_json
 from smartcolab.shared import env as env_names
 
@@ -256,14 +257,6 @@ def accelerator_words(accelerator: str) -> str:
 def default_out_dir() -> Path:
     """Outside any checkout: the demo must not leave files in the user's working tree."""
     return Path.home() / ".smartcolab" / "demo"
-
-
-def smartcolab_command() -> str:
-    """This install's ``smartcolab`` by absolute path (a venv's bin is often not on PATH)."""
-    script = Path(sys.executable).parent / ("smartcolab.exe" if os.name == "nt" else "smartcolab")
-    if script.is_file():
-        return str(script)
-    return f"{sys.executable} -m smartcolab"
 
 
 def prepare_out_dir(out_dir: Path) -> Path:

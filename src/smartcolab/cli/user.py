@@ -261,8 +261,16 @@ def runtimes_add(
     run_sync(lambda: cli_runtimes.add_runtime(
         path, name, url, secret=secret, secret_env=secret_env, description=description,
         make_default=default, replace=replace))
-    typer.echo(f"added {name} to {path}; the bridge reads it with: smartcolab mcp "
-               f"--runtimes-file {path}")
+    from smartcolab.cli.client_config import smartcolab_command
+
+    where = path.expanduser().resolve()
+    # An MCP client starts the bridge without this shell's $SMARTCOLAB_RUNTIMES: name any
+    # file but the default one.
+    default_file = (Path.home() / ".smartcolab" / "runtimes.toml").resolve()
+    extra = "" if where == default_file else f" --runtimes-file {where}"
+    typer.echo(f"added {name} to {where}. Use it here with --runtime {name}; for an MCP client, "
+               f"{smartcolab_command()} config claude-desktop --runtime {name}{extra} prints "
+               "the entry to paste.")
 
 
 @runtimes_app.command("remove")
