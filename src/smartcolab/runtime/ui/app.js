@@ -13,11 +13,11 @@
   let selected = null;         // job id shown in the detail panel
   let detailAbort = null;
   let samples = [];
-  let jobsCache = [];          // the last job list, filtered again when a filter changes
-  // Rows are kept and refilled, not rebuilt, on each poll: a click (or a half-done
-  // two-click restart) on a row must not land on a row that was just replaced.
-  const jobRows = new Map();
+  // Session rows are kept and refilled, not rebuilt, on each poll (as job rows are, in
+  // joblist.js): a half-done two-click restart must survive the next refresh.
   const sessionRows = new Map();
+  const { fmtWhen, fmtDuration, duration, cell, badge } = window.SmartColabJobs.format;
+  let jobList = null;          // the job list (joblist.js), made at start
   let output = null;           // the selected job's output as a terminal would show it
   let resInfo = { interval_s: 2, window_s: 600, gpu_names: [] };
 
@@ -76,12 +76,11 @@
     // No data stays on the page once the secret is gone or refused.
     $("app").hidden = true;
     for (const id of ["charts"]) $(id).replaceChildren();
-    for (const t of ["jobs", "sessions"]) $(t).tBodies[0].replaceChildren();
+    $("sessions").tBodies[0].replaceChildren();
     $("detail").hidden = true;
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
     samples = [];
-    jobsCache = [];
-    jobRows.clear();
+    if (jobList) jobList.clear();
     sessionRows.clear();
     output = null;
     $("logout").hidden = true;
@@ -149,158 +148,21 @@
     }
   }
 
-  // ------------------------------------------------------------ formatting
-  const pad = (n) => String(n).padStart(2, "0");
-
-  /** "2026-11-30 14:05:09": a date with the time, in the browser's time zone. */
-  function fmtDate(t) {
-    if (!t) return "–";
-    const d = new Date(t * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-           `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
-
-  /** "just now", "5 min ago", "3 h ago", "2 days ago". */
-  function fmtAgo(t) {
-    if (!t) return "–";
-    const s = Math.max(0, Date.now() / 1000 - t);
-    if (s < 10) return "just now";
-    if (s < 60) return `${Math.floor(s)} s ago`;
-    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-    const days = Math.floor(s / 86400);
-    return days === 1 ? "1 day ago" : `${days} days ago`;
-  }
-
-  const fmtWhen = (t) => (t ? `${fmtAgo(t)} (${fmtDate(t)})` : "–");
-
-  function fmtDuration(s) {
-    if (s === null || s === undefined) return "–";
-    if (s < 60) return s.toFixed(1) + " s";
-    const m = Math.floor(s / 60);
-    return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
-  }
-
-  function duration(job) {
-    if (job.duration_s !== null && job.duration_s !== undefined) return job.duration_s;
-    if (job.started_at && !TERMINAL.has(job.status)) return Math.max(0, Date.now() / 1000 - job.started_at);
-    return null;
-  }
-
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
-  }
-
-  function badge(status) {
-    const b = document.createElement("span");
-    b.className = "badge s-" + status;
-    b.textContent = status;
-    return b;
-  }
-
   // ------------------------------------------------------------ jobs
   async function refreshJobs(gen) {
     const list = await api("GET", "jobs", { limit: MAX_JOBS_SHOWN });
     if (gen !== generation) return;
-    jobsCache = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
-    updateSessionFilter(jobsCache);
-    const listed = new Set(jobsCache.map((j) => j.job_id));
-    for (const id of [...jobRows.keys()]) if (!listed.has(id)) jobRows.delete(id);
-    renderJobs();
-    if (selected === null && jobsCache.length > 0) {
-      const running = jobsCache.find((j) => j.status === "running");
-      select((running || jobsCache[0]).job_id);
+    jobList.update(list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN));
+    if (selected === null && jobList.jobs.length > 0) {
+      const running = jobList.jobs.find((j) => j.status === "running");
+      select((running || jobList.jobs[0]).job_id);
     }
-  }
-
-  /** The first non-blank line of the code, for the list. */
-  function codePreview(code) {
-    const line = (code || "").split("\n").map((l) => l.trim()).find((l) => l && !l.startsWith("#"));
-    return line || (code || "").trim().split("\n")[0] || "";
-  }
-
-  function matches(job) {
-    const status = $("filter-status").value, session = $("filter-session").value;
-    const text = $("filter-text").value.trim().toLowerCase();
-    if (status === "active" && !(job.status === "queued" || job.status === "running")) return false;
-    if (status && status !== "active" && job.status !== status) return false;
-    if (session && job.session !== session) return false;
-    if (text) {
-      const hay = `${job.job_id}\n${job.client || ""}\n${job.code || ""}`.toLowerCase();
-      if (!hay.includes(text)) return false;
-    }
-    return true;
-  }
-
-  function updateSessionFilter(jobs) {
-    const box = $("filter-session");
-    const have = new Set([...box.options].map((o) => o.value));
-    for (const name of [...new Set(jobs.map((j) => j.session))].sort()) {
-      if (have.has(name)) continue;
-      const o = document.createElement("option");
-      o.value = o.textContent = name;
-      box.appendChild(o);
-    }
-  }
-
-  function renderJobs() {
-    const shown = jobsCache.filter(matches);
-    const rows = shown.map((job) => {
-      let tr = jobRows.get(job.job_id);
-      if (!tr) {
-        tr = document.createElement("tr");
-        tr.addEventListener("click", () => select(job.job_id));
-        jobRows.set(job.job_id, tr);
-      }
-      tr.dataset.jobId = job.job_id;
-      tr.dataset.status = job.status;
-      const st = document.createElement("td");
-      st.className = "state";
-      const took = document.createElement("span");
-      took.className = "took";
-      took.textContent = fmtDuration(duration(job));
-      st.append(badge(job.status), took);
-      const what = document.createElement("td");
-      what.className = "job";
-      const jid = document.createElement("span");
-      jid.className = "jid";
-      jid.textContent = job.job_id;
-      const preview = document.createElement("span");
-      preview.className = "preview";
-      preview.textContent = codePreview(job.code);
-      what.title = job.job_id + "\n\n" + (job.code || "").slice(0, 600);
-      what.append(jid, preview);
-      const when = document.createElement("td");
-      when.className = "when";
-      const ago = document.createElement("span");
-      ago.textContent = fmtAgo(job.started_at || job.created_at);
-      const abs = document.createElement("span");
-      abs.className = "abs";
-      abs.textContent = fmtDate(job.started_at || job.created_at);
-      when.append(ago, abs);
-      tr.replaceChildren(st, what, cell(job.session, "c-session"), when,
-                         cell(job.client || "–", "c-client"));
-      tr.cells[2].title = job.session;
-      tr.cells[4].title = job.client || "";
-      tr.classList.toggle("selected", job.job_id === selected);
-      return tr;
-    });
-    $("jobs").tBodies[0].replaceChildren(...rows);
-    $("jobs-empty").textContent = jobsCache.length ? "No job matches the filters." : "No jobs yet.";
-    $("jobs-empty").hidden = shown.length > 0;
-    $("jobs-count").textContent = shown.length === jobsCache.length
-      ? `(${jobsCache.length})` : `(${shown.length} of ${jobsCache.length})`;
   }
 
   function select(jobId) {
     if (jobId === selected) return;
     selected = jobId;
-    for (const tr of $("jobs").tBodies[0].rows) {
-      tr.classList.toggle("selected", tr.dataset.jobId === jobId);
-    }
+    jobList.markSelected(jobId);
     if (detailAbort) detailAbort.abort();
     detailAbort = new AbortController();
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
@@ -513,8 +375,7 @@
     });
     $("logout").addEventListener("click", () => showLogin(""));
     $("cancel-job").addEventListener("click", cancelSelected);
-    for (const id of ["filter-status", "filter-session"]) $(id).addEventListener("change", renderJobs);
-    $("filter-text").addEventListener("input", renderJobs);
+    jobList = new window.SmartColabJobs.JobList(select);
     const stored = sessionStorage.getItem(KEY);
     if (stored) {
       $("login").hidden = true;
