@@ -23,10 +23,11 @@ runner = CliRunner()
 
 def cli(rt: RuntimeProc | None, *args: str, input: str | None = None,
         env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    conn = ["--url", rt.url, "--token", rt.secret] if rt else []
+    conn = ["--url", rt.url] if rt else []
     # Options after the subcommand's own arguments are fine for click.
     result = runner.invoke(app, [*args, *conn], input=input,
-                           env={"COLAB_URL": "", "COLAB_TOKEN": "", **(env or {})})
+                           env={"COLAB_URL": "", "COLAB_TOKEN": rt.secret if rt else "",
+                                **(env or {})})
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -84,12 +85,14 @@ def test_usage_errors_are_one_line(runtime: RuntimeProc, tmp_path: Path) -> None
     assert code == 2 and "cannot read" in err
 
 
-def test_wrong_token_and_unreachable_are_clear(runtime: RuntimeProc) -> None:
-    result = runner.invoke(app, ["probe", "--url", runtime.url, "--token", "wrong"])
+def test_wrong_token_and_unreachable_are_clear(runtime: RuntimeProc, tmp_path: Path) -> None:
+    (tmp_path / "wrong").write_text("wrong\n")
+    result = runner.invoke(app, ["probe", "--url", runtime.url, "--token-file",
+                                 str(tmp_path / "wrong")])
     assert result.exit_code == 7
     assert result.stderr.count("\n") == 1 and "secret" in result.stderr.lower()
-    result = runner.invoke(app, ["probe", "--url", "http://127.0.0.1:9", "--token", "x"],
-                           env={"COLAB_URL": ""})
+    result = runner.invoke(app, ["probe", "--url", "http://127.0.0.1:9", "--token-file", "-"],
+                           input="x\n", env={"COLAB_URL": ""})
     assert result.exit_code == 6 and "cannot reach the runtime" in result.stderr
 
 

@@ -36,14 +36,21 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str
     return result.exit_code, result.stdout, result.stderr
 
 
+def secret_file(directory: Path, secret: str) -> str:
+    path = directory / "fc-secret.txt"
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def on(rt: RuntimeProc) -> list[str]:
-    return ["--url", rt.url, "--token", rt.secret]
+    return ["--url", rt.url, "--token-file", secret_file(rt.root.parent, rt.secret)]
 
 
 # ---------------------------------------------------------------- config
-def test_config_prints_only_the_snippet_on_stdout() -> None:
+def test_config_prints_only_the_snippet_on_stdout(tmp_path: Path) -> None:
     code, out, err = invoke("config", "claude-desktop", "--url", "https://x.example",
-                            "--token", "s3cret")
+                            "--token-file", secret_file(tmp_path, "s3cret"))
     assert code == 0
     entry = json.loads(out)["mcpServers"]["smart-colab"]  # the whole of stdout is JSON
     assert Path(entry["command"]).is_absolute() and entry["env"]["COLAB_TOKEN"] == "s3cret"
@@ -235,12 +242,13 @@ def test_a_self_signed_certificate_failure_names_ssl_cert_file(tmp_path: Path) -
     try:
         read_until_started(fd, proc)
         url = f"https://127.0.0.1:{(tmp_path / 'port').read_text()}"
-        token = "first-contact-secret-0123456789"
-        code, _, err = invoke("probe", "--url", url, "--token", token, env={"SSL_CERT_FILE": ""})
+        token = secret_file(tmp_path, "first-contact-secret-0123456789")
+        code, _, err = invoke("probe", "--url", url, "--token-file", token, env={"SSL_CERT_FILE": ""})
         assert code == 6 and "SSL_CERT_FILE" in err and "self-signed" in err, err
-        code, out, err = invoke("doctor", "--url", url, "--token", token, env={"SSL_CERT_FILE": ""})
+        code, out, err = invoke("doctor", "--url", url, "--token-file", token,
+                                env={"SSL_CERT_FILE": ""})
         assert code == 1 and "SSL_CERT_FILE" in out + err
-        code, out, err = invoke("probe", "--url", url, "--token", token, "--json",
+        code, out, err = invoke("probe", "--url", url, "--token-file", token, "--json",
                                 env={"SSL_CERT_FILE": str(cert)})
         assert code == 0, err
     finally:

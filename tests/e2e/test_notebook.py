@@ -97,10 +97,11 @@ async def test_start_with_ngrok_reads_colab_secrets_and_stop_closes_all(
     assert fake.connects[0]["token"] == "tok-colab"
     assert rt.url == "https://fixed.ngrok.app" and rt.secret == "fixed-secret-from-colab-0123"
     printed = out.getvalue()
-    assert "connect_runtime " + json.dumps({"name": "colab", "url": rt.url, "secret": rt.secret}) \
-        in printed
-    assert (f".venv/bin/smartcolab config claude-desktop --url {rt.url} "
-            "--token fixed-secret-from-colab-0123") in printed
+    assert "connect_runtime " + json.dumps({"name": "colab", "url": rt.url,
+                                            "secret_name": "colab"}) in printed
+    assert f".venv/bin/smartcolab runtimes add colab {rt.url} --ask-secret --replace" in printed
+    assert ".venv/bin/smartcolab config claude-desktop --runtime colab" in printed
+    assert f'"secret": "{rt.secret}"' not in printed
     assert '"command": "python"' not in printed and "pip install smart-colab-mcp" not in printed
     assert rt.handle.config.persist_root == tmp_path / "drive" / "MyDrive" / "smartcolab"
     assert f"saved variables go to: {rt.handle.config.persist_root}" in printed

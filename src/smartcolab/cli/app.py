@@ -184,6 +184,12 @@ def mcp(
         help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
     host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = DEFAULT_MCP_HOST,
     port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = DEFAULT_MCP_PORT,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: another Host name clients use to reach this server (repeatable; "
+             "loopback names and the bind address are always allowed).")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: a browser Origin allowed to call (repeatable; loopback origins "
+             "are always allowed).")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
@@ -211,12 +217,11 @@ def mcp(
 
     Runtimes come from COLAB_URL + COLAB_TOKEN (runtime 'colab') and/or a runtimes
     file; with none, an embedded local runtime starts on first use. HTTP mode reads
-    its bearer token from $SMARTCOLAB_MCP_TOKEN or generates one (printed to stderr).
+    its bearer token from $SMARTCOLAB_MCP_TOKEN (16 characters at least) or generates one
+    (shown on the terminal only); Host and Origin are checked on every bind.
 
     Example: COLAB_URL=https://x.ngrok-free.app COLAB_TOKEN=... smartcolab mcp
     """
-    import secrets as _secrets
-
     import anyio
 
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
@@ -246,10 +251,14 @@ def mcp(
         if transport == "stdio":
             anyio.run(serve_stdio, config)
         elif transport == "http":
-            token = env.get(env_names.MCP_TOKEN) or _secrets.token_urlsafe(32)
-            if env_names.MCP_TOKEN not in env:
-                typer.echo(f"MCP bearer token (shown once): {token}", err=True)
-            anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
+            from smartcolab.mcp.http_transport import announce_token, resolve_token
+
+            token, generated = resolve_token(env.get(env_names.MCP_TOKEN))
+            if generated:
+                typer.echo(announce_token(token, settings.checkpoint_dir, sys.stderr), err=True)
+            anyio.run(lambda: serve_http(config, host=host, port=port, token=token,
+                                         allowed_hosts=tuple(allowed_host or ()),
+                                         allowed_origins=tuple(allowed_origin or ())))
         else:
             raise ValueError(f"unknown transport {transport!r}: use stdio or http")
     except (ValueError, SmartColabError) as exc:
@@ -264,8 +273,9 @@ def config(
     client: Annotated[str, typer.Argument(help="claude-desktop, claude-code or cursor")],
     runtime: Annotated[str | None, typer.Option(help="Default runtime name to pass to the bridge.")] = None,
     url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
-    token: Annotated[str | None, typer.Option(
-        help="The runtime's secret to put in the snippet (COLAB_TOKEN); default: a placeholder.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="File holding the runtime's secret to put in the snippet "
+                             "(COLAB_TOKEN; '-' reads stdin); default: a placeholder.")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
     name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
     transport: Annotated[str, typer.Option(
@@ -282,12 +292,15 @@ def config(
     Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
     """
     from smartcolab.cli.client_config import render_snippet
+    from smartcolab.cli.runtimes import read_secret
+    from smartcolab.shared.errors import SmartColabError
 
     try:
+        token = read_secret(token_file) if token_file is not None else None
         snippet = render_snippet(client, name=name, runtime=runtime, url=url, token=token,
                                  runtimes_file=runtimes_file, transport=transport,
                                  http_url=http_url)
-    except ValueError as exc:
+    except (ValueError, SmartColabError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(snippet.note, err=True)

@@ -173,7 +173,8 @@ def render_snippet(client: str, *, name: str = "smart-colab", runtime: str | Non
                          token=token)
     note = _WHERE[client]
     if url and not token:
-        note += f" Replace {SECRET_PLACEHOLDER} with the runtime's secret (or pass --token)."
+        note += (f" Replace {SECRET_PLACEHOLDER} with the runtime's secret (or pass "
+                 "--token-file FILE; or use --runtime NAME after 'smartcolab runtimes add').")
     return Snippet(json.dumps({"mcpServers": {name: entry}}, indent=2), note)
 
 

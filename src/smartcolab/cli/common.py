@@ -1,6 +1,6 @@
 """What every CLI command shares: choosing a runtime, exit codes, error lines, output.
 
-A command's runtime is, in this order: ``--url`` (+ ``--token``), ``--runtime NAME``
+A command's runtime is, in this order: ``--url`` (+ ``--token-file``), ``--runtime NAME``
 from the runtimes file, ``$COLAB_URL`` (+ ``$COLAB_TOKEN``), the runtimes file's
 ``default``, else an embedded local runtime started for this one command (and stopped
 after it).  The named runtimes and the embedded runtime are the bridge's own
@@ -83,8 +83,9 @@ RuntimeOpt = Annotated[str | None, typer.Option(
     "--runtime", "-r", help="A named runtime from the runtimes file ('local' = embedded).")]
 UrlOpt = Annotated[str | None, typer.Option(
     "--url", help="Runtime URL (default: $COLAB_URL; none: an embedded local runtime).")]
-TokenOpt = Annotated[str | None, typer.Option(
-    "--token", help="Runtime secret (default: $COLAB_TOKEN).")]
+# A secret never comes from argv (any local user sees it in ps): a file, stdin or $COLAB_TOKEN.
+TokenOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="File holding the runtime secret ('-' reads stdin; default: $COLAB_TOKEN).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -207,7 +208,7 @@ def run_sync(fn: Callable[[], T]) -> T:
     except SmartColabError as exc:
         hint = hints.for_error(exc.message)
         if isinstance(exc, Unauthorized):
-            hint = " (check --token / $COLAB_TOKEN; 'smartcolab doctor' says more)"
+            hint = " (check --token-file / $COLAB_TOKEN; 'smartcolab doctor' says more)"
         fail(f"{exc.message}{hint}", exit_code_for(exc))
     except KeyboardInterrupt:
         err.print("interrupted")

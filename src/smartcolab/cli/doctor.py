@@ -142,7 +142,7 @@ def _clock(report: Report, response: httpx2.Response, sent: float, received: flo
 
 async def _auth_and_kernel(report: Report, url: str, secret: str | None) -> None:
     if not secret:
-        report.add("auth", "fail", "no secret given: pass --token or set COLAB_TOKEN (the "
+        report.add("auth", "fail", "no secret given: pass --token-file or set COLAB_TOKEN (the "
                    "server printed it when it started)")
         return
     async with RuntimeClient(url, secret, retry=NO_RETRY) as client:

@@ -6,7 +6,6 @@ Adding a tools module is one line in ``TOOL_MODULES``; each module exposes
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -105,36 +104,23 @@ async def serve_stdio(config: BridgeConfig) -> None:
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
-class BearerGuard:
-    """Refuse every HTTP request without ``Authorization: Bearer <token>`` (constant time)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="smartcolab-mcp"')]})
-                await send({"type": "http.response.body",
-                            "body": b'{"error": "a bearer token is required"}'})
-                return
-        await self.app(scope, receive, send)
-
-
 async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
-                     path: str = "/mcp", ready: Callable[[int], None] | None = None) -> None:
-    """Serve Streamable HTTP on host:port, every request guarded by the bearer token."""
+                     path: str = "/mcp", ready: Callable[[int], None] | None = None,
+                     allowed_hosts: tuple[str, ...] = (),
+                     allowed_origins: tuple[str, ...] = ()) -> None:
+    """Serve Streamable HTTP on host:port behind ``HttpGuard`` (mcp/http_transport.py)."""
     import socket
 
     import uvicorn
 
+    from smartcolab.mcp.http_transport import HostPolicy, HttpGuard, MemoryEventStore
+
+    policy = HostPolicy.for_bind(host, extra_hosts=allowed_hosts, extra_origins=allowed_origins)
     async with open_bridge(config) as deps:
         server = build_server(deps)
-        app = BearerGuard(server.streamable_http_app(streamable_http_path=path, host=host), token)
+        app = HttpGuard(server.streamable_http_app(
+            streamable_http_path=path, host=host, event_store=MemoryEventStore(),
+            transport_security=policy.sdk_settings()), token, policy)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                              socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -113,16 +113,20 @@ def client_instructions(name: str, url: str, secret: str) -> str:
 
     No JSON with a ``command`` here: only the user's computer knows the absolute path
     of its Python (MCP apps on macOS often have no ``python`` on their PATH), so the
-    one command below prints the entry there, with that computer's paths.
+    commands below print the entry there, with that computer's paths.  The secret goes
+    in through a hidden prompt, never a command line or the chat.
     """
-    call = json.dumps({"name": name, "url": url, "secret": secret})
+    # No secret in the call: a tool argument passes through the model and the transcript.
+    call = json.dumps({"name": name, "url": url, "secret_name": name})
     return "\n".join([
-        "On your computer, in your smart-colab-mcp checkout (set up as its README says), print "
-        "the entry for your MCP client, with that computer's absolute paths:",
-        f"  .venv/bin/smartcolab config claude-desktop --url {url} --token {secret}",
+        "On your computer, in your smart-colab-mcp checkout (set up as its README says): store "
+        "the secret (a hidden prompt: paste it there, never into a chat), then print the entry "
+        "for your MCP client, with that computer's absolute paths:",
+        f"  .venv/bin/smartcolab runtimes add {name} {url} --ask-secret --replace",
+        f"  .venv/bin/smartcolab config claude-desktop --runtime {name}",
         "  (claude-code or cursor instead of claude-desktop); paste what it prints where it "
         "says, then restart the client.",
-        "Already in a chat? After a restart, ask the assistant to call the tool",
+        "Already in a chat? After the first command, ask the assistant to call the tool",
         f"  connect_runtime {call}",
         "From a terminal:",
         f"  curl -H 'Authorization: Bearer {secret}' {url}/probe",

@@ -163,8 +163,10 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | 
         lines += [
             f"secret: {config.secret}",
             # Run where the MCP client is: it prints the entry with that machine's paths.
-            "register it with your MCP client (run this on the client's machine):",
-            f"  smartcolab config claude-desktop --url {url} --token {config.secret}",
+            "register it with your MCP client (on the client's machine; paste the secret "
+            "at the hidden prompt):",
+            f"  smartcolab runtimes add myruntime {url} --ask-secret --replace",
+            "  smartcolab config claude-desktop --runtime myruntime",
             f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
             f"live job monitor: {page_url(url, config.secret)}",
         ]

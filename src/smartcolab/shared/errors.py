@@ -38,6 +38,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
         ├── LocalWriteFailed             507 local_write_failed
+        ├── RuntimeMisbehaved            502 runtime_misbehaved
         ├── UnknownRuntime               404 unknown_runtime
         └── IncompatibleRuntime          502 incompatible_runtime
 """
@@ -70,6 +71,7 @@ __all__ = [
     "QueueFull",
     "RangeNotSatisfiable",
     "RateLimited",
+    "RuntimeMisbehaved",
     "RuntimeUnreachable",
     "SessionBusy",
     "SessionExists",
@@ -228,6 +230,13 @@ class LocalWriteFailed(ClientSideError):
     """This machine could not store what arrived (disk full, quota, permissions)."""
 
     status, code = 507, "local_write_failed"
+
+
+class RuntimeMisbehaved(ClientSideError):
+    """A runtime's answer broke the protocol: a bad id or name, more bytes than it stated,
+    an encoding nobody asked for, an archive past its caps.  Nothing of it was kept."""
+
+    status, code = 502, "runtime_misbehaved"
 
 
 class UnknownRuntime(ClientSideError):

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from smartcolab import __version__
 from smartcolab.client.retry import NO_RETRY as NO_RETRY
 from smartcolab.client.retry import RetryPolicy as RetryPolicy
+from smartcolab.client.untrusted import check_job_id, check_job_view, check_session_view
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     IncompatibleRuntime,
@@ -253,7 +254,7 @@ class RuntimeClient:
         return RuntimeUnreachable(
             f"cannot reach the runtime at {self.url} ({type(exc).__name__}: {exc or 'no detail'}). "
             "If it runs in a notebook, re-run its serving cell; if its URL changed, "
-            "call connect_runtime with the new URL and secret.",
+            "call connect_runtime with the new URL.",
             details={"url": self.url},
         )
 
@@ -316,35 +317,49 @@ class RuntimeClient:
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
         """Submit a job; safe to retry: the runtime runs one job per job id."""
         wait = max(0.0, min(wait, MAX_WAIT_S))
-        return await self._post_model(
+        return check_job_view(await self._post_model(
             JobView, routes.JOBS, json=job.model_dump(mode="json"), idempotent=True,
-            timeout=wait + LONG_POLL_SLACK_S, wait=wait or None)
+            timeout=wait + LONG_POLL_SLACK_S, wait=wait or None), job.job_id)
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         wait = max(0.0, min(wait, MAX_WAIT_S))
-        return await self._get_model(JobView, routes.fill(routes.JOB, job_id=job_id), timeout=wait + LONG_POLL_SLACK_S,
-                                     wait=wait or None, since=since)
+        return check_job_view(await self._get_model(
+            JobView, routes.fill(routes.JOB, job_id=job_id), timeout=wait + LONG_POLL_SLACK_S,
+            wait=wait or None, since=since), job_id)
 
     async def cancel_job(self, job_id: str) -> JobView:
-        return await self._post_model(JobView, routes.fill(routes.JOB_CANCEL, job_id=job_id), idempotent=True)
+        return check_job_view(await self._post_model(
+            JobView, routes.fill(routes.JOB_CANCEL, job_id=job_id), idempotent=True), job_id)
 
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
                         status: str | None = None) -> JobList:
-        return await self._get_model(JobList, routes.JOBS, limit=limit, session=session, status=status)
+        jobs = await self._get_model(JobList, routes.JOBS, limit=limit, session=session,
+                                     status=status)
+        for view in jobs.jobs:
+            check_job_view(view)
+        return jobs
 
     async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
-        return await self._get_model(OutputPage, routes.fill(routes.JOB_OUTPUT, job_id=job_id), offset=offset, limit=limit)
+        page = await self._get_model(OutputPage, routes.fill(routes.JOB_OUTPUT, job_id=job_id),
+                                     offset=offset, limit=limit)
+        check_job_id(page.job_id, job_id)
+        return page
 
     # ------------------------------------------------------------ sessions
     async def sessions(self) -> SessionList:
-        return await self._get_model(SessionList, routes.SESSIONS)
+        listed = await self._get_model(SessionList, routes.SESSIONS)
+        for view in listed.sessions:
+            check_session_view(view)
+        return listed
 
     async def create_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, routes.SESSIONS, json={"name": name})
+        return check_session_view(
+            await self._post_model(SessionView, routes.SESSIONS, json={"name": name}), name)
 
     async def restart_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, routes.fill(routes.SESSION_RESTART, name=name), idempotent=True,
-                                      timeout=120.0)
+        return check_session_view(await self._post_model(
+            SessionView, routes.fill(routes.SESSION_RESTART, name=name), idempotent=True,
+            timeout=120.0), name)
 
     async def delete_session(self, name: str) -> None:
         await self.request("DELETE", routes.fill(routes.SESSION, name=name), idempotent=True)
