@@ -183,16 +183,27 @@ def _etag(rt: RuntimeProc) -> str:
 
 
 def test_real_process_with_embedded_runtime(tmp_path: Path) -> None:
-    """`python -m smartcolab exec` with no runtime configured starts and stops its own."""
-    env = subprocess_env({"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml")})
+    """`python -m smartcolab exec` with no runtime configured uses the local daemon rooted here."""
+    from support.daemons import stop_daemons_under
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = subprocess_env({"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml"),
+                          "CHECKPOINT_DIR": str(tmp_path / "ckpt")})
     env.pop("COLAB_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "smartcolab", "exec",
-                           "import os; print(os.getcwd()); raise SystemExit(3)"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
-    assert proc.stdout.splitlines()[0] == str(tmp_path.resolve())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "smartcolab", "exec",
+                               "import os; print(os.getcwd()); raise SystemExit(3)"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=90)
+        again = subprocess.run([sys.executable, "-m", "smartcolab", "exec", "print('again')"],
+                               cwd=work, env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        stop_daemons_under(tmp_path)
+    assert proc.stdout.splitlines()[0] == str(work.resolve())
     assert proc.returncode == 1, proc.stderr
-    assert "embedded local runtime" in proc.stderr
-    assert not list(tmp_path.glob(".smartcolab*")), "no state may be left in the working dir"
+    assert "started a local runtime daemon" in proc.stderr
+    assert again.returncode == 0 and "started" not in again.stderr, again.stderr
+    assert not list(work.glob(".smartcolab*")), "no state may be left in the working dir"
 
 
 @pytest.mark.parametrize("command", [

@@ -200,7 +200,20 @@ def mcp(
     checkpoint_dir: Annotated[Path | None, typer.Option(
         help="Journal, checkpoints, embedded runtime state. Env: CHECKPOINT_DIR")] = None,
     workspace: Annotated[Path | None, typer.Option(
-        help="Working root of the embedded local runtime. Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+        "--root", "--workspace",
+        help="Working root of the local runtime (a project directory, say). "
+             "Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+    python: Annotated[str | None, typer.Option(
+        help="Python interpreter of the local runtime's kernels (needs ipykernel). "
+             "Env: SMARTCOLAB_PYTHON. Default: the bridge's own.")] = None,
+    kernel: Annotated[str, typer.Option(
+        help="Kernelspec name of the local runtime's kernels (instead of --python).")] = "python3",
+    client: Annotated[str | None, typer.Option(
+        help="This client's label: its default session on the local runtime. "
+             "Env: SMARTCOLAB_CLIENT. Default: main.")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(
+        help="Minutes the local runtime daemon stays up with no job and no request. "
+             "Env: SMARTCOLAB_IDLE_MINUTES. Default: 30.")] = None,
     upload_root: Annotated[list[Path] | None, typer.Option(
         help="Extra local directory upload_to_colab may read from (repeatable).")] = None,
     no_embedded: Annotated[bool, typer.Option(
@@ -224,15 +237,19 @@ def mcp(
     """
     import anyio
 
+    from smartcolab.cli.local import local_options
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
     from smartcolab.mcp.deps import BridgeSettings
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
     from smartcolab.shared.errors import SmartColabError
+    from smartcolab.shared.private import private_dir, private_umask
 
     configure_logging(log_level.upper())
+    private_umask()  # journal, checkpoints, downloads: private to this user
     env = os.environ
     state = Path(checkpoint_dir or env.get(env_names.CHECKPOINT_DIR) or Path.home() / ".smartcolab")
     try:
+        private_dir(state.expanduser())
         settings = BridgeSettings(
             save_dir=Path(save_dir or env.get(env_names.LOCAL_SAVE_DIR) or state / "downloads").expanduser(),
             checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
@@ -246,8 +263,12 @@ def mcp(
             more, file_default = load_runtimes_file(file.expanduser(), env)
             specs += [s for s in more if s.name not in {x.name for x in specs}]
             default = default or file_default
+        local = local_options(env, python=python, client=client, idle_minutes=idle_timeout)
         config = BridgeConfig(settings=settings, runtimes=specs, default_runtime=default,
-                              embedded=not no_embedded, embedded_root=workspace)
+                              embedded=not no_embedded,
+                              embedded_root=workspace.expanduser().resolve() if workspace else None,
+                              python=local.python, kernel=kernel, client_label=local.client,
+                              idle_timeout_s=local.idle_timeout_s)
         if transport == "stdio":
             anyio.run(serve_stdio, config)
         elif transport == "http":
@@ -283,6 +304,11 @@ def config(
              "--transport http' and the client connects to it).")] = "stdio",
     http_url: Annotated[str, typer.Option(
         help="With --transport http: the bridge's URL.")] = "http://127.0.0.1:8766/mcp",
+    python: Annotated[str | None, typer.Option(
+        help="Python of the local runtime's kernels. Default for claude-code: the project's "
+             ".venv/venv if there is one; env SMARTCOLAB_PYTHON.")] = None,
+    root: Annotated[Path | None, typer.Option(
+        help="Working root of the local runtime. Default for claude-code: this directory.")] = None,
 ) -> None:
     """Print the config snippet (or command) for an MCP client, for this machine.
 
@@ -292,14 +318,16 @@ def config(
     Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
     """
     from smartcolab.cli.client_config import render_snippet
+    from smartcolab.cli.local import snippet_local_args
     from smartcolab.cli.runtimes import read_secret
     from smartcolab.shared.errors import SmartColabError
 
     try:
         token = read_secret(token_file) if token_file is not None else None
+        local_args = snippet_local_args(client, python=python, root=root, env=os.environ)
         snippet = render_snippet(client, name=name, runtime=runtime, url=url, token=token,
                                  runtimes_file=runtimes_file, transport=transport,
-                                 http_url=http_url)
+                                 http_url=http_url, local_args=local_args)
     except (ValueError, SmartColabError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -309,9 +337,11 @@ def config(
 
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
+    from smartcolab.cli.local import local_app
     from smartcolab.cli.user import register
 
     register(app)
+    app.add_typer(local_app, name="local")
 
 
 _register_user_commands()

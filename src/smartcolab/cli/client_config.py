@@ -18,6 +18,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -109,8 +110,8 @@ def smartcolab_command(python: str = sys.executable) -> str:
 
 
 def _args_env(runtime: str | None, url: str | None, runtimes_file: Path | None,
-              token: str | None) -> tuple[list[str], dict[str, str]]:
-    args = ["mcp"]
+              token: str | None, local_args: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    args = ["mcp", *local_args]
     if runtime:
         args += ["--runtime", runtime]
     if runtimes_file:
@@ -123,9 +124,10 @@ def _args_env(runtime: str | None, url: str | None, runtimes_file: Path | None,
 
 
 def server_entry(*, runtime: str | None, url: str | None, runtimes_file: Path | None,
-                 python: str = sys.executable, token: str | None = None) -> dict[str, object]:
+                 python: str = sys.executable, token: str | None = None,
+                 local_args: Sequence[str] = ()) -> dict[str, object]:
     """The ``mcpServers`` entry: a stable launcher, ``mcp`` and its flags, and env."""
-    args, env = _args_env(runtime, url, runtimes_file, token)
+    args, env = _args_env(runtime, url, runtimes_file, token, local_args)
     how = launcher(python)
     entry: dict[str, object] = {"command": how.command, "args": [*how.prefix, *args]}
     if env:
@@ -153,8 +155,12 @@ def _http_snippet(client: str, name: str, http_url: str, python: str) -> Snippet
 def render_snippet(client: str, *, name: str = "smart-colab", runtime: str | None = None,
                    url: str | None = None, runtimes_file: Path | None = None,
                    token: str | None = None, transport: str = "stdio",
-                   http_url: str = DEFAULT_HTTP_URL, python: str = sys.executable) -> Snippet:
-    """The snippet for ``client``; ``ValueError`` for a client/transport it cannot serve."""
+                   http_url: str = DEFAULT_HTTP_URL, python: str = sys.executable,
+                   local_args: Sequence[str] = ()) -> Snippet:
+    """The snippet for ``client``; ``ValueError`` for a client/transport it cannot serve.
+
+    ``local_args``: the local runtime's flags (--client, --python, --root).
+    """
     if client not in SUPPORTED:
         raise ValueError(f"unknown client {client!r}; choose one of {', '.join(SUPPORTED)}")
     if transport not in TRANSPORTS:
@@ -162,7 +168,7 @@ def render_snippet(client: str, *, name: str = "smart-colab", runtime: str | Non
     if transport == "http":
         return _http_snippet(client, name, http_url, python)
     if client == "claude-code":
-        args, env = _args_env(runtime, url, runtimes_file, token)
+        args, env = _args_env(runtime, url, runtimes_file, token, local_args)
         how = launcher(python)
         parts = ["claude", "mcp", "add", name]
         for key, value in env.items():
@@ -170,7 +176,7 @@ def render_snippet(client: str, *, name: str = "smart-colab", runtime: str | Non
         parts += ["--", how.command, *how.prefix, *args]
         return Snippet(shlex.join(parts), "Run this once:")
     entry = server_entry(runtime=runtime, url=url, runtimes_file=runtimes_file, python=python,
-                         token=token)
+                         token=token, local_args=local_args)
     note = _WHERE[client]
     if url and not token:
         note += (f" Replace {SECRET_PLACEHOLDER} with the runtime's secret (or pass "

@@ -296,6 +296,12 @@ async def run_demo(out_dir: Path, *, as_json: bool = False) -> bool:
         err.print(f"the bridge failed: {type(exc).__name__}: {exc}\n{log}")
         run.steps.append(Step("bridge", False, f"{type(exc).__name__}: {exc}"))
     finally:
+        # The demo's local daemon has a throwaway state directory: stop it with the demo.
+        from smartcolab.client.local.daemon import list_daemons, stop_daemon
+
+        with anyio.CancelScope(shield=True):
+            for info in list_daemons(state_dir / "local"):
+                await stop_daemon(info)
         shutil.rmtree(state_dir, ignore_errors=True)
     total = time.perf_counter() - t0
     if as_json:

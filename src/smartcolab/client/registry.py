@@ -25,8 +25,8 @@ A plain Jupyter Server or JupyterHub user server is an entry of kind ``jupyter``
 
 ``JUPYTER_URL`` + ``JUPYTER_TOKEN`` give a runtime named ``jupyter``.
 
-A runtime named ``local`` is always available: the embedded runtime, started on
-first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
+A runtime named ``local`` is always available: the local runtime daemon, started on
+first use and shared with other bridges (client/embedded.py). ``connect_runtime`` repoints a name at a new URL and secret in memory
 (tunnel URLs change whenever a notebook restarts).
 """
 
@@ -175,7 +175,7 @@ class RuntimeRegistry:
         if spec.embedded and self._embedded is not None:
             was = spec.url
             url = await self._embedded.start()
-            if url != was:
+            if url != was or self._embedded.secret != spec.secret:  # a new daemon
                 spec = replace(spec, url=url, secret=self._embedded.secret)
                 self._specs[spec.name] = spec
                 await self._drop_client(spec.name)
@@ -183,7 +183,10 @@ class RuntimeRegistry:
         if client is None:
             client = self._clients[spec.name] = (
                 JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name)
-                if spec.kind == JUPYTER else self._factory(spec.url, spec.secret))
+                if spec.kind == JUPYTER
+                else self._embedded.client(spec.url, spec.secret)
+                if spec.embedded and self._embedded is not None
+                else self._factory(spec.url, spec.secret))
         return spec, client
 
     async def connect(self, name: str, url: str, secret: str | None, *,

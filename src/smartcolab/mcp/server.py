@@ -19,8 +19,10 @@ from mcp.server import MCPServer
 
 from smartcolab import __version__
 from smartcolab.client.embedded import EmbeddedRuntime
+from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.http.client import RetryPolicy
 from smartcolab.client.journal import Journal
+from smartcolab.client.local.sessions import DEFAULT_LABEL, ClientLease
 from smartcolab.client.registry import RuntimeRegistry, RuntimeSpec, default_client_factory
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.tools import chunked as tools_chunked
@@ -29,6 +31,7 @@ from smartcolab.mcp.tools import files as tools_files
 from smartcolab.mcp.tools import jobs as tools_jobs
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
+from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +68,15 @@ class BridgeConfig:
     default_runtime: str | None = None
     embedded: bool = True
     embedded_root: Path | None = None
+    # Where local runtime daemons keep their directories (default CHECKPOINT_DIR/local).
     embedded_state_dir: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The local runtime: kernels' Python (None: this one) or kernelspec, idle stop,
+    # and this bridge's client label (client/local/sessions.py).
+    python: str | None = None
+    kernel: str = "python3"
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    client_label: str = DEFAULT_LABEL
 
 
 def build_server(deps: BridgeDeps, *, modules: list[ModuleType] | None = None) -> MCPServer:
@@ -80,20 +90,26 @@ def build_server(deps: BridgeDeps, *, modules: list[ModuleType] | None = None) -
 
 @asynccontextmanager
 async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
-    """Open the journal and the runtime registry; close them (and the embedded runtime) on exit."""
+    """Open the journal and the runtime registry; close them on exit (the local daemon stays)."""
     s = config.settings
+    journal = Journal(s.checkpoint_dir)
+    lease = ClientLease(s.checkpoint_dir, config.client_label)
     embedded = None
     if config.embedded:
-        base = s.checkpoint_dir / "embedded"
-        embedded = EmbeddedRuntime(config.embedded_root or base / "workspace",
-                                   config.embedded_state_dir or base / "state")
+        embedded = EmbeddedRuntime(
+            config.embedded_root or s.checkpoint_dir / "embedded" / "workspace",
+            config.embedded_state_dir or s.checkpoint_dir / "local", python=config.python,
+            kernel=config.kernel, idle_timeout_s=config.idle_timeout_s, lease=lease,
+            retry=config.retry, strip_values=tuple(r.secret for r in config.runtimes if r.secret))
     registry = RuntimeRegistry(config.runtimes, default=config.default_runtime, embedded=embedded,
                                client_factory=default_client_factory(config.retry))
-    deps = BridgeDeps(settings=s, registry=registry, journal=Journal(s.checkpoint_dir))
+    deps = BridgeDeps(settings=s, registry=registry, journal=journal,
+                      epochs=EpochTracker(journal, lambda: lease.name))
     try:
         yield deps
     finally:
         await deps.aclose()
+        lease.release()
 
 
 async def serve_stdio(config: BridgeConfig) -> None:

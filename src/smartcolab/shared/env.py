@@ -33,3 +33,11 @@ CLOUDFLARED_HOSTNAME = "CLOUDFLARED_HOSTNAME"
 # Platform hints for the probe, where detection from files cannot tell.
 IN_DOCKER = "SMARTCOLAB_IN_DOCKER"
 ON_VM = "SMARTCOLAB_VM"
+
+# The local runtime daemon (client/local/, cli/local.py): the kernels' Python, this
+# client's label (its own session), the daemon's idle stop in minutes.
+PYTHON = "SMARTCOLAB_PYTHON"
+CLIENT = "SMARTCOLAB_CLIENT"
+IDLE_MINUTES = "SMARTCOLAB_IDLE_MINUTES"
+# Other tokens the local daemon's environment (hence its kernels') never carries.
+JUPYTERHUB_TOKEN = "JUPYTERHUB_API_TOKEN"

@@ -75,7 +75,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
             listing = await client.variables(session, include_private=include_private)
-            change = deps.epochs.observe(spec.name, session, listing.epoch)
+            change = deps.epochs.observe(spec.name, listing.session, listing.epoch)
             rows = []
             for v in listing.variables:
                 shape = f" shape={tuple(v.shape)}" if v.shape is not None else (
@@ -125,7 +125,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
             view = await client.restart_session(session)
-            deps.epochs.expect(spec.name, session, view.epoch)
+            deps.epochs.expect(spec.name, view.name, view.epoch)
             return _text(f"session {session!r} on {spec.name!r} restarted (status {view.status}, "
                          f"new epoch {view.epoch}). Variables and imports are gone: re-run "
                          "your setup code.", view.model_dump(mode="json"))
