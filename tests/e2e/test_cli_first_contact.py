@@ -105,7 +105,7 @@ def test_help_names_values_plainly() -> None:
         odd = re.findall(r"<(?:bool|str|int|float|path|list\[\w+\])>|list\[", out)
         assert odd == [], (path, odd)
     _, out, _ = invoke("serve", "--help")
-    assert re.search(r"--insecure-no-auth\s+Disable", out)  # a flag takes no value
+    assert re.search(r"--guarded\s+Refuse", out)  # a flag takes no value
     assert re.search(r"--root\s+PATH", out) and re.search(r"--port\s+INTEGER", out)
 
 

@@ -107,7 +107,7 @@ def test_50_mb_output_keeps_server_memory_flat_and_is_pageable(tmp_path: Path) -
 
 def test_server_restart_reports_unfinished_jobs_lost(tmp_path: Path) -> None:
     root, state = tmp_path / "root", tmp_path / "state"
-    first = runtime_with_grace(root, secret="s-1", state_dir=state)
+    first = runtime_with_grace(root, secret="first-run-secret-0001", state_dir=state)
     client = Api(first)
     try:
         running = client.submit("import time\nprint('working', flush=True)\ntime.sleep(60)",
@@ -123,7 +123,7 @@ def test_server_restart_reports_unfinished_jobs_lost(tmp_path: Path) -> None:
     finally:
         client.close()
         first.kill()
-    second = runtime_with_grace(root, secret="s-2", state_dir=state)
+    second = runtime_with_grace(root, secret="second-run-secret-0002", state_dir=state)
     client = Api(second)
     try:
         for job_id in (running["job_id"], queued["job_id"], done["job_id"]):
