@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support.runtime_proc import subprocess_env
 
 EXPECTED_STEPS = ["connect", "probe", "state across calls", "plot as an image",
@@ -38,15 +40,26 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} <= {"home", "out"}
 
 
-def test_demo_human_output_names_each_step(tmp_path: Path) -> None:
-    """The human form: a line per step and the summary table (run in-process)."""
+def test_demo_human_output_names_each_step_once(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The human form, run in-process at 80 columns without --out: one line per step,
+    files under ~/.smartcolab/demo (not the working directory), a runnable Next: hint."""
     from typer.testing import CliRunner
 
     from smartcolab.cli.app import app
 
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out")],
-                                env={"COLAB_URL": "", "COLUMNS": "200"})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo"], env={"COLAB_URL": "", "COLUMNS": "80"})
     assert result.exit_code == 0, result.stdout[-3000:]
     for name in EXPECTED_STEPS:
-        assert f"▶ {name}" in result.stdout
+        mine = [line for line in result.stdout.splitlines() if f" {name} " in line]
+        assert len(mine) == 1 and mine[0].startswith(("✓", "-")), (name, result.stdout)
+    assert "┃" not in result.stdout and "zlib" not in result.stdout
+    assert "the runtime reports:" in result.stdout and "CPUs" in result.stdout
+    assert (tmp_path / "home" / ".smartcolab" / "demo" / "plot.png").is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"home"}
+    hint = result.stdout[result.stdout.index("Next"):]
+    command = hint.split(": ", 1)[1].split(" config claude-desktop")[0].replace("\n", "")
+    assert Path(command).is_absolute() and Path(command).is_file(), hint
     assert "every step worked" in result.stdout

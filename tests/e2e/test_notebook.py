@@ -99,10 +99,10 @@ async def test_start_with_ngrok_reads_colab_secrets_and_stop_closes_all(
     printed = out.getvalue()
     assert "connect_runtime " + json.dumps({"name": "colab", "url": rt.url,
                                             "secret_name": "colab"}) in printed
-    assert f"smartcolab runtimes add colab {rt.url} --ask-secret --replace" in printed
+    assert f".venv/bin/smartcolab runtimes add colab {rt.url} --ask-secret --replace" in printed
+    assert ".venv/bin/smartcolab config claude-desktop --runtime colab" in printed
     assert f'"secret": "{rt.secret}"' not in printed
-    assert f"smartcolab config claude-desktop --url {rt.url}" in printed
-    assert '"COLAB_TOKEN": "fixed-secret-from-colab-0123"' in printed
+    assert '"command": "python"' not in printed and "pip install smart-colab-mcp" not in printed
     assert rt.handle.config.persist_root == tmp_path / "drive" / "MyDrive" / "smartcolab"
     assert f"saved variables go to: {rt.handle.config.persist_root}" in printed
     local = rt.handle.url
@@ -155,7 +155,8 @@ async def test_the_notebook_runs_end_to_end(monkeypatch: pytest.MonkeyPatch,
     with client.setup_kernel():
         for index in code_cells[:-1]:
             client.execute_cell(nb.cells[index], index)
-        printed = "".join(o.get("text", "") for o in nb.cells[code_cells[-2]].outputs)
+        serve_cell = next(i for i in code_cells if "notebook.start(" in nb.cells[i].source)
+        printed = "".join(o.get("text", "") for o in nb.cells[serve_cell].outputs)
         match = re.search(r"URL:\s+(\S+)", printed)
         assert match is not None, printed
         url = match.group(1)
@@ -170,6 +171,12 @@ async def test_the_notebook_runs_end_to_end(monkeypatch: pytest.MonkeyPatch,
                     view = await rc.get_job(view.job_id, wait=30)
             assert view.status == "succeeded" and view.result is not None
             assert view.result.stdout.text.strip() == f"42 {work}"
+        # The monitor cell shows the /ui page (an iframe outside Colab), and the serve
+        # cell's logs are readable lines, not JSON.
+        monitor = next(i for i in code_cells if "show_monitor()" in nb.cells[i].source)
+        shown = json.dumps([o.get("data", {}) for o in nb.cells[monitor].outputs])
+        assert "/ui" in shown and "iframe" in shown.lower(), shown
+        assert '{"ts":' not in printed
         last = code_cells[-1]
         client.execute_cell(nb.cells[last], last)
         assert "runtime stopped" in "".join(o.get("text", "") for o in nb.cells[last].outputs)

@@ -142,7 +142,7 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
     submit(ui_runtime, "ui-loop", LOOP_JOB)
     row = "#jobs tbody tr[data-job-id='ui-loop']"
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the job in the list")
-    browser.find_element(By.CSS_SELECTOR, row).click()
+    browser.execute_script(f"document.querySelector(\"{row}\").click()")  # rows re-render
     wait_for(browser, lambda d: "tick 3" in text_of(d, "#output"), "the job's first output")
     first = text_of(browser, "#output")
     wait_for(browser, lambda d: len(text_of(d, "#output")) > len(first) + 20, "the output to grow")
@@ -157,8 +157,10 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
 
     browser.find_element(By.ID, "cancel-job").click()
     wait_for(browser, lambda d: text_of(d, "#detail-status") == "cancelled", "the job to be cancelled")
-    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status")
-             == "cancelled", "the list to show the cancel")
+    # Read in one script: the list is re-rendered every poll, so a found row may go stale.
+    wait_for(browser, lambda d: d.execute_script(
+        f'const r = document.querySelector("{row}"); return r && r.dataset.status') == "cancelled",
+        "the list to show the cancel")
     assert browser.find_element(By.ID, "cancel-job").get_attribute("disabled") is not None
     grown = text_of(browser, "#output")
     time.sleep(0.5)
@@ -168,7 +170,7 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
     submit(ui_runtime, "ui-interrupt", LOOP_JOB)
     irow = "#jobs tbody tr[data-job-id='ui-interrupt']"
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, irow), "the second job")
-    browser.find_element(By.CSS_SELECTOR, irow).click()
+    browser.execute_script(f"document.querySelector(\"{irow}\").click()")  # rows re-render
     wait_for(browser, lambda d: "tick 2" in text_of(d, "#output"), "the second job's output")
     restart = browser.find_element(By.CSS_SELECTOR, "#sessions tr[data-session='main'] .restart")
     restart.click()
@@ -180,7 +182,7 @@ def test_live_output_cancel_and_images(ui_runtime: RuntimeProc, browser: Any,
     submit(ui_runtime, "ui-image", IMAGE_JOB)
     image_row = "#jobs tbody tr[data-job-id='ui-image']"
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, image_row), "the image job")
-    browser.find_element(By.CSS_SELECTOR, image_row).click()
+    browser.execute_script(f"document.querySelector(\"{image_row}\").click()")  # rows re-render
     wait_for(browser, lambda d: d.execute_script(
         "const i = document.querySelector('#images img'); return !!i && i.naturalWidth === 96"),
         "the job's image")

@@ -11,11 +11,13 @@ from typing import Annotated
 import typer
 
 from smartcolab import __version__
+from smartcolab.cli import help_format
 from smartcolab.mcp.deps import DEFAULT_MAX_IMAGES, DEFAULT_MAX_RESULT_CHARS, DEFAULT_WAIT_BUDGET_S
 from smartcolab.runtime import config as rc
 from smartcolab.shared import env as env_names
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
 
+help_format.install()
 app = typer.Typer(
     name="smartcolab",
     help="Stateful Python execution on Colab, Kaggle, a VM or this machine, for MCP clients.",
@@ -65,7 +67,11 @@ def serve(
         help="Most text of one job output in a response (head and tail kept).")] = rc.DEFAULT_RESPONSE_TEXT_BYTES // rc.KIB,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
-    plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
+    plain_logs: Annotated[bool, typer.Option(
+        "--plain-logs", help="Human-readable log lines (the default in a terminal).")] = False,
+    json_logs: Annotated[bool, typer.Option(
+        "--json-logs", help="One JSON object per log line (the default when stderr is not a "
+                            "terminal, e.g. under a supervisor).")] = False,
     persist_dir: Annotated[Path | None, typer.Option(
         help="Where saved variables go (Drive, /kaggle/working, a disk). Default: STATE_DIR/persist")] = None,
     autosave_after: Annotated[float | None, typer.Option(
@@ -159,7 +165,8 @@ def serve(
         tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
                                        binary=tunnel_binary)
         run(config, port_file=port_file, tls_cert=tls_cert, tls_key=tls_key,
-            json_logs=not plain_logs, tunnel=tunnel_options)
+            json_logs=json_logs or (not plain_logs and not sys.stderr.isatty()),
+            tunnel=tunnel_options)
     except TunnelFailed as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -306,33 +313,45 @@ def config(
     client: Annotated[str, typer.Argument(help="claude-desktop, claude-code or cursor")],
     runtime: Annotated[str | None, typer.Option(help="Default runtime name to pass to the bridge.")] = None,
     url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="File holding the runtime's secret to put in the snippet "
+                             "(COLAB_TOKEN; '-' reads stdin); default: a placeholder.")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
     name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
+    transport: Annotated[str, typer.Option(
+        help="stdio (the client starts the bridge) or http (you run 'smartcolab mcp "
+             "--transport http' and the client connects to it).")] = "stdio",
+    http_url: Annotated[str, typer.Option(
+        help="With --transport http: the bridge's URL.")] = "http://127.0.0.1:8766/mcp",
     python: Annotated[str | None, typer.Option(
         help="Python of the local runtime's kernels. Default for claude-code: the project's "
              ".venv/venv if there is one; env SMARTCOLAB_PYTHON.")] = None,
     root: Annotated[Path | None, typer.Option(
         help="Working root of the local runtime. Default for claude-code: this directory.")] = None,
 ) -> None:
-    """Print the exact config snippet (or command) for an MCP client, for this machine.
+    """Print the config snippet (or command) for an MCP client, for this machine.
+
+    Only the snippet goes to stdout (where to paste it goes to stderr), so
+    `smartcolab config claude-desktop > snippet.json` is valid JSON.
 
     Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
     """
-    from smartcolab.cli.client_config import SUPPORTED, render_client_config
-
-    if client not in SUPPORTED:
-        typer.echo(f"error: unknown client {client!r}; choose one of {', '.join(SUPPORTED)}",
-                   err=True)
-        raise typer.Exit(2)
+    from smartcolab.cli.client_config import render_snippet
     from smartcolab.cli.local import snippet_local_args
+    from smartcolab.cli.runtimes import read_secret
+    from smartcolab.shared.errors import SmartColabError
 
     try:
+        token = read_secret(token_file) if token_file is not None else None
         local_args = snippet_local_args(client, python=python, root=root, env=os.environ)
-    except ValueError as exc:
+        snippet = render_snippet(client, name=name, runtime=runtime, url=url, token=token,
+                                 runtimes_file=runtimes_file, transport=transport,
+                                 http_url=http_url, local_args=local_args)
+    except (ValueError, SmartColabError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
-                                    runtimes_file=runtimes_file, local_args=local_args))
+    typer.echo(snippet.note, err=True)
+    typer.echo(snippet.text)
 
 
 # ---------------------------------------------------------------- commands for people

@@ -24,9 +24,11 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from smartcolab.cli import hints
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.embedded import EmbeddedRuntime
 from smartcolab.client.registry import (
+    COLAB,
     LOCAL,
     RuntimeRegistry,
     RuntimeSpec,
@@ -178,6 +180,14 @@ async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, Runti
             await registry.aclose()
 
 
+def runtime_label(spec: RuntimeSpec) -> str:
+    """How output names a runtime: by its URL when its name only says where the URL came
+    from ('colab' for $COLAB_URL, 'url' for --url), which may be a local server."""
+    if spec.name in (COLAB, URL_NAME):
+        return spec.url
+    return f"{spec.name} ({spec.url})"
+
+
 # ---------------------------------------------------------------- errors and running
 def exit_code_for(exc: SmartColabError) -> int:
     """The process exit code of an error (documented in docs/cli.md)."""
@@ -206,7 +216,7 @@ def run_sync(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except SmartColabError as exc:
-        hint = ""
+        hint = hints.for_error(exc.message)
         if isinstance(exc, Unauthorized):
             hint = " (check --token-file / $COLAB_TOKEN; 'smartcolab doctor' says more)"
         fail(f"{exc.message}{hint}", exit_code_for(exc))

@@ -5,7 +5,8 @@ which starts its embedded local runtime; it talks to the bridge with the officia
 client, exactly as Claude Desktop would, and walks through: connection, probe, state
 kept across two calls, a plot returned as an image (saved to a file), a chunked
 operation (when this build has the tool), a verified download, and a timeout that the
-runtime enforces.  Each step prints what it did; a summary table ends the run.
+runtime enforces.  Each step prints one line when it ends (what it did, how long it
+took); one line ends the run, with the next command to try, by its absolute path.
 
 The plot: matplotlib is used when the kernel has it; otherwise the kernel draws the
 PNG itself with ``zlib`` (no ``%pip install``: the demo must work offline, on a fresh
@@ -30,10 +31,11 @@ from typing import Any
 import anyio
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, ImageContent, TextContent
-from rich.table import Table
+from rich.markup import escape
 
 import smartcolab
 from mcp import Client, StdioServerParameters
+from smartcolab.cli.client_config import smartcolab_command
 from smartcolab.cli.common import err, out, print_json
 from smartcolab.shared import env as env_names
 
@@ -75,7 +77,7 @@ except ImportError:
     png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))
     display(Image(data=png))
-    print("drawn without matplotlib (not installed in the kernel): a PNG built with zlib")
+    print("drawn pixel by pixel (matplotlib is not installed in the kernel's Python)")
 '''
 
 DATA_CODE = '''
@@ -107,12 +109,11 @@ class DemoRun:
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            out.print(text)
+            out.print(text, highlight=False)
 
     async def step(self, name: str, body: Callable[[Step], Awaitable[None]]) -> Step:
         step = Step(name)
         self.steps.append(step)
-        self.say(f"[bold]▶ {name}[/bold]")
         t0 = time.perf_counter()
         try:
             with anyio.fail_after(STEP_DEADLINE_S):
@@ -120,8 +121,10 @@ class DemoRun:
         except Exception as exc:  # a demo step reports, the next ones still run
             step.ok, step.detail = False, f"{type(exc).__name__}: {exc}"
         step.seconds = time.perf_counter() - t0
-        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[dim]- skipped:[/dim]"}
-        self.say(f"  {mark[step.ok]} {step.detail}")
+        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[dim]-[/dim]"}[step.ok]
+        skipped = " (skipped)" if step.ok is None else ""
+        self.say(f"{mark} [bold]{name}[/bold]{skipped} [dim]{step.seconds:.1f} s[/dim]: "
+                 f"{escape(step.detail)}")
         return step
 
 
@@ -165,7 +168,8 @@ async def _walk(run: DemoRun, client: Client, save_dir: Path) -> None:
         p = _structured(await client.call_tool("probe_colab_environment", {}))
         ram = p.get("ram_total_bytes", 0) / 1e9
         s.ok = bool(p.get("python"))
-        s.detail = (f"{p.get('platform')}, {p.get('accelerator')}, {p.get('cpu_count')} CPUs, "
+        s.detail = (f"the runtime reports: {PLATFORM_WORDS.get(str(p.get('platform')), p.get('platform'))}, "
+                    f"{accelerator_words(str(p.get('accelerator')))}, {p.get('cpu_count')} CPUs, "
                     f"{ram:.1f} GB RAM, Python {str(p.get('python', '')).split()[0]}")
 
     async def state(s: Step) -> None:
@@ -185,9 +189,11 @@ async def _walk(run: DemoRun, client: Client, save_dir: Path) -> None:
             return
         path = run.out_dir / "plot.png"
         path.write_bytes(base64.b64decode(images[0].data))
-        how = "matplotlib" if "with matplotlib" in text_of(result) else "zlib (no matplotlib)"
+        how = ("drawn with matplotlib" if "with matplotlib" in text_of(result) else
+               "drawn pixel by pixel, as the kernel has no matplotlib")
         s.ok = path.read_bytes().startswith(b"\x89PNG")
-        s.detail = f"image content ({path.stat().st_size:,} bytes, {how}) saved to {path}"
+        s.detail = (f"the kernel displayed a plot ({how}); it came back as MCP image content, "
+                    f"{path.stat().st_size:,} bytes, saved to {path}")
 
     async def chunked(s: Step) -> None:
         if "run_chunked_operation" not in tools:
@@ -240,6 +246,19 @@ CHUNKED_ARGS: dict[str, Any] = {
 }
 
 
+PLATFORM_WORDS = {"local": "this computer", "docker": "a Docker container", "vm": "a VM",
+                  "colab": "Google Colab", "kaggle": "Kaggle"}
+
+
+def accelerator_words(accelerator: str) -> str:
+    return "no GPU" if accelerator in ("none", "cpu", "") else f"accelerator {accelerator}"
+
+
+def default_out_dir() -> Path:
+    """Outside any checkout: the demo must not leave files in the user's working tree."""
+    return Path.home() / ".smartcolab" / "demo"
+
+
 def prepare_out_dir(out_dir: Path) -> Path:
     out_dir = out_dir.expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,17 +266,14 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def summary(run: DemoRun, total_s: float) -> None:
-    table = Table(title=f"smartcolab demo: {total_s:.1f} s")
-    for col in ("step", "", "what happened", "s"):
-        table.add_column(col)
-    for s in run.steps:
-        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[dim]-[/dim]"}[s.ok]
-        table.add_row(s.name, mark, s.detail, f"{s.seconds:.1f}")
-    out.print(table)
+    """One closing line: what failed, or the next command (steps were printed as they ended)."""
     failed = [s.name for s in run.steps if s.ok is False]
-    out.print("[red]failed: " + ", ".join(failed) + "[/red]" if failed else
-              "[green]every step worked.[/green] Next: [bold]smartcolab config claude-desktop"
-              "[/bold] prints the config to use these tools from Claude Desktop.")
+    if failed:
+        out.print(f"[red]failed: {', '.join(failed)}[/red] (in {total_s:.1f} s)", highlight=False)
+        return
+    out.print(f"[green]every step worked[/green] in {total_s:.1f} s. Next, to use these tools "
+              f"from Claude Desktop: [bold]{escape(smartcolab_command())} config claude-desktop"
+              "[/bold] prints the configuration to paste.", highlight=False)
 
 
 async def run_demo(out_dir: Path, *, as_json: bool = False) -> bool:
@@ -268,8 +284,8 @@ async def run_demo(out_dir: Path, *, as_json: bool = False) -> bool:
     save_dir = out_dir / "downloads"
     state_dir = Path(tempfile.mkdtemp(prefix="smartcolab-demo-"))
     run = DemoRun(out_dir, quiet=as_json)
-    run.say("[bold]smartcolab demo[/bold]: the MCP bridge over stdio + an embedded local "
-            f"runtime; files go to {out_dir}")
+    run.say("[bold]smartcolab demo[/bold]: the MCP bridge over stdio, as an MCP client starts "
+            f"it, with a local runtime on this computer; files go to {escape(str(out_dir))}")
     t0 = time.perf_counter()
     try:
         with open(state_dir / "bridge-stderr.log", "w") as errlog:  # noqa: ASYNC230 - a log handle
@@ -297,4 +313,4 @@ async def run_demo(out_dir: Path, *, as_json: bool = False) -> bool:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps({"ok": anyio.run(run_demo, prepare_out_dir(Path("smartcolab-demo")))}))
+    print(json.dumps({"ok": anyio.run(run_demo, prepare_out_dir(default_out_dir()))}))

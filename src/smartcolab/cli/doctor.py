@@ -20,6 +20,7 @@ import httpx2
 from rich.table import Table
 
 from smartcolab import __version__
+from smartcolab.cli import hints
 from smartcolab.cli.common import Target, open_runtime, out, print_json
 from smartcolab.client.http.client import NO_RETRY, RuntimeClient
 from smartcolab.shared import routes
@@ -98,8 +99,12 @@ async def _reachability(report: Report, http: httpx2.AsyncClient, url: str) -> h
             response = await http.get(url + routes.HEALTH, headers={H_NGROK_SKIP: "1"})
             samples.append(time.time() - sent)
     except httpx2.TransportError as exc:
-        report.add("reachable", "fail", f"cannot connect to {url}: {type(exc).__name__}: {exc}. "
-                   "Is the server running, the URL current (tunnel URLs change on restart)?")
+        detail = f"cannot connect to {url}: {type(exc).__name__}: {exc}."
+        if hints.tls_problem(str(exc)):
+            report.add("reachable", "fail", f"{detail} {hints.TLS_HINT}")
+        else:
+            report.add("reachable", "fail", f"{detail} Is the server running, the URL current "
+                       "(tunnel URLs change on restart)?")
         return None
     assert response is not None
     report.add("reachable", "ok", f"HTTP {response.status_code} from /health, median "

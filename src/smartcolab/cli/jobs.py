@@ -27,6 +27,7 @@ from smartcolab.cli.common import (
     open_runtime,
     out,
     print_json,
+    runtime_label,
 )
 from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.follow import Follower, new_job_id
@@ -106,8 +107,9 @@ def report_end(view: JobView, saved: list[Path]) -> None:
         # Text results are already in the streamed output; only images need a word.
         for o in result.outputs:
             if o.image_base64 and not saved:
-                err.print(f"[dim][{o.image_mime}, {human_bytes(o.image_bytes)}: "
-                          "pass --images DIR to save it][/dim]")
+                # (No "[...]" around it: rich would read that as a markup tag and drop it.)
+                err.print(f"[dim]an image ({o.image_mime}, {human_bytes(o.image_bytes)}) was "
+                          "not saved: pass --images DIR to save it[/dim]")
         for path in saved:
             err.print(f"[dim]saved image: {path}[/dim]")
         if result.error is not None and not view.output.strip().endswith(result.error.evalue):
@@ -155,7 +157,7 @@ async def list_jobs(target: Target, *, limit: int, session: str | None, status: 
     if as_json:
         print_json(jobs)
         return
-    table = Table(title=f"jobs on {spec.name} ({spec.url})")
+    table = Table(title=f"jobs on {runtime_label(spec)}")
     table.add_column("job id", no_wrap=True)
     for col in ("status", "session", "created", "duration", "output", "code"):
         table.add_column(col)
@@ -163,7 +165,7 @@ async def list_jobs(target: Target, *, limit: int, session: str | None, status: 
         dur = f"{j.duration_s:.2f} s" if j.duration_s is not None else "-"
         table.add_row(j.job_id, j.status, j.session, _when(j.created_at), dur,
                       human_bytes(j.output_bytes), _one_line(j.code))
-    out.print(table if jobs.jobs else f"no jobs on {spec.name}")
+    out.print(table if jobs.jobs else f"no jobs on {runtime_label(spec)}")
 
 
 async def show_job(target: Target, job_id: str, *, wait: float, as_json: bool) -> int:

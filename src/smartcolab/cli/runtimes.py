@@ -19,8 +19,24 @@ from typing import Any
 
 from rich.table import Table
 
-from smartcolab.cli.common import Target, human_bytes, known_specs, open_runtime, out, print_json
-from smartcolab.client.registry import LOCAL, RuntimeSpec, check_name, check_url, load_runtimes_file
+from smartcolab.cli.common import (
+    ENV_URL,
+    Target,
+    human_bytes,
+    known_specs,
+    open_runtime,
+    out,
+    print_json,
+    runtime_label,
+)
+from smartcolab.client.registry import (
+    COLAB,
+    LOCAL,
+    RuntimeSpec,
+    check_name,
+    check_url,
+    load_runtimes_file,
+)
 from smartcolab.shared.errors import InvalidInput, UnknownRuntime
 
 if sys.version_info >= (3, 11):
@@ -36,7 +52,7 @@ async def probe(target: Target, *, as_json: bool) -> None:
     if as_json:
         print_json(p)
         return
-    table = Table(show_header=False, title=f"runtime {spec.name} ({spec.url})")
+    table = Table(show_header=False, title=f"runtime {runtime_label(spec)}")
     ram = f"{human_bytes(p.ram_available_bytes)} free of {human_bytes(p.ram_total_bytes)}"
     disk = f"{human_bytes(p.disk_free_bytes)} free of {human_bytes(p.disk_total_bytes)} ({p.disk_root})"
     rows = [("platform", p.platform), ("accelerator", p.accelerator), ("python", p.python),
@@ -178,13 +194,30 @@ def list_runtimes(path: Path, *, as_json: bool) -> None:
     specs = [*specs, RuntimeSpec(LOCAL, "(embedded, started per command)",
                                  description="this machine", embedded=True)]
     if as_json:
-        print_json({"file": str(path), "default": default,
+        print_json({"file": str(path), "default": default_in_use(specs, default),
+                    "file_default": default,
                     "runtimes": [s.public() for s in specs]})
         return
     table = Table(title=f"runtimes ({path}{'' if path.exists() else ', not created yet'})")
     for col in ("name", "url", "secret", "description"):
         table.add_column(col)
+    used = default_in_use(specs, default)
     for s in specs:
-        mark = " (default)" if s.name == default else ""
+        mark = ""
+        if s.name == used:
+            mark = " (default: $COLAB_URL is set)" if used == COLAB and os.environ.get(ENV_URL) else " (default)"
+        elif s.name == default:
+            mark = " (file default; $COLAB_URL wins)"
         table.add_row(s.name + mark, s.url, "yes" if s.secret else "-", s.description)
     out.print(table)
+
+
+def default_in_use(specs: list[RuntimeSpec], file_default: str | None) -> str:
+    """The runtime a command uses without --runtime/--url: $COLAB_URL's, else the file's
+    default, else the embedded local one (as ``common.open_runtime`` chooses)."""
+    names = {s.name for s in specs}
+    if os.environ.get(ENV_URL) and COLAB in names:
+        return COLAB
+    if file_default and file_default in names:
+        return file_default
+    return LOCAL

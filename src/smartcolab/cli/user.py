@@ -52,7 +52,8 @@ def exec_(
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Run this file's code.")] = None,
     session: SessionOpt = "main",
     timeout: Annotated[float, typer.Option(
-        help="Seconds before the runtime interrupts the job; 0 = no limit.")] = QUICK_TIMEOUT_S,
+        help=f"Seconds before the runtime interrupts the job ({QUICK_TIMEOUT_S:.0f} s unless "
+             "given: long scripts need more, e.g. --timeout 3600); 0 = no limit.")] = QUICK_TIMEOUT_S,
     images: Annotated[Path | None, typer.Option(help="Save PNG outputs (plots) in this directory.")] = None,
     runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -192,14 +193,14 @@ def ls(
 
 
 def get(
-    remote: Annotated[str, typer.Argument(help="Remote file path.")],
+    remote: Annotated[str, typer.Argument(help="Remote file or directory path.")],
     local: Annotated[Path | None, typer.Argument(help="Local file or directory (default: here).")] = None,
     overwrite: OverwriteOpt = False,
     compress: Annotated[bool, typer.Option("--compress", help="gzip on the wire (text files).")] = False,
     quiet: QuietOpt = False,
     runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Download a file: progress bar, sha256-verified, resumes if run again after a drop.
+    """Download a file (progress bar, sha256-verified, resumes if run again after a drop) or a directory.
 
     Example: smartcolab get outputs/model.pt ./models/ -r colab
     """
@@ -266,8 +267,16 @@ def runtimes_add(
     run_sync(lambda: cli_runtimes.add_runtime(
         path, name, url, secret=secret, secret_env=secret_env, description=description,
         make_default=default, replace=replace))
-    typer.echo(f"added {name} to {path}; the bridge reads it with: smartcolab mcp "
-               f"--runtimes-file {path}")
+    from smartcolab.cli.client_config import smartcolab_command
+
+    where = path.expanduser().resolve()
+    # An MCP client starts the bridge without this shell's $SMARTCOLAB_RUNTIMES: name any
+    # file but the default one.
+    default_file = (Path.home() / ".smartcolab" / "runtimes.toml").resolve()
+    extra = "" if where == default_file else f" --runtimes-file {where}"
+    typer.echo(f"added {name} to {where}. Use it here with --runtime {name}; for an MCP client, "
+               f"{smartcolab_command()} config claude-desktop --runtime {name}{extra} prints "
+               "the entry to paste.")
 
 
 @runtimes_app.command("remove")
@@ -294,7 +303,8 @@ def doctor(runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = Non
 
 
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the plot and downloads go.")] = Path("smartcolab-demo"),
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Where the plot and downloads go. Default: ~/.smartcolab/demo")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Walk through the main MCP tools on this machine: the real bridge, the official client.
@@ -303,9 +313,30 @@ def demo(
     """
     from smartcolab.cli import demo as demo_mod
 
-    target = demo_mod.prepare_out_dir(out_dir)
+    target = demo_mod.prepare_out_dir(out_dir or demo_mod.default_out_dir())
     ok = run(lambda: demo_mod.run_demo(target, as_json=as_json))
     raise typer.Exit(0 if ok else EXIT_JOB_FAILED)
+
+
+def bundle(
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Directory for the wheel. Default: ~/.smartcolab/bundle")] = None,
+) -> None:
+    """Write the wheel a Colab or Kaggle notebook installs (the package is not on PyPI).
+
+    Made from this install's files and metadata, offline. The path and what to do with
+    it are printed; the path alone goes to stdout.
+
+    Example: smartcolab bundle --out ~/Downloads
+    """
+    from smartcolab.cli import bundle as bundle_mod
+
+    try:
+        made = bundle_mod.build_wheel(out_dir or bundle_mod.default_out_dir())
+    except (RuntimeError, OSError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    typer.echo(bundle_mod.instructions(made), err=True)
+    typer.echo(str(made.path))
 
 
 def register(app: typer.Typer) -> None:
@@ -321,3 +352,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runtimes_app, name="runtimes")
     app.command("doctor")(doctor)
     app.command("demo")(demo)
+    app.command("bundle")(bundle)

@@ -109,23 +109,24 @@ class NotebookRuntime:
 
 
 def client_instructions(name: str, url: str, secret: str) -> str:
-    """What to paste where: MCP client config, environment, and ``connect_runtime``."""
-    entry = {"mcpServers": {"smart-colab": {
-        "command": "python", "args": ["-m", "smartcolab", "mcp"],
-        "env": {env.COLAB_URL: url, env.COLAB_TOKEN: secret}}}}
+    """What to run on the user's computer, and the ``connect_runtime`` call for a chat.
+
+    No JSON with a ``command`` here: only the user's computer knows the absolute path
+    of its Python (MCP apps on macOS often have no ``python`` on their PATH), so the
+    commands below print the entry there, with that computer's paths.  The secret goes
+    in through a hidden prompt, never a command line or the chat.
+    """
     # No secret in the call: a tool argument passes through the model and the transcript.
     call = json.dumps({"name": name, "url": url, "secret_name": name})
     return "\n".join([
-        "On your computer (pip install smart-colab-mcp), register the bridge with your MCP "
-        "client once:",
-        f"  smartcolab config claude-desktop --url {url}",
-        "  then put the secret in COLAB_TOKEN. Or paste this whole entry (use the full path "
-        "to your python):",
-        *("  " + line for line in json.dumps(entry, indent=2).splitlines()),
-        "Already in a chat? After a restart, store the secret on your computer (a hidden "
-        "prompt; never paste it into the chat):",
-        f"  smartcolab runtimes add {name} {url} --ask-secret --replace",
-        "  then ask the assistant to call the tool",
+        "On your computer, in your smart-colab-mcp checkout (set up as its README says): store "
+        "the secret (a hidden prompt: paste it there, never into a chat), then print the entry "
+        "for your MCP client, with that computer's absolute paths:",
+        f"  .venv/bin/smartcolab runtimes add {name} {url} --ask-secret --replace",
+        f"  .venv/bin/smartcolab config claude-desktop --runtime {name}",
+        "  (claude-code or cursor instead of claude-desktop); paste what it prints where it "
+        "says, then restart the client.",
+        "Already in a chat? After the first command, ask the assistant to call the tool",
         f"  connect_runtime {call}",
         "From a terminal:",
         f"  curl -H 'Authorization: Bearer {secret}' {url}/probe",

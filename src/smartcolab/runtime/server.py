@@ -173,8 +173,11 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | 
         lines.append(f"public URL (tunnel): {url}")
     lines += [
         f"secret: {config.secret}",
-        "connect a bridge with:",
-        f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
+        # Run where the MCP client is: it prints the entry with that machine's paths.
+        "register it with your MCP client (on the client's machine; paste the secret "
+        "at the hidden prompt):",
+        f"  smartcolab runtimes add myruntime {url} --ask-secret --replace",
+        "  smartcolab config claude-desktop --runtime myruntime",
         f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
         f"live job monitor: {page_url(url, config.secret)}",
     ]
@@ -270,7 +273,8 @@ def serve_in_thread(*, host: str = DEFAULT_HOST, port: int = 0, root: str | Path
     config = build_config(roots=roots or ([root] if root else None), state_dir=state_dir,
                           secret=secret, host=host, port=port, **options)
     check_config(config)
-    configure_logging(json_lines=True)
+    # A notebook cell: readable lines on stdout (Colab paints stderr red).
+    configure_logging(json_lines=False, stream=sys.stdout)
     _raise_fd_limit()
     sock = bind_socket(config.host, config.port)
     config.port = sock.getsockname()[1]

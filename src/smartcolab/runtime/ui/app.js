@@ -13,6 +13,12 @@
   let selected = null;         // job id shown in the detail panel
   let detailAbort = null;
   let samples = [];
+  // Session rows are kept and refilled, not rebuilt, on each poll (as job rows are, in
+  // joblist.js): a half-done two-click restart must survive the next refresh.
+  const sessionRows = new Map();
+  const { fmtWhen, fmtDuration, duration, cell, badge } = window.SmartColabJobs.format;
+  let jobList = null;          // the job list (joblist.js), made at start
+  let output = null;           // the selected job's output as a terminal would show it
   let resInfo = { interval_s: 2, window_s: 600, gpu_names: [] };
 
   class ApiError extends Error {
@@ -70,10 +76,13 @@
     // No data stays on the page once the secret is gone or refused.
     $("app").hidden = true;
     for (const id of ["charts"]) $(id).replaceChildren();
-    for (const t of ["jobs", "sessions"]) $(t).tBodies[0].replaceChildren();
+    $("sessions").tBodies[0].replaceChildren();
     $("detail").hidden = true;
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
     samples = [];
+    if (jobList) jobList.clear();
+    sessionRows.clear();
+    output = null;
     $("logout").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
@@ -139,76 +148,33 @@
     }
   }
 
-  // ------------------------------------------------------------ formatting
-  function fmtTime(t) {
-    return t ? new Date(t * 1000).toLocaleTimeString() : "–";
-  }
-
-  function fmtDuration(s) {
-    if (s === null || s === undefined) return "–";
-    if (s < 60) return s.toFixed(1) + " s";
-    const m = Math.floor(s / 60);
-    return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
-  }
-
-  function duration(job) {
-    if (job.duration_s !== null && job.duration_s !== undefined) return job.duration_s;
-    if (job.started_at && !TERMINAL.has(job.status)) return Math.max(0, Date.now() / 1000 - job.started_at);
-    return null;
-  }
-
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
-  }
-
-  function badge(status) {
-    const b = document.createElement("span");
-    b.className = "badge s-" + status;
-    b.textContent = status;
-    return b;
-  }
-
   // ------------------------------------------------------------ jobs
   async function refreshJobs(gen) {
     const list = await api("GET", "jobs", { limit: MAX_JOBS_SHOWN });
     if (gen !== generation) return;
-    const jobs = list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN);
-    const rows = jobs.map((job) => {
-      const tr = document.createElement("tr");
-      tr.dataset.jobId = job.job_id;
-      tr.dataset.status = job.status;
-      const st = document.createElement("td");
-      st.appendChild(badge(job.status));
-      tr.append(st, cell(job.job_id, "id"), cell(job.session), cell(fmtTime(job.started_at)),
-                cell(fmtDuration(duration(job))), cell(job.client || "–"));
-      if (job.job_id === selected) tr.classList.add("selected");
-      tr.addEventListener("click", () => select(job.job_id));
-      return tr;
-    });
-    $("jobs").tBodies[0].replaceChildren(...rows);
-    $("jobs-empty").hidden = jobs.length > 0;
-    $("jobs-count").textContent = `(${list.jobs.length})`;
-    if (selected === null && jobs.length > 0) {
-      const running = jobs.find((j) => j.status === "running");
-      select((running || jobs[0]).job_id);
+    jobList.update(list.jobs.slice().sort((a, b) => b.created_at - a.created_at).slice(0, MAX_JOBS_SHOWN));
+    if (selected === null && jobList.jobs.length > 0) {
+      const running = jobList.jobs.find((j) => j.status === "running");
+      select((running || jobList.jobs[0]).job_id);
     }
   }
 
   function select(jobId) {
     if (jobId === selected) return;
     selected = jobId;
-    for (const tr of $("jobs").tBodies[0].rows) {
-      tr.classList.toggle("selected", tr.dataset.jobId === jobId);
-    }
+    jobList.markSelected(jobId);
     if (detailAbort) detailAbort.abort();
     detailAbort = new AbortController();
     for (const id of ["code", "output", "results", "images", "error"]) $(id).replaceChildren();
+    output = new window.SmartColabTerm.Terminal();
     $("error").hidden = true;
+    $("progress").hidden = true;
     $("output-note").textContent = "";
     $("detail-title").textContent = jobId;
+    // Nothing of the previously selected job may stay while this one loads.
+    $("detail-meta").textContent = "";
+    $("detail-status").textContent = "";
+    $("detail-status").className = "badge";
     $("detail").hidden = false;
     followJob(generation, jobId, detailAbort.signal);
   }
@@ -237,7 +203,8 @@
       if (view.output) {
         const out = $("output");
         const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-        out.appendChild(document.createTextNode(stripAnsi(view.output)));
+        output.write(stripAnsi(view.output));
+        out.textContent = output.text();
         if (stick) out.scrollTop = out.scrollHeight;
       }
       if (view.output_truncated) {
@@ -259,17 +226,19 @@
     $("cancel-job").disabled = TERMINAL.has(view.status);
     $("detail-meta").textContent =
       `session ${view.session} · submitted by ${view.client || "unknown"} · ` +
-      `created ${fmtTime(view.created_at)} · started ${fmtTime(view.started_at)} · ` +
+      `created ${fmtWhen(view.created_at)} · started ${fmtWhen(view.started_at)} · ` +
       `duration ${fmtDuration(duration(view))}` +
       (view.timeout ? ` · timeout ${view.timeout} s` : " · no timeout");
+    showProgress(view);
     const result = view.result;
     if (!result) return;
     const texts = [], images = [];
     for (const o of result.outputs || []) {
-      if (o.png_base64) {
+      const mime = o.image_mime || "";
+      if (o.image_base64 && /^image\/(png|jpeg|gif|webp)$/.test(mime)) {
         const img = document.createElement("img");
         img.alt = `${o.type} image`;
-        img.src = "data:image/png;base64," + o.png_base64;
+        img.src = `data:${mime};base64,` + o.image_base64;
         images.push(img);
       } else if (o.text) {
         const pre = document.createElement("pre");
@@ -280,14 +249,37 @@
     }
     $("results").replaceChildren(...texts);
     $("images").replaceChildren(...images);
+    // The traceback is already in the output stream (the kernel prints it there):
+    // here only its last line, so it is not shown twice.
     const lines = [];
-    if (result.error) {
-      lines.push(`${result.error.ename}: ${result.error.evalue}`);
-      for (const tb of result.error.traceback || []) lines.push(stripAnsi(tb));
-    }
+    if (result.error) lines.push(`${result.error.ename}: ${result.error.evalue}`);
     if (result.message) lines.push(result.message);
     $("error").textContent = lines.join("\n");
     $("error").hidden = lines.length === 0;
+  }
+
+  /** Running: the latest progress-bar frame's percentage if the output has one, else an
+   *  indeterminate bar; with the elapsed time and the time left before the timeout. */
+  function showProgress(view) {
+    const box = $("progress");
+    if (view.status !== "running" && view.status !== "queued") { box.hidden = true; return; }
+    box.hidden = false;
+    const bar = $("progress-bar");
+    const pct = output ? output.percent() : null;
+    const parts = [view.status === "queued" ? "queued" : `running ${fmtDuration(duration(view))}`];
+    if (pct !== null && view.status === "running") {
+      bar.classList.remove("indeterminate");
+      bar.style.width = pct + "%";
+      parts.unshift(`${pct} %`);
+    } else {
+      bar.classList.add("indeterminate");
+      bar.style.width = "";
+    }
+    if (view.timeout && view.started_at) {
+      const left = view.started_at + view.timeout - Date.now() / 1000;
+      if (left > 0) parts.push(`timeout in ${fmtDuration(left)}`);
+    }
+    $("progress-text").textContent = parts.join(" · ");
   }
 
   async function cancelSelected() {
@@ -324,29 +316,41 @@
     const list = await api("GET", "sessions");
     if (gen !== generation) return;
     const rows = list.sessions.map((s) => {
-      const tr = document.createElement("tr");
-      tr.dataset.session = s.name;
+      let row = sessionRows.get(s.name);
+      if (!row) {
+        row = { tr: document.createElement("tr"), actions: sessionActions(s.name) };
+        row.tr.dataset.session = s.name;
+        sessionRows.set(s.name, row);
+      }
       const st = document.createElement("td");
       st.appendChild(badge(s.status));
-      const actions = document.createElement("td");
-      actions.append(
-        actionButton("Interrupt", "interrupt", () => sessionAction(s.name, "interrupt")),
-        " ",
-        // Two clicks: a restart loses the session's variables. (No confirm(): an
-        // iframe in a notebook may not be allowed dialogs.)
-        actionButton("Restart", "restart danger", (b) => {
-          if (b.dataset.armed) { sessionAction(s.name, "restart"); return; }
-          b.dataset.armed = "1";
-          b.textContent = "Confirm restart";
-          setTimeout(() => { delete b.dataset.armed; b.textContent = "Restart"; }, 4000);
-        }),
-      );
-      tr.append(cell(s.name, "id"), st, cell(s.running_job || "–", "id"), cell(String(s.queued)),
-                cell(s.kernel_pid === null || s.kernel_pid === undefined ? "–" : String(s.kernel_pid)),
-                actions);
-      return tr;
+      row.tr.replaceChildren(
+        cell(s.name, "id"), st, cell(s.running_job || "–", "id"), cell(String(s.queued)),
+        cell(s.kernel_pid === null || s.kernel_pid === undefined ? "–" : String(s.kernel_pid)),
+        row.actions);
+      return row.tr;
     });
+    for (const name of [...sessionRows.keys()]) {
+      if (!list.sessions.some((s) => s.name === name)) sessionRows.delete(name);
+    }
     $("sessions").tBodies[0].replaceChildren(...rows);
+  }
+
+  function sessionActions(name) {
+    const actions = document.createElement("td");
+    actions.append(
+      actionButton("Interrupt", "interrupt", () => sessionAction(name, "interrupt")),
+      " ",
+      // Two clicks: a restart loses the session's variables. (No confirm(): an
+      // iframe in a notebook may not be allowed dialogs.)
+      actionButton("Restart", "restart danger", (b) => {
+        if (b.dataset.armed) { sessionAction(name, "restart"); return; }
+        b.dataset.armed = "1";
+        b.textContent = "Confirm restart";
+        setTimeout(() => { delete b.dataset.armed; b.textContent = "Restart"; }, 4000);
+      }),
+    );
+    return actions;
   }
 
   // ------------------------------------------------------------ resources
@@ -371,6 +375,7 @@
     });
     $("logout").addEventListener("click", () => showLogin(""));
     $("cancel-job").addEventListener("click", cancelSelected);
+    jobList = new window.SmartColabJobs.JobList(select);
     const stored = sessionStorage.getItem(KEY);
     if (stored) {
       $("login").hidden = true;
