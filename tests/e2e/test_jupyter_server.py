@@ -157,6 +157,24 @@ async def test_an_old_kernel_that_survives_its_restart_is_replaced(
     assert new_kernel != old_kernel
 
 
+async def test_a_restart_by_someone_else_is_reported(jupyter: JupyterProc,
+                                                     tmp_path: Path) -> None:
+    import httpx2
+
+    async with jbridge(jupyter, tmp_path) as (client, deps):
+        with anyio.fail_after(60):
+            await client.call_tool("run_code_quick", {"code": "a = 1", "session": "ext"})
+            backend = (await deps.registry.client("hub"))[1]
+            kernel_id = backend._sessions["ext"].kernel_id  # type: ignore[attr-defined]
+            async with httpx2.AsyncClient() as http:  # e.g. JupyterLab's restart button
+                r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
+                                    headers={"Authorization": f"token {jupyter.token}"})
+                assert r.status_code == 200
+            after = await client.call_tool("run_code_quick", {"code": "a", "session": "ext"})
+    assert after.is_error and "NameError" in text_of(after), text_of(after)
+    assert "STATE LOST" in text_of(after)
+
+
 async def test_files_up_and_down(jupyter: JupyterProc, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from smartcolab.client.jupyter import files as jupyter_files
