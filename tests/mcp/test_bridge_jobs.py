@@ -43,6 +43,46 @@ async def test_extra_images_are_saved_not_sent(runtime: RuntimeProc, tmp_path: P
     assert str(saved[0]) in text_of(result)
 
 
+async def test_progress_bar_shows_its_last_frame(runtime: RuntimeProc, tmp_path: Path) -> None:
+    """A 2,000-step \\r progress bar costs one line of the result, not 2,000 frames."""
+    code = ("import sys\nfor i in range(1, 2001):\n"
+            "    sys.stderr.write(f'\\rstep {i:4d}/2000 ' + '#' * (i // 100))\n"
+            "sys.stderr.write('\\n')\nprint('trained')")
+    async with bridge(make_config(tmp_path, runtime)) as (client, _):
+        with anyio.fail_after(60):
+            result = await client.call_tool("run_code_quick", {"code": code})
+    text = text_of(result)
+    assert not result.is_error, text
+    assert "step 2000/2000 " + "#" * 20 in text and "trained" in text
+    assert "step 1999" not in text and "step    1/" not in text and "\r" not in text
+
+
+async def test_every_display_format_reaches_the_model(runtime: RuntimeProc,
+                                                     tmp_path: Path) -> None:
+    """HTML tables, Markdown, JSON, JPEG and SVG: shown, or saved and named; none dropped."""
+    code = ("from IPython.display import display, HTML, Markdown, JSON, SVG, Image\n"
+            "display(HTML('<table><tr><th>k</th><th>v</th></tr><tr><td>a</td><td>1</td></tr>'"
+            "'</table>'))\n"
+            "display(Markdown('# Heading'))\n"
+            "display(JSON({'answer': 42}))\n"
+            "display(Image(data=b'\\xff\\xd8\\xff\\xe0fakejpeg', format='jpeg'))\n"
+            "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\"/></svg>'))\n"
+            "class Thing:\n    def _repr_html_(self):\n        return '<i>only html</i>'\n"
+            "Thing()")
+    async with bridge(make_config(tmp_path, runtime)) as (client, _):
+        with anyio.fail_after(60):
+            result = await client.call_tool("run_code_quick", {"code": code})
+    text = text_of(result)
+    assert not result.is_error, text
+    assert "| k | v |\n|---|---|\n| a | 1 |" in text
+    assert "# Heading" in text and '"answer": 42' in text and "only html" in text
+    images = [c for c in result.content if isinstance(c, ImageContent)]
+    assert [i.mime_type for i in images] == ["image/jpeg"]
+    saved = sorted((tmp_path / "saved").glob("*.svg"))
+    assert len(saved) == 1 and saved[0].read_text().startswith("<svg")
+    assert "image/svg+xml output" in text and str(saved[0]) in text
+
+
 async def test_failure_is_an_error_with_traceback_and_prior_output(runtime: RuntimeProc,
                                                                     tmp_path: Path) -> None:
     code = "print('before the crash')\ndef f():\n    return 1 / 0\nf()"

@@ -89,16 +89,16 @@ def test_png_outputs_come_back_as_png(api: Api) -> None:
     view = api.submit("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
                       "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()", timeout=60)
     assert view["status"] == "succeeded", view
-    images = [o for o in view["result"]["outputs"] if o["png_base64"]]
+    images = [o for o in view["result"]["outputs"] if o["image_base64"]]
     assert len(images) == 1
-    assert base64.b64decode(images[0]["png_base64"]).startswith(b"\x89PNG")
+    assert base64.b64decode(images[0]["image_base64"]).startswith(b"\x89PNG")
 
 
 def test_html_only_output_is_reduced_to_text(api: Api) -> None:
     view = api.submit("from IPython.display import HTML, display\n"
                       "display({'text/html': '<table><tr><td>a1</td><td>b1</td></tr></table>'}, raw=True)")
     assert view["status"] == "succeeded", view
-    assert view["result"]["outputs"][0]["text"] == "a1 b1"
+    assert view["result"]["outputs"][0]["text"] == "| a1 | b1 |\n|---|---|"
 
 
 def test_long_poll_returns_new_output_after_the_cursor(api: Api) -> None:

@@ -111,7 +111,7 @@ _PNG = ("import base64, zlib, struct\n"
 def test_images_per_result_are_capped_at_eight_and_the_rest_are_named(api: Api) -> None:
     view = api.submit(_PNG + "for k in range(10):\n    display(Image(data=png(b'x')))")
     assert view["status"] == "succeeded"
-    images = [o for o in view["result"]["outputs"] if o.get("png_base64")]
+    images = [o for o in view["result"]["outputs"] if o.get("image_base64")]
     assert len(images) == 8
     message = view["result"]["message"] or ""
     assert "image 9 not returned: at most 8 images per result" in message
@@ -124,8 +124,8 @@ def test_an_image_over_the_size_cap_is_not_returned(api: Api) -> None:
                       "display(Image(data=png(b'small')))")
     assert view["status"] == "succeeded"
     outputs = view["result"]["outputs"]
-    big = [o for o in outputs if o.get("png_bytes", 0) > 5 * 2**20]
-    small = [o for o in outputs if o.get("png_base64")]
-    assert len(big) == 1 and big[0].get("png_base64") is None
+    big = [o for o in outputs if (o.get("image_bytes") or 0) > 5 * 2**20]
+    small = [o for o in outputs if o.get("image_base64")]
+    assert len(big) == 1 and big[0].get("image_base64") is None
     assert len(small) == 1
     assert "over the 5242880-byte limit: not returned" in (view["result"]["message"] or "")

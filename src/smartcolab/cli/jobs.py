@@ -31,6 +31,7 @@ from smartcolab.cli.common import (
     print_json,
 )
 from smartcolab.client.http.client import RuntimeClient
+from smartcolab.shared.display import image_extension
 from smartcolab.shared.errors import SessionExists, SessionNotFound
 from smartcolab.shared.protocol import TERMINAL_STATUSES, CleanupRequest, JobSubmit, JobView
 
@@ -76,15 +77,15 @@ async def follow(client: RuntimeClient, view: JobView, *, stream: bool = True,
 
 
 def save_images(view: JobView, image_dir: Path | None) -> list[Path]:
-    """Write the job's PNG outputs into ``image_dir`` (named after the job)."""
+    """Write the job's image outputs into ``image_dir`` (named after the job)."""
     if image_dir is None or view.result is None:
         return []
     image_dir.mkdir(parents=True, exist_ok=True)
     saved = []
-    pngs = [o.png_base64 for o in view.result.outputs if o.png_base64]
-    for i, data in enumerate(pngs, 1):
-        path = image_dir / f"{view.job_id}-{i}.png"
-        path.write_bytes(base64.b64decode(data))
+    images = [o for o in view.result.outputs if o.image_base64 and o.image_mime]
+    for i, image in enumerate(images, 1):
+        path = image_dir / f"{view.job_id}-{i}.{image_extension(image.image_mime or '')}"
+        path.write_bytes(base64.b64decode(image.image_base64 or ""))
         saved.append(path)
     return saved
 
@@ -95,8 +96,8 @@ def report_end(view: JobView, saved: list[Path]) -> None:
     if result is not None:
         # Text results are already in the streamed output; only images need a word.
         for o in result.outputs:
-            if o.png_base64 and not saved:
-                err.print(f"[dim][image/png, {human_bytes(o.png_bytes)}: "
+            if o.image_base64 and not saved:
+                err.print(f"[dim][{o.image_mime}, {human_bytes(o.image_bytes)}: "
                           "pass --images DIR to save it][/dim]")
         for path in saved:
             err.print(f"[dim]saved image: {path}[/dim]")

@@ -1,7 +1,7 @@
 """Turn job views into results that fit a model's context: capped text, a few images.
 
 Text is capped head + tail with the total size and the ``get_job_output`` call
-that shows the rest; PNG outputs become MCP image content (``max_images`` per
+that shows the rest; image outputs (PNG, JPEG, GIF, WebP) become MCP image content (``max_images`` per
 result, larger ones downscaled when Pillow is present, otherwise saved under
 ``save_dir`` with a note); a failed job is ``isError`` with the exception, the
 last traceback frames and the output printed before it.
@@ -13,7 +13,6 @@ import base64
 import io
 import logging
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,13 @@ from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from smartcolab.shared.display import Attachment, image_extension
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
+from smartcolab.shared.terminal import render, strip_ansi
 
 log = logging.getLogger(__name__)
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TRACEBACK_FRAMES = 3
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI.sub("", text)
 
 
 def cap_text(text: str, limit: int) -> tuple[str, bool]:
@@ -44,9 +40,9 @@ def cap_text(text: str, limit: int) -> tuple[str, bool]:
 
 
 def last_line(text: str) -> str | None:
-    for line in reversed(text.splitlines()):
+    for line in reversed(render(text).splitlines()):
         if line.strip():
-            return strip_ansi(line.strip())[:200]
+            return line.strip()[:200]
     return None
 
 
@@ -111,9 +107,10 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
     """Images for the result, and notes about the ones saved to disk instead."""
     images: list[ImageContent] = []
     notes: list[str] = []
-    pngs = [o for o in outputs if o.png_base64]
-    for index, out in enumerate(pngs, start=1):
-        data = base64.b64decode(out.png_base64 or "")
+    shown = [o for o in outputs if o.image_base64 and o.image_mime]
+    for index, out in enumerate(shown, start=1):
+        mime = out.image_mime or "image/png"
+        data = base64.b64decode(out.image_base64 or "")
         if len(images) < opts.max_images:
             if len(data) > opts.max_image_bytes:
                 small = _downscale(data, opts.max_image_bytes)
@@ -123,16 +120,30 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
                                                data=base64.b64encode(small).decode()))
                     continue
             else:
-                images.append(ImageContent(type="image", mime_type="image/png",
-                                           data=out.png_base64 or ""))
+                images.append(ImageContent(type="image", mime_type=mime,
+                                           data=out.image_base64 or ""))
                 continue
-        path = opts.save_dir / f"{job_id}-image{index}.png"
-        try:
-            _write_atomic(path, data)
-            notes.append(f"image {index} ({len(data):,} bytes) saved to {path}.")
-        except OSError as exc:
-            notes.append(f"image {index} ({len(data):,} bytes) not shown and not saved: {exc}.")
+        notes.append(_save(opts.save_dir / f"{job_id}-image{index}.{image_extension(mime)}",
+                           data, f"image {index}"))
+    attachments = [a for o in outputs for a in o.attachments]
+    for index, extra in enumerate(attachments, start=1):
+        if extra.data is None:
+            notes.append(f"a {extra.mime} output ({extra.size:,} bytes) is kept on the runtime "
+                         "only: it was over the runtime's size cap.")
+            continue
+        name = f"{job_id}-output{index}.{Attachment(extra.mime, '').extension}"
+        notes.append(_save(opts.save_dir / name, extra.data.encode("utf-8"),
+                           f"a {extra.mime} output"))
     return images, notes
+
+
+def _save(path: Path, data: bytes, what: str) -> str:
+    """Write one output that is not shown; the note that says where it went."""
+    try:
+        _write_atomic(path, data)
+        return f"{what} ({len(data):,} bytes) saved to {path}."
+    except OSError as exc:
+        return f"{what} ({len(data):,} bytes) not shown and not saved: {exc}."
 
 
 def short_traceback(lines: list[str]) -> str:
@@ -162,7 +173,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         "output_bytes": view.output_bytes,
     }
     if view.status not in TERMINAL_STATUSES or res is None:
-        text, truncated = cap_text(running_output, budget)
+        text, truncated = cap_text(render(running_output), budget)
         if text:
             parts.append(f"output so far:\n{text}")
         if view.status not in TERMINAL_STATUSES:
@@ -179,14 +190,14 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
             pieces.append(stdout)
         if stderr:
             pieces.append(f"[stderr]\n{stderr}")
-        texts = [o.text for o in res.outputs if o.text and not o.png_base64]
+        texts = [o.text for o in res.outputs if o.text]
         value = next((o.text for o in res.outputs if o.type == "execute_result" and o.text), None)
         texts = [t for t in texts if t != value]
         pieces.extend(texts)
         if value is not None:
             pieces.append(f"Out[{res.execution_count or ''}]: {value}")
             structured["value"] = value[:2000]
-        body, cut = cap_text(strip_ansi("\n".join(pieces)), budget)
+        body, cut = cap_text(render("\n".join(pieces)), budget)
         truncated = truncated or cut
         if body:
             parts.append(body)

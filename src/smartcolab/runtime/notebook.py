@@ -4,7 +4,7 @@ Like the CLI, this is a place that reads the environment: secrets come from Cola
 Secrets (``google.colab.userdata``), Kaggle Secrets (``kaggle_secrets``) or an
 environment variable, in that order.  The runtime library itself reads none.
 
-    from smartcolab import notebook
+    from smartcolab.runtime import notebook
     rt = notebook.start(tunnel="ngrok")      # prints URL, secret, client config
     ...                                      # other cells keep working
     notebook.stop()                          # POST /shutdown, tunnel closed

@@ -117,11 +117,23 @@ class TextBlock(Open):
     truncated: bool = False
 
 
+class OutputAttachment(Open):
+    """A display format not shown as text or image (SVG, PDF, HTML widgets ...)."""
+
+    mime: str
+    data: str | None = Field(default=None, description="the data as the kernel sent it; "
+                             "None when it was over the size cap (then only on the runtime)")
+    size: int = 0
+
+
 class RichOutput(Open):
     type: Literal["execute_result", "display_data"]
     text: str | None = None
-    png_base64: str | None = None
-    png_bytes: int | None = None
+    text_mime: str | None = Field(default=None, description="the format the text came from")
+    image_mime: str | None = None
+    image_base64: str | None = None
+    image_bytes: int | None = None
+    attachments: list[OutputAttachment] = Field(default_factory=list)
     execution_count: int | None = None
 
 

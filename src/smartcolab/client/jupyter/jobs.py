@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, message
+from smartcolab.shared.display import choose
 from smartcolab.shared.protocol import (
     TERMINAL_STATUSES,
     ErrorInfo,
     JobResult,
     JobView,
+    OutputAttachment,
     OutputPage,
     RichOutput,
     TextBlock,
@@ -136,12 +138,15 @@ class JobRecord:
 
 
 def _rich(msg_type: str, content: dict[str, Any]) -> RichOutput:
-    data = content.get("data") or {}
-    png = data.get("image/png")
+    shown = choose(content.get("data") or {})
+    image = shown.image_base64
     return RichOutput(type=msg_type,  # type: ignore[arg-type]
-                      text=data.get("text/plain"),
-                      png_base64=png.replace("\n", "") if isinstance(png, str) else None,
-                      png_bytes=len(png) * 3 // 4 if isinstance(png, str) else None,
+                      text=shown.text, text_mime=shown.text_mime,
+                      image_mime=shown.image_mime, image_base64=image,
+                      image_bytes=len(image) * 3 // 4 if image is not None else None,
+                      attachments=[OutputAttachment(mime=a.mime, data=a.data,
+                                                    size=len(a.data.encode("utf-8")))
+                                   for a in shown.attachments],
                       execution_count=content.get("execution_count"))
 
 
@@ -159,7 +164,7 @@ def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
     elif kind in ("display_data", "execute_result"):
         out = _rich(kind, content)
         rec.outputs.append(out)
-        if out.text and not out.png_base64:
+        if out.text:
             rec.append(out.text + "\n")
         else:
             rec.touch()

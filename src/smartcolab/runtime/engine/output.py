@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from smartcolab.shared.protocol import ErrorInfo, RichOutput, TextBlock
+from smartcolab.shared.display import choose, image_extension
+from smartcolab.shared.protocol import ErrorInfo, OutputAttachment, RichOutput, TextBlock
+from smartcolab.shared.terminal import strip_ansi
 
 OMITTED_MARK = "\n... [{omitted} bytes omitted; page the full output with GET /jobs/{{id}}/output] ...\n"
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour and cursor codes (IPython tracebacks are full of them)."""
-    return _ANSI.sub("", text)
-
-
 def _utf8_cut_end(data: bytes | bytearray, n: int) -> int:
     """Largest index <= n that does not split a UTF-8 character."""
     n = min(n, len(data))
@@ -186,41 +178,6 @@ def read_page(path: Path, offset: int, limit: int, total: int) -> tuple[str, int
     return data[:end].decode("utf-8", "replace"), offset + end
 
 
-class _TextOfHtml(HTMLParser):
-    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "pre"})
-    _CELL = frozenset({"td", "th"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-        elif tag in self._CELL:
-            self.parts.append("\t")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self._skip = max(0, self._skip - 1)
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text rendering of HTML output (tables keep rows and cells)."""
-    parser = _TextOfHtml()
-    parser.feed(html)
-    parser.close()
-    lines = [" ".join(line.replace("\t", " \t ").split()) for line in "".join(parser.parts).splitlines()]
-    return "\n".join(line for line in lines if line)
-
-
 MAX_TRACEBACK_FRAMES = 40
 MAX_FRAME_CHARS = 4000
 MAX_TEXT_OUTPUTS = 50
@@ -252,6 +209,7 @@ class JobOutput:
         self.notes: list[str] = []
         self._images_seen = 0
         self._texts_dropped = 0
+        self._files_kept = 0
 
     def handle(self, msg_type: str, content: dict[str, Any]) -> None:
         """Take one iopub message (``stream``, ``execute_result``, ``display_data``, ``error``)."""
@@ -270,49 +228,62 @@ class JobOutput:
 
     def _rich(self, kind: Literal["execute_result", "display_data"],
               content: dict[str, Any]) -> None:
-        data = content.get("data") or {}
-        text: str | None = None
-        if isinstance(data.get("text/plain"), str):
-            text = data["text/plain"]
-        elif isinstance(data.get("text/html"), str):
-            text = html_to_text(data["text/html"])
-        png_b64 = data.get("image/png")
+        shown = choose(content.get("data") or {})
         count = content.get("execution_count") if kind == "execute_result" else None
-        if text and not (png_b64 and text.startswith("<Figure")):
-            self.spill.write(text if text.endswith("\n") else text + "\n")
         out = RichOutput(type=kind, execution_count=count if isinstance(count, int) else None)
-        if text:
-            out.text = cap_head_tail(text, self.text_limit)[0]
-        if isinstance(png_b64, str):
-            self._image(out, png_b64)
-        if out.text is None and out.png_base64 is None:
+        if shown.text:
+            self.spill.write(shown.text if shown.text.endswith("\n") else shown.text + "\n")
+            out.text = cap_head_tail(shown.text, self.text_limit)[0]
+            out.text_mime = shown.text_mime
+        if shown.image_base64 is not None and shown.image_mime is not None:
+            self._image(out, shown.image_mime, shown.image_base64)
+        for extra in shown.attachments:
+            self._attach(out, extra.mime, extra.data, extra.extension)
+        if out.text is None and out.image_mime is None and not out.attachments:
             return
-        if out.png_base64 is None and len(self.outputs) >= MAX_TEXT_OUTPUTS:
+        if out.image_base64 is None and not out.attachments and len(self.outputs) >= MAX_TEXT_OUTPUTS:
             self._texts_dropped += 1
             return
         self.outputs.append(out)
 
-    def _image(self, out: RichOutput, png_b64: str) -> None:
+    def _keep(self, data: bytes, extension: str) -> str | None:
+        """Save one output's bytes in the job's folder; the file's name, or None past the cap."""
+        self._files_kept += 1
+        if self._files_kept > MAX_SAVED_IMAGES:
+            return None
+        name = f"output-{self._files_kept:03d}.{extension}"
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        (self.job_dir / name).write_bytes(data)
+        return name
+
+    def _image(self, out: RichOutput, mime: str, b64: str) -> None:
         self._images_seen += 1
         try:
-            png = base64.b64decode(png_b64, validate=False)
+            data = base64.b64decode(b64, validate=False)
         except (ValueError, binascii.Error):
-            self.notes.append("an image/png output was not valid base64 and was dropped")
+            self.notes.append(f"an {mime} output was not valid base64 and was dropped")
             return
-        out.png_bytes = len(png)
-        if self._images_seen <= MAX_SAVED_IMAGES:
-            name = f"image-{self._images_seen:03d}.png"
-            self.job_dir.mkdir(parents=True, exist_ok=True)
-            (self.job_dir / name).write_bytes(png)
-        kept = sum(1 for o in self.outputs if o.png_base64)
-        if len(png) > self.max_image_bytes:
-            self.notes.append(f"image {self._images_seen} ({len(png)} bytes) is over the "
-                              f"{self.max_image_bytes}-byte limit: not returned")
-        elif kept >= self.max_images:
+        out.image_mime, out.image_bytes = mime, len(data)
+        kept_as = self._keep(data, image_extension(mime))
+        returned = sum(1 for o in self.outputs if o.image_base64)
+        where = f" (kept on the runtime as {kept_as} in the job's folder)" if kept_as else ""
+        if len(data) > self.max_image_bytes:
+            self.notes.append(f"image {self._images_seen} ({len(data)} bytes) is over the "
+                              f"{self.max_image_bytes}-byte limit: not returned{where}")
+        elif returned >= self.max_images:
             self.notes.append(f"image {self._images_seen} not returned: at most "
-                              f"{self.max_images} images per result")
+                              f"{self.max_images} images per result{where}")
         else:
-            out.png_base64 = png_b64.replace("\n", "")
+            out.image_base64 = b64
+
+    def _attach(self, out: RichOutput, mime: str, data: str, extension: str) -> None:
+        size = len(data.encode("utf-8"))
+        self._keep(data.encode("utf-8"), extension)
+        over = size > self.max_image_bytes
+        out.attachments.append(OutputAttachment(mime=mime, size=size, data=None if over else data))
+        if over:
+            self.notes.append(f"a {mime} output ({size} bytes) is over the "
+                              f"{self.max_image_bytes}-byte limit: kept on the runtime only")
 
     def finish(self) -> None:
         if self._texts_dropped:
