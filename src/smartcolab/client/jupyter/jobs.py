@@ -182,15 +182,16 @@ def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
 DEATH_STATES = ("restarting", "autorestarting", "dead")
 
 
-def _lifecycle_ending(state: str, policy: StopPolicy) -> Ending | None:
-    """How a kernel lifecycle event ends the running cell (None: it does not)."""
+def _lifecycle_ending(state: str, policy: StopPolicy, taken: bool) -> Ending | None:
+    """How a kernel lifecycle event ends the running cell (None: it does not); ``taken``:
+    a kernel process has begun handling the cell (its ``busy`` status came)."""
     if state == "restarted":  # restart_session, by this bridge
         return Ending("restarted", "restart")
     if state == "starting":
         # A new kernel process says "starting" before anything else on IOPub, so once our
         # cell had started, someone restarted the kernel under it (JupyterLab's button, a
         # hub's culler).  Before that, our request is queued for the new process.
-        return Ending("restarted", "restart") if policy.started else None
+        return Ending("restarted", "restart") if taken else None
     if state in DEATH_STATES:
         return Ending("died", policy.reason, cause=(
             f"the Jupyter Server reported the kernel {state}: most often out of memory or a "
@@ -222,7 +223,7 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
     kernel = f"/api/kernels/{channel.kernel_id}"
     ending: Ending | None = None
     reply: dict[str, Any] = {}
-    idle = False
+    idle = taken = False
     try:
         while not ((idle or until_reply) and reply):
             action = policy.next_action("cancelled" if rec.cancel_requested else None)
@@ -248,7 +249,7 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
             if "_sc_wake" in got:
                 continue
             if "_sc_lifecycle" in got:
-                ending = _lifecycle_ending(str(got["_sc_lifecycle"]), policy)
+                ending = _lifecycle_ending(str(got["_sc_lifecycle"]), policy, taken)
                 if ending is not None:
                     break
                 continue
@@ -256,6 +257,7 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
             if kind == "status" and got.get("channel") == "iopub":
                 state = (got.get("content") or {}).get("execution_state")
                 idle = idle or state == "idle"
+                taken = taken or state == "busy"
                 if state == "busy" and silent:  # a silent cell has no execute_input
                     policy.cell_started()
                 continue

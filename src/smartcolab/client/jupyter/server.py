@@ -196,12 +196,13 @@ class JupyterBackend:
         token means exactly that restart, so the next cell gets a fresh WebSocket (Jupyter
         Server checks a new one's IOPub before it opens).
         """
+        reused = not sess.stale  # else the read itself opens a fresh WebSocket
         rec, reply = await self._run_internal(sess, kc.call("epoch", "epoch"),
                                               user_expressions={"epoch": kc.EPOCH_EXPRESSION},
                                               until_reply=True)
         token = kc.expression_value(reply, "epoch")
         epoch = f"{sess.kernel_id[:8]}-{token if token is not None else kc.parse(rec.stdout)}"
-        if sess.last_epoch is not None and epoch != sess.last_epoch:
+        if reused and sess.last_epoch is not None and epoch != sess.last_epoch:
             sess.stale = True
         sess.epoch = sess.last_epoch = epoch
         sess.epoch_connects = sess.channel.connects
