@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from mcp import Client, StdioServerParameters  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
 from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.daemons import stop_daemons_under  # noqa: E402
 from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "bridge.json"
@@ -107,7 +108,7 @@ async def bridge_roundtrip(repeats: int, tmp: Path) -> dict[str, Any]:
 
 
 async def cold_start(repeats: int, tmp: Path) -> dict[str, Any]:
-    """Spawn `smartcolab mcp` (embedded runtime) -> first run_code_quick result."""
+    """Spawn `smartcolab mcp` (no local daemon running) -> first run_code_quick result."""
     samples = []
     for i in range(repeats):
         env = subprocess_env({"CHECKPOINT_DIR": str(tmp / f"ck-cold-{i}")})
@@ -115,10 +116,13 @@ async def cold_start(repeats: int, tmp: Path) -> dict[str, Any]:
         params = StdioServerParameters(command=sys.executable, env=env,
                                        args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"])
         t0 = time.perf_counter()
-        async with Client(params) as client:
-            result = await client.call_tool("run_code_quick", {"code": "1+1"})
-            samples.append(time.perf_counter() - t0)
-            assert not result.is_error
+        try:
+            async with Client(params) as client:
+                result = await client.call_tool("run_code_quick", {"code": "1+1"})
+                samples.append(time.perf_counter() - t0)
+                assert not result.is_error
+        finally:  # the local runtime daemon outlives the bridge: every repeat starts cold
+            stop_daemons_under(tmp / f"ck-cold-{i}")
     return {"median_s": statistics.median(samples), "min_s": min(samples),
             "max_s": max(samples), "samples": len(samples)}
 

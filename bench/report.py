@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "src"), str(ROOT / "tests")]
 
 RESULTS = ROOT / "bench" / "results"
-MODULES = ("runtime", "bridge", "files", "chunked")
+MODULES = ("runtime", "bridge", "files", "chunked", "local")
 # Older name of the runtime module's key, still accepted by --only.
 ALIASES = {"jobs": "runtime"}
 Row = dict[str, Any]
@@ -86,8 +86,15 @@ def run_chunked(quick: bool) -> dict[str, Any]:
     return result
 
 
+def run_local(quick: bool) -> dict[str, Any]:
+    mod = importlib.import_module("bench_local")
+    result: dict[str, Any] = mod.run(quick=quick)
+    return result
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "runtime": run_runtime, "bridge": run_bridge, "files": run_files, "chunked": run_chunked}
+    "runtime": run_runtime, "bridge": run_bridge, "files": run_files, "chunked": run_chunked,
+    "local": run_local}
 
 
 def collect(only: list[str], quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
@@ -161,8 +168,21 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
         rows.append(_row("chunked: overhead per batch", chunked["chunked"]["overhead_per_batch_ms_median"],
                          "ms", chunked["trivial_job_roundtrip"]["median_ms"], "a trivial job's round trip"))
     if bridge:
-        rows.append(_row("cold start: `smartcolab mcp` to first result (embedded)",
+        rows.append(_row("cold start: `smartcolab mcp` to first result (no local daemon)",
                          bridge["cold_start"]["median_s"], "s", None, ""))
+    local = results.get("local", {}).get("data") if results.get("local", {}).get("ok") else None
+    if local:
+        calls, memory = local["first_call"], local["memory"]
+        rows.append(_row("local runtime: first call with a daemon running",
+                         calls["warm_median_s"], "s", calls["cold_median_s"],
+                         "first call, no daemon running"))
+        rows.append(_row("local runtime: first call with no daemon running",
+                         calls["cold_median_s"], "s", calls["bridge_alone_median_s"],
+                         "bridge start alone (list_runtimes)"))
+        rows.append(_row("local runtime: idle daemon RSS (no kernel)",
+                         memory["daemon_no_kernel_mb"], "MB", None, ""))
+        rows.append(_row("local runtime: idle daemon + one kernel RSS",
+                         memory["daemon_plus_kernel_mb"], "MB", None, ""))
     return rows, notes
 
 

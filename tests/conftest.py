@@ -13,6 +13,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_local_daemon_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Local runtime daemons are detached on purpose: end any a test left behind."""
+    from support.daemons import stop_daemons_under
+
+    yield
+    stop_daemons_under(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
     """One real runtime server for the whole session (tests must not break it)."""

@@ -23,10 +23,11 @@ runner = CliRunner()
 
 def cli(rt: RuntimeProc | None, *args: str, input: str | None = None,
         env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    conn = ["--url", rt.url, "--token", rt.secret] if rt else []
+    conn = ["--url", rt.url] if rt else []
     # Options after the subcommand's own arguments are fine for click.
     result = runner.invoke(app, [*args, *conn], input=input,
-                           env={"COLAB_URL": "", "COLAB_TOKEN": "", **(env or {})})
+                           env={"COLAB_URL": "", "COLAB_TOKEN": rt.secret if rt else "",
+                                **(env or {})})
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -84,12 +85,14 @@ def test_usage_errors_are_one_line(runtime: RuntimeProc, tmp_path: Path) -> None
     assert code == 2 and "cannot read" in err
 
 
-def test_wrong_token_and_unreachable_are_clear(runtime: RuntimeProc) -> None:
-    result = runner.invoke(app, ["probe", "--url", runtime.url, "--token", "wrong"])
+def test_wrong_token_and_unreachable_are_clear(runtime: RuntimeProc, tmp_path: Path) -> None:
+    (tmp_path / "wrong").write_text("wrong\n")
+    result = runner.invoke(app, ["probe", "--url", runtime.url, "--token-file",
+                                 str(tmp_path / "wrong")])
     assert result.exit_code == 7
     assert result.stderr.count("\n") == 1 and "secret" in result.stderr.lower()
-    result = runner.invoke(app, ["probe", "--url", "http://127.0.0.1:9", "--token", "x"],
-                           env={"COLAB_URL": ""})
+    result = runner.invoke(app, ["probe", "--url", "http://127.0.0.1:9", "--token-file", "-"],
+                           input="x\n", env={"COLAB_URL": ""})
     assert result.exit_code == 6 and "cannot reach the runtime" in result.stderr
 
 
@@ -180,16 +183,27 @@ def _etag(rt: RuntimeProc) -> str:
 
 
 def test_real_process_with_embedded_runtime(tmp_path: Path) -> None:
-    """`python -m smartcolab exec` with no runtime configured starts and stops its own."""
-    env = subprocess_env({"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml")})
+    """`python -m smartcolab exec` with no runtime configured uses the local daemon rooted here."""
+    from support.daemons import stop_daemons_under
+
+    work = tmp_path / "work"
+    work.mkdir()
+    env = subprocess_env({"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml"),
+                          "CHECKPOINT_DIR": str(tmp_path / "ckpt")})
     env.pop("COLAB_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "smartcolab", "exec",
-                           "import os; print(os.getcwd()); raise SystemExit(3)"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
-    assert proc.stdout.splitlines()[0] == str(tmp_path.resolve())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "smartcolab", "exec",
+                               "import os; print(os.getcwd()); raise SystemExit(3)"],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=90)
+        again = subprocess.run([sys.executable, "-m", "smartcolab", "exec", "print('again')"],
+                               cwd=work, env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        stop_daemons_under(tmp_path)
+    assert proc.stdout.splitlines()[0] == str(work.resolve())
     assert proc.returncode == 1, proc.stderr
-    assert "embedded local runtime" in proc.stderr
-    assert not list(tmp_path.glob(".smartcolab*")), "no state may be left in the working dir"
+    assert "started a local runtime daemon" in proc.stderr
+    assert again.returncode == 0 and "started" not in again.stderr, again.stderr
+    assert not list(work.glob(".smartcolab*")), "no state may be left in the working dir"
 
 
 @pytest.mark.parametrize("command", [

@@ -77,7 +77,7 @@ def test_runtimes_file_unreadable_is_one_line(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- doctor
 def test_doctor_passes_on_a_healthy_runtime(runtime: RuntimeProc) -> None:
-    code, out, _ = invoke("doctor", "--url", runtime.url, "--token", runtime.secret, "--json")
+    code, out, _ = invoke("doctor", "--url", runtime.url, "--json", env={"COLAB_TOKEN": runtime.secret})
     report = json.loads(out)
     assert code == 0 and report["ok"]
     levels = {c["name"]: c["level"] for c in report["checks"]}
@@ -86,7 +86,7 @@ def test_doctor_passes_on_a_healthy_runtime(runtime: RuntimeProc) -> None:
 
 
 def test_doctor_names_a_wrong_or_missing_token(runtime: RuntimeProc) -> None:
-    code, out, _ = invoke("doctor", "--url", runtime.url, "--token", "wrong")
+    code, out, _ = invoke("doctor", "--url", runtime.url, env={"COLAB_TOKEN": "wrong"})
     assert code == 1
     assert "problem: auth" in out and "signature" in out
     code, out, _ = invoke("doctor", "--url", runtime.url)
@@ -94,7 +94,7 @@ def test_doctor_names_a_wrong_or_missing_token(runtime: RuntimeProc) -> None:
 
 
 def test_doctor_unreachable(tmp_path: Path) -> None:
-    code, out, _ = invoke("doctor", "--url", "http://127.0.0.1:9", "--token", "x", "--json")
+    code, out, _ = invoke("doctor", "--url", "http://127.0.0.1:9", "--json", env={"COLAB_TOKEN": "x"})
     report = json.loads(out)
     assert code == 1 and report["checks"][0]["name"] == "reachable"
     assert report["checks"][0]["level"] == "fail" and "cannot connect" in report["checks"][0]["detail"]
@@ -152,7 +152,7 @@ def test_doctor_recognises_tunnel_pages_and_clock_skew(
         stand_in: tuple[str, type[_StandIn]], mode: str, check: str, level: str, phrase: str) -> None:
     url, handler = stand_in
     handler.mode = mode
-    code, out, _ = invoke("doctor", "--url", url, "--token", "x", "--json")
+    code, out, _ = invoke("doctor", "--url", url, "--json", env={"COLAB_TOKEN": "x"})
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
     assert checks[check]["level"] == level, checks
     assert phrase in checks[check]["detail"]

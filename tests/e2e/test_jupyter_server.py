@@ -255,7 +255,7 @@ async def test_connect_runtime_with_kind_jupyter(jupyter: JupyterProc, tmp_path:
         with anyio.fail_after(30):
             result = await client.call_tool("connect_runtime", {
                 "name": "lab", "url": jupyter.url, "secret": jupyter.token, "kind": "jupyter",
-                "make_default": False})
+                "secret_in_transcript": True, "make_default": False})
             assert not result.is_error, text_of(result)
             ran = await client.call_tool("run_code_quick", {"code": "6 * 7", "runtime": "lab"})
     assert deps.registry.spec("lab").kind == "jupyter"

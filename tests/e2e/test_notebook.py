@@ -97,8 +97,10 @@ async def test_start_with_ngrok_reads_colab_secrets_and_stop_closes_all(
     assert fake.connects[0]["token"] == "tok-colab"
     assert rt.url == "https://fixed.ngrok.app" and rt.secret == "fixed-secret-from-colab-0123"
     printed = out.getvalue()
-    assert "connect_runtime " + json.dumps({"name": "colab", "url": rt.url, "secret": rt.secret}) \
-        in printed
+    assert "connect_runtime " + json.dumps({"name": "colab", "url": rt.url,
+                                            "secret_name": "colab"}) in printed
+    assert f"smartcolab runtimes add colab {rt.url} --ask-secret --replace" in printed
+    assert f'"secret": "{rt.secret}"' not in printed
     assert f"smartcolab config claude-desktop --url {rt.url}" in printed
     assert '"COLAB_TOKEN": "fixed-secret-from-colab-0123"' in printed
     assert rt.handle.config.persist_root == tmp_path / "drive" / "MyDrive" / "smartcolab"

@@ -12,7 +12,7 @@ import pytest
 
 from mcp import Client, StdioServerParameters
 from smartcolab.cli.app import mcp_runtimes_file
-from smartcolab.client.http import receive as transfer_recv
+from smartcolab.client import resumable as transfer_recv
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RuntimeClient
 from support.bridge_helpers import bridge, make_config, text_of

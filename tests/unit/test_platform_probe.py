@@ -7,12 +7,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from smartcolab.runtime.host.platform import PlatformInfo, detect, working_dir
 from smartcolab.runtime.host.probe import (
     COLAB_MAX_VM_S,
     KAGGLE_MAX_TPU_SESSION_S,
-    PlatformInfo,
     accelerator,
-    detect,
     session_time_left,
 )
 from smartcolab.shared.protocol import GpuInfo
@@ -48,6 +47,18 @@ def test_vm_detail_and_tpu(tmp_path: Path) -> None:
     info = detect({}, root)
     assert info == PlatformInfo("vm", "Amazon EC2", tpu=True)
     assert detect({"TPU_NAME": "local"}, fake_root(tmp_path / "x", {})).tpu
+
+
+def test_the_working_dir_follows_the_platform(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    colab = fake_root(tmp_path / "colab", {"content/x": ""})
+    assert working_dir({"COLAB_GPU": "1"}, colab) == Path("/content")
+    kaggle = fake_root(tmp_path / "kaggle", {"kaggle/working/x": ""})
+    assert working_dir({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, kaggle) == Path("/kaggle/working")
+    # Colab named, but no /content under this root: the current directory.
+    assert working_dir({"COLAB_RELEASE_TAG": "r"}, tmp_path / "empty") == tmp_path.resolve()
+    assert working_dir({}, colab) == tmp_path.resolve()
 
 
 def test_accelerator_names() -> None:

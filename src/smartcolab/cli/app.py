@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,10 @@ from typing import Annotated
 import typer
 
 from smartcolab import __version__
+from smartcolab.mcp.deps import DEFAULT_MAX_IMAGES, DEFAULT_MAX_RESULT_CHARS, DEFAULT_WAIT_BUDGET_S
+from smartcolab.runtime import config as rc
+from smartcolab.shared import env as env_names
+from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
 
 app = typer.Typer(
     name="smartcolab",
@@ -19,10 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ENV_SECRET = "SMARTCOLAB_SECRET"
-ENV_NGROK_TOKEN = "NGROK_AUTHTOKEN"
-# cloudflared's own variable for a named tunnel's token.
-ENV_CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
+# The bridge's Streamable HTTP transport.
+DEFAULT_MCP_HOST = "127.0.0.1"
+DEFAULT_MCP_PORT = 8766
 
 
 def _version(value: bool) -> None:
@@ -41,8 +45,8 @@ def _root(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for a VM reachable directly.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for a VM reachable directly.")] = rc.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = rc.DEFAULT_PORT,
     root: Annotated[list[Path] | None, typer.Option(
         help="A directory files may be read from and written to (repeatable); the first is "
              "the working root. Default: /content on Colab, /kaggle/working on Kaggle, "
@@ -54,11 +58,11 @@ def serve(
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth", help="Disable authentication (loopback addresses only).")] = False,
     kill_grace: Annotated[float, typer.Option(
-        help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = 5.0,
+        help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = rc.DEFAULT_KILL_GRACE_S,
     min_free_ram_mb: Annotated[int, typer.Option(
-        help="Refuse jobs (unless forced) when less RAM than this is available.")] = 512,
+        help="Refuse jobs (unless forced) when less RAM than this is available.")] = rc.DEFAULT_MIN_FREE_RAM_BYTES // rc.MIB,
     response_text_kb: Annotated[int, typer.Option(
-        help="Most text of one job output in a response (head and tail kept).")] = 64,
+        help="Most text of one job output in a response (head and tail kept).")] = rc.DEFAULT_RESPONSE_TEXT_BYTES // rc.KIB,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     plain_logs: Annotated[bool, typer.Option("--plain-logs", help="Human-readable logs instead of JSON lines.")] = False,
@@ -86,23 +90,23 @@ def serve(
         "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
                           "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
     rate_limit: Annotated[float, typer.Option(
-        help="Requests per second allowed per client address; 0 disables.")] = 50.0,
+        help="Requests per second allowed per client address; 0 disables.")] = rc.DEFAULT_RATE_LIMIT_PER_S,
     rate_burst: Annotated[int, typer.Option(
-        help="Requests a client may send in a burst above --rate-limit.")] = 200,
+        help="Requests a client may send in a burst above --rate-limit.")] = rc.DEFAULT_RATE_BURST,
     lockout_failures: Annotated[int, typer.Option(
         help="Failed authentications within a minute that lock a client address out; "
-             "0 disables.")] = 10,
+             "0 disables.")] = rc.DEFAULT_LOCKOUT_FAILURES,
     lockout_seconds: Annotated[float, typer.Option(
-        help="How long a locked-out client is refused (429 with Retry-After).")] = 300.0,
+        help="How long a locked-out client is refused (429 with Retry-After).")] = rc.DEFAULT_LOCKOUT_S,
     max_body_kb: Annotated[int, typer.Option(
-        help="Largest request body in KiB (streamed file uploads have their own limit).")] = 8192,
-    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = 32,
-    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = 16,
+        help="Largest request body in KiB (streamed file uploads have their own limit).")] = rc.DEFAULT_MAX_BODY_BYTES // rc.KIB,
+    max_header_kb: Annotated[int, typer.Option(help="Largest total of request headers in KiB.")] = rc.DEFAULT_MAX_HEADER_BYTES // rc.KIB,
+    max_query_kb: Annotated[int, typer.Option(help="Largest query string in KiB.")] = rc.DEFAULT_MAX_QUERY_BYTES // rc.KIB,
     max_sessions: Annotated[int, typer.Option(
-        help="Most kernel sessions at once (each is a Python process).")] = 16,
+        help="Most kernel sessions at once (each is a Python process).")] = rc.DEFAULT_MAX_SESSIONS,
     max_queued: Annotated[int, typer.Option(
         min=1, help="Most jobs waiting in one session's queue; more are refused with 429 "
-                    "queue_full.")] = 1000,
+                    "queue_full.")] = rc.DEFAULT_MAX_QUEUED_PER_SESSION,
 ) -> None:
     """Run a runtime server: Jupyter kernels behind an authenticated job API.
 
@@ -110,35 +114,28 @@ def serve(
 
     Example: smartcolab serve --port 8765 --root ~/data
     """
-    from smartcolab.runtime.config import RuntimeConfig
     from smartcolab.runtime.host.tunnel import TunnelOptions, check_kind
     from smartcolab.runtime.server import run
     from smartcolab.shared.errors import TunnelFailed
 
-    roots = [r.expanduser().resolve() for r in root] if root else [default_root()]
-    config = RuntimeConfig(
-        host=host, port=port, roots=roots, auth=not insecure_no_auth,
-        state_dir=(state_dir or roots[0] / ".smartcolab").expanduser().resolve(),
-        kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * 1024 * 1024,
-        response_text_bytes=response_text_kb * 1024,
-        persist_dir=persist_dir.expanduser().resolve() if persist_dir else None,
-        autosave_after_s=autosave_after,
+    config = rc.build_config(
+        roots=root, state_dir=state_dir, persist_dir=persist_dir, trusted_proxies=trusted_proxy,
+        # Kernels inherit this process's environment: the secret must not be in it.
+        secret=os.environ.pop(env_names.SECRET, None),
+        host=host, port=port, auth=not insecure_no_auth,
+        kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * rc.MIB,
+        response_text_bytes=response_text_kb * rc.KIB, autosave_after_s=autosave_after,
         allow_cidrs=list(allow_cidr or []), guarded=guarded,
         rate_limit_per_s=rate_limit, rate_burst=rate_burst,
         lockout_failures=lockout_failures, lockout_s=lockout_seconds,
-        max_body_bytes=max_body_kb * 1024, max_header_bytes=max_header_kb * 1024,
-        max_query_bytes=max_query_kb * 1024, max_sessions=max_sessions,
+        max_body_bytes=max_body_kb * rc.KIB, max_header_bytes=max_header_kb * rc.KIB,
+        max_query_bytes=max_query_kb * rc.KIB, max_sessions=max_sessions,
         max_queued_per_session=max_queued,
     )
-    if trusted_proxy:
-        config.trusted_proxies = list(trusted_proxy)
-    # Kernels inherit this process's environment: the secret must not be in it.
-    secret = os.environ.pop(ENV_SECRET, None)
-    if secret:
-        config.secret = secret
     try:
         kind = check_kind(tunnel)
-        token = os.environ.get(ENV_NGROK_TOKEN if kind == "ngrok" else ENV_CLOUDFLARED_TOKEN)
+        token = os.environ.get(env_names.NGROK_TOKEN if kind == "ngrok"
+                               else env_names.CLOUDFLARED_TOKEN)
         domain = ngrok_domain if kind == "ngrok" else cloudflared_hostname
         tunnel_options = TunnelOptions(kind=kind, token=token or None, domain=domain,
                                        binary=tunnel_binary)
@@ -152,15 +149,6 @@ def serve(
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
-
-
-def default_root() -> Path:
-    """The platform's working directory: /content on Colab, /kaggle/working on Kaggle."""
-    if "COLAB_RELEASE_TAG" in os.environ and Path("/content").is_dir():
-        return Path("/content")
-    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ and Path("/kaggle/working").is_dir():
-        return Path("/kaggle/working")
-    return Path.cwd().resolve()
 
 
 def main() -> None:
@@ -187,8 +175,14 @@ def mcp_runtimes_file(explicit: Path | None, env: Mapping[str, str]) -> Path | N
 def mcp(
     transport: Annotated[str, typer.Option(
         help="stdio (launched by an MCP client) or http (Streamable HTTP, bearer-protected).")] = "stdio",
-    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = 8766,
+    host: Annotated[str, typer.Option(help="HTTP transport: address to bind.")] = DEFAULT_MCP_HOST,
+    port: Annotated[int, typer.Option(help="HTTP transport: port (0 picks a free one).")] = DEFAULT_MCP_PORT,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: another Host name clients use to reach this server (repeatable; "
+             "loopback names and the bind address are always allowed).")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        help="HTTP transport: a browser Origin allowed to call (repeatable; loopback origins "
+             "are always allowed).")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Default runtime name (from the runtimes file, 'colab' or 'local').")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(
@@ -199,42 +193,58 @@ def mcp(
     checkpoint_dir: Annotated[Path | None, typer.Option(
         help="Journal, checkpoints, embedded runtime state. Env: CHECKPOINT_DIR")] = None,
     workspace: Annotated[Path | None, typer.Option(
-        help="Working root of the embedded local runtime. Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+        "--root", "--workspace",
+        help="Working root of the local runtime (a project directory, say). "
+             "Default: CHECKPOINT_DIR/embedded/workspace")] = None,
+    python: Annotated[str | None, typer.Option(
+        help="Python interpreter of the local runtime's kernels (needs ipykernel). "
+             "Env: SMARTCOLAB_PYTHON. Default: the bridge's own.")] = None,
+    kernel: Annotated[str, typer.Option(
+        help="Kernelspec name of the local runtime's kernels (instead of --python).")] = "python3",
+    client: Annotated[str | None, typer.Option(
+        help="This client's label: its default session on the local runtime. "
+             "Env: SMARTCOLAB_CLIENT. Default: main.")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(
+        help="Minutes the local runtime daemon stays up with no job and no request. "
+             "Env: SMARTCOLAB_IDLE_MINUTES. Default: 30.")] = None,
     upload_root: Annotated[list[Path] | None, typer.Option(
         help="Extra local directory upload_to_colab may read from (repeatable).")] = None,
     no_embedded: Annotated[bool, typer.Option(
         "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
     wait_budget: Annotated[float, typer.Option(
-        help="Seconds a tool call may wait for a job before returning 'running'.")] = 50.0,
-    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = 120.0,
-    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = 600.0,
-    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = 20_000,
-    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = 2,
+        help="Seconds a tool call may wait for a job before returning 'running'.")] = DEFAULT_WAIT_BUDGET_S,
+    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = QUICK_TIMEOUT_S,
+    long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = LONG_TIMEOUT_S,
+    max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = DEFAULT_MAX_RESULT_CHARS,
+    max_images: Annotated[int, typer.Option(help="Most images in one result.")] = DEFAULT_MAX_IMAGES,
     log_level: Annotated[str, typer.Option(help="Log level (logs go to stderr).")] = "INFO",
 ) -> None:
     """Run the MCP server (the bridge) that MCP clients launch.
 
     Runtimes come from COLAB_URL + COLAB_TOKEN (runtime 'colab') and/or a runtimes
     file; with none, an embedded local runtime starts on first use. HTTP mode reads
-    its bearer token from $SMARTCOLAB_MCP_TOKEN or generates one (printed to stderr).
+    its bearer token from $SMARTCOLAB_MCP_TOKEN (16 characters at least) or generates one
+    (shown on the terminal only); Host and Origin are checked on every bind.
 
     Example: COLAB_URL=https://x.ngrok-free.app COLAB_TOKEN=... smartcolab mcp
     """
-    import secrets as _secrets
-
     import anyio
 
+    from smartcolab.cli.local import local_options
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
     from smartcolab.mcp.deps import BridgeSettings
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
     from smartcolab.shared.errors import SmartColabError
+    from smartcolab.shared.private import private_dir, private_umask
 
     configure_logging(log_level.upper())
+    private_umask()  # journal, checkpoints, downloads: private to this user
     env = os.environ
-    state = Path(checkpoint_dir or env.get("CHECKPOINT_DIR") or Path.home() / ".smartcolab")
+    state = Path(checkpoint_dir or env.get(env_names.CHECKPOINT_DIR) or Path.home() / ".smartcolab")
     try:
+        private_dir(state.expanduser())
         settings = BridgeSettings(
-            save_dir=Path(save_dir or env.get("LOCAL_SAVE_DIR") or state / "downloads").expanduser(),
+            save_dir=Path(save_dir or env.get(env_names.LOCAL_SAVE_DIR) or state / "downloads").expanduser(),
             checkpoint_dir=state.expanduser(), wait_budget_s=wait_budget,
             quick_timeout_s=quick_timeout, long_timeout_s=long_timeout,
             max_result_chars=max_chars, max_images=max_images,
@@ -246,15 +256,23 @@ def mcp(
             more, file_default = load_runtimes_file(file.expanduser(), env)
             specs += [s for s in more if s.name not in {x.name for x in specs}]
             default = default or file_default
+        local = local_options(env, python=python, client=client, idle_minutes=idle_timeout)
         config = BridgeConfig(settings=settings, runtimes=specs, default_runtime=default,
-                              embedded=not no_embedded, embedded_root=workspace)
+                              embedded=not no_embedded,
+                              embedded_root=workspace.expanduser().resolve() if workspace else None,
+                              python=local.python, kernel=kernel, client_label=local.client,
+                              idle_timeout_s=local.idle_timeout_s)
         if transport == "stdio":
             anyio.run(serve_stdio, config)
         elif transport == "http":
-            token = env.get("SMARTCOLAB_MCP_TOKEN") or _secrets.token_urlsafe(32)
-            if "SMARTCOLAB_MCP_TOKEN" not in env:
-                typer.echo(f"MCP bearer token (shown once): {token}", err=True)
-            anyio.run(lambda: serve_http(config, host=host, port=port, token=token))
+            from smartcolab.mcp.http_transport import announce_token, resolve_token
+
+            token, generated = resolve_token(env.get(env_names.MCP_TOKEN))
+            if generated:
+                typer.echo(announce_token(token, settings.checkpoint_dir, sys.stderr), err=True)
+            anyio.run(lambda: serve_http(config, host=host, port=port, token=token,
+                                         allowed_hosts=tuple(allowed_host or ()),
+                                         allowed_origins=tuple(allowed_origin or ())))
         else:
             raise ValueError(f"unknown transport {transport!r}: use stdio or http")
     except (ValueError, SmartColabError) as exc:
@@ -271,6 +289,11 @@ def config(
     url: Annotated[str | None, typer.Option(help="Runtime URL (COLAB_URL) to put in the snippet.")] = None,
     runtimes_file: Annotated[Path | None, typer.Option(help="Runtimes TOML file to pass.")] = None,
     name: Annotated[str, typer.Option(help="Server name in the client's config.")] = "smart-colab",
+    python: Annotated[str | None, typer.Option(
+        help="Python of the local runtime's kernels. Default for claude-code: the project's "
+             ".venv/venv if there is one; env SMARTCOLAB_PYTHON.")] = None,
+    root: Annotated[Path | None, typer.Option(
+        help="Working root of the local runtime. Default for claude-code: this directory.")] = None,
 ) -> None:
     """Print the exact config snippet (or command) for an MCP client, for this machine.
 
@@ -282,15 +305,24 @@ def config(
         typer.echo(f"error: unknown client {client!r}; choose one of {', '.join(SUPPORTED)}",
                    err=True)
         raise typer.Exit(2)
+    from smartcolab.cli.local import snippet_local_args
+
+    try:
+        local_args = snippet_local_args(client, python=python, root=root, env=os.environ)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(render_client_config(client, name=name, runtime=runtime, url=url,
-                                    runtimes_file=runtimes_file))
+                                    runtimes_file=runtimes_file, local_args=local_args))
 
 
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
+    from smartcolab.cli.local import local_app
     from smartcolab.cli.user import register
 
     register(app)
+    app.add_typer(local_app, name="local")
 
 
 _register_user_commands()

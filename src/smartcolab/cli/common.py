@@ -1,19 +1,18 @@
 """What every CLI command shares: choosing a runtime, exit codes, error lines, output.
 
-A command's runtime is, in this order: ``--url`` (+ ``--token``), ``--runtime NAME``
+A command's runtime is, in this order: ``--url`` (+ ``--token-file``), ``--runtime NAME``
 from the runtimes file, ``$COLAB_URL`` (+ ``$COLAB_TOKEN``), the runtimes file's
-``default``, else an embedded local runtime started for this one command (and stopped
-after it).  The named runtimes and the embedded runtime are the bridge's own
-(``client/registry.py``, ``client/embedded.py``): one registry, one file format.
+``default``, else the local runtime daemon rooted in the current directory (started
+on first use, shared, and left running until it is idle).  The named runtimes and the
+local runtime are the bridge's own (``client/registry.py``, ``client/embedded.py``): one
+registry, one file format.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from smartcolab.client.registry import (
     env_runtimes,
     load_runtimes_file,
 )
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import (
     BadRequest,
     Conflict,
@@ -67,9 +67,9 @@ JOB_EXIT_CODES: dict[str, int] = {
     "cancelled": EXIT_CANCELLED, "lost": EXIT_LOST,
 }
 
-ENV_URL = "COLAB_URL"
-ENV_TOKEN = "COLAB_TOKEN"
-ENV_RUNTIMES = "SMARTCOLAB_RUNTIMES"
+ENV_URL = env_names.COLAB_URL
+ENV_TOKEN = env_names.COLAB_TOKEN
+ENV_RUNTIMES = env_names.RUNTIMES_FILE
 URL_NAME = "url"
 
 out = Console(soft_wrap=True, highlight=False)
@@ -77,11 +77,12 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 # ---------------------------------------------------------------- shared options
 RuntimeOpt = Annotated[str | None, typer.Option(
-    "--runtime", "-r", help="A named runtime from the runtimes file ('local' = embedded).")]
+    "--runtime", "-r", help="A named runtime from the runtimes file ('local' = the local daemon).")]
 UrlOpt = Annotated[str | None, typer.Option(
-    "--url", help="Runtime URL (default: $COLAB_URL; none: an embedded local runtime).")]
-TokenOpt = Annotated[str | None, typer.Option(
-    "--token", help="Runtime secret (default: $COLAB_TOKEN).")]
+    "--url", help="Runtime URL (default: $COLAB_URL; none: the local runtime daemon).")]
+# A secret never comes from argv (any local user sees it in ps): a file, stdin or $COLAB_TOKEN.
+TokenOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="File holding the runtime secret ('-' reads stdin; default: $COLAB_TOKEN).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -135,25 +136,36 @@ def _choose(target: Target, specs: list[RuntimeSpec], file_default: str | None) 
 
 @asynccontextmanager
 async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, RuntimeClient]]:
-    """The chosen runtime's spec and client; an embedded runtime lives as long as this."""
+    """The chosen runtime's spec and client; the local daemon outlives this (idle stop)."""
     specs, file_default = known_specs()
     if target.url:
         token = target.token if target.token is not None else os.environ.get(ENV_TOKEN)
         specs = [RuntimeSpec(URL_NAME, check_url(target.url), token or None, "from --url"),
                  *(s for s in specs if s.name != URL_NAME)]
     name = _choose(target, specs, file_default)
-    state: Path | None = None
     embedded: EmbeddedRuntime | None = None
     if name == LOCAL and LOCAL not in {s.name for s in specs}:
-        # Files are this directory, as with `smartcolab serve`; job state is throwaway.
-        state = Path(tempfile.mkdtemp(prefix="smartcolab-cli-"))
-        embedded = EmbeddedRuntime(Path.cwd().resolve(), state)
-        if not target.quiet:
-            err.print("[dim]starting an embedded local runtime for this command "
-                      "(--runtime/--url to use another)…[/dim]")
+        # Files are this directory, as with `smartcolab serve`; the daemon rooted here
+        # is shared with bridges configured for this directory, and outlives the command.
+        from smartcolab.cli.local import local_base, local_options
+        from smartcolab.shared.private import private_umask
+
+        private_umask()
+        try:
+            opts = local_options(os.environ)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        embedded = EmbeddedRuntime(Path.cwd().resolve(), local_base(os.environ),
+                                   python=opts.python, idle_timeout_s=opts.idle_timeout_s,
+                                   strip_values=tuple(s.secret for s in specs if s.secret))
     registry = RuntimeRegistry(specs, default=name, embedded=embedded)
     try:
         spec, client = await registry.client(name)
+        if embedded is not None and embedded.started_daemon and not target.quiet:
+            err.print(f"[dim]started a local runtime daemon for {embedded.root} (pid "
+                      f"{embedded.info.pid if embedded.info else '?'}; it stops after "
+                      f"{embedded.spec.idle_timeout_s / 60:.0f} min idle, or with "
+                      "'smartcolab local stop')[/dim]")
         if not isinstance(client, RuntimeClient):
             # The CLI's commands use our runtime server's API (jobs store, /files).
             raise InvalidInput(f"runtime {name!r} is a {spec.kind!r} runtime, which the CLI does "
@@ -162,8 +174,6 @@ async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, Runti
     finally:
         with anyio.CancelScope(shield=True):
             await registry.aclose()
-        if state is not None:
-            shutil.rmtree(state, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- errors and running
@@ -196,7 +206,7 @@ def run_sync(fn: Callable[[], T]) -> T:
     except SmartColabError as exc:
         hint = ""
         if isinstance(exc, Unauthorized):
-            hint = " (check --token / $COLAB_TOKEN; 'smartcolab doctor' says more)"
+            hint = " (check --token-file / $COLAB_TOKEN; 'smartcolab doctor' says more)"
         fail(f"{exc.message}{hint}", exit_code_for(exc))
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -35,6 +35,7 @@ from rich.table import Table
 import smartcolab
 from mcp import Client, StdioServerParameters
 from smartcolab.cli.common import err, out, print_json
+from smartcolab.shared import env as env_names
 
 STEP_DEADLINE_S = 90.0
 TIMEOUT_DEMO_S = 2.0
@@ -139,11 +140,11 @@ def _structured(result: CallToolResult) -> dict[str, Any]:
 def bridge_params(state_dir: Path, save_dir: Path) -> StdioServerParameters:
     """``python -m smartcolab mcp`` with its own state, the embedded runtime only."""
     env = dict(os.environ)
-    for name in ("COLAB_URL", "COLAB_TOKEN", "SMARTCOLAB_RUNTIMES"):
+    for name in (env_names.COLAB_URL, env_names.COLAB_TOKEN, env_names.RUNTIMES_FILE):
         env.pop(name, None)
     pkg_parent = str(Path(smartcolab.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    env.update({"CHECKPOINT_DIR": str(state_dir), "LOCAL_SAVE_DIR": str(save_dir),
+    env.update({env_names.CHECKPOINT_DIR: str(state_dir), env_names.LOCAL_SAVE_DIR: str(save_dir),
                 "PYTHONUNBUFFERED": "1"})
     return StdioServerParameters(command=sys.executable,
                                  args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"],
@@ -279,6 +280,12 @@ async def run_demo(out_dir: Path, *, as_json: bool = False) -> bool:
         err.print(f"the bridge failed: {type(exc).__name__}: {exc}\n{log}")
         run.steps.append(Step("bridge", False, f"{type(exc).__name__}: {exc}"))
     finally:
+        # The demo's local daemon has a throwaway state directory: stop it with the demo.
+        from smartcolab.client.local.daemon import list_daemons, stop_daemon
+
+        with anyio.CancelScope(shield=True):
+            for info in list_daemons(state_dir / "local"):
+                await stop_daemon(info)
         shutil.rmtree(state_dir, ignore_errors=True)
     total = time.perf_counter() - t0
     if as_json:

@@ -22,6 +22,7 @@ from rich.table import Table
 from smartcolab import __version__
 from smartcolab.cli.common import Target, open_runtime, out, print_json
 from smartcolab.client.http.client import NO_RETRY, RuntimeClient
+from smartcolab.shared import routes
 from smartcolab.shared.errors import RuntimeUnreachable, SmartColabError, Unauthorized
 from smartcolab.shared.protocol import H_NGROK_SKIP, SIGNATURE_WINDOW_S, JobSubmit
 
@@ -94,7 +95,7 @@ async def _reachability(report: Report, http: httpx2.AsyncClient, url: str) -> h
     try:
         for _ in range(3):
             sent = time.time()
-            response = await http.get(f"{url}/health", headers={H_NGROK_SKIP: "1"})
+            response = await http.get(url + routes.HEALTH, headers={H_NGROK_SKIP: "1"})
             samples.append(time.time() - sent)
     except httpx2.TransportError as exc:
         report.add("reachable", "fail", f"cannot connect to {url}: {type(exc).__name__}: {exc}. "
@@ -109,7 +110,7 @@ async def _reachability(report: Report, http: httpx2.AsyncClient, url: str) -> h
         return None
     report.add("runtime answers", "ok", f"smartcolab {response.json().get('version', '?')}")
     try:  # browsers (and curl users forgetting the header) may meet an interstitial
-        plain = await http.get(f"{url}/health", headers={"User-Agent": BROWSER_UA})
+        plain = await http.get(url + routes.HEALTH, headers={"User-Agent": BROWSER_UA})
         problem = tunnel_problem(plain)
         if problem:
             report.add("tunnel headers", "warn", f"without {H_NGROK_SKIP}: {problem}")
@@ -136,7 +137,7 @@ def _clock(report: Report, response: httpx2.Response, sent: float, received: flo
 
 async def _auth_and_kernel(report: Report, url: str, secret: str | None) -> None:
     if not secret:
-        report.add("auth", "fail", "no secret given: pass --token or set COLAB_TOKEN (the "
+        report.add("auth", "fail", "no secret given: pass --token-file or set COLAB_TOKEN (the "
                    "server printed it when it started)")
         return
     async with RuntimeClient(url, secret, retry=NO_RETRY) as client:
@@ -183,7 +184,7 @@ async def diagnose(url: str, secret: str | None) -> Report:
             return report
         # Use a fresh single request for the skew: three polls inflate the midpoint error.
         sent = time.time()
-        response = await http.get(f"{url}/health", headers={H_NGROK_SKIP: "1"})
+        response = await http.get(url + routes.HEALTH, headers={H_NGROK_SKIP: "1"})
         received = time.time()
         _clock(report, response, sent, received)
     await _auth_and_kernel(report, url, secret)

@@ -1,5 +1,7 @@
 """CLI bodies for ``probe`` and ``runtimes list|add|remove``.
 
+Secrets are never taken from argv (any local user reads it in ``ps``): ``runtimes add``
+stores one read from a hidden prompt, a file or stdin, or names an environment variable.
 The runtimes file is the bridge's format (``client/registry.py`` reads it with
 ``load_runtimes_file``); this module only adds the writing side: the file is read
 whole, changed, and replaced atomically (temp file, fsync, rename) with mode 0600
@@ -53,6 +55,41 @@ async def probe(target: Target, *, as_json: bool) -> None:
     for k, v in rows:
         table.add_row(k, v)
     out.print(table)
+
+
+# ---------------------------------------------------------------- secrets, never from argv
+MAX_SECRET_CHARS = 4096
+
+
+def read_secret(path: Path) -> str:
+    """A secret from a file (``-`` = stdin): its first line, stripped; refused when empty."""
+    try:
+        text = sys.stdin.read(MAX_SECRET_CHARS + 1) if str(path) == "-" else \
+            path.expanduser().read_text(encoding="utf-8")[:MAX_SECRET_CHARS + 1]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the secret from {path}: {exc}") from exc
+    lines = text.splitlines()
+    secret = lines[0].strip() if lines else ""
+    if not secret or len(secret) > MAX_SECRET_CHARS:
+        raise InvalidInput(f"{'stdin' if str(path) == '-' else path} holds no secret on its "
+                           f"first line (or one longer than {MAX_SECRET_CHARS} characters)")
+    return secret
+
+
+def secret_from(*, ask: bool, file: Path | None) -> str | None:
+    """The secret ``runtimes add`` stores: prompted (hidden) or read from a file or stdin."""
+    if ask and file is not None:
+        raise InvalidInput("give either --ask-secret or --secret-file, not both")
+    if file is not None:
+        return read_secret(file)
+    if ask:
+        import typer
+
+        value = str(typer.prompt("Secret (not shown)", hide_input=True)).strip()
+        if not value:
+            raise InvalidInput("no secret was entered")
+        return value
+    return None
 
 
 # ---------------------------------------------------------------- runtimes file

@@ -1,7 +1,8 @@
 """Typer wiring of the commands for people: flags in, plain arguments out.
 
-The bodies live in ``cli_jobs``, ``cli_files``, ``cli_runtimes``, ``cli_doctor`` and
-``demo``; ``cli.register_user_commands`` adds these to the ``smartcolab`` app.
+The bodies live in the sibling modules ``cli/jobs.py``, ``cli/files.py``,
+``cli/runtimes.py``, ``cli/doctor.py`` and ``cli/demo.py``; ``register`` adds these
+commands to the ``smartcolab`` app (``cli/app.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ runtimes_app = typer.Typer(help="Named runtimes in the runtimes file (shared wit
                            no_args_is_help=True)
 
 
-def _target(runtime: str | None, url: str | None, token: str | None, quiet: bool = False) -> Target:
+def _target(runtime: str | None, url: str | None, token_file: Path | None,
+            quiet: bool = False) -> Target:
+    token = None if token_file is None else run_sync(lambda: cli_runtimes.read_secret(token_file))
     return Target(runtime=runtime, url=url, token=token, quiet=quiet)
 
 
@@ -168,7 +171,7 @@ def probe(runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = None
           as_json: JsonOpt = False) -> None:
     """What a runtime has: platform, GPUs, CPUs, RAM, disk, packages, time left.
 
-    Example: smartcolab probe --url https://abc.ngrok-free.app --token $TOKEN
+    Example: smartcolab probe --url https://abc.ngrok-free.app --token-file ~/.colab-secret
     """
     target = _target(runtime, url, token, as_json)
     run(lambda: cli_runtimes.probe(target, as_json=as_json))
@@ -245,7 +248,10 @@ def runtimes_add(
     url: Annotated[str, typer.Argument(help="The runtime's URL.")],
     secret_env: Annotated[str | None, typer.Option(
         help="Read the secret from this environment variable when used (keeps it out of the file).")] = None,
-    secret: Annotated[str | None, typer.Option(help="Store the secret in the file (mode 0600).")] = None,
+    ask_secret: Annotated[bool, typer.Option(
+        "--ask-secret", help="Prompt for the secret (hidden) and store it in the file (mode 0600).")] = False,
+    secret_file: Annotated[Path | None, typer.Option(
+        help="Read the secret from this file ('-' = stdin) and store it in the file (mode 0600).")] = None,
     description: Annotated[str, typer.Option(help="A note shown in listings.")] = "",
     default: Annotated[bool, typer.Option("--default", help="Make it the default runtime.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Change an existing entry.")] = False,
@@ -256,6 +262,7 @@ def runtimes_add(
     Example: smartcolab runtimes add kaggle https://x.trycloudflare.com --secret-env KAGGLE_TOKEN --default
     """
     path = file or runtimes_path()
+    secret = run_sync(lambda: cli_runtimes.secret_from(ask=ask_secret, file=secret_file))
     run_sync(lambda: cli_runtimes.add_runtime(
         path, name, url, secret=secret, secret_env=secret_env, description=description,
         make_default=default, replace=replace))
@@ -279,7 +286,7 @@ def doctor(runtime: RuntimeOpt = None, url: UrlOpt = None, token: TokenOpt = Non
            as_json: JsonOpt = False) -> None:
     """Check a runtime: reachable, not a tunnel's page, clock skew, secret, version, kernel.
 
-    Example: smartcolab doctor --url https://abc.ngrok-free.app --token $TOKEN
+    Example: smartcolab doctor --url https://abc.ngrok-free.app --token-file ~/.colab-secret
     """
     target = _target(runtime, url, token, as_json)
     ok = run(lambda: cli_doctor.doctor(target, as_json=as_json))

@@ -110,8 +110,3 @@ def files_for(backend: RuntimeBackend) -> RuntimeFiles:
     if files is None:
         raise TypeError(f"{type(backend).__name__} offers no file operations")
     return files
-
-
-def tracks_jobs_locally(backend: RuntimeBackend) -> bool:
-    """True when the bridge, not the runtime, keeps the job records (Jupyter Server)."""
-    return getattr(backend, "job_tracking", "runtime") == "bridge"

@@ -7,13 +7,14 @@ Colab VMs disappear with their job store; the journal keeps what the bridge saw
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from smartcolab.shared.private import private_dir
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView
+from smartcolab.shared.sqlite import open_db
 
 JOURNAL_FILE = "bridge-journal.sqlite3"
 OUTPUT_TAIL_CHARS = 4000
@@ -37,6 +38,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     error        TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_runtime ON jobs (runtime, submitted_at DESC);
+CREATE TABLE IF NOT EXISTS epochs (
+    observer   TEXT NOT NULL,
+    runtime    TEXT NOT NULL,
+    session    TEXT NOT NULL,
+    epoch      TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (observer, runtime, session)
+);
 """
 
 
@@ -67,13 +76,10 @@ class Journal:
     """A small thread-safe SQLite store; every write is one short transaction."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         self.path = directory / JOURNAL_FILE
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(self.path)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -140,6 +146,34 @@ class Journal:
                 " AND status='succeeded' ORDER BY submitted_at DESC LIMIT ?",
                 (runtime, session, epoch, limit)).fetchall()
         return [JournalEntry(*row) for row in reversed(rows)]
+
+    # ------------------------------------------------------------ epochs
+    # The last session epoch each bridge (``observer``: its client lease) saw, so a
+    # STATE LOST note is right after a bridge restart too.
+    def load_epoch(self, observer: str, runtime: str, session: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT epoch FROM epochs WHERE observer=? AND runtime=? AND session=?",
+                (observer, runtime, session)).fetchone()
+        return str(row[0]) if row else None
+
+    def save_epoch(self, observer: str, runtime: str, session: str, epoch: str | None) -> None:
+        with self._lock:
+            if epoch is None:
+                self._db.execute(
+                    "DELETE FROM epochs WHERE observer=? AND runtime=? AND session=?",
+                    (observer, runtime, session))
+            else:
+                self._db.execute(
+                    "INSERT INTO epochs (observer, runtime, session, epoch, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (observer, runtime, session)"
+                    " DO UPDATE SET epoch=excluded.epoch, updated_at=excluded.updated_at",
+                    (observer, runtime, session, epoch, time.time()))
+
+    def forget_epochs(self, observer: str, runtime: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM epochs WHERE observer=? AND runtime=?",
+                             (observer, runtime))
 
 
 _COLUMNS = ("job_id, runtime, url, session, code, timeout, status, epoch, submitted_at,"

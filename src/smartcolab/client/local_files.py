@@ -12,12 +12,10 @@ import errno
 import hashlib
 import json
 import os
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from smartcolab.client.http.client import RuntimeClient
 from smartcolab.shared.errors import LocalPathRefused, LocalWriteFailed
 
 IO_CHUNK = 1024 * 1024
@@ -53,12 +51,6 @@ def remote_name(remote_path: str) -> str:
         raise LocalPathRefused(f"cannot derive a local name from '{remote_path[:200]}'; pass "
                                "local_name")
     return name
-
-
-def backoff(client: RuntimeClient, failures: int) -> float:
-    """Exponential backoff with jitter, on the client's retry policy."""
-    base = min(client.retry.max_s, client.retry.initial_s * (2 ** max(0, failures - 1)))
-    return float(base) * random.uniform(0.5, 1.0)
 
 
 def hash_prefix(path: Path, length: int) -> Any:

@@ -25,14 +25,13 @@ A plain Jupyter Server or JupyterHub user server is an entry of kind ``jupyter``
 
 ``JUPYTER_URL`` + ``JUPYTER_TOKEN`` give a runtime named ``jupyter``.
 
-A runtime named ``local`` is always available: the embedded runtime, started on
-first use. ``connect_runtime`` repoints a name at a new URL and secret in memory
+A runtime named ``local`` is always available: the local runtime daemon, started on
+first use and shared with other bridges (client/embedded.py). ``connect_runtime`` repoints a name at a new URL and secret in memory
 (tunnel URLs change whenever a notebook restarts).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.embedded import EmbeddedRuntime
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.jupyter.server import JupyterBackend
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import InvalidInput, UnknownRuntime
 from smartcolab.shared.protocol import NAME_PATTERN
 
@@ -175,7 +175,7 @@ class RuntimeRegistry:
         if spec.embedded and self._embedded is not None:
             was = spec.url
             url = await self._embedded.start()
-            if url != was:
+            if url != was or self._embedded.secret != spec.secret:  # a new daemon
                 spec = replace(spec, url=url, secret=self._embedded.secret)
                 self._specs[spec.name] = spec
                 await self._drop_client(spec.name)
@@ -183,7 +183,10 @@ class RuntimeRegistry:
         if client is None:
             client = self._clients[spec.name] = (
                 JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name)
-                if spec.kind == JUPYTER else self._factory(spec.url, spec.secret))
+                if spec.kind == JUPYTER
+                else self._embedded.client(spec.url, spec.secret)
+                if spec.embedded and self._embedded is not None
+                else self._factory(spec.url, spec.secret))
         return spec, client
 
     async def connect(self, name: str, url: str, secret: str | None, *,
@@ -216,17 +219,13 @@ class RuntimeRegistry:
 def env_runtimes(env: Mapping[str, str]) -> list[RuntimeSpec]:
     """COLAB_URL (+ COLAB_TOKEN) is the runtime ``colab``; JUPYTER_URL (+ JUPYTER_TOKEN) ``jupyter``."""
     specs = []
-    url = env.get("COLAB_URL", "").strip()
+    url = env.get(env_names.COLAB_URL, "").strip()
     if url:
-        specs.append(RuntimeSpec(COLAB, check_url(url), env.get("COLAB_TOKEN") or None,
-                                 "from COLAB_URL"))
-    jupyter = env.get("JUPYTER_URL", "").strip()
+        specs.append(RuntimeSpec(COLAB, check_url(url), env.get(env_names.COLAB_TOKEN) or None,
+                                 f"from {env_names.COLAB_URL}"))
+    jupyter = env.get(env_names.JUPYTER_URL, "").strip()
     if jupyter:  # a plain Jupyter Server or JupyterHub user server
-        specs.append(RuntimeSpec(JUPYTER, check_url(jupyter), env.get("JUPYTER_TOKEN") or None,
-                                 "from JUPYTER_URL", kind=JUPYTER))
+        specs.append(RuntimeSpec(JUPYTER, check_url(jupyter),
+                                 env.get(env_names.JUPYTER_TOKEN) or None,
+                                 f"from {env_names.JUPYTER_URL}", kind=JUPYTER))
     return specs
-
-
-def runtimes_file_from_env(env: Mapping[str, str]) -> Path | None:
-    value = env.get("SMARTCOLAB_RUNTIMES")
-    return Path(os.path.expanduser(value)) if value else None

@@ -66,7 +66,7 @@ class BridgeDeps:
     * ``cursors``: per job, how far the model has already seen its output.
     * ``pending_downloads``: per job, ``download`` globs to fetch once it succeeds.
 
-    The job helpers (``submit_and_wait``, ``wait_for_job``) live in
+    The job helpers (``submit_and_wait``, ``follow``, ``render``) live in
     ``mcp/jobflow.py`` and take ``deps`` as their first argument.
     """
 

@@ -20,7 +20,10 @@ from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from smartcolab.client.local_files import local_target
+from smartcolab.client.untrusted import check_job_id
 from smartcolab.shared.display import Attachment, image_extension
+from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
 from smartcolab.shared.terminal import render, strip_ansi
 
@@ -71,7 +74,7 @@ class RenderOptions:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the save dir itself: names have no '/'
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -123,7 +126,7 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
                 images.append(ImageContent(type="image", mime_type=mime,
                                            data=out.image_base64 or ""))
                 continue
-        notes.append(_save(opts.save_dir / f"{job_id}-image{index}.{image_extension(mime)}",
+        notes.append(_save(opts.save_dir, job_id, f"image{index}.{image_extension(mime)}",
                            data, f"image {index}"))
     attachments = [a for o in outputs for a in o.attachments]
     for index, extra in enumerate(attachments, start=1):
@@ -131,18 +134,23 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
             notes.append(f"a {extra.mime} output ({extra.size:,} bytes) is kept on the runtime "
                          "only: it was over the runtime's size cap.")
             continue
-        name = f"{job_id}-output{index}.{Attachment(extra.mime, '').extension}"
-        notes.append(_save(opts.save_dir / name, extra.data.encode("utf-8"),
+        name = f"output{index}.{Attachment(extra.mime, '').extension}"
+        notes.append(_save(opts.save_dir, job_id, name, extra.data.encode("utf-8"),
                            f"a {extra.mime} output"))
     return images, notes
 
 
-def _save(path: Path, data: bytes, what: str) -> str:
-    """Write one output that is not shown; the note that says where it went."""
+def _save(save_dir: Path, job_id: str, suffix: str, data: bytes, what: str) -> str:
+    """Write one output that is not shown; the note that says where it went.
+
+    The job id came from the runtime: checked against the wire pattern, then the
+    name is confined to the save directory like any local name.
+    """
     try:
+        path = local_target(save_dir, f"{check_job_id(job_id)}-{suffix}")
         _write_atomic(path, data)
         return f"{what} ({len(data):,} bytes) saved to {path}."
-    except OSError as exc:
+    except (OSError, SmartColabError) as exc:
         return f"{what} ({len(data):,} bytes) not shown and not saved: {exc}."
 
 

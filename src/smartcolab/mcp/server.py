@@ -6,7 +6,6 @@ Adding a tools module is one line in ``TOOL_MODULES``; each module exposes
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -14,14 +13,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from mcp.server import MCPServer
 
 from smartcolab import __version__
 from smartcolab.client.embedded import EmbeddedRuntime
+from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.http.client import RetryPolicy
 from smartcolab.client.journal import Journal
+from smartcolab.client.local.sessions import DEFAULT_LABEL, ClientLease
 from smartcolab.client.registry import RuntimeRegistry, RuntimeSpec, default_client_factory
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.tools import chunked as tools_chunked
@@ -30,12 +31,9 @@ from smartcolab.mcp.tools import files as tools_files
 from smartcolab.mcp.tools import jobs as tools_jobs
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
+from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
-
-
-class ToolsModule(Protocol):
-    def register(self, server: MCPServer, deps: BridgeDeps) -> None: ...
 
 
 TOOL_MODULES: list[ModuleType] = [
@@ -70,8 +68,15 @@ class BridgeConfig:
     default_runtime: str | None = None
     embedded: bool = True
     embedded_root: Path | None = None
+    # Where local runtime daemons keep their directories (default CHECKPOINT_DIR/local).
     embedded_state_dir: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # The local runtime: kernels' Python (None: this one) or kernelspec, idle stop,
+    # and this bridge's client label (client/local/sessions.py).
+    python: str | None = None
+    kernel: str = "python3"
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    client_label: str = DEFAULT_LABEL
 
 
 def build_server(deps: BridgeDeps, *, modules: list[ModuleType] | None = None) -> MCPServer:
@@ -85,20 +90,26 @@ def build_server(deps: BridgeDeps, *, modules: list[ModuleType] | None = None) -
 
 @asynccontextmanager
 async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
-    """Open the journal and the runtime registry; close them (and the embedded runtime) on exit."""
+    """Open the journal and the runtime registry; close them on exit (the local daemon stays)."""
     s = config.settings
+    journal = Journal(s.checkpoint_dir)
+    lease = ClientLease(s.checkpoint_dir, config.client_label)
     embedded = None
     if config.embedded:
-        base = s.checkpoint_dir / "embedded"
-        embedded = EmbeddedRuntime(config.embedded_root or base / "workspace",
-                                   config.embedded_state_dir or base / "state")
+        embedded = EmbeddedRuntime(
+            config.embedded_root or s.checkpoint_dir / "embedded" / "workspace",
+            config.embedded_state_dir or s.checkpoint_dir / "local", python=config.python,
+            kernel=config.kernel, idle_timeout_s=config.idle_timeout_s, lease=lease,
+            retry=config.retry, strip_values=tuple(r.secret for r in config.runtimes if r.secret))
     registry = RuntimeRegistry(config.runtimes, default=config.default_runtime, embedded=embedded,
                                client_factory=default_client_factory(config.retry))
-    deps = BridgeDeps(settings=s, registry=registry, journal=Journal(s.checkpoint_dir))
+    deps = BridgeDeps(settings=s, registry=registry, journal=journal,
+                      epochs=EpochTracker(journal, lambda: lease.name))
     try:
         yield deps
     finally:
         await deps.aclose()
+        lease.release()
 
 
 async def serve_stdio(config: BridgeConfig) -> None:
@@ -109,36 +120,23 @@ async def serve_stdio(config: BridgeConfig) -> None:
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
-class BearerGuard:
-    """Refuse every HTTP request without ``Authorization: Bearer <token>`` (constant time)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="smartcolab-mcp"')]})
-                await send({"type": "http.response.body",
-                            "body": b'{"error": "a bearer token is required"}'})
-                return
-        await self.app(scope, receive, send)
-
-
 async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
-                     path: str = "/mcp", ready: Callable[[int], None] | None = None) -> None:
-    """Serve Streamable HTTP on host:port, every request guarded by the bearer token."""
+                     path: str = "/mcp", ready: Callable[[int], None] | None = None,
+                     allowed_hosts: tuple[str, ...] = (),
+                     allowed_origins: tuple[str, ...] = ()) -> None:
+    """Serve Streamable HTTP on host:port behind ``HttpGuard`` (mcp/http_transport.py)."""
     import socket
 
     import uvicorn
 
+    from smartcolab.mcp.http_transport import HostPolicy, HttpGuard, MemoryEventStore
+
+    policy = HostPolicy.for_bind(host, extra_hosts=allowed_hosts, extra_origins=allowed_origins)
     async with open_bridge(config) as deps:
         server = build_server(deps)
-        app = BearerGuard(server.streamable_http_app(streamable_http_path=path, host=host), token)
+        app = HttpGuard(server.streamable_http_app(
+            streamable_http_path=path, host=host, event_store=MemoryEventStore(),
+            transport_security=policy.sdk_settings()), token, policy)
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                              socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

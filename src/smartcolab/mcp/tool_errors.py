@@ -21,6 +21,7 @@ from smartcolab.shared.errors import (
     NotFound,
     PathOutsideRoots,
     RateLimited,
+    RuntimeMisbehaved,
     RuntimeUnreachable,
     SessionBusy,
     ShuttingDown,
@@ -40,11 +41,16 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
     hint: str
     if isinstance(exc, RuntimeUnreachable):
         hint = ("Re-run the notebook's serving cell, or call connect_runtime with its new URL "
-                "and secret. Jobs this bridge submitted can still be read with get_job / "
+                "(the secret is found by secret_name or secret_env, never pasted). Jobs this bridge submitted can still be read with get_job / "
                 "list_jobs (from the local journal).")
     elif isinstance(exc, Unauthorized):
-        hint = ("The runtime refused the secret. Copy the secret the notebook printed and call "
-                "connect_runtime with the same URL and the right secret (or fix COLAB_TOKEN).")
+        hint = ("The runtime refused the secret. Ask the user to store the secret the notebook "
+                "printed with 'smartcolab runtimes add NAME URL --ask-secret' in a terminal, then "
+                "call connect_runtime with secret_name=NAME (or fix COLAB_TOKEN).")
+    elif isinstance(exc, RuntimeMisbehaved):
+        hint = ("Nothing of that answer was kept. Make sure the runtime's URL is your own "
+                "runtime (list_runtimes; connect_runtime to repoint it); do not retry against "
+                "a runtime you do not trust.")
     elif isinstance(exc, UnknownRuntime):
         hint = "Pass one of the names list_runtimes shows, or omit runtime for the default."
     elif isinstance(exc, StateLost):

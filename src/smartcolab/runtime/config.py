@@ -1,17 +1,28 @@
 """Configuration of a runtime server: one value object, defaults as named constants.
 
-Only the CLI and ``smartcolab.serve()`` read flags and environment variables; they
-build a ``RuntimeConfig`` and hand it to ``create_app``.
+Only the CLI and the notebook helper read flags and environment variables; they,
+and ``smartcolab.serve()``, build a ``RuntimeConfig`` with ``build_config`` and hand
+it to the server.  The CLI's option defaults are the constants below.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from smartcolab.runtime.host.platform import working_dir
+
+KIB = 1024
+MIB = 1024 * 1024
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+DEFAULT_KERNEL_NAME = "python3"
+STATE_SUBDIR = ".smartcolab"
 DEFAULT_RESPONSE_TEXT_BYTES = 64 * 1024
 DEFAULT_KILL_GRACE_S = 5.0
 DEFAULT_MIN_FREE_RAM_BYTES = 512 * 1024 * 1024
@@ -52,8 +63,8 @@ class RuntimeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     roots: list[Path] = field(default_factory=lambda: [Path.cwd()])
-    state_dir: Path = field(default_factory=lambda: Path.cwd() / ".smartcolab")
-    kernel_name: str = "python3"
+    state_dir: Path = field(default_factory=lambda: Path.cwd() / STATE_SUBDIR)
+    kernel_name: str = DEFAULT_KERNEL_NAME
     response_text_bytes: int = DEFAULT_RESPONSE_TEXT_BYTES
     kill_grace_s: float = DEFAULT_KILL_GRACE_S
     min_free_ram_bytes: int = DEFAULT_MIN_FREE_RAM_BYTES
@@ -93,3 +104,34 @@ class RuntimeConfig:
     @property
     def persist_root(self) -> Path:
         return self.persist_dir or self.state_dir / "persist"
+
+
+PathLike = str | os.PathLike[str]
+
+
+def build_config(*, roots: Sequence[PathLike] | None = None, state_dir: PathLike | None = None,
+                 persist_dir: PathLike | None = None, secret: str | None = None,
+                 trusted_proxies: Sequence[str] | None = None, **fields: Any) -> RuntimeConfig:
+    """The one way a ``RuntimeConfig`` is made from what a person gave.
+
+    Used by ``smartcolab serve``, ``smartcolab.serve()`` and the notebook helper, so
+    the three agree: paths are expanded and made absolute; no ``roots`` means the
+    platform's working directory (``/content`` on Colab, ``/kaggle/working`` on
+    Kaggle, else the current one); ``state_dir`` defaults to ``ROOT/.smartcolab``; an
+    empty ``secret`` or ``trusted_proxies`` keeps the default (a new random secret,
+    loopback).  ``fields`` are further ``RuntimeConfig`` fields, as they are.
+    """
+    root_list = [_absolute(r) for r in roots] if roots else [working_dir()]
+    config = RuntimeConfig(
+        roots=root_list,
+        state_dir=_absolute(state_dir) if state_dir else root_list[0] / STATE_SUBDIR,
+        persist_dir=_absolute(persist_dir) if persist_dir else None, **fields)
+    if secret:
+        config.secret = secret
+    if trusted_proxies:
+        config.trusted_proxies = list(trusted_proxies)
+    return config
+
+
+def _absolute(path: PathLike) -> Path:
+    return Path(path).expanduser().resolve()

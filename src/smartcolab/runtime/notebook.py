@@ -23,17 +23,14 @@ from typing import Any, TextIO
 
 import httpx2
 
-from smartcolab.runtime.host.probe import detect_platform
+from smartcolab.runtime.config import DEFAULT_HOST
+from smartcolab.runtime.host.platform import detect_platform
 from smartcolab.runtime.server import ServerHandle, serve_in_thread
+from smartcolab.shared import env
 
 __all__ = ["NotebookRuntime", "client_instructions", "mount_drive", "read_secret", "start",
            "stop"]
 
-NGROK_TOKEN_NAME = "NGROK_AUTHTOKEN"
-NGROK_DOMAIN_NAME = "NGROK_DOMAIN"
-CLOUDFLARED_TOKEN_NAME = "TUNNEL_TOKEN"
-CLOUDFLARED_HOSTNAME_NAME = "CLOUDFLARED_HOSTNAME"
-SECRET_NAME = "SMARTCOLAB_SECRET"
 DRIVE_MOUNTPOINT = Path("/content/drive")
 DRIVE_PERSIST_SUBDIR = Path("MyDrive") / "smartcolab"
 KAGGLE_PERSIST_DIR = Path("/kaggle/working/smartcolab-saved")
@@ -77,14 +74,6 @@ def mount_drive(mountpoint: Path = DRIVE_MOUNTPOINT) -> Path:
     return target
 
 
-def _default_root() -> Path:
-    for env, path in (("COLAB_RELEASE_TAG", "/content"),
-                      ("KAGGLE_KERNEL_RUN_TYPE", "/kaggle/working")):
-        if env in os.environ and Path(path).is_dir():
-            return Path(path)
-    return Path.cwd().resolve()
-
-
 @dataclass
 class NotebookRuntime:
     """A runtime started from a notebook: its handle, public URL, secret and name."""
@@ -123,8 +112,9 @@ def client_instructions(name: str, url: str, secret: str) -> str:
     """What to paste where: MCP client config, environment, and ``connect_runtime``."""
     entry = {"mcpServers": {"smart-colab": {
         "command": "python", "args": ["-m", "smartcolab", "mcp"],
-        "env": {"COLAB_URL": url, "COLAB_TOKEN": secret}}}}
-    call = json.dumps({"name": name, "url": url, "secret": secret})
+        "env": {env.COLAB_URL: url, env.COLAB_TOKEN: secret}}}}
+    # No secret in the call: a tool argument passes through the model and the transcript.
+    call = json.dumps({"name": name, "url": url, "secret_name": name})
     return "\n".join([
         "On your computer (pip install smart-colab-mcp), register the bridge with your MCP "
         "client once:",
@@ -132,7 +122,10 @@ def client_instructions(name: str, url: str, secret: str) -> str:
         "  then put the secret in COLAB_TOKEN. Or paste this whole entry (use the full path "
         "to your python):",
         *("  " + line for line in json.dumps(entry, indent=2).splitlines()),
-        "Already in a chat? After a restart, ask the assistant to call the tool",
+        "Already in a chat? After a restart, store the secret on your computer (a hidden "
+        "prompt; never paste it into the chat):",
+        f"  smartcolab runtimes add {name} {url} --ask-secret --replace",
+        "  then ask the assistant to call the tool",
         f"  connect_runtime {call}",
         "From a terminal:",
         f"  curl -H 'Authorization: Bearer {secret}' {url}/probe",
@@ -140,7 +133,7 @@ def client_instructions(name: str, url: str, secret: str) -> str:
 
 
 def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None = None,
-          host: str = "127.0.0.1", port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
+          host: str = DEFAULT_HOST, port: int = 0, drive: bool = False, drive_mountpoint: str | Path = DRIVE_MOUNTPOINT,
           persist_dir: str | Path | None = None,
           ngrok_domain: str | None = None, cloudflared_hostname: str | None = None,
           secret: str | None = None, quiet: bool = False, out: TextIO | None = None,
@@ -163,11 +156,11 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
         _current = None
     token = domain = None
     if tunnel == "ngrok":
-        token = read_secret(NGROK_TOKEN_NAME)
-        domain = ngrok_domain or read_secret(NGROK_DOMAIN_NAME)
+        token = read_secret(env.NGROK_TOKEN)
+        domain = ngrok_domain or read_secret(env.NGROK_DOMAIN)
     elif tunnel == "cloudflared":
-        token = read_secret(CLOUDFLARED_TOKEN_NAME)
-        domain = cloudflared_hostname or read_secret(CLOUDFLARED_HOSTNAME_NAME)
+        token = read_secret(env.CLOUDFLARED_TOKEN)
+        domain = cloudflared_hostname or read_secret(env.CLOUDFLARED_HOSTNAME)
     persist = Path(persist_dir) if persist_dir else None
     if persist is None and drive:
         persist = mount_drive(Path(drive_mountpoint))
@@ -176,8 +169,8 @@ def start(*, tunnel: str = "ngrok", name: str = "colab", root: str | Path | None
     if persist is not None:
         options["persist_dir"] = persist
     handle = serve_in_thread(
-        host=host, port=port, root=root or _default_root(),
-        secret=secret or read_secret(SECRET_NAME), banner=False, tunnel=tunnel,
+        host=host, port=port, root=root,
+        secret=secret or read_secret(env.SECRET), banner=False, tunnel=tunnel,
         tunnel_token=token, tunnel_domain=domain, **options)
     _current = NotebookRuntime(handle=handle, name=name, tunnel=tunnel)
     if not quiet:

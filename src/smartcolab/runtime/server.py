@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import uvicorn
 
 from smartcolab.runtime.api.app import create_app
-from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.config import DEFAULT_HOST, RuntimeConfig, build_config
 from smartcolab.runtime.host.tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
 from smartcolab.runtime.logs import configure_logging
 from smartcolab.runtime.security.clientaddr import parse_networks
@@ -228,7 +228,7 @@ def _sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path | None = None,
+def serve_in_thread(*, host: str = DEFAULT_HOST, port: int = 0, root: str | Path | None = None,
                     roots: list[str | Path] | None = None, secret: str | None = None,
                     state_dir: str | Path | None = None, auth: bool = True,
                     banner: bool = True, tls_cert: str | None = None,
@@ -238,7 +238,9 @@ def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path 
     """Start a runtime server in a daemon thread and wait until it answers.
 
     Meant for a notebook cell: the server keeps serving while other cells run, and
-    dies with the notebook's kernel.  ``options`` are further ``RuntimeConfig`` fields.
+    dies with the notebook's kernel.  The config comes from ``build_config`` (no root:
+    the platform's working directory); ``options`` are further ``RuntimeConfig``
+    fields.
 
     ``tunnel`` is ``"none"``, ``"ngrok"`` (``tunnel_token`` = the ngrok auth token,
     ``tunnel_domain`` = a reserved domain) or ``"cloudflared"`` (no token: a quick
@@ -248,14 +250,8 @@ def serve_in_thread(*, host: str = "127.0.0.1", port: int = 0, root: str | Path 
     tunnel_options = TunnelOptions(kind=check_kind(tunnel), token=tunnel_token,
                                    domain=tunnel_domain, binary=tunnel_binary)
     check_tunnel(tunnel_options, tls_cert is not None)
-    root_list = [Path(r).resolve() for r in (roots or [root or Path.cwd()])]
-    config = RuntimeConfig(
-        host=host, port=port, roots=root_list, auth=auth,
-        state_dir=Path(state_dir) if state_dir else root_list[0] / ".smartcolab",
-        **options,
-    )
-    if secret:
-        config.secret = secret
+    config = build_config(roots=roots or ([root] if root else None), state_dir=state_dir,
+                          secret=secret, host=host, port=port, auth=auth, **options)
     check_config(config)
     configure_logging(json_lines=True)
     sock = bind_socket(config.host, config.port)

@@ -38,7 +38,9 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
         ├── LocalWriteFailed             507 local_write_failed
-        └── UnknownRuntime               404 unknown_runtime
+        ├── RuntimeMisbehaved            502 runtime_misbehaved
+        ├── UnknownRuntime               404 unknown_runtime
+        └── IncompatibleRuntime          502 incompatible_runtime
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "Forbidden",
     "GuardRefused",
     "HeadersTooLarge",
+    "IncompatibleRuntime",
     "InvalidInput",
     "JobIdConflict",
     "JobNotFound",
@@ -68,6 +71,7 @@ __all__ = [
     "QueueFull",
     "RangeNotSatisfiable",
     "RateLimited",
+    "RuntimeMisbehaved",
     "RuntimeUnreachable",
     "SessionBusy",
     "SessionExists",
@@ -96,9 +100,6 @@ class SmartColabError(Exception):
         self.message = message
         self.details: dict[str, Any] = details or {}
         self.retry_after = retry_after
-
-    def to_body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message, self.details)
 
 
 class BadRequest(SmartColabError):
@@ -231,8 +232,21 @@ class LocalWriteFailed(ClientSideError):
     status, code = 507, "local_write_failed"
 
 
+class RuntimeMisbehaved(ClientSideError):
+    """A runtime's answer broke the protocol: a bad id or name, more bytes than it stated,
+    an encoding nobody asked for, an archive past its caps.  Nothing of it was kept."""
+
+    status, code = 502, "runtime_misbehaved"
+
+
 class UnknownRuntime(ClientSideError):
     status, code = 404, "unknown_runtime"
+
+
+class IncompatibleRuntime(ClientSideError):
+    """The runtime speaks another version of the wire protocol (``protocol.API_VERSION``)."""
+
+    status, code = 502, "incompatible_runtime"
 
 
 def _all_subclasses(cls: type[SmartColabError]) -> list[type[SmartColabError]]:

@@ -1,9 +1,10 @@
 """Wire models and wire rules shared by the runtime server and its clients.
 
-The runtime (``smartcolab.runtime``) and the bridge (``smartcolab.bridge``) never
-import each other; everything they must agree on lives here: request and
-response models, header names, the HMAC canonical string, limits that both sides
-check.
+The runtime (``smartcolab.runtime``) and its clients (``smartcolab.client``, used by
+``smartcolab.mcp`` and ``smartcolab.cli``) never import each other; everything they
+must agree on lives here: request and response models, header names, the API
+version, the HMAC canonical string, limits that both sides check.  Endpoint paths
+are in ``routes``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The wire protocol's version: the runtime sends it on every response (H_API_VERSION) and
+# the client refuses to go on with a runtime that speaks another one, with a clear error,
+# instead of failing later on a missing field.  Bump it on any incompatible change.
 API_VERSION = "1"
 
 # ---------------------------------------------------------------- headers
@@ -22,6 +26,9 @@ H_NONCE = "X-SC-Nonce"
 H_SIGNATURE = "X-SC-Signature"
 H_CONTENT_SHA256 = "X-SC-Content-SHA256"
 H_EPOCH = "X-SC-Epoch"
+H_API_VERSION = "X-SC-API-Version"
+# The size of a file before gzip, on a compressed download (the body's length is the wire size).
+H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 # ngrok's free plan serves an interstitial page to browser-like clients without it.
 H_NGROK_SKIP = "ngrok-skip-browser-warning"
 

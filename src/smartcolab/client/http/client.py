@@ -5,7 +5,7 @@ Used by the MCP bridge and the CLI.  Every request is HMAC-signed (see
 that are safe to repeat (GETs, and job submission thanks to the client-chosen job
 id) are retried with exponential backoff and jitter on connection errors, 429 and
 5xx; a runtime's error body becomes the matching ``SmartColabError`` in exactly one
-function, ``_raise_for_status``.
+function, ``_check_status``.
 """
 
 from __future__ import annotations
@@ -19,29 +19,26 @@ import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
 from pydantic import BaseModel
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
+from smartcolab import __version__
+from smartcolab.client.retry import NO_RETRY as NO_RETRY
+from smartcolab.client.retry import RetryPolicy as RetryPolicy
+from smartcolab.client.untrusted import check_job_id, check_job_view, check_session_view
+from smartcolab.shared import routes
 from smartcolab.shared.errors import (
-    RateLimited,
+    IncompatibleRuntime,
     RuntimeUnreachable,
     SmartColabError,
-    Unavailable,
     error_from_body,
 )
 from smartcolab.shared.protocol import (
+    API_VERSION,
     EMPTY_SHA256,
+    H_API_VERSION,
     H_CONTENT_SHA256,
     H_EPOCH,
     H_NGROK_SKIP,
@@ -78,17 +75,6 @@ LONG_POLL_SLACK_S = 30.0
 # The runtime gives a save or restore up to 300 s inside the kernel.
 PERSIST_READ_TIMEOUT_S = 330.0
 USER_AGENT = "smartcolab-client"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    initial_s: float = 0.25
-    max_s: float = 8.0
-    total_s: float = 60.0
-
-
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 class HmacAuth(httpx2.Auth):
@@ -136,25 +122,6 @@ def _has_buffered_body(request: httpx2.Request) -> bool:
     return True
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, (RuntimeUnreachable, RateLimited)):
-        return True
-    return isinstance(exc, Unavailable) and exc.code in ("unavailable", "kernel_unavailable")
-
-
-def _wait(policy: RetryPolicy) -> Any:
-    backoff = wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        hinted = getattr(exc, "retry_after", None)
-        if isinstance(hinted, (int, float)) and hinted > 0:
-            return float(min(hinted, policy.max_s))
-        return float(backoff(state))
-
-    return wait
-
-
 class RuntimeClient:
     """A pooled, signed, retrying connection to one runtime server."""
 
@@ -194,6 +161,24 @@ class RuntimeClient:
         await self.aclose()
 
     # ------------------------------------------------------------ core
+    def build_request(self, method: str, path: str, *,
+                      params: Mapping[str, Any] | None = None, json: Any = None,
+                      content: Any = None, headers: Mapping[str, str] | None = None,
+                      timeout: float | None = None,
+                      http: httpx2.AsyncClient | httpx2.Client | None = None) -> httpx2.Request:
+        """The one place a request is made, for every way of sending it.
+
+        Parameters that are ``None`` are left out of the query; ``timeout`` is the read
+        timeout of this call (a long-poll's wait plus slack), the connect timeout stays.
+        Signing happens when the request is sent (``HmacAuth``), so a retry is signed
+        afresh with a new nonce.
+        """
+        return (http or self._http).build_request(
+            method, path, params={k: v for k, v in (params or {}).items() if v is not None},
+            json=json, content=content, headers=headers,
+            timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout
+            else httpx2.USE_CLIENT_DEFAULT)
+
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, content: bytes | None = None,
                       headers: Mapping[str, str] | None = None, idempotent: bool | None = None,
@@ -202,21 +187,15 @@ class RuntimeClient:
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
         policy = self.retry if idempotent else NO_RETRY
-        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
-        req_timeout = httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout else None
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total_s),
-            wait=_wait(policy), retry=retry_if_exception(_retryable), reraise=True,
-        ):
+        async for attempt in policy.retrying():
             with attempt:
+                request = self.build_request(method, path, params=params, json=json,
+                                             content=content, headers=headers, timeout=timeout)
                 try:
-                    response = await self._http.request(
-                        method, path, params=clean_params, json=json, content=content,
-                        headers=headers, timeout=req_timeout if req_timeout else httpx2.USE_CLIENT_DEFAULT,
-                    )
+                    response = await self._http.send(request)
                 except httpx2.TransportError as exc:
                     raise self._unreachable(exc) from exc
-                await self._raise_for_status(response)
+                self._check_status(response)
                 return response
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
@@ -226,17 +205,17 @@ class RuntimeClient:
                      content: Any = None, timeout: float | None = None,
                      ) -> AsyncIterator[httpx2.Response]:
         """A streamed request (downloads, uploads); no automatic retry: the caller resumes."""
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self.build_request(method, path, params=params, headers=headers,
+                                     content=content, timeout=timeout)
         try:
-            async with self._http.stream(
-                method, path, params=clean, headers=headers, content=content,
-                timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S)
-                if timeout else httpx2.USE_CLIENT_DEFAULT,
-            ) as response:
+            response = await self._http.send(request, stream=True)
+            try:
                 if response.status_code >= 400:
                     await response.aread()
-                await self._raise_for_status(response)
+                self._check_status(response)
                 yield response
+            finally:
+                await response.aclose()
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from exc
 
@@ -257,17 +236,17 @@ class RuntimeClient:
                     limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4),
                     **self._common)
             http = self._blocking
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self.build_request(method, path, params=params, headers=headers,
+                                     timeout=timeout, http=http)
         try:
-            with http.stream(
-                method, path, params=clean, headers=headers,
-                timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S)
-                if timeout else httpx2.USE_CLIENT_DEFAULT,
-            ) as response:
+            response = http.send(request, stream=True)
+            try:
                 if response.status_code >= 400:
                     response.read()
                 self._check_status(response)
                 yield response
+            finally:
+                response.close()
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from exc
 
@@ -275,18 +254,24 @@ class RuntimeClient:
         return RuntimeUnreachable(
             f"cannot reach the runtime at {self.url} ({type(exc).__name__}: {exc or 'no detail'}). "
             "If it runs in a notebook, re-run its serving cell; if its URL changed, "
-            "call connect_runtime with the new URL and secret.",
+            "call connect_runtime with the new URL.",
             details={"url": self.url},
         )
-
-    async def _raise_for_status(self, response: httpx2.Response) -> None:
-        self._check_status(response)
 
     def _check_status(self, response: httpx2.Response) -> None:
         """Remember the epoch; raise the matching ``SmartColabError`` for an error reply."""
         epoch = response.headers.get(H_EPOCH)
         if epoch:
             self.last_epoch = epoch
+        version = response.headers.get(H_API_VERSION)
+        # Absent: not our runtime (a tunnel's page, a proxy), which the status check reports.
+        if version is not None and version != API_VERSION:
+            raise IncompatibleRuntime(
+                f"the runtime at {self.url} speaks API version {version}, this smartcolab "
+                f"{__version__} speaks version {API_VERSION}: install the same "
+                "smart-colab-mcp version on both sides (pip install -U smart-colab-mcp in the "
+                "notebook and here), then restart the runtime.",
+                details={"url": self.url, "runtime_api": version, "client_api": API_VERSION})
         if response.status_code < 400:
             return
         try:
@@ -320,59 +305,73 @@ class RuntimeClient:
 
     # ------------------------------------------------------------ system
     async def health(self) -> Health:
-        return await self._get_model(Health, "/health")
+        return await self._get_model(Health, routes.HEALTH)
 
     async def probe(self) -> Probe:
-        return await self._get_model(Probe, "/probe")
+        return await self._get_model(Probe, routes.PROBE)
 
     async def shutdown(self) -> None:
-        await self.request("POST", "/shutdown", idempotent=True)
+        await self.request("POST", routes.SHUTDOWN, idempotent=True)
 
     # ------------------------------------------------------------ jobs
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
         """Submit a job; safe to retry: the runtime runs one job per job id."""
         wait = max(0.0, min(wait, MAX_WAIT_S))
-        return await self._post_model(
-            JobView, "/jobs", json=job.model_dump(mode="json"), idempotent=True,
-            timeout=wait + LONG_POLL_SLACK_S, wait=wait or None)
+        return check_job_view(await self._post_model(
+            JobView, routes.JOBS, json=job.model_dump(mode="json"), idempotent=True,
+            timeout=wait + LONG_POLL_SLACK_S, wait=wait or None), job.job_id)
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         wait = max(0.0, min(wait, MAX_WAIT_S))
-        return await self._get_model(JobView, f"/jobs/{job_id}", timeout=wait + LONG_POLL_SLACK_S,
-                                     wait=wait or None, since=since)
+        return check_job_view(await self._get_model(
+            JobView, routes.fill(routes.JOB, job_id=job_id), timeout=wait + LONG_POLL_SLACK_S,
+            wait=wait or None, since=since), job_id)
 
     async def cancel_job(self, job_id: str) -> JobView:
-        return await self._post_model(JobView, f"/jobs/{job_id}/cancel", idempotent=True)
+        return check_job_view(await self._post_model(
+            JobView, routes.fill(routes.JOB_CANCEL, job_id=job_id), idempotent=True), job_id)
 
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
                         status: str | None = None) -> JobList:
-        return await self._get_model(JobList, "/jobs", limit=limit, session=session, status=status)
+        jobs = await self._get_model(JobList, routes.JOBS, limit=limit, session=session,
+                                     status=status)
+        for view in jobs.jobs:
+            check_job_view(view)
+        return jobs
 
     async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
-        return await self._get_model(OutputPage, f"/jobs/{job_id}/output", offset=offset, limit=limit)
+        page = await self._get_model(OutputPage, routes.fill(routes.JOB_OUTPUT, job_id=job_id),
+                                     offset=offset, limit=limit)
+        check_job_id(page.job_id, job_id)
+        return page
 
     # ------------------------------------------------------------ sessions
     async def sessions(self) -> SessionList:
-        return await self._get_model(SessionList, "/sessions")
+        listed = await self._get_model(SessionList, routes.SESSIONS)
+        for view in listed.sessions:
+            check_session_view(view)
+        return listed
 
     async def create_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, "/sessions", json={"name": name})
+        return check_session_view(
+            await self._post_model(SessionView, routes.SESSIONS, json={"name": name}), name)
 
     async def restart_session(self, name: str) -> SessionView:
-        return await self._post_model(SessionView, f"/sessions/{name}/restart", idempotent=True,
-                                      timeout=120.0)
+        return check_session_view(await self._post_model(
+            SessionView, routes.fill(routes.SESSION_RESTART, name=name), idempotent=True,
+            timeout=120.0), name)
 
     async def delete_session(self, name: str) -> None:
-        await self.request("DELETE", f"/sessions/{name}", idempotent=True)
+        await self.request("DELETE", routes.fill(routes.SESSION, name=name), idempotent=True)
 
     async def variables(self, session: str = "main", *, include_private: bool = False) -> VariableList:
-        return await self._get_model(VariableList, f"/sessions/{session}/variables",
+        return await self._get_model(VariableList, routes.fill(routes.SESSION_VARIABLES, name=session),
                                      private=include_private or None)
 
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport:
         body = (request or CleanupRequest()).model_dump(mode="json")
-        return await self._post_model(CleanupReport, f"/sessions/{session}/cleanup", json=body,
+        return await self._post_model(CleanupReport, routes.fill(routes.SESSION_CLEANUP, name=session), json=body,
                                       idempotent=True, timeout=120.0)
 
     # ------------------------------------------------------------ persistence
@@ -380,15 +379,15 @@ class RuntimeClient:
                              request: SaveRequest | None = None) -> PersistManifest:
         """Pickle the session's variables on the runtime; unpicklable ones come back in ``failed``."""
         body = (request or SaveRequest()).model_dump(mode="json")
-        return await self._post_model(PersistManifest, f"/sessions/{session}/save", json=body,
+        return await self._post_model(PersistManifest, routes.fill(routes.SESSION_SAVE, name=session), json=body,
                                       idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
 
     async def restore_variables(self, session: str = "main",
                                 request: RestoreRequest | None = None) -> RestoreReport:
         """Load a saved snapshot's variables into the session (after a restart, say)."""
         body = (request or RestoreRequest()).model_dump(mode="json")
-        return await self._post_model(RestoreReport, f"/sessions/{session}/restore", json=body,
+        return await self._post_model(RestoreReport, routes.fill(routes.SESSION_RESTORE, name=session), json=body,
                                       idempotent=True, timeout=PERSIST_READ_TIMEOUT_S)
 
     async def snapshots(self) -> SnapshotList:
-        return await self._get_model(SnapshotList, "/snapshots")
+        return await self._get_model(SnapshotList, routes.SNAPSHOTS)

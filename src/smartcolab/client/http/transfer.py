@@ -12,30 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
-from smartcolab.client.http.receive import Receive, receive, report
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.local_files import (
+    IO_CHUNK,
     ProgressFn,
-    backoff,
-    discard,
     hash_local,
-    hash_prefix,
     local_target,
-    part_paths,
-    publish,
     refuse_existing,
     remote_name,
-    resume_offset,
-    write_json_atomic,
 )
+from smartcolab.client.resumable import RangeReply, fetch, report, verify_and_publish
+from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
+from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
@@ -56,13 +51,8 @@ __all__ = [
     "list_files", "local_target", "stat", "tune_read_size", "upload",
 ]
 
-Compression = Literal["none", "gzip", "zstd"]
-
 DEFAULT_ATTEMPTS = 8
-MAX_TOTAL_ATTEMPTS = 100
-IO_CHUNK = 1024 * 1024
 READ_SIZE = 1024 * 1024
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 
 
 @dataclass(frozen=True)
@@ -81,7 +71,7 @@ async def list_files(client: RuntimeClient, path: str = "", *, recursive: bool =
                      pattern: str | None = None, limit: int = 1000,
                      cursor: str | None = None) -> FileList:
     """One page of a remote listing; pass ``next_cursor`` back for the next."""
-    r = await client.request("GET", "/files", params={
+    r = await client.request("GET", routes.FILES, params={
         "path": path, "recursive": _flag(recursive), "pattern": pattern, "limit": limit,
         "cursor": cursor})
     return FileList.model_validate(r.json())
@@ -101,13 +91,13 @@ async def iter_files(client: RuntimeClient, path: str = "", *, recursive: bool =
 
 
 async def stat(client: RuntimeClient, path: str, *, with_hash: bool = True) -> FileStat:
-    r = await client.request("GET", "/files/stat", params={"path": path, "hash": _flag(with_hash)})
+    r = await client.request("GET", routes.FILES_STAT, params={"path": path, "hash": _flag(with_hash)})
     return FileStat.model_validate(r.json())
 
 
 async def delete(client: RuntimeClient, path: str) -> DeleteResult:
     """Delete one remote file (never a directory)."""
-    r = await client.request("DELETE", "/files", params={"path": path, "confirm": "true"},
+    r = await client.request("DELETE", routes.FILES, params={"path": path, "confirm": "true"},
                              idempotent=False)
     return DeleteResult.model_validate(r.json())
 
@@ -139,28 +129,60 @@ def _flag(value: bool) -> str:
 
 
 # ---------------------------------------------------------------- download
+@dataclass(frozen=True)
+class HttpRanges:
+    """Our runtime's ``/files/content`` as a :class:`RangeSource` (Range + If-Range)."""
+
+    client: RuntimeClient
+
+    @contextlib.contextmanager
+    def open_range(self, remote: str, offset: int, version: str | None,
+                   compress: bool) -> Iterator[RangeReply]:
+        headers = {"Accept-Encoding": "gzip" if compress else "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if version:
+                headers["If-Range"] = version
+        with self.client.stream_blocking("GET", routes.FILES_CONTENT, params={
+                "path": remote, "compress": "true" if compress else None},
+                                         headers=headers) as resp:
+            encoding = resp.headers.get("content-encoding", "").strip().lower()
+            # Decoded only when asked for; anything else is refused unread by the skeleton.
+            chunks = resp.iter_bytes() if compress and encoding == "gzip" else resp.iter_raw()
+            yield RangeReply(partial=resp.status_code == 206, version=resp.headers.get("etag"),
+                             encoding=encoding, chunks=chunks,
+                             wire=lambda: resp.num_bytes_downloaded)
+
+    def backoff(self, failures: int) -> float:
+        return self.client.retry.delay(failures)
+
+
 async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.PathLike[str],
                    local_name: str | None = None, *, overwrite: bool = False,
                    progress: ProgressFn | None = None, compress: bool = False,
-                   attempts: int = DEFAULT_ATTEMPTS) -> DownloadResult:
+                   attempts: int = DEFAULT_ATTEMPTS,
+                   limits: TransferLimits = DEFAULT_LIMITS) -> DownloadResult:
     """Download one remote file into ``save_dir``: resumable, sha256-verified, atomic.
 
     ``compress`` asks the runtime for gzip (saves tunnel quota on text-like files);
-    a resume after a drop continues uncompressed with ``Range``.
+    a resume after a drop continues uncompressed with ``Range``.  No more bytes
+    than ``/files/stat`` stated are accepted.
     """
     tune_read_size()
     final = local_target(save_dir, local_name or remote_name(remote_path))
     refuse_existing(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    part, meta = part_paths(final)
     head = await stat(client, remote_path, with_hash=False)
     if head.type != "file":
         raise InvalidInput(f"'{remote_path[:200]}' is a {head.type} on the runtime; use "
                            "download_dir for directories")
+    check_stated_size(head.size, remote_path[:200])
     hashed = asyncio.ensure_future(stat(client, remote_path, with_hash=True))
     try:
-        return await _download_body(client, remote_path, head, hashed, part, meta, final,
-                                    overwrite, progress, compress, attempts)
+        got = await fetch(HttpRanges(client), remote_path, final, size=head.size,
+                          version=head.etag, compress=compress, attempts=attempts,
+                          progress=progress, limits=limits)
+        remote_stat = await hashed
     finally:
         if not hashed.done():
             hashed.cancel()
@@ -168,37 +190,14 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
                 await hashed
         elif not hashed.cancelled():
             hashed.exception()  # retrieved, so asyncio does not warn about it
-
-
-async def _download_body(client: RuntimeClient, remote: str, head: FileStat,
-                         hashed: asyncio.Future[FileStat], part: Path, meta: Path, final: Path,
-                         overwrite: bool, progress: ProgressFn | None, compress: bool,
-                         attempts: int) -> DownloadResult:
-    offset = await asyncio.to_thread(resume_offset, part, meta, remote, head.etag, head.size)
-    hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
-    job = Receive(remote=remote, part=part, meta=meta, etag=head.etag or "", total=head.size,
-                  offset=offset, hasher=hasher, compress=compress, attempts=attempts)
-    write_json_atomic(meta, {"remote": remote, "etag": job.etag, "size": job.total})
-    await receive(client, job, progress)
-    etag, hasher = job.etag, job.hasher
-    digest = hasher.hexdigest()
-    remote_stat = await hashed
-    if remote_stat.etag == etag and remote_stat.sha256 != digest:
-        discard(part, meta)
-        raise ChecksumMismatch(f"'{remote[:200]}' arrived with sha256 {digest} but the runtime "
-                               f"has {remote_stat.sha256}; the partial file was removed, "
-                               "download again", details={"local": digest,
-                                                          "remote": remote_stat.sha256})
-    if remote_stat.etag != etag:
-        # The remote file changed while we downloaded: verify against the version we got.
-        again = await stat(client, remote, with_hash=True)
-        if again.sha256 != digest:
-            raise ChecksumMismatch(f"'{remote[:200]}' changed on the runtime during the "
-                                   "download; download again", details={"local": digest})
-    await asyncio.to_thread(publish, part, final, overwrite)
-    discard(meta)
-    return DownloadResult(path=final, size=job.offset, sha256=digest, resumed_from=offset,
-                          attempts=job.tries, wire_bytes=job.wire, compressed=job.used_gzip)
+    if remote_stat.etag != got.version:
+        # The remote file changed since: verify against the version we got, if still there.
+        remote_stat = await stat(client, remote_path, with_hash=True)
+    await asyncio.to_thread(verify_and_publish, got, remote_stat.sha256, final, overwrite,
+                            remote_path)
+    return DownloadResult(path=final, size=got.size, sha256=got.sha256,
+                          resumed_from=got.resumed_from, attempts=got.attempts,
+                          wire_bytes=got.wire_bytes, compressed=got.compressed)
 
 
 # ---------------------------------------------------------------- upload
@@ -225,7 +224,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
     while True:
         try:
             async with client.stream(
-                "PUT", "/files/content",
+                "PUT", routes.FILES_CONTENT,
                 params={"path": remote_path, "overwrite": _flag(overwrite)},
                 headers={H_CONTENT_SHA256: digest, "Content-Length": str(size)},
                 content=_file_chunks(path, size, progress), timeout=600.0,
@@ -247,7 +246,7 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
             failures += 1
             if failures >= attempts:
                 raise
-            await asyncio.sleep(backoff(client, failures))
+            await asyncio.sleep(client.retry.delay(failures))
     if result.sha256 != digest or result.size != size:
         raise ChecksumMismatch(f"the runtime stored {result.size} bytes with sha256 "
                                f"{result.sha256}, expected {size} bytes with {digest}")

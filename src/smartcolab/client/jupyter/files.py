@@ -3,9 +3,10 @@
 * list and stat: ``GET /api/contents/PATH`` (``hash=1`` asks the server for the
   file's sha256, Jupyter Server 2.11+; older servers: the digest is computed by
   code in the kernel).
-* download: ``GET /files/PATH`` streams the bytes and honours ``Range``, so a dropped
-  download resumes from its ``.part`` file; it is published only after its sha256
-  matched the server's.
+* download: ``GET /files/PATH`` streams the bytes and honours ``Range``; the one
+  resumable skeleton (``client/resumable.py``) does the rest: a dropped download
+  resumes from its ``.part`` file, no more bytes than stated are kept, and it is
+  published only after its sha256 matched the server's.
 * upload: the contents API's chunked upload (``chunk`` = 1, 2, ..., -1, base64) into
   ``NAME.smartcolab-part`` beside the target, resumed from that file's size
   after a drop, checked against the local sha256, then renamed (``PATCH``) onto the
@@ -21,31 +22,26 @@ import base64
 import contextlib
 import datetime as dt
 import fnmatch
-import hashlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx2
 
-from smartcolab.client.http.receive import report
 from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.jupyter.kernel import JupyterRest
 from smartcolab.client.local_files import (
     ProgressFn,
-    discard,
     hash_local,
-    hash_prefix,
     local_target,
-    part_paths,
-    publish,
     refuse_existing,
     remote_name,
-    resume_offset,
-    write_json_atomic,
 )
+from smartcolab.client.resumable import RangeReply, fetch, report, verify_and_publish
+from smartcolab.client.retry import JUPYTER_RETRY
+from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     FileExistsOnRuntime,
@@ -59,7 +55,6 @@ from smartcolab.shared.protocol import FileEntry, FileList, FileStat, UploadResu
 ROOT_LABEL = "(jupyter root)"
 UPLOAD_CHUNK = 8 * 1024 * 1024  # bytes per contents-API request (sent as base64 JSON)
 MAX_LISTED = 10_000
-ATTEMPTS = 5
 
 ShaFn = Callable[[str], Awaitable[dict[str, Any]]]
 
@@ -81,6 +76,44 @@ def _mtime(model: dict[str, Any]) -> float:
 
 def _type(model: dict[str, Any]) -> str:
     return "dir" if model.get("type") == "directory" else "file"
+
+
+class _JupyterRanges:
+    """``GET /files/PATH`` with ``Range`` as a :class:`RangeSource`; one blocking client.
+
+    The contents API has no ETag, so the version is not compared per response: the
+    sha256 check before publishing catches a file that changed meanwhile.
+    """
+
+    def __init__(self, rest: JupyterRest) -> None:
+        self.rest = rest
+        self.http = httpx2.Client(base_url=rest.url, headers=rest.headers,
+                                  follow_redirects=False,
+                                  timeout=httpx2.Timeout(600.0, connect=10.0))
+
+    def __enter__(self) -> _JupyterRanges:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    @contextlib.contextmanager
+    def open_range(self, remote: str, offset: int, version: str | None,
+                   compress: bool) -> Iterator[RangeReply]:
+        try:
+            with self.http.stream("GET", f"/files/{quote(remote)}", headers={
+                    "Range": f"bytes={offset}-", "Accept-Encoding": "identity"}) as resp:
+                if resp.status_code not in (200, 206):
+                    resp.read()
+                    self.rest.raise_for_status(resp, f"download '{remote[:200]}'")
+                yield RangeReply(partial=resp.status_code == 206, version=None,
+                                 encoding=resp.headers.get("content-encoding", "").strip().lower(),
+                                 chunks=resp.iter_raw(), wire=lambda: resp.num_bytes_downloaded)
+        except httpx2.TransportError as exc:
+            raise self.rest.unreachable(exc) from exc
+
+    def backoff(self, failures: int) -> float:
+        return JUPYTER_RETRY.delay(failures)
 
 
 class JupyterFiles:
@@ -145,68 +178,26 @@ class JupyterFiles:
     # ------------------------------------------------------------ download
     async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
                        local_name: str | None = None, *, overwrite: bool = False,
-                       progress: ProgressFn | None = None) -> DownloadResult:
+                       progress: ProgressFn | None = None,
+                       limits: TransferLimits = DEFAULT_LIMITS) -> DownloadResult:
         """Stream ``/files/PATH`` into ``save_dir``: resumable, sha256-verified, atomic."""
         remote = _clean(remote_path)
         final = local_target(save_dir, local_name or remote_name(remote))
         refuse_existing(final, overwrite)
         final.parent.mkdir(parents=True, exist_ok=True)
-        part, meta = part_paths(final)
         head = await self.stat(remote, with_hash=True)
         if head.type != "file":
             raise InvalidInput(f"'{remote[:200]}' is a directory: a Jupyter Server has no "
                                "archive endpoint, so download its files one by one "
                                "(list_colab_files with recursive=true shows them).")
-        offset = resume_offset(part, meta, remote, head.etag, head.size)
-        resumed = offset
-        hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
-        write_json_atomic(meta, {"remote": remote, "etag": head.etag, "size": head.size})
-        tries = failures = 0
-        with open(part, "r+b" if offset else "wb") as f:  # noqa: ASYNC230 - local disk
-            f.truncate(offset)
-            f.seek(offset)
-            while offset < head.size:
-                tries += 1
-                before = offset
-                try:
-                    async with self.rest.http.stream(
-                            "GET", f"/files/{quote(remote)}",
-                            headers={"Range": f"bytes={offset}-", "Accept-Encoding": "identity"},
-                            timeout=httpx2.Timeout(600.0, connect=10.0)) as resp:
-                        if resp.status_code not in (200, 206):
-                            await resp.aread()
-                            self.rest.raise_for_status(resp, f"download '{remote[:200]}'")
-                        if resp.status_code == 200 and offset:  # no Range support: start over
-                            f.seek(0)
-                            f.truncate(0)
-                            offset, hasher = 0, hashlib.sha256()
-                        async for chunk in resp.aiter_raw():
-                            f.write(chunk)
-                            hasher.update(chunk)
-                            offset += len(chunk)
-                            await report(progress, offset, head.size)
-                except httpx2.TransportError as exc:
-                    failures = 1 if offset > before else failures + 1
-                    if failures >= ATTEMPTS:
-                        f.flush()
-                        raise RuntimeUnreachable(
-                            f"download of '{remote[:200]}' failed at {offset} of {head.size} "
-                            f"bytes ({exc}); call download again to resume from there",
-                            details={"offset": offset}) from exc
-                    await asyncio.sleep(0.2 * 2 ** failures)
-            f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
-        digest = hasher.hexdigest()
-        if digest != head.sha256:
-            discard(part, meta)
-            raise ChecksumMismatch(f"'{remote[:200]}' arrived with sha256 {digest} but the server "
-                                   f"has {head.sha256} (it may have changed meanwhile); the "
-                                   "partial file was removed, download again",
-                                   details={"local": digest, "remote": head.sha256})
-        await asyncio.to_thread(publish, part, final, overwrite)
-        discard(meta)
-        return DownloadResult(path=final, size=offset, sha256=digest, resumed_from=resumed,
-                              attempts=tries)
+        check_stated_size(head.size, remote[:200])
+        with _JupyterRanges(self.rest) as source:
+            got = await fetch(source, remote, final, size=head.size, version=head.etag,
+                              attempts=JUPYTER_RETRY.attempts, progress=progress, limits=limits)
+        await asyncio.to_thread(verify_and_publish, got, head.sha256, final, overwrite, remote)
+        return DownloadResult(path=final, size=got.size, sha256=got.sha256,
+                              resumed_from=got.resumed_from, attempts=got.attempts,
+                              wire_bytes=got.wire_bytes)
 
     # ------------------------------------------------------------ upload
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
@@ -260,9 +251,9 @@ class JupyterFiles:
                                          timeout=600.0, what="upload")
                 except RuntimeUnreachable:
                     failures += 1
-                    if failures >= ATTEMPTS:
+                    if failures >= JUPYTER_RETRY.attempts:
                         raise
-                    await asyncio.sleep(0.2 * 2 ** failures)
+                    await asyncio.sleep(JUPYTER_RETRY.delay(failures))
                     # The chunk may have landed: continue from what the server holds.
                     offset = await self._part_size(part)
                     if offset % UPLOAD_CHUNK:

@@ -26,6 +26,7 @@ import httpx2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from smartcolab.client.retry import JUPYTER_RETRY
 from smartcolab.shared.errors import (
     InvalidInput,
     KernelUnavailable,
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one plot or a big print can be large
-RECONNECT_ATTEMPTS = 5
 
 
 class JupyterRest:
@@ -145,7 +145,7 @@ class KernelChannel:
             if self._ws is not None and self._reader is not None and not self._reader.done():
                 return self._ws
             last: BaseException | None = None
-            for attempt in range(RECONNECT_ATTEMPTS):
+            for attempt in range(JUPYTER_RETRY.attempts):
                 try:
                     self._ws = await connect(self._uri, additional_headers=self._headers,
                                              max_size=MAX_MESSAGE_BYTES, open_timeout=CONNECT_TIMEOUT_S,
@@ -156,7 +156,7 @@ class KernelChannel:
                     return self._ws
                 except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
                     last = exc
-                    await asyncio.sleep(min(2.0, 0.2 * 2 ** attempt))
+                    await asyncio.sleep(JUPYTER_RETRY.delay(attempt + 1))
             raise KernelUnavailable(
                 f"cannot open the WebSocket of kernel {self.kernel_id} ({type(last).__name__}: "
                 f"{last}); the kernel may have been shut down or culled.",

@@ -3,11 +3,11 @@
 ``JupyterBackend`` offers the same calls as ``RuntimeClient`` (see ``backend.py``), so
 every tool works unchanged, but speaks only Jupyter Server's standard APIs: sessions
 and kernels over REST, code over the kernel WebSocket, files through the contents
-API (``jupyter_files.py``).  Nothing of ours is installed on that side.
+API (``files.py``).  Nothing of ours is installed on that side.
 
 * A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
   starts in the server's root directory); a bridge that restarts finds it again.
-* Jobs are tracked here, in the bridge (``jupyter_jobs.py``), one at a time per
+* Jobs are tracked here, in the bridge (``jobs.py``), one at a time per
   session, with the timeout enforced by interrupt, then restart.
 * The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
   and is drawn again whenever it is missing, so a restart or crash (ours or not)
@@ -30,6 +30,7 @@ from typing import Any, Literal
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared import kernel_code as kc
 from smartcolab.shared.errors import (
     JobIdConflict,
@@ -62,6 +63,8 @@ RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within t
 BUSY_WAIT_S = 10.0
 INTERNAL_TIMEOUT_S = 60.0
 MAX_JOBS_KEPT = 2000
+# A kernel that is still starting answers KernelUnavailable: one more try a second later.
+_KERNEL_STARTING = RetryPolicy(attempts=2, initial_s=1.0, max_s=1.0, jitter_s=0.0)
 
 
 class KernelSession:
@@ -181,11 +184,11 @@ class JupyterBackend:
 
     async def _epoch_retry(self, sess: KernelSession) -> str:
         """``_epoch``, once more after a second if the kernel is still starting."""
-        try:
-            return await self._epoch(sess)
-        except KernelUnavailable:
-            await asyncio.sleep(1.0)
-            return await self._epoch(sess)
+        async for attempt in _KERNEL_STARTING.retrying(
+                lambda exc: isinstance(exc, KernelUnavailable)):
+            with attempt:
+                return await self._epoch(sess)
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     async def _epoch(self, sess: KernelSession) -> str:
         """Read the kernel's token (lock held): ``<kernel id>-<token>``.

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from smartcolab.shared.errors import Conflict, NotFound
+from smartcolab.shared.sqlite import open_db
 
 __all__ = ["DB_NAME", "BatchRow", "Checkpoint", "CheckpointStore", "Status"]
 
@@ -126,18 +127,11 @@ class CheckpointStore:
     """Thread-safe access to the checkpoint database; every method is one transaction."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / DB_NAME
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a committed transaction survives the process being killed at
-        # any moment (what we promise); only a power loss of this machine can drop the last
-        # few commits (those batches then run again), never corrupt the file.  FULL costs
-        # an fsync per batch: 1-8 ms here, half the whole per-batch budget.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # synchronous=NORMAL (open_db): a power loss may drop the last few commits, whose
+        # batches then run again; a killed process loses nothing committed.
+        self._db = open_db(self.path, busy_timeout_s=30.0, row_factory=sqlite3.Row)
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from typing import Any, cast
 
@@ -35,6 +34,7 @@ from smartcolab.mcp.chunked.build import ChunkSpec, build_batch, marker_for, par
 from smartcolab.mcp.chunked.checkpoints import Checkpoint, CheckpointStore
 from smartcolab.mcp.chunked.runner import ChunkedRunner, Outcome, ProgressFn, batch_job_id
 from smartcolab.shared.errors import InvalidInput, RuntimeUnreachable
+from smartcolab.shared.sqlite import open_db
 
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 _SCHEMA = """
@@ -59,8 +59,9 @@ class DaskRunner(ChunkedRunner):
         self.scheduler = scheduler
         self.in_flight = in_flight
         self.connect_timeout = connect_timeout
-        self._db = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=5000")
+        # Its own connection to the checkpoint database, for the side table of batches
+        # that finished out of order.
+        self._db = open_db(store.path)
         self._db.execute(_SCHEMA)
 
     # ------------------------------------------------------------ the side table

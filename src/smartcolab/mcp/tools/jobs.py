@@ -53,7 +53,9 @@ def _journal_dict(entry: JournalEntry) -> dict[str, Any]:
 def _view_row(v: JobView) -> str:
     took = f"{v.duration_s:.1f}s" if v.duration_s is not None else "-"
     first = next((ln.strip() for ln in v.code.splitlines() if ln.strip()), "")[:60]
-    return f"{v.job_id}  {v.status:<9}  {v.session:<8}  {_stamp(v.created_at)}  {took:>8}  {first}"
+    who = f"  [{v.client}]" if v.client else ""  # which client submitted it
+    return (f"{v.job_id}  {v.status:<9}  {v.session:<8}  {_stamp(v.created_at)}  {took:>8}  "
+            f"{first}{who}")
 
 
 def register(server: MCPServer, deps: BridgeDeps) -> None:
@@ -154,7 +156,8 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                 content=[TextContent(type="text", text=text)],
                 structured_content={"source": "runtime", "runtime": spec.name, "jobs": [
                     {"job_id": v.job_id, "status": v.status, "session": v.session,
-                     "created_at": v.created_at, "duration_s": v.duration_s} for v in jobs]})
+                     "created_at": v.created_at, "duration_s": v.duration_s,
+                     "client": v.client} for v in jobs]})
 
     async def get_job_output(
         job_id: JobId,

@@ -87,7 +87,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
             spec, client = await deps.registry.client(runtime)
             report = await _runtime_server(spec.name, client).restore_variables(
                 session, RestoreRequest(names=names, snapshot=snapshot))
-            change = deps.epochs.observe(spec.name, session, report.epoch)
+            change = deps.epochs.observe(spec.name, report.session, report.epoch)
             lines = [f"restored {len(report.restored)} variable(s) into session {session!r} on "
                      f"{spec.name!r} from snapshot {report.snapshot!r}: "
                      f"{', '.join(report.restored) or 'none'}"]

@@ -9,6 +9,8 @@ from mcp.server import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from smartcolab.client.registry import check_name, check_url
+from smartcolab.client.secret_source import resolve_secret
 from smartcolab.mcp.deps import BridgeDeps
 from smartcolab.mcp.jobflow import epoch_note
 from smartcolab.mcp.params import RuntimeName, SessionName, register_tool
@@ -73,7 +75,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
             listing = await client.variables(session, include_private=include_private)
-            change = deps.epochs.observe(spec.name, session, listing.epoch)
+            change = deps.epochs.observe(spec.name, listing.session, listing.epoch)
             rows = []
             for v in listing.variables:
                 shape = f" shape={tuple(v.shape)}" if v.shape is not None else (
@@ -123,7 +125,7 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
         with translated(runtime):
             spec, client = await deps.registry.client(runtime)
             view = await client.restart_session(session)
-            deps.epochs.expect(spec.name, session, view.epoch)
+            deps.epochs.expect(spec.name, view.name, view.epoch)
             return _text(f"session {session!r} on {spec.name!r} restarted (status {view.status}, "
                          f"new epoch {view.epoch}). Variables and imports are gone: re-run "
                          "your setup code.", view.model_dump(mode="json"))
@@ -139,7 +141,20 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
     async def connect_runtime(
         name: Annotated[str, Field(description="Runtime name, e.g. 'colab'; new names are added.")],
         url: Annotated[str, Field(description="The runtime's URL as printed by the notebook.")],
-        secret: Annotated[str, Field(min_length=1, description="The runtime's secret.")],
+        secret_name: Annotated[str | None, Field(
+            max_length=64, description="Use the secret stored for this runtime name with "
+                                       "'smartcolab runtimes add NAME URL --ask-secret'. "
+                                       "Default: the name's current or stored secret.")] = None,
+        secret_env: Annotated[str | None, Field(
+            max_length=128, description="Or: an environment variable of the bridge that holds "
+                                        "the secret (COLAB_TOKEN, JUPYTER_TOKEN, SMARTCOLAB_SECRET*, "
+                                        "or one the runtimes file names).")] = None,
+        secret: Annotated[str | None, Field(
+            min_length=1, max_length=4096,
+            description="Only if the user insists on typing the secret into the chat: it stays "
+                        "in the transcript. Needs secret_in_transcript=true.")] = None,
+        secret_in_transcript: Annotated[bool, Field(
+            description="The user accepts that a raw secret passes through the model.")] = False,
         make_default: Annotated[bool, Field(
             description="Use this runtime when a tool call names none.")] = True,
         kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
@@ -147,13 +162,21 @@ def register(server: MCPServer, deps: BridgeDeps) -> None:
                         "Server or JupyterHub user server (secret = its token). Default: the "
                         "name's current kind, else 'runtime'.")] = None,
     ) -> CallToolResult:
-        """Point a runtime name at a new URL and secret, without restarting the MCP client.
+        """Point a runtime name at a new URL, without restarting the MCP client.
 
-        Use when the notebook was restarted and printed a new tunnel URL. The
-        connection is checked before this returns.
+        Use when the notebook was restarted and printed a new tunnel URL. Never ask the
+        user to paste a secret into the chat: the secret is found by reference (the one
+        stored with `smartcolab runtimes add NAME URL --ask-secret` in a terminal, or an
+        environment variable); a raw `secret` works only with secret_in_transcript=true.
+        The connection is checked before this returns.
         """
         with translated(name):
-            spec = await deps.registry.connect(name, url, secret, make_default=make_default,
+            check_name(name)
+            check_url(url)  # before the secret: a bad name or URL is the error to show
+            token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
+                                   secret_env=secret_env, secret_name=secret_name,
+                                   known=deps.registry.specs())
+            spec = await deps.registry.connect(name, url, token, make_default=make_default,
                                                kind=kind)
             deps.epochs.forget_runtime(name)
             _, client = await deps.registry.client(name)

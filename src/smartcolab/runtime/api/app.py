@@ -1,11 +1,11 @@
-"""The runtime's ASGI application: routers, auth, error rendering, epoch header."""
+"""The runtime's ASGI application: routers, auth, error rendering, epoch and API version headers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartcolab import __version__
@@ -21,13 +21,15 @@ from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.security.audit import AuditMiddleware
 from smartcolab.runtime.security.limits import LimitsMiddleware
 from smartcolab.runtime.state import RuntimeState
-from smartcolab.shared.protocol import H_EPOCH, Health
+from smartcolab.shared import routes
+from smartcolab.shared.protocol import API_VERSION, H_API_VERSION, H_EPOCH, Health
 
 _EPOCH_HEADER = H_EPOCH.lower().encode("latin-1")
+_API_VERSION_HEADER = (H_API_VERSION.lower().encode("latin-1"), API_VERSION.encode("latin-1"))
 
 
 class EpochHeaderMiddleware:
-    """Adds the runtime epoch header to every response.
+    """Adds the runtime epoch and the API version headers to every response.
 
     Plain ASGI: starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) runs each
     request in an extra task with memory streams, a measurable cost on every job.
@@ -46,15 +48,11 @@ class EpochHeaderMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((_EPOCH_HEADER, self.state.epoch().encode("latin-1")))
+                headers.append(_API_VERSION_HEADER)
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, with_epoch)
-
-
-def get_state(request: Request) -> RuntimeState:
-    state: RuntimeState = request.app.state.sc
-    return state
 
 
 def create_app(config: RuntimeConfig) -> FastAPI:
@@ -82,7 +80,7 @@ def create_app(config: RuntimeConfig) -> FastAPI:
 
     public = APIRouter()
 
-    @public.get("/health", response_model=Health, tags=["public"])
+    @public.get(routes.HEALTH, response_model=Health, tags=["public"])
     async def health() -> Health:
         """Public and minimal: status, version and the runtime epoch."""
         return Health(status="shutting_down" if state.shutdown_requested.is_set() else "ok", version=__version__, epoch=state.epoch())

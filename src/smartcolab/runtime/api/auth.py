@@ -8,12 +8,13 @@ from fastapi import APIRouter, Request
 
 from smartcolab.runtime.config import new_secret
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import routes
 from smartcolab.shared.protocol import SecretRotated
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/rotate", response_model=SecretRotated)
+@router.post(routes.AUTH_ROTATE, response_model=SecretRotated)
 async def rotate_secret(request: Request) -> SecretRotated:
     """Replace the runtime's secret and return the new one, once.
 

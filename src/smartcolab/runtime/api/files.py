@@ -34,6 +34,7 @@ from smartcolab.runtime.files.service import (
     etag_for,
 )
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     BadRequest,
     Conflict,
@@ -45,6 +46,7 @@ from smartcolab.shared.errors import (
 from smartcolab.shared.protocol import (
     EMPTY_SHA256,
     H_CONTENT_SHA256,
+    H_IDENTITY_LENGTH,
     H_SIGNATURE,
     DeleteResult,
     FileList,
@@ -66,7 +68,6 @@ INCOMPRESSIBLE = frozenset({
     ".gz", ".tgz", ".zip", ".zst", ".xz", ".bz2", ".7z", ".rar", ".lz4", ".br", ".png", ".jpg",
     ".jpeg", ".gif", ".webp", ".mp3", ".mp4", ".mkv", ".avi", ".mov", ".ogg", ".flac", ".pdf",
     ".parquet", ".npz", ".pt", ".pth", ".safetensors", ".h5", ".onnx", ".whl", ".jar"})
-H_IDENTITY_LENGTH = "X-SC-Identity-Length"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -80,7 +81,7 @@ def _files(request: Request) -> FileService:
     return svc
 
 
-@router.get("/files", response_model=FileList)
+@router.get(routes.FILES, response_model=FileList)
 async def list_files(request: Request, path: str = "", recursive: bool = False,
                      pattern: str | None = None, limit: int = DEFAULT_LIST_LIMIT,
                      cursor: str | None = None, include_state: bool = False) -> FileList:
@@ -90,7 +91,7 @@ async def list_files(request: Request, path: str = "", recursive: bool = False,
                                    limit=limit, cursor=cursor, include_state=include_state)
 
 
-@router.get("/files/stat", response_model=FileStat)
+@router.get(routes.FILES_STAT, response_model=FileStat)
 async def stat_file(request: Request, path: str, hash: bool = True) -> FileStat:
     """Type, size, mtime, ETag and (for files) sha256, cached by size and mtime."""
     return await _files(request).stat(path, with_hash=hash)
@@ -146,7 +147,7 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 _BYTES = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.api_route("/files/content", methods=["GET", "HEAD"], responses={
+@router.api_route(routes.FILES_CONTENT, methods=["GET", "HEAD"], responses={
     200: {"description": "The file's bytes", "content": {"application/octet-stream": _BYTES}},
     206: {"description": "The requested range of the file's bytes",
           "content": {"application/octet-stream": _BYTES}}})
@@ -193,7 +194,7 @@ _ARCHIVE_TYPES = {"none": ("application/x-tar", ".tar"), "gzip": ("application/g
                   "zstd": ("application/zstd", ".tar.zst")}
 
 
-@router.get("/files/archive", responses={200: {
+@router.get(routes.FILES_ARCHIVE, responses={200: {
     "description": "A tar stream of the directory",
     "content": {"application/x-tar": _BYTES, "application/gzip": _BYTES,
                 "application/zstd": _BYTES}}})
@@ -227,7 +228,7 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.delete("/files", response_model=DeleteResult)
+@router.delete(routes.FILES, response_model=DeleteResult)
 async def delete_file(request: Request, path: str, confirm: bool = False) -> DeleteResult:
     """Delete one file (never a directory), only with ``confirm=true``."""
     target = await asyncio.to_thread(_files(request).delete, path, confirm=confirm)
@@ -251,7 +252,7 @@ def _write_and_hash(f: BinaryIO, h: hashlib._Hash, data: bytes) -> None:
     f.write(data)
 
 
-@upload_router.put("/files/content", response_model=UploadResult)
+@upload_router.put(routes.FILES_CONTENT, response_model=UploadResult)
 async def put_content(request: Request, path: str,
                       overwrite: bool = Query(False, description="replace an existing file"),
                       ) -> UploadResult:

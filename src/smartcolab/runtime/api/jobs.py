@@ -11,6 +11,7 @@ from smartcolab.runtime.engine.jobs import job_dir
 from smartcolab.runtime.engine.output import read_page
 from smartcolab.runtime.security import guard
 from smartcolab.runtime.state import RuntimeState, SessionManager
+from smartcolab.shared import routes
 from smartcolab.shared.errors import RangeNotSatisfiable
 from smartcolab.shared.protocol import (
     MAX_WAIT_S,
@@ -50,7 +51,7 @@ def _client(request: Request) -> str | None:
     return f"{request.client.host}:{request.client.port}" if request.client else None
 
 
-@router.post("/jobs", response_model=JobView, status_code=201, responses={
+@router.post(routes.JOBS, response_model=JobView, status_code=201, responses={
     200: {"model": JobView, "description": "A job with this id existed: it is returned, not rerun"}})
 async def submit_job(request: Request, response: Response, body: JobSubmit,
                      wait: Wait = 0.0) -> JobView:
@@ -68,7 +69,7 @@ async def submit_job(request: Request, response: Response, body: JobSubmit,
     return manager.view(rec, live)
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get(routes.JOBS, response_model=JobList)
 async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     session: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
                     status: JobStatus | None = None) -> JobList:
@@ -85,7 +86,7 @@ async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)
     return JobList(jobs=views)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView)
+@router.get(routes.JOB, response_model=JobView)
 async def get_job(request: Request, job_id: str, wait: Wait = 0.0,
                   since: Annotated[int | None, Query(ge=0)] = None) -> JobView:
     """Status, output after ``since`` and the result when done; long-polls with ``wait``."""
@@ -97,7 +98,7 @@ async def get_job(request: Request, job_id: str, wait: Wait = 0.0,
     return manager.view(rec, live, since=since)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobView)
+@router.post(routes.JOB_CANCEL, response_model=JobView)
 async def cancel_job(request: Request, job_id: str) -> JobView:
     """Remove a queued job, or interrupt a running one (restart after the grace period)."""
     manager = _manager(request)
@@ -109,7 +110,7 @@ async def cancel_job(request: Request, job_id: str) -> JobView:
     return manager.view(rec, live)
 
 
-@router.get("/jobs/{job_id}/output", response_model=OutputPage)
+@router.get(routes.JOB_OUTPUT, response_model=OutputPage)
 async def job_output(request: Request, job_id: str,
                      offset: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE_BYTES)] = 65536) -> OutputPage:
@@ -130,19 +131,19 @@ async def job_output(request: Request, job_id: str,
 
 
 # ---------------------------------------------------------------- sessions
-@router.get("/sessions", response_model=SessionList, tags=["sessions"])
+@router.get(routes.SESSIONS, response_model=SessionList, tags=["sessions"])
 async def list_sessions(request: Request) -> SessionList:
     manager = _manager(request)
     return SessionList(sessions=[s.view() for s in manager.sessions.values()])
 
 
-@router.post("/sessions", response_model=SessionView, status_code=201, tags=["sessions"])
+@router.post(routes.SESSIONS, response_model=SessionView, status_code=201, tags=["sessions"])
 async def create_session(request: Request, body: SessionCreate) -> SessionView:
     """Start a new named kernel session."""
     return (await _manager(request).create(body.name)).view()
 
 
-@router.post("/sessions/{name}/restart", response_model=SessionView, tags=["sessions"])
+@router.post(routes.SESSION_RESTART, response_model=SessionView, tags=["sessions"])
 async def restart_session(request: Request, name: str) -> SessionView:
     """Restart the kernel: its variables are lost, a running job is cancelled."""
     session = _manager(request).session(name)
@@ -150,7 +151,7 @@ async def restart_session(request: Request, name: str) -> SessionView:
     return session.view()
 
 
-@router.post("/sessions/{name}/interrupt", response_model=SessionView, tags=["sessions"])
+@router.post(routes.SESSION_INTERRUPT, response_model=SessionView, tags=["sessions"])
 async def interrupt_session(request: Request, name: str) -> SessionView:
     """Interrupt the running job (it ends ``cancelled``); the queue goes on."""
     session = _manager(request).session(name)
@@ -158,14 +159,14 @@ async def interrupt_session(request: Request, name: str) -> SessionView:
     return session.view()
 
 
-@router.delete("/sessions/{name}", status_code=204, tags=["sessions"])
+@router.delete(routes.SESSION, status_code=204, tags=["sessions"])
 async def delete_session(request: Request, name: str) -> Response:
     """Stop a session's jobs and shut its kernel down (``main`` cannot be deleted)."""
     await _manager(request).delete(name)
     return Response(status_code=204)
 
 
-@router.get("/sessions/{name}/variables", response_model=VariableList, tags=["sessions"])
+@router.get(routes.SESSION_VARIABLES, response_model=VariableList, tags=["sessions"])
 async def variables(request: Request, name: str, private: bool = False) -> VariableList:
     """The session's variables, computed inside its kernel (409 while a job runs)."""
     session = _manager(request).session(name)
@@ -173,7 +174,7 @@ async def variables(request: Request, name: str, private: bool = False) -> Varia
     return VariableList(session=name, epoch=session.epoch, variables=found)
 
 
-@router.post("/sessions/{name}/cleanup", response_model=CleanupReport, tags=["sessions"])
+@router.post(routes.SESSION_CLEANUP, response_model=CleanupReport, tags=["sessions"])
 async def cleanup(request: Request, name: str, body: CleanupRequest) -> CleanupReport:
     """gc, CUDA cache, matplotlib figures; deletes variables only when asked."""
     session = _manager(request).session(name)

@@ -1,7 +1,7 @@
 """The runtime's OpenAPI document, with every error response described.
 
 FastAPI documents only successes and its own 422 shape; our errors all share one
-body (``protocol.ErrorResponse``), produced by ``http_errors.py`` and by the limits
+body (``protocol.ErrorResponse``), produced by ``api/errors.py`` and by the limits
 middleware.  Declaring them on every operation keeps the document truthful, which
 is what the schemathesis fuzz test holds the server to.
 """

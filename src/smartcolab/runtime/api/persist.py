@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from smartcolab.runtime.engine import persist
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import routes
 from smartcolab.shared.protocol import (
     PersistManifest,
     RestoreReport,
@@ -24,7 +25,7 @@ def _state(request: Request) -> RuntimeState:
     return state
 
 
-@router.post("/sessions/{name}/save", response_model=PersistManifest)
+@router.post(routes.SESSION_SAVE, response_model=PersistManifest)
 async def save_variables(request: Request, name: str, body: SaveRequest) -> PersistManifest:
     """Pickle the session's variables to the persist directory (409 while a job runs).
 
@@ -35,7 +36,7 @@ async def save_variables(request: Request, name: str, body: SaveRequest) -> Pers
     return await persist.save(session, state.config.persist_root, body)
 
 
-@router.post("/sessions/{name}/restore", response_model=RestoreReport)
+@router.post(routes.SESSION_RESTORE, response_model=RestoreReport)
 async def restore_variables(request: Request, name: str, body: RestoreRequest) -> RestoreReport:
     """Load a saved snapshot's variables into the session (409 while a job runs)."""
     state = _state(request)
@@ -43,7 +44,7 @@ async def restore_variables(request: Request, name: str, body: RestoreRequest) -
     return await persist.restore(session, state.config.persist_root, body)
 
 
-@router.get("/snapshots", response_model=SnapshotList)
+@router.get(routes.SNAPSHOTS, response_model=SnapshotList)
 async def list_snapshots(request: Request) -> SnapshotList:
     """Saved snapshots in the persist directory, newest first, with their manifests."""
     return await asyncio.to_thread(persist.list_snapshots, _state(request).config.persist_root)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from smartcolab.runtime.host import probe as probe_mod
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import routes
 from smartcolab.shared.protocol import Probe
 
 router = APIRouter(tags=["system"])
@@ -18,7 +19,7 @@ def _state(request: Request) -> RuntimeState:
     return state
 
 
-@router.get("/probe", response_model=Probe)
+@router.get(routes.PROBE, response_model=Probe)
 async def get_probe(request: Request) -> Probe:
     """CPU, RAM, disk, GPUs, packages, platform and uptime of this runtime."""
     state = _state(request)
@@ -29,7 +30,7 @@ async def get_probe(request: Request) -> Probe:
     return state.redactor.redact_model(found)
 
 
-@router.post("/shutdown", status_code=202)
+@router.post(routes.SHUTDOWN, status_code=202)
 async def shutdown(request: Request) -> dict[str, str]:
     """Stop queued and running jobs, shut the kernels down, then stop the server."""
     state = _state(request)

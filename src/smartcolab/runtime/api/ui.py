@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from smartcolab.runtime.host.sampler import ResourceSampler
+from smartcolab.shared import routes
 from smartcolab.shared.errors import NotFound
 from smartcolab.shared.protocol import ResourceHistory
 
@@ -77,7 +78,7 @@ async def ui_asset(name: str) -> Response:
     return _asset(name)
 
 
-@router.get("/resources", response_model=ResourceHistory)
+@router.get(routes.RESOURCES, response_model=ResourceHistory)
 async def get_resources(
     request: Request,
     since: float = Query(0.0, ge=0, description="only samples newer than this unix time"),

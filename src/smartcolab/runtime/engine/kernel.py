@@ -26,6 +26,7 @@ import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import KernelUnavailable
 from smartcolab.shared.kernel_code import call, parse
 from smartcolab.shared.stop import EndingKind, StopPolicy, StopReason
@@ -34,7 +35,7 @@ from smartcolab.shared.stop import EndingKind, StopPolicy, StopReason
 POLL_S = 0.05
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
-SECRET_ENV_NAMES = ("SMARTCOLAB_SECRET",)
+SECRET_ENV_NAMES = (env_names.SECRET,)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 

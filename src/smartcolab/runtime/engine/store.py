@@ -8,12 +8,12 @@ not wait for an fsync, a crash of the process loses nothing already committed).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from smartcolab.shared.protocol import JobResult
+from smartcolab.shared.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -78,11 +78,8 @@ def _record(row: tuple[object, ...]) -> JobRecord:
 
 class JobStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_db(path)
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

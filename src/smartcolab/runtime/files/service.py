@@ -262,9 +262,6 @@ class FileService:
         while len(self._sha) > SHA_CACHE_SIZE:
             self._sha.popitem(last=False)
 
-    def cache_size(self) -> int:
-        return len(self._sha)
-
     # ------------------------------------------------------------ delete
     def delete(self, raw: str, *, confirm: bool) -> Confined:
         if not confirm:

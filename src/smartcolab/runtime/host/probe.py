@@ -13,15 +13,13 @@ import platform as _platform
 import shutil
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import psutil
 
 from smartcolab import __version__
 from smartcolab.runtime.host import resources
+from smartcolab.runtime.host.platform import PlatformInfo, detect
 from smartcolab.shared.protocol import GpuInfo, Probe
 
 IMPORTANT_PACKAGES = (
@@ -29,69 +27,10 @@ IMPORTANT_PACKAGES = (
     "jax", "jaxlib", "transformers", "datasets", "accelerate", "xgboost", "lightgbm",
     "matplotlib", "polars", "ipykernel", "jupyter_client",
 )
-# Colab VMs are recycled after at most ~12 hours on the free tier (FACTS.md).
+# Colab VMs are recycled after at most ~12 hours on the free tier (docs/platforms.md).
 COLAB_MAX_VM_S = 12 * 3600.0
 KAGGLE_MAX_SESSION_S = 12 * 3600.0
 KAGGLE_MAX_TPU_SESSION_S = 9 * 3600.0
-_CONTAINER_MARKERS = ("docker", "containerd", "kubepods", "libpod", "lxc")
-# DMI vendor/product strings of the common clouds and hypervisors.
-_VM_MARKERS = ("google compute engine", "amazon ec2", "microsoft corporation", "digitalocean",
-               "hetzner", "openstack", "qemu", "kvm", "vmware", "virtualbox", "xen",
-               "oracle cloud", "scaleway", "linode", "alibaba cloud", "bochs")
-_TPU_ENV = ("COLAB_TPU_ADDR", "TPU_NAME", "TPU_ACCELERATOR_TYPE", "TPU_WORKER_ID")
-
-Platform = Literal["colab", "kaggle", "docker", "vm", "local"]
-
-
-@dataclass(frozen=True)
-class PlatformInfo:
-    """Where this runtime runs, and what that implies."""
-
-    platform: Platform
-    detail: str = ""
-    tpu: bool = False
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[:4096]
-    except OSError:
-        return ""
-
-
-def detect(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> PlatformInfo:
-    """Detect the platform from environment variables and a few files under ``root``.
-
-    Order matters: Colab and Kaggle run in containers on cloud VMs, so the hosted
-    notebooks are recognised first, then containers, then VMs.
-    """
-    env = os.environ if environ is None else environ
-    tpu = any(name in env for name in _TPU_ENV) or any((root / "dev").glob("accel[0-9]*"))
-    if "COLAB_RELEASE_TAG" in env or "COLAB_GPU" in env or "COLAB_BACKEND_VERSION" in env:
-        return PlatformInfo("colab", env.get("COLAB_RELEASE_TAG", ""), tpu)
-    if "KAGGLE_KERNEL_RUN_TYPE" in env:
-        return PlatformInfo("kaggle", env.get("KAGGLE_KERNEL_RUN_TYPE", ""), tpu)
-    if "SMARTCOLAB_IN_DOCKER" in env or (root / ".dockerenv").exists():
-        return PlatformInfo("docker", "docker", tpu)
-    if (root / "run" / ".containerenv").exists():
-        return PlatformInfo("docker", "podman", tpu)
-    cgroup = _read(root / "proc" / "1" / "cgroup").lower()
-    marker = next((m for m in _CONTAINER_MARKERS if m in cgroup), None)
-    if marker:
-        return PlatformInfo("docker", marker, tpu)
-    dmi = root / "sys" / "class" / "dmi" / "id"
-    vendor = " ".join(_read(dmi / name).strip() for name in ("sys_vendor", "product_name"))
-    if any(m in vendor.lower() for m in _VM_MARKERS):
-        return PlatformInfo("vm", vendor.strip(), tpu)
-    if "SSH_CONNECTION" in env or "SMARTCOLAB_VM" in env:
-        return PlatformInfo("vm", "reached over ssh", tpu)
-    return PlatformInfo("local", "", tpu)
-
-
-def detect_platform(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> Platform:
-    return detect(environ, root).platform
-
-
 def accelerator(gpus: list[GpuInfo], tpu: bool) -> str:
     """A short name: the GPU model (with a count when several), "TPU", or "none"."""
     if gpus:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from smartcolab.shared.env import CLOUDFLARED_TOKEN
 from smartcolab.shared.errors import TunnelFailed
 
 log = logging.getLogger("smartcolab.runtime")
@@ -191,7 +192,7 @@ def _open_cloudflared(options: TunnelOptions, port: int) -> Tunnel:
     env = dict(os.environ)
     if named:
         # The token goes through cloudflared's own variable, not argv, so ps does not show it.
-        env["TUNNEL_TOKEN"] = options.token or ""
+        env[CLOUDFLARED_TOKEN] = options.token or ""
         args = [binary, "tunnel", "--no-autoupdate", "run"]
     else:
         args = [binary, "tunnel", "--no-autoupdate", "--url", f"http://127.0.0.1:{port}"]

@@ -33,10 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.security.audit import STATE_AUTH, STATE_CLIENT, AuditLog
 from smartcolab.runtime.security.clientaddr import ClientResolver
+from smartcolab.shared import routes
 from smartcolab.shared.errors import error_body
 
 # (method, path) of routes that stream large bodies and enforce their own limit.
-STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", "/files/content")})
+STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
 
 
 class RateLimiter:

@@ -1,7 +1,7 @@
 """The live job monitor page (static HTML/CSS/JS in this folder) and how to show it.
 
 The files here are package data: hatchling puts them in the wheel with the code,
-and ``routes_ui`` serves them at ``/ui``.  ``display.show_monitor`` shows the page
+and ``runtime/api/ui.py`` serves them at ``/ui``.  ``display.show_monitor`` shows the page
 inline in a notebook cell.
 """
 

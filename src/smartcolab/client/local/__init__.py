@@ -1,0 +1,1 @@
+"""The local runtime: a daemon per user and configuration, shared by every client."""

@@ -1,0 +1,95 @@
+"""One retry policy for everything that talks to a runtime, built on tenacity.
+
+A ``RetryPolicy`` says how often and how patiently to try again: at most ``attempts``
+tries within ``total_s`` seconds, waiting ``initial_s * 2**(n-1)`` plus up to
+``jitter_s`` of random jitter after the n-th failure in a row, never more than
+``max_s`` (tenacity's ``wait_exponential_jitter``).  A server's ``Retry-After`` hint,
+when an error carries one, replaces the computed wait (still capped at ``max_s``).
+
+Two ways to use it:
+
+* ``policy.retrying(...)``: a tenacity ``AsyncRetrying`` for a call that can simply be
+  repeated (a signed request); it sleeps with ``anyio.sleep``, so it runs under any
+  anyio backend and a test can pass a fake ``sleep``.
+* ``policy.delay(failures)``: the wait alone, for loops that keep their own state
+  between tries (a resumable transfer continues from the bytes it has, a worker
+  thread waits on its stop event instead of sleeping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from smartcolab.shared.errors import RateLimited, RuntimeUnreachable, Unavailable
+
+__all__ = ["JUPYTER_RETRY", "NO_RETRY", "RetryPolicy", "retryable"]
+
+SleepFn = Callable[[float], Awaitable[None]]
+# tenacity computes a wait from a call state, which needs a retrying object to belong to.
+_HOST = AsyncRetrying()
+
+
+def retryable(exc: BaseException) -> bool:
+    """Worth another try: the runtime was unreachable, rate-limited us, or is restarting
+    a kernel.  Any other error would only repeat."""
+    if isinstance(exc, (RuntimeUnreachable, RateLimited)):
+        return True
+    return isinstance(exc, Unavailable) and exc.code in ("unavailable", "kernel_unavailable")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry; immutable, shared freely."""
+
+    attempts: int = 6
+    initial_s: float = 0.25
+    max_s: float = 8.0
+    total_s: float = 60.0
+    jitter_s: float = 1.0
+
+    def delay(self, failures: int, hint: float | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (counting from 1)."""
+        if hint is not None and hint > 0:
+            return float(min(hint, self.max_s))
+        state = RetryCallState(_HOST, None, (), {})
+        state.attempt_number = max(1, failures)
+        return float(self._backoff()(state))
+
+    def retrying(self, retry_on: Callable[[BaseException], bool] = retryable, *,
+                 sleep: SleepFn = anyio.sleep) -> AsyncRetrying:
+        """``async for attempt in policy.retrying(): with attempt: ...``; the last
+        error is re-raised as is when the policy gives up."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.total_s),
+            wait=self._wait, retry=retry_if_exception(retry_on), sleep=sleep, reraise=True)
+
+    def _backoff(self) -> wait_exponential_jitter:
+        return wait_exponential_jitter(multiplier=self.initial_s, max=self.max_s,
+                                       jitter=self.jitter_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = getattr(exc, "retry_after", None)
+        if isinstance(hinted, (int, float)) and hinted > 0:
+            return self.delay(state.attempt_number, float(hinted))
+        return float(self._backoff()(state))
+
+
+# One try only: for calls that are not safe to repeat, and for diagnostics that
+# want to see the first failure as it is.
+NO_RETRY = RetryPolicy(attempts=1)
+
+# The Jupyter Server backend's file chunks and kernel WebSocket reconnects: five quick
+# tries (0.2 s doubling, at most 2 s apart); its REST calls carry their own timeouts.
+JUPYTER_RETRY = RetryPolicy(attempts=5, initial_s=0.2, max_s=2.0, jitter_s=0.2)

@@ -1,0 +1,43 @@
+"""The runtime's endpoint paths: its routers declare them, the HTTP client calls them.
+
+Templates use FastAPI's ``{name}`` placeholders, so the runtime passes them to its
+route decorators as they are and the client fills them with ``fill``.  Headers and
+bodies of the wire protocol are in ``protocol``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+# Public: no secret needed.
+HEALTH = "/health"
+# System.
+PROBE = "/probe"
+SHUTDOWN = "/shutdown"
+AUTH_ROTATE = "/auth/rotate"
+RESOURCES = "/resources"
+# Jobs.
+JOBS = "/jobs"
+JOB = "/jobs/{job_id}"
+JOB_CANCEL = "/jobs/{job_id}/cancel"
+JOB_OUTPUT = "/jobs/{job_id}/output"
+# Sessions and their saved variables.
+SESSIONS = "/sessions"
+SESSION = "/sessions/{name}"
+SESSION_RESTART = "/sessions/{name}/restart"
+SESSION_INTERRUPT = "/sessions/{name}/interrupt"
+SESSION_VARIABLES = "/sessions/{name}/variables"
+SESSION_CLEANUP = "/sessions/{name}/cleanup"
+SESSION_SAVE = "/sessions/{name}/save"
+SESSION_RESTORE = "/sessions/{name}/restore"
+SNAPSHOTS = "/snapshots"
+# Files: the path of a file is a query parameter, never part of the URL path.
+FILES = "/files"
+FILES_STAT = "/files/stat"
+FILES_CONTENT = "/files/content"
+FILES_ARCHIVE = "/files/archive"
+
+
+def fill(template: str, **values: str) -> str:
+    """A template with its placeholders filled, each value quoted as one path segment."""
+    return template.format(**{k: quote(v, safe="") for k, v in values.items()})

@@ -1,0 +1,223 @@
+"""The local runtime daemon with real processes: bridges die and come back, jobs and state stay.
+
+Every test stops the daemons it started (``stop_daemons_under`` in ``finally``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mcp import Client
+from support.bridge_helpers import text_of
+from support.daemons import alive, bridge_params, daemon_pids, stop_daemons_under, wait_gone
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Iterator[Path]:
+    try:
+        yield tmp_path
+    finally:
+        stop_daemons_under(tmp_path)
+
+
+def structured(result: Any) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)[:2000]
+    data = result.structured_content
+    assert isinstance(data, dict)
+    return data
+
+
+async def test_jobs_and_state_survive_a_killed_bridge(tmp: Path) -> None:
+    pid_file = tmp / "bridge.pid"
+    flag = tmp / "finish-now"
+    # Runs until the test says so: the next bridge is sure to find it running.
+    long_code = ("import os, time\nfor i in range(8):\n    print('step', i, flush=True)\n"
+                 f"while not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)\n"
+                 "print('finished')")
+    with anyio.fail_after(120):
+        with contextlib.suppress(Exception):  # the session dies with the bridge we kill
+            async with Client(bridge_params(tmp, pid_file=pid_file)) as first:
+                defined = await first.call_tool("run_code_quick", {"code": "x = 41"})
+                assert structured(defined)["status"] == "succeeded"
+                started = await first.call_tool("run_code_long",
+                                                {"code": long_code, "background": True})
+                job_id = structured(started)["job_id"]
+                slow = await first.call_tool("run_code_long", {
+                    "code": "import time; time.sleep(300)", "background": True,
+                    "session": "other"})
+                slow_id = structured(slow)["job_id"]
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                await first.call_tool("get_job", {"job_id": job_id, "wait": 0})
+        assert not alive(int(pid_file.read_text()))
+        [daemon] = daemon_pids(tmp)
+        assert alive(daemon), "the daemon must outlive the bridge"
+
+        async with Client(bridge_params(tmp)) as second:
+            seen = structured(await second.call_tool("get_job", {"job_id": job_id, "wait": 0}))
+            assert seen["status"] == "running"
+            await anyio.Path(flag).touch()
+            done = await second.call_tool("get_job", {"job_id": job_id, "wait": 30})
+            assert structured(done)["status"] == "succeeded"
+            assert all(f"step {i}" in text_of(done) for i in range(8)), text_of(done)
+            assert "finished" in text_of(done)
+            page = structured(await second.call_tool("get_job_output", {"job_id": job_id}))
+            assert page["complete"] and page["total_bytes"] == len(
+                "".join(f"step {i}\n" for i in range(8)) + "finished\n")
+            cancelled = await second.call_tool("cancel_job", {"job_id": slow_id})
+            assert structured(cancelled)["status"] == "cancelled"
+            kept = await second.call_tool("run_code_quick", {"code": "print(x + 1)"})
+            assert "42" in text_of(kept) and "STATE LOST" not in text_of(kept) + text_of(done)
+
+            stop_daemons_under(tmp)
+            assert wait_gone(daemon, 20)
+            lost = await second.call_tool("run_code_quick", {"code": "print('fresh')"})
+            again = await second.call_tool("run_code_quick", {"code": "print('fresh again')"})
+    assert "fresh" in text_of(lost) and text_of(lost).count("STATE LOST") == 1, text_of(lost)
+    assert "STATE LOST" not in text_of(again)
+    [new_daemon] = daemon_pids(tmp)
+    assert new_daemon != daemon
+
+
+async def test_two_bridges_at_once_share_one_daemon_with_their_own_sessions(tmp: Path) -> None:
+    views: dict[str, list[dict[str, Any]]] = {}
+
+    async def bridge(name: str) -> None:
+        async with Client(bridge_params(tmp)) as client:
+            await client.call_tool("run_code_quick", {"code": f"who = {name!r}"})
+            results: list[dict[str, Any]] = []
+
+            async def one(i: int) -> None:
+                r = await client.call_tool("run_code_quick",
+                                           {"code": f"print(who, {i} * {i})"})
+                data = structured(r)
+                assert f"{name} {i * i}" in text_of(r), text_of(r)
+                assert "STATE LOST" not in text_of(r)
+                results.append(data)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(50):
+                    tg.start_soon(one, i)
+            everyone = structured(await client.call_tool("list_jobs", {"limit": 200}))
+            assert not [j for j in everyone["jobs"] if j["status"] == "lost"]
+            # "main" is this bridge's own session: its 51 jobs, all done.
+            own = structured(await client.call_tool("list_jobs", {"limit": 200,
+                                                                  "session": "main"}))
+            assert len(own["jobs"]) == 51
+            assert all(j["status"] == "succeeded" for j in own["jobs"]), own
+            # Each job says which client submitted it: this bridge's lease.
+            assert {j["client"].split("/")[-1] for j in own["jobs"]} == {own["jobs"][0]["session"]}
+            views[name] = results
+
+    with anyio.fail_after(300):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bridge, "alpha")
+            tg.start_soon(bridge, "beta")
+    assert len(daemon_pids(tmp)) == 1
+    assert len(views["alpha"]) == len(views["beta"]) == 50
+    sessions = {name: {v["session"] for v in vs} for name, vs in views.items()}
+    assert sessions["alpha"] != sessions["beta"] and all(len(s) == 1 for s in sessions.values())
+    assert all(v["status"] == "succeeded" for vs in views.values() for v in vs)
+
+
+async def test_idle_daemon_stops_itself_and_the_next_call_says_state_lost(tmp: Path) -> None:
+    with anyio.fail_after(180):
+        async with Client(bridge_params(tmp, SMARTCOLAB_IDLE_MINUTES="0.05")) as client:
+            await client.call_tool("run_code_quick", {"code": "y = 7"})
+            [daemon] = daemon_pids(tmp)
+            assert await anyio.to_thread.run_sync(wait_gone, daemon, 90), "idle daemon kept running"
+            assert not daemon_pids(tmp), "the runtime file goes with the daemon"
+            after = await client.call_tool("run_code_quick", {"code": "print('y' in globals())"})
+    assert "False" in text_of(after) and text_of(after).count("STATE LOST") == 1, text_of(after)
+    assert daemon_pids(tmp) and daemon_pids(tmp) != [daemon]
+
+
+def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
+    """A second virtualenv; with_ipykernel links this one's packages in through a .pth."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                    str(path)], check=True, timeout=120)
+    python = path / "bin" / "python"
+    purelib = Path(subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60).stdout.strip())
+    if with_ipykernel:
+        (purelib / "bridge_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (purelib / "only_in_second_venv.py").write_text("VALUE = 'from the second venv'\n")
+    return python
+
+
+async def test_kernels_run_the_chosen_python_and_refuse_one_without_ipykernel(tmp: Path) -> None:
+    good = make_venv(tmp / "good-venv", with_ipykernel=True)
+    bare = make_venv(tmp / "bare-venv", with_ipykernel=False)
+    code = "import sys, only_in_second_venv as m\nprint(sys.executable)\nprint(m.VALUE)"
+    with anyio.fail_after(180):
+        async with Client(bridge_params(tmp, "--python", str(good))) as client:
+            ran = await client.call_tool("run_code_quick", {"code": code})
+        async with Client(bridge_params(tmp, "--python", str(bare))) as client:
+            refused = await client.call_tool("run_code_quick", {"code": "print(1)"})
+    assert str(good) in text_of(ran) and "from the second venv" in text_of(ran), text_of(ran)
+    assert refused.is_error
+    assert f"{bare} -m pip install ipykernel" in text_of(refused), text_of(refused)
+
+
+async def test_private_modes_and_the_secret_only_in_the_runtime_file(tmp: Path) -> None:
+    tokens = {"COLAB_TOKEN": "colab-token-abcdef", "JUPYTER_TOKEN": "jupyter-token-abcdef",
+              "SMARTCOLAB_MCP_TOKEN": "mcp-token-abcdef"}
+    code = ("import os\nprint(sorted(k for k in os.environ if 'TOKEN' in k "
+            "or k.startswith('SMARTCOLAB')))\nprint('done')")
+    with anyio.fail_after(120):
+        async with Client(bridge_params(tmp, **tokens)) as client:
+            ran = await client.call_tool("run_code_quick", {"code": code})
+            await client.call_tool("list_jobs", {})
+            [daemon] = daemon_pids(tmp)
+            daemon_env = await anyio.Path(f"/proc/{daemon}/environ").read_bytes()
+    assert "[]" in text_of(ran) and "done" in text_of(ran), text_of(ran)
+    assert not any(v.encode() in daemon_env for v in tokens.values())
+    ckpt = tmp / "ckpt"
+    [runtime_file] = ckpt.rglob("runtime.json")
+    secret = json.loads(runtime_file.read_text())["secret"].encode()
+    modes = {}
+    for path in [ckpt, *ckpt.rglob("*")]:
+        modes[path] = path.stat().st_mode & 0o777
+        if path.is_file() and path != runtime_file:
+            assert secret not in path.read_bytes(), f"the secret is in {path}"
+    wrong = {str(p): oct(m) for p, m in modes.items() if m != (0o700 if p.is_dir() else 0o600)}
+    assert not wrong
+    assert any(p.name == "daemon.log" for p in modes) and any(p.suffix == ".sqlite3" for p in modes)
+
+
+async def test_stale_runtime_files_are_replaced(tmp: Path) -> None:
+    from smartcolab.client.local.daemon import DaemonSpec, ensure_daemon, read_info
+
+    spec = DaemonSpec(base=tmp / "local", root=tmp / "ws")
+    with anyio.fail_after(120):
+        first, started = await ensure_daemon(spec)
+        assert started and first.directory == spec.directory
+        again, started_again = await ensure_daemon(spec)
+        assert (again.pid, started_again) == (first.pid, False)
+        os.kill(first.pid, signal.SIGKILL)  # leaves its runtime file behind
+        assert await anyio.to_thread.run_sync(wait_gone, first.pid, 30)
+        second, started = await ensure_daemon(spec)
+        assert started and second.pid != first.pid and second.secret != first.secret
+        stop_daemons_under(tmp)
+        # A file naming a live process that is no daemon of ours, on a closed port.
+        await anyio.Path(spec.directory / "runtime.json").write_text(json.dumps(
+            {"url": "http://127.0.0.1:9", "pid": os.getpid(), "secret": "x"}))
+        third, started = await ensure_daemon(spec)
+    assert started and third.pid not in (first.pid, second.pid, os.getpid())
+    info = read_info(spec.directory)
+    assert info is not None and info.pid == third.pid
