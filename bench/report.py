@@ -1,12 +1,12 @@
 """Every benchmark of the project in one process, with its baseline, as one table.
 
 Imports each bench module's functions (bench_runtime, bench_bridge, bench_files,
-bench_chunked), runs them in turn, and prints a Markdown table: our figure, the
+bench_chunked, bench_wan), runs them in turn, and prints a Markdown table: our figure, the
 baseline measured in the same run, and their ratio, pair by pair.  Each module
 reports medians over its repeats.  The header describes the machine.  Writes
 bench/results/report.json and a PNG (latency distribution and throughput).
 
-    python bench/report.py                     # the full run (about 5 minutes)
+    python bench/report.py                     # the full run (about 8 minutes)
     python bench/report.py --quick             # small sizes: a smoke test
     python bench/report.py --only runtime,files --png docs/performance.png
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "src"), str(ROOT / "tests")]
 
 RESULTS = ROOT / "bench" / "results"
-MODULES = ("runtime", "bridge", "files", "chunked", "local")
+MODULES = ("runtime", "bridge", "files", "chunked", "local", "wan")
 # Older name of the runtime module's key, still accepted by --only.
 ALIASES = {"jobs": "runtime"}
 Row = dict[str, Any]
@@ -92,9 +92,20 @@ def run_local(quick: bool) -> dict[str, Any]:
     return result
 
 
+# Set by main(): with bench_files in the same run, the WAN bench's loopback transfer is smaller
+# (the 1 GiB loopback figure is already there) to keep the default run's length reasonable.
+WAN_LOOPBACK_MB = {"size": 1024}
+
+
+def run_wan(quick: bool) -> dict[str, Any]:
+    mod = importlib.import_module("bench_wan")
+    result: dict[str, Any] = mod.run(quick=quick, loopback_mb=WAN_LOOPBACK_MB["size"])
+    return result
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "runtime": run_runtime, "bridge": run_bridge, "files": run_files, "chunked": run_chunked,
-    "local": run_local}
+    "local": run_local, "wan": run_wan}
 
 
 def collect(only: list[str], quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
@@ -183,7 +194,64 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
                          memory["daemon_no_kernel_mb"], "MB", None, ""))
         rows.append(_row("local runtime: idle daemon + one kernel RSS",
                          memory["daemon_plus_kernel_mb"], "MB", None, ""))
+    wan = results.get("wan", {}).get("data")
+    if wan:
+        rows += wan_rows(wan)
+        notes += [f"bench_wan {name}: {why}" for name, why in wan["skipped"].items()]
     return rows, notes
+
+
+def _calls(per_call: dict[str, float] | None) -> str:
+    if not per_call:
+        return "no proxy: requests not counted"
+    return (f"{per_call['http_requests']:.3g} HTTP req + {per_call['other_client_turns']:.3g} "
+            f"other client turns, {per_call['new_connections']:.3g} new conn per call")
+
+
+def wan_rows(wan: dict[str, Any]) -> list[Row]:
+    """One group per profile; a shaped profile's baseline is the loopback figure of the same
+    run plus the link's delay (one RTT for a call, one way for a printed line), so 1.00x
+    means the link cost exactly one round trip; transfers are against curl through the
+    same proxy, i.e. the link's capacity as one stream sees it."""
+    rows: list[Row] = []
+    home = wan["profiles"].get("loopback")
+    for name, p in wan["profiles"].items():
+        rtt, one_way = p["rtt_ms"], p["rtt_ms"] / 2
+        tag = f"[wan {name}]"
+
+        def base(key: str, add: float, what: str, name: str = name) -> tuple[float | None, str]:
+            if name == "loopback" or home is None:
+                return None, "the other profiles' baseline"
+            return home[key]["median_ms"] + add, f"loopback + {what}"
+
+        for key, label in (("http_1p1", "signed POST /jobs?wait 1+1"),
+                           ("bridge_1p1", "run_code_quick 1+1 via stdio bridge, colab kind"),
+                           ("jupyter_bridge_1p1", "run_code_quick 1+1 via stdio bridge, jupyter kind")):
+            b, bname = base(key, rtt, f"1 RTT ({rtt:.0f} ms)")
+            rows.append(_row(f"{tag} {label} ({_calls(p[key]['per_call'])})", p[key]["median_ms"],
+                             "ms", b, bname))
+        b, bname = base("print_line", one_way, f"one-way delay ({one_way:.0f} ms)")
+        rows.append(_row(f"{tag} kernel print -> line in a get_job long-poll answer",
+                         p["print_line"]["median_ms"], "ms", b, bname))
+        t = p["transfer"]
+        cap = f", link cap {p['nominal_mb_s']:g} MB/s per stream" if p["nominal_mb_s"] else ""
+        req = t.get("requests") or {}
+        n_down = (f"; {req['download']['http_requests']:.0f} HTTP req"
+                  if req.get("download") else "")
+        n_up = f"; {req['upload']['http_requests']:.0f} HTTP req" if req.get("upload") else ""
+        rows.append(_row(f"{tag} download {t['size_mb']} MiB, 10^6 B/s (sha256 verified{cap}{n_down})",
+                         t["download_mb_s"], "MB/s", t["curl_download_mb_s"],
+                         "curl through the same link", better="higher"))
+        rows.append(_row(f"{tag} upload {t['size_mb']} MiB, 10^6 B/s (sha256 declared{cap}{n_up})",
+                         t["upload_mb_s"], "MB/s", t["curl_upload_mb_s"],
+                         "curl through the same link", better="higher"))
+        c = p["chunked"]
+        per = c.get("per_batch")
+        n_c = f"; {per['http_requests']:.3g} HTTP req per batch" if per else ""
+        rows.append(_row(f"{tag} chunked overhead per batch ({c['batches']} batches{n_c})",
+                         c["overhead_per_batch_ms"], "ms", c["trivial_job_ms"],
+                         "a trivial job's round trip, same link"))
+    return rows
 
 
 def _fmt(value: float | None) -> str:
@@ -267,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in only if m not in RUNNERS]
     if unknown:
         ap.error(f"unknown bench module(s): {', '.join(unknown)}")
+    if "files" in only:
+        WAN_LOOPBACK_MB["size"] = 256
     info = machine()
     results = collect(only, args.quick, lambda s: print(s, file=sys.stderr, flush=True))
     rows, notes = rows_of(results)

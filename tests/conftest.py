@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from support.inproc import InProcRuntime, inproc_runtime
 from support.runtime_proc import RuntimeProc, start_runtime
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
+    # Session scope, so that the session-wide in-process runtime below can be async.
     return "asyncio"
 
 
@@ -20,6 +22,17 @@ def _no_local_daemon_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory
 
     yield
     stop_daemons_under(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+async def inproc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcRuntime]:
+    """The runtime app in process for the whole session (no kernel; tests must not break it).
+
+    Each client it makes speaks from an address of its own, so tests never share a
+    rate-limit bucket or a lockout; its clock moves only when a test moves it.
+    """
+    async with inproc_runtime(Path(tmp_path_factory.mktemp("inproc-root"))) as rt:
+        yield rt
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,16 @@ wait budget and progress, cancellation, failures, caps, death and restart of the
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp.types import ImageContent
 
+from smartcolab.client.http.client import RuntimeClient
+from smartcolab.shared.errors import JobNotFound
 from support.bridge_helpers import bridge, make_config, text_of
 from support.runtime_proc import RuntimeProc, start_runtime
 
@@ -170,16 +174,26 @@ async def test_cancelling_the_tool_call_cancels_the_job(runtime: RuntimeProc, tm
                     await client.call_tool("run_code_quick", {"code": code, "session": "cancel"})
 
                 tg.start_soon(call)
-                await anyio.sleep(1.5)
+                # Cancel once the job runs: a fixed sleep raced the new session's kernel
+                # start on a loaded machine (cancelled before anything was submitted).
+                _, rc = await deps.registry.client()
+                await _until_running(deps.journal, rc)
                 tg.cancel_scope.cancel()
             job_id = deps.journal.recent(limit=1)[0].job_id
-            _, rc = await deps.registry.client()
-            for _ in range(50):
-                view = await rc.get_job(job_id)
-                if view.status == "cancelled":
-                    break
+            view = await rc.get_job(job_id)
+            while view.status == "running":
                 await anyio.sleep(0.1)
+                view = await rc.get_job(job_id)
     assert view.status == "cancelled"
+
+
+async def _until_running(journal: Any, rc: RuntimeClient) -> None:
+    while True:
+        recent = journal.recent(limit=1)
+        with contextlib.suppress(JobNotFound):  # journaled, not submitted yet
+            if recent and (await rc.get_job(recent[0].job_id)).status == "running":
+                return
+        await anyio.sleep(0.1)
 
 
 async def test_runtime_death_restart_and_journal(tmp_path: Path) -> None:

@@ -347,7 +347,7 @@ def test_interrupted_upload_leaves_nothing(small_limit: ServerHandle) -> None:
 
     host, port = small_limit.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as s:
-        s.sendall((f"PUT /files/content?path=cut.bin HTTP/1.1\r\nHost: x\r\n"
+        s.sendall((f"PUT /files/content?path=cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    f"Authorization: Bearer {small_limit.secret}\r\n"
                    "Content-Length: 90000\r\n\r\n").encode() + b"a" * 40_000)
         # Hang up only once the server is streaming into its temp file, so the check

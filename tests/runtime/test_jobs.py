@@ -101,6 +101,7 @@ def test_html_only_output_is_reduced_to_text(api: Api) -> None:
     assert view["result"]["outputs"][0]["text"] == "| a1 | b1 |\n|---|---|"
 
 
+@pytest.mark.timing
 def test_long_poll_returns_new_output_after_the_cursor(api: Api) -> None:
     view = api.submit("import time\nprint('one', flush=True)\ntime.sleep(1.5)\nprint('two')",
                       wait=0)
@@ -108,14 +109,15 @@ def test_long_poll_returns_new_output_after_the_cursor(api: Api) -> None:
     first = api.get(view["job_id"], wait=10, since=0)
     assert first["output"] == "one\n" and first["status"] == "running"
     t0 = time.monotonic()
-    second = api.get(view["job_id"], wait=10, since=first["cursor"])
-    assert time.monotonic() - t0 < 5
+    second = api.get(view["job_id"], wait=30, since=first["cursor"])
+    assert time.monotonic() - t0 < 20  # new output ended the poll, not its 30 s wait
     assert second["output"] == "two\n" or second["status"] == "running"
     done = api.wait_done(view["job_id"])
     assert done["status"] == "succeeded"
     assert api.get(view["job_id"], since=first["cursor"])["output"] == "two\n"
 
 
+@pytest.mark.timing
 def test_cancel_queued_and_running_jobs(api: Api) -> None:
     running = api.submit("import time\nkept = 'yes'\ntime.sleep(30)", wait=0)
     queued = api.submit("never_set = 1", wait=0)
@@ -128,7 +130,7 @@ def test_cancel_queued_and_running_jobs(api: Api) -> None:
     t0 = time.monotonic()
     r = api.http.post(f"/jobs/{running['job_id']}/cancel")
     assert r.json()["status"] == "cancelled"
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 15  # interrupted, not left to its 30 s sleep
     assert not r.json()["result"]["state_lost"]
     assert api.submit("print(kept, 'never_set' in globals())")["output"] == "yes False\n"
     again = api.http.post(f"/jobs/{queued['job_id']}/cancel")

@@ -1,8 +1,9 @@
 """Abuse limits against a real runtime server: sizes, allowlist, rate limit, lockout.
 
-The runtime trusts forwarding headers from loopback (where tunnel agents connect
-from), so each test speaks as its own client address through ``X-Forwarded-For``
-and the tests do not share rate-limit buckets or lockouts.
+The runtime is told to trust forwarding headers from loopback (``--trusted-proxy``;
+by default only its own tunnel agent is believed), so each test speaks as its own
+client address through ``X-Forwarded-For`` and the tests do not share rate-limit
+buckets or lockouts.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ LOCKOUT_S = 2
 LIMIT_ARGS = ("--max-body-kb", "4", "--max-header-kb", "4", "--max-query-kb", "1",
               "--rate-limit", "5", "--rate-burst", "10", "--lockout-failures", "3",
               "--lockout-seconds", str(LOCKOUT_S),
-              "--allow-cidr", "127.0.0.0/8", "--allow-cidr", "10.1.0.0/16")
+              "--allow-cidr", "127.0.0.0/8", "--allow-cidr", "10.1.0.0/16",
+              "--trusted-proxy", "127.0.0.1/32")
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +132,20 @@ def test_lockout_after_failed_auth(limited: RuntimeProc) -> None:
     for _ in range(3):
         r = httpx2.get(f"{limited.url}/probe", headers=as_client(me, wrong))
         assert r.status_code == 401
-    # Locked out: even the right secret is refused, with a delay to wait.
-    r = httpx2.get(f"{limited.url}/probe", headers=as_client(me, limited.headers))
+    # Locked out: a wrong secret is refused with a delay to wait ...
+    r = httpx2.get(f"{limited.url}/probe", headers=as_client(me, wrong))
     err = assert_error(r, 429, "rate_limited")
     assert err["details"]["reason"] == "auth_lockout"  # type: ignore[index]
     assert 1 <= int(r.headers["Retry-After"]) <= LOCKOUT_S
     assert limited.secret not in r.text
+    # ... while the right secret, from the same address, is never locked out.
+    assert httpx2.get(f"{limited.url}/probe",
+                      headers=as_client(me, limited.headers)).status_code == 200
     ok = httpx2.get(f"{limited.url}/probe", headers=as_client(other, limited.headers))
     assert ok.status_code == 200
     time.sleep(LOCKOUT_S + 0.2)
-    again = httpx2.get(f"{limited.url}/probe", headers=as_client(me, limited.headers))
-    assert again.status_code == 200
+    again = httpx2.get(f"{limited.url}/probe", headers=as_client(me, wrong))
+    assert again.status_code == 401  # the lockout ended
     events = [json.loads(line) for line in
               (limited.state_dir / "audit.log").read_text().splitlines()]
     assert any(e["event"] == "lockout" and e["client"] == me for e in events)

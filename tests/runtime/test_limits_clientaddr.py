@@ -10,7 +10,8 @@ from smartcolab.runtime.security.clientaddr import (
     parse_address,
     parse_networks,
 )
-from smartcolab.runtime.security.limits import AuthLockout, RateLimiter
+from smartcolab.runtime.security.gate import AuthLockout
+from smartcolab.runtime.security.limits import RateLimiter
 
 
 def scope(peer: str | None, *headers: tuple[str, str]) -> dict[str, object]:
@@ -18,7 +19,15 @@ def scope(peer: str | None, *headers: tuple[str, str]) -> dict[str, object]:
             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
 
 
-LOCAL = ClientResolver(DEFAULT_TRUSTED_PROXIES, [])
+# Loopback configured as a trusted proxy (--trusted-proxy), to test the header parsing.
+LOCAL = ClientResolver(["127.0.0.0/8", "::1/128"], [])
+
+
+def test_by_default_no_local_process_is_a_proxy() -> None:
+    """Only the tunnel agent the runtime started is believed (issue 16, item 11)."""
+    default = ClientResolver(DEFAULT_TRUSTED_PROXIES, [])
+    assert default.client(scope("127.0.0.1", ("X-Forwarded-For", "198.51.100.2"))) == "127.0.0.1"
+    assert default.client(scope("::1", ("Forwarded", "for=198.51.100.2"))) == "::1"
 
 
 @pytest.mark.parametrize(("peer", "headers", "expected"), [

@@ -138,6 +138,7 @@ def test_cloudflared_named_tunnel_keeps_the_token_out_of_argv(tmp_path: Path) ->
     tunnel.close()
 
 
+@pytest.mark.timing
 def test_cloudflared_early_exit_and_silence_are_reported(tmp_path: Path) -> None:
     failing, _ = fake_cloudflared(tmp_path / "a", mode="fail")
     with pytest.raises(TunnelFailed, match=r"exited \(code 1\)[\s\S]*bad config"):

@@ -56,7 +56,7 @@ def serve(
     port_file: Annotated[Path | None, typer.Option(
         help="Write the bound port to this file once listening (for supervisors).")] = None,
     insecure_no_auth: Annotated[bool, typer.Option(
-        "--insecure-no-auth", help="Disable authentication (loopback addresses only).")] = False,
+        "--insecure-no-auth", hidden=True, help="Removed: authentication is always on.")] = False,
     kill_grace: Annotated[float, typer.Option(
         help="Seconds a job may ignore an interrupt at its deadline before the kernel is restarted.")] = rc.DEFAULT_KILL_GRACE_S,
     min_free_ram_mb: Annotated[int, typer.Option(
@@ -85,7 +85,19 @@ def serve(
              "Default: every address.")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         help="A network whose connections may name the real client in X-Forwarded-For "
-             "or Forwarded, e.g. a tunnel agent (repeatable). Default: loopback.")] = None,
+             "or Forwarded, e.g. a reverse proxy (repeatable). Default: none; the tunnel "
+             "agent started by --tunnel is always believed.")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        help="Another name this runtime answers to in the Host header, e.g. my-vm.example.com "
+             "or *.example.com (repeatable). Loopback names, IP addresses, --host and the "
+             "tunnel's hostname are always allowed.")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        help="A web origin let through the Origin check, e.g. a proxy serving /ui under "
+             "another name: https://tools.example.com (repeatable).")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client may take to send a request's headers.")] = 10.0,
+    max_connections_per_client: Annotated[int, typer.Option(
+        help="Most open connections from one address; 0 for no cap.")] = 128,
     guarded: Annotated[bool, typer.Option(
         "--guarded", help="Refuse job code that plainly runs shell commands or deletes a "
                           "root or files outside the roots (a seatbelt, not a sandbox).")] = False,
@@ -118,11 +130,18 @@ def serve(
     from smartcolab.runtime.server import run
     from smartcolab.shared.errors import TunnelFailed
 
+    if insecure_no_auth:
+        typer.echo("error: --insecure-no-auth was removed: without the secret any local user, "
+                   "and any web page through the browser, could run code as you (SECURITY.md). "
+                   "Use the secret the runtime prints, or `smartcolab local`.", err=True)
+        raise typer.Exit(2)
     config = rc.build_config(
         roots=root, state_dir=state_dir, persist_dir=persist_dir, trusted_proxies=trusted_proxy,
         # Kernels inherit this process's environment: the secret must not be in it.
         secret=os.environ.pop(env_names.SECRET, None),
-        host=host, port=port, auth=not insecure_no_auth,
+        host=host, port=port,
+        allowed_hosts=list(allow_host or []), allowed_origins=list(allow_origin or []),
+        header_timeout_s=header_timeout, max_connections_per_client=max_connections_per_client,
         kill_grace_s=kill_grace, min_free_ram_bytes=min_free_ram_mb * rc.MIB,
         response_text_bytes=response_text_kb * rc.KIB, autosave_after_s=autosave_after,
         allow_cidrs=list(allow_cidr or []), guarded=guarded,

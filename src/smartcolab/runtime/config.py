@@ -38,7 +38,12 @@ DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_QUERY_BYTES = 16 * 1024
-DEFAULT_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+# Forwarding headers are believed only from these networks and from the tunnel agent this
+# runtime started (runtime/security/clientaddr.py); any other local process is not a proxy.
+DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ()
+# Connection hygiene (runtime/security/connections.py).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 128
 DEFAULT_RATE_LIMIT_PER_S = 50.0
 DEFAULT_RATE_BURST = 200
 DEFAULT_MAX_TRACKED_CLIENTS = 10_000
@@ -59,7 +64,6 @@ class RuntimeConfig:
     """Everything a runtime server needs to know; no field is read from the environment."""
 
     secret: str = field(default_factory=new_secret)
-    auth: bool = True
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     roots: list[Path] = field(default_factory=lambda: [Path.cwd()])
@@ -92,6 +96,12 @@ class RuntimeConfig:
     lockout_failures: int = DEFAULT_LOCKOUT_FAILURES  # 0 disables the lockout
     lockout_window_s: float = DEFAULT_LOCKOUT_WINDOW_S
     lockout_s: float = DEFAULT_LOCKOUT_S
+    # Host/Origin allowlist additions (runtime/security/hosts.py); loopback names, the bind
+    # address and the tunnel's hostname are always allowed.
+    allowed_hosts: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = field(default_factory=list)
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT  # 0: no cap
     # Guarded mode: job code is checked by runtime/security/guard.py before it runs.
     guarded: bool = False
     audit_max_bytes: int = DEFAULT_AUDIT_MAX_BYTES
@@ -119,7 +129,7 @@ def build_config(*, roots: Sequence[PathLike] | None = None, state_dir: PathLike
     platform's working directory (``/content`` on Colab, ``/kaggle/working`` on
     Kaggle, else the current one); ``state_dir`` defaults to ``ROOT/.smartcolab``; an
     empty ``secret`` or ``trusted_proxies`` keeps the default (a new random secret,
-    loopback).  ``fields`` are further ``RuntimeConfig`` fields, as they are.
+    no proxy but the runtime's own tunnel agent).  ``fields`` are further ``RuntimeConfig`` fields, as they are.
     """
     root_list = [_absolute(r) for r in roots] if roots else [working_dir()]
     config = RuntimeConfig(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -24,6 +23,12 @@ from smartcolab.runtime.config import DEFAULT_HOST, RuntimeConfig, build_config
 from smartcolab.runtime.host.tunnel import Tunnel, TunnelOptions, check_kind, open_tunnel
 from smartcolab.runtime.logs import configure_logging
 from smartcolab.runtime.security.clientaddr import parse_networks
+from smartcolab.runtime.security.connections import (
+    QuietErrors,
+    QuietFilter,
+    protocol_class,
+    raise_nofile_limit,
+)
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.runtime.ui import page_url
 from smartcolab.runtime.ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
@@ -31,24 +36,15 @@ from smartcolab.runtime.ui.display import show_monitor
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+MIN_SECRET_CHARS = 16
 
 
 def check_config(config: RuntimeConfig) -> None:
     """Refuse unsafe combinations before anything listens."""
-    if not config.auth and not is_loopback(config.host):
-        raise ValueError(
-            "--insecure-no-auth is only allowed on a loopback address (127.0.0.1, ::1); "
-            f"refusing to serve without auth on {config.host}"
-        )
+    if len(config.secret) < MIN_SECRET_CHARS:
+        raise ValueError(f"the secret has {len(config.secret)} characters; at least "
+                         f"{MIN_SECRET_CHARS} are needed (leave SMARTCOLAB_SECRET unset to "
+                         "get a generated one)")
     parse_networks(config.allow_cidrs)
     parse_networks(config.trusted_proxies)
 
@@ -114,7 +110,7 @@ class ServerHandle:
     def show_monitor(self, height: int = DEFAULT_MONITOR_HEIGHT_PX) -> str:
         """Show the live job monitor (/ui) inline in the notebook cell's output."""
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
-        return show_monitor(self.config.port, self.secret if self.config.auth else None,
+        return show_monitor(self.config.port, self.secret,
                             host=host, height=height)
 
 
@@ -125,6 +121,10 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
         ws="none",
+        # Our h11 protocol: a deadline for request headers and a per-address
+        # connection cap (runtime/security/connections.py).
+        http=protocol_class(header_timeout_s=config.header_timeout_s,
+                            max_per_client=config.max_connections_per_client),
         # Room above our own header and query limits, so limits.py answers 431/413
         # in the JSON error shape instead of the parser dropping the request.
         # limits.py reads forwarding headers itself, only from trusted proxies;
@@ -137,7 +137,19 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
     return server, state
 
 
+def _quiet_logs() -> QuietErrors:
+    """Repeated descriptor exhaustion errors: one line per interval, no tracebacks."""
+    quiet = QuietErrors()
+    flt = QuietFilter(quiet)
+    for name in ("asyncio", "uvicorn.error", "smartcolab.runtime"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietFilter) for f in logger.filters):
+            logger.addFilter(flt)
+    return quiet
+
+
 async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socket) -> None:
+    asyncio.get_running_loop().set_exception_handler(_quiet_logs().handler)
     async def watch_shutdown() -> None:
         await state.shutdown_requested.wait()
         # Let the 202 reach the client before the listener goes.
@@ -159,17 +171,13 @@ def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | 
     lines = [f"smartcolab runtime listening on {local_url or url}"]
     if local_url and local_url != url:
         lines.append(f"public URL (tunnel): {url}")
-    if config.auth:
-        lines += [
-            f"secret: {config.secret}",
-            "connect a bridge with:",
-            f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
-            f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
-            f"live job monitor: {page_url(url, config.secret)}",
-        ]
-    else:
-        lines.append("WARNING: authentication is OFF (--insecure-no-auth); loopback only")
-        lines.append(f"live job monitor: {page_url(url)}")
+    lines += [
+        f"secret: {config.secret}",
+        "connect a bridge with:",
+        f"  COLAB_URL={url} COLAB_TOKEN={config.secret} smartcolab mcp",
+        f"  or: curl -H 'Authorization: Bearer {config.secret}' {url}/probe",
+        f"live job monitor: {page_url(url, config.secret)}",
+    ]
     out.write("\n".join(lines) + "\n")
     out.flush()
 
@@ -185,6 +193,7 @@ def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = 
     check_config(config)
     check_tunnel(tunnel, tls_cert is not None)
     configure_logging(json_lines=json_logs)
+    _raise_fd_limit()
     sock = bind_socket(config.host, config.port)
     port = sock.getsockname()[1]
     config.port = port
@@ -196,6 +205,8 @@ def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = 
         raise
     try:
         server, state = _uvicorn_server(config, tls_cert, tls_key)
+        if opened is not None:
+            state.trust_tunnel(opened.public_url, opened.agent_pid)
         if banner:
             print_banner(opened.public_url if opened else url, config, sys.stdout, local_url=url)
         if port_file is not None:
@@ -208,6 +219,12 @@ def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = 
         if opened is not None:
             opened.close()
         sock.close()
+
+
+def _raise_fd_limit() -> None:
+    before, after = raise_nofile_limit()
+    if after != before:
+        log.info("raised the open-file limit from %d to %d", before, after)
 
 
 @contextlib.contextmanager
@@ -230,7 +247,7 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 def serve_in_thread(*, host: str = DEFAULT_HOST, port: int = 0, root: str | Path | None = None,
                     roots: list[str | Path] | None = None, secret: str | None = None,
-                    state_dir: str | Path | None = None, auth: bool = True,
+                    state_dir: str | Path | None = None,
                     banner: bool = True, tls_cert: str | None = None,
                     tls_key: str | None = None, tunnel: str = "none",
                     tunnel_token: str | None = None, tunnel_domain: str | None = None,
@@ -251,9 +268,10 @@ def serve_in_thread(*, host: str = DEFAULT_HOST, port: int = 0, root: str | Path
                                    domain=tunnel_domain, binary=tunnel_binary)
     check_tunnel(tunnel_options, tls_cert is not None)
     config = build_config(roots=roots or ([root] if root else None), state_dir=state_dir,
-                          secret=secret, host=host, port=port, auth=auth, **options)
+                          secret=secret, host=host, port=port, **options)
     check_config(config)
     configure_logging(json_lines=True)
+    _raise_fd_limit()
     sock = bind_socket(config.host, config.port)
     config.port = sock.getsockname()[1]
     url = base_url(config.host, config.port, tls=tls_cert is not None)
@@ -280,6 +298,8 @@ def serve_in_thread(*, host: str = DEFAULT_HOST, port: int = 0, root: str | Path
         server.should_exit = True
         thread.join(STARTUP_TIMEOUT_S)
         raise
+    if opened is not None:
+        state.trust_tunnel(opened.public_url, opened.agent_pid)
     if banner:
         print_banner(opened.public_url if opened else url, config, sys.stdout, local_url=url)
     return ServerHandle(url=url, secret=config.secret, config=config, server=server,

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import shutil
+import sqlite3
 import time
 import uuid
+from pathlib import Path
 
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.engine.jobs import Job, job_dir, log_finished, make_view
 from smartcolab.runtime.engine.sessions import KernelSession, new_record
 from smartcolab.runtime.engine.store import JobRecord, JobStore
+from smartcolab.runtime.files.uploads import UploadLedger
 from smartcolab.runtime.host import resources
 from smartcolab.runtime.security.audit import AuditLog
 from smartcolab.runtime.security.auth import Authenticator
+from smartcolab.runtime.security.clientaddr import ClientResolver
+from smartcolab.runtime.security.connections import QuietErrors
+from smartcolab.runtime.security.hosts import HostPolicy
 from smartcolab.runtime.security.redact import Redactor
 from smartcolab.shared.errors import (
     Forbidden,
+    InsufficientStorage,
     JobIdConflict,
     JobNotFound,
     KernelUnavailable,
@@ -26,11 +34,29 @@ from smartcolab.shared.errors import (
     SessionExists,
     SessionNotFound,
     ShuttingDown,
+    SmartColabError,
 )
 from smartcolab.shared.protocol import JobSubmit, JobView
 
 log = logging.getLogger("smartcolab.runtime")
 MAIN_SESSION = "main"
+FLUSH_RETRY_S = 2.0
+
+
+def storage_error(exc: BaseException, state_dir: Path, outcome: str) -> SmartColabError:
+    """507 when the runtime's disk is full, with what to do; other failures stay 500."""
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+        (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower())
+    if not full:
+        return SmartColabError(f"the runtime could not write its job store ({exc}); {outcome}")
+    try:
+        free = shutil.disk_usage(state_dir).free
+    except OSError:
+        free = -1
+    return InsufficientStorage(
+        f"the runtime's disk is full ({free} bytes free under {state_dir}): {outcome}. Free "
+        "space on the runtime (delete large files or old outputs) and retry.",
+        details={"state_dir": str(state_dir), "free_bytes": free}, retry_after=10.0)
 
 
 class SessionManager:
@@ -48,6 +74,9 @@ class SessionManager:
         self.losses = 0
         self.closing = False
         self.with_gpu = shutil.which("nvidia-smi") is not None
+        self.unsaved: dict[str, Job] = {}
+        self._quiet = QuietErrors()
+        self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ sessions
     async def start(self) -> None:
@@ -56,6 +85,7 @@ class SessionManager:
             log.warning("%d job(s) of a previous run were left unfinished: marked lost", lost)
             if self.audit is not None:
                 self.audit.event("jobs_lost", count=lost)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="job-store-retry")
         if self.config.start_main_session:
             await self.create(MAIN_SESSION)
 
@@ -100,9 +130,34 @@ class SessionManager:
         self._state_lost()
 
     # ------------------------------------------------------------ jobs
+    def _write(self, job: Job) -> None:
+        """Write a job's record, or keep it in memory until the store takes it again.
+
+        Never raises: a full disk must not kill a session's worker.  Unsaved records
+        are retried by every later write and by ``_flush_loop``; until then ``find``
+        serves them from memory, so a client still sees the job's final status.
+        """
+        self.unsaved[job.rec.job_id] = job
+        for job_id, pending in list(self.unsaved.items()):
+            try:
+                self.store.update(pending.rec)
+            except (sqlite3.Error, OSError) as exc:
+                if self._quiet.allow("store")[0]:
+                    log.error("the job store could not be written (%s); %d record(s) are "
+                              "kept in memory and retried", exc, len(self.unsaved))
+                return
+            self.unsaved.pop(job_id, None)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_RETRY_S)
+            if self.unsaved:
+                first = next(iter(self.unsaved.values()))
+                self._write(first)
+
     def record(self, job: Job) -> None:
         """Write a job's current record; a terminal job leaves memory and wakes its waiters."""
-        self.store.update(job.rec)
+        self._write(job)
         # Popping once makes the log lines once per job, however often it is recorded.
         first_end = job.terminal and self.live.pop(job.rec.job_id, None) is not None
         if job.terminal:
@@ -148,7 +203,11 @@ class SessionManager:
                 "del big variables) or resubmit with force=true",
                 details={"ram_available_bytes": ram.available})
         rec = new_record(req.job_id, session, req.code, req.timeout, req.client)
-        self.store.insert(rec)
+        try:
+            self.store.insert(rec)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, self.config.state_dir, "nothing was queued; resubmit "
+                                "the job (same job id) once there is space") from exc
         job = Job(rec, self.config, client_addr)
         self.live[rec.job_id] = job
         session.enqueue(job)
@@ -156,7 +215,7 @@ class SessionManager:
 
     def find(self, job_id: str, *, missing_ok: bool = False,
              ) -> tuple[JobRecord | None, Job | None]:
-        live = self.live.get(job_id)
+        live = self.live.get(job_id) or self.unsaved.get(job_id)
         if live is not None:
             return live.rec, live
         rec = self.store.get(job_id)
@@ -189,6 +248,10 @@ class SessionManager:
         await asyncio.gather(*(s.stop() for s in self.sessions.values()),
                              return_exceptions=True)
         self.sessions.clear()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self.unsaved:
+            self._write(next(iter(self.unsaved.values())))
         self.store.close()
 
 
@@ -197,7 +260,10 @@ class RuntimeState:
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
-        self.auth = Authenticator(config.secret, enabled=config.auth)
+        self.auth = Authenticator(config.secret)
+        self.hosts = HostPolicy(bind_host=config.host, allowed_hosts=config.allowed_hosts,
+                                allowed_origins=config.allowed_origins)
+        self.resolver = ClientResolver(config.trusted_proxies, config.allow_cidrs)
         self.redactor = Redactor(config.secret)
         self.audit = AuditLog(config.state_dir, max_bytes=config.audit_max_bytes,
                               backups=config.audit_backups, redactor=self.redactor)
@@ -206,6 +272,8 @@ class RuntimeState:
         self.boot_id = uuid.uuid4().hex[:12]
         self.shutdown_requested = asyncio.Event()
         self._manager: SessionManager | None = None
+        self.uploads = UploadLedger(config.state_dir)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> SessionManager:
@@ -215,14 +283,24 @@ class RuntimeState:
 
     async def start(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.uploads.sweep, all_inactive=True)
+        self._sweeper = asyncio.create_task(self.uploads.sweep_forever(), name="upload-sweep")
         self._manager = SessionManager(self.config, self.boot_id, audit=self.audit,
                                        redactor=self.redactor)
         await self._manager.start()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._manager is not None:
             await self._manager.stop()
         self.audit.close()
+
+    def trust_tunnel(self, public_url: str, agent_pid: int | None) -> None:
+        """A tunnel opened: answer to its hostname, believe its agent's forwarded addresses."""
+        self.hosts.allow_url(public_url)
+        if agent_pid is not None:
+            self.resolver.trust_agent(agent_pid)
 
     def rotate_secret(self, new_secret: str) -> None:
         """Switch to a new secret; kernels keep running, old outputs stay redacted."""

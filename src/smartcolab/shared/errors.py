@@ -12,7 +12,9 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     ├── Unauthorized                     401 unauthorized
     ├── Forbidden                        403 forbidden
     │   ├── PathOutsideRoots             403 path_outside_roots
-    │   └── GuardRefused                 403 guard_refused
+    │   ├── GuardRefused                 403 guard_refused
+    │   ├── HostNotAllowed               403 host_not_allowed
+    │   └── OriginNotAllowed             403 origin_not_allowed
     ├── NotFound                         404 not_found
     │   ├── JobNotFound                  404 job_not_found
     │   ├── SessionNotFound              404 session_not_found
@@ -31,6 +33,7 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     │   ├── LowMemory                    503 low_memory
     │   ├── ShuttingDown                 503 shutting_down
     │   └── KernelUnavailable            503 kernel_unavailable
+    ├── InsufficientStorage              507 insufficient_storage
     ├── TunnelFailed                     502 tunnel_failed (raised where the server starts)
     └── ClientSideError                  (never sent by a runtime; raised locally)
         ├── RuntimeUnreachable           502 runtime_unreachable
@@ -57,7 +60,9 @@ __all__ = [
     "Forbidden",
     "GuardRefused",
     "HeadersTooLarge",
+    "HostNotAllowed",
     "IncompatibleRuntime",
+    "InsufficientStorage",
     "InvalidInput",
     "JobIdConflict",
     "JobNotFound",
@@ -66,6 +71,7 @@ __all__ = [
     "LocalWriteFailed",
     "LowMemory",
     "NotFound",
+    "OriginNotAllowed",
     "PathOutsideRoots",
     "PayloadTooLarge",
     "QueueFull",
@@ -126,6 +132,14 @@ class GuardRefused(Forbidden):
     """Guarded mode refused a job's code before it ran (a seatbelt, not a sandbox)."""
 
     code = "guard_refused"
+
+
+class HostNotAllowed(Forbidden):
+    code = "host_not_allowed"
+
+
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
 
 
 class NotFound(SmartColabError):
@@ -198,6 +212,12 @@ class ShuttingDown(Unavailable):
 
 class KernelUnavailable(Unavailable):
     code = "kernel_unavailable"
+
+
+class InsufficientStorage(SmartColabError):
+    """The runtime's own disk is full (ENOSPC): nothing was lost, free space and retry."""
+
+    status, code = 507, "insufficient_storage"
 
 
 class TunnelFailed(SmartColabError):
@@ -292,7 +312,7 @@ def error_from_body(status: int, body: Any) -> SmartColabError:
 _STATUS_FALLBACK: dict[int, type[SmartColabError]] = {
     400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
     413: PayloadTooLarge, 416: RangeNotSatisfiable, 422: InvalidInput, 429: RateLimited,
-    431: HeadersTooLarge, 503: Unavailable,
+    431: HeadersTooLarge, 503: Unavailable, 507: InsufficientStorage,
 }
 
 

@@ -13,7 +13,8 @@ import hashlib
 import hmac
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.config import JsonDict
 
 # The wire protocol's version: the runtime sends it on every response (H_API_VERSION) and
 # the client refuses to go on with a runtime that speaks another one, with a clear error,
@@ -42,6 +43,8 @@ LONG_TIMEOUT_S = 600.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# A Python identifier (what str.isidentifier accepts, near enough for a schema).
+VARIABLE_NAME_PATTERN = r"^[^\W\d]\w*$"
 MAX_CODE_CHARS = 1_000_000
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"]
@@ -66,6 +69,12 @@ def canonical_request(method: str, raw_path: str, raw_query: str, content_sha256
 
 def sign(secret: str, canonical: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
+
+
+# Stated in the schema, checked by the runtime (422 naming the bad names), not here: a
+# bridge must get the runtime's clear message, not a local validation error.
+VARIABLE_NAMES_SCHEMA: JsonDict = {"items": {"type": "string", "pattern": VARIABLE_NAME_PATTERN,
+                                             "maxLength": 255}}
 
 
 class Model(BaseModel):
@@ -112,7 +121,7 @@ class JobSubmit(Model):
         default=QUICK_TIMEOUT_S, gt=0, le=MAX_TIMEOUT_S,
         description="seconds before the kernel is interrupted; null = no limit",
     )
-    force: bool = Field(default=False, description="run even when available RAM is low")
+    force: StrictBool = Field(default=False, description="run even when available RAM is low")
     client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
 
 
@@ -240,8 +249,9 @@ class VariableList(Open):
 
 
 class CleanupRequest(Model):
-    reset: bool = Field(default=False, description="delete every user variable")
-    names: list[str] = Field(default_factory=list, max_length=1000)
+    reset: StrictBool = Field(default=False, description="delete every user variable")
+    names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA)
 
 
 class CleanupReport(Open):
@@ -260,6 +270,7 @@ class CleanupReport(Open):
 # ---------------------------------------------------------------- persistence
 class SaveRequest(Model):
     names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA,
                              description="variables to save; empty = every user variable")
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
@@ -269,6 +280,7 @@ class RestoreRequest(Model):
     snapshot: str | None = Field(default=None, pattern=NAME_PATTERN,
                                  description="snapshot name; default: the session's name")
     names: list[str] = Field(default_factory=list, max_length=1000,
+                             json_schema_extra=VARIABLE_NAMES_SCHEMA,
                              description="variables to restore; empty = all in the snapshot")
 
 

@@ -19,6 +19,8 @@ from smartcolab.runtime.api.errors import install_error_handlers
 from smartcolab.runtime.api.openapi import install_openapi
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.security.audit import AuditMiddleware
+from smartcolab.runtime.security.auth import require_gate
+from smartcolab.runtime.security.gate import AuthGate, AuthLockout
 from smartcolab.runtime.security.limits import LimitsMiddleware
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import routes
@@ -74,6 +76,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
                     "/health needs the runtime's secret (bearer token or HMAC signature).",
     )
     app.state.sc = state
+    # No trailing-slash redirects: one was built from the Host header (an open redirect).
+    app.router.redirect_slashes = False
     install_error_handlers(app)
 
     app.add_middleware(EpochHeaderMiddleware, state=state)
@@ -87,16 +91,23 @@ def create_app(config: RuntimeConfig) -> FastAPI:
 
     app.include_router(public)
     app.include_router(routes_ui.public_router)
-    protected = [Depends(state.auth.require)]
+    # AuthGate (middleware) authenticates; the dependency makes sure no route is reached
+    # without it.
+    protected = [Depends(require_gate)]
     app.include_router(routes_system.router, dependencies=protected)
     app.include_router(routes_jobs.router, dependencies=protected)
     app.include_router(routes_persist.router, dependencies=protected)
     app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
-    app.include_router(routes_files.upload_router, dependencies=[Depends(state.auth.require_streamed)])
+    app.include_router(routes_files.upload_router, dependencies=protected)
     app.include_router(routes_auth.router, dependencies=protected)
-    # Added last, so outermost: limits run before anything reads a body.
+    # Added last, so outermost: Host/Origin and limits, then the audit log, then
+    # authentication, all before anything reads a body.
+    lockout = AuthLockout(config.lockout_failures, config.lockout_window_s, config.lockout_s,
+                          config.max_tracked_clients)
+    app.add_middleware(AuthGate, auth=state.auth, lockout=lockout, audit=state.audit)
     app.add_middleware(AuditMiddleware, audit=state.audit)
-    app.add_middleware(LimitsMiddleware, config=config, audit=state.audit)
+    app.add_middleware(LimitsMiddleware, config=config, hosts=state.hosts,
+                       resolver=state.resolver)
     install_openapi(app, protected)
     return app

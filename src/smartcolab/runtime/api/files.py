@@ -1,9 +1,10 @@
 """File endpoints: list, stat, download (ranges, gzip), directory archives, upload, delete.
 
-``router`` takes the ordinary auth dependency; ``upload_router`` (the streamed PUT)
-takes ``require_streamed``: its body is never buffered, and the route itself checks
-the bytes against the digest declared in ``X-SC-Content-SHA256`` (which the
-signature covers) before anything appears at the destination.
+Both routers are authenticated by ``security/gate.py`` before any body is read.
+The streamed upload (``upload_router``) is the one route whose body the gate does not
+hash: it is never buffered, and the route itself checks the bytes against the digest
+declared in ``X-SC-Content-SHA256`` (which the signature covers) before anything
+appears at the destination.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import stat as stat_mod
 import zlib
 from collections.abc import AsyncIterator
 from email.utils import formatdate
-from typing import BinaryIO, Literal
+from typing import Annotated, BinaryIO, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
@@ -29,9 +30,12 @@ from starlette.requests import ClientDisconnect
 from smartcolab.runtime.files.archive import tar_stream
 from smartcolab.runtime.files.service import (
     DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    MAX_PATH_CHARS,
     UPLOAD_TMP_MARK,
     FileService,
     etag_for,
+    open_regular,
 )
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import routes
@@ -56,6 +60,10 @@ from smartcolab.shared.protocol import (
 
 log = logging.getLogger("smartcolab.runtime.files.service")
 router = APIRouter(tags=["files"])
+# What check_client_path enforces, stated in the OpenAPI document too.
+ClientPath = Annotated[str, Query(max_length=MAX_PATH_CHARS, pattern=r"^[^\x00]*$",
+                                  description="relative to the working root, or absolute "
+                                              "inside a root; no NUL byte")]
 upload_router = APIRouter(tags=["files"])
 
 CHUNK = 1024 * 1024
@@ -68,7 +76,8 @@ INCOMPRESSIBLE = frozenset({
     ".gz", ".tgz", ".zip", ".zst", ".xz", ".bz2", ".7z", ".rar", ".lz4", ".br", ".png", ".jpg",
     ".jpeg", ".gif", ".webp", ".mp3", ".mp4", ".mkv", ".avi", ".mov", ".ogg", ".flac", ".pdf",
     ".parquet", ".npz", ".pt", ".pth", ".safetensors", ".h5", ".onnx", ".whl", ".jar"})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 19 digits (any file offset fits); longer numbers are refused, never converted.
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -82,9 +91,13 @@ def _files(request: Request) -> FileService:
 
 
 @router.get(routes.FILES, response_model=FileList)
-async def list_files(request: Request, path: str = "", recursive: bool = False,
-                     pattern: str | None = None, limit: int = DEFAULT_LIST_LIMIT,
-                     cursor: str | None = None, include_state: bool = False) -> FileList:
+async def list_files(request: Request, path: ClientPath = "", recursive: bool = False,
+                     pattern: str | None = None,
+                     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+                     cursor: Annotated[str | None, Query(
+                         pattern=r"^[A-Za-z0-9_-]{1,512}$",
+                         description="next_cursor of the previous page, as given")] = None,
+                     include_state: bool = False) -> FileList:
     """Entries of a directory (recursively if asked), filtered by a glob, paginated."""
     svc = _files(request)
     return await asyncio.to_thread(svc.list, path, recursive=recursive, pattern=pattern,
@@ -92,14 +105,14 @@ async def list_files(request: Request, path: str = "", recursive: bool = False,
 
 
 @router.get(routes.FILES_STAT, response_model=FileStat)
-async def stat_file(request: Request, path: str, hash: bool = True) -> FileStat:
+async def stat_file(request: Request, path: ClientPath, hash: bool = True) -> FileStat:
     """Type, size, mtime, ETag and (for files) sha256, cached by size and mtime."""
     return await _files(request).stat(path, with_hash=hash)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
     """One ``bytes=a-b`` / ``a-`` / ``-n`` range as inclusive (start, end)."""
-    match = _RANGE.match(header.strip().replace(" ", ""))
+    match = _RANGE.match(header[:100].strip().replace(" ", "")) if len(header) <= 100 else None
     if match is None:
         raise RangeNotSatisfiable(f"unsupported Range header '{header[:80]}'; send one range "
                                   "such as 'bytes=1000-'", details={"size": size})
@@ -151,7 +164,7 @@ _BYTES = {"schema": {"type": "string", "format": "binary"}}
     200: {"description": "The file's bytes", "content": {"application/octet-stream": _BYTES}},
     206: {"description": "The requested range of the file's bytes",
           "content": {"application/octet-stream": _BYTES}}})
-async def get_content(request: Request, path: str, compress: bool = Query(
+async def get_content(request: Request, path: ClientPath, compress: bool = Query(
         False, description="gzip the body (Content-Encoding) if the file looks compressible; "
                            "ignored with Range")) -> Response:
     """The file's bytes, streamed; ``Range`` (with ``If-Range``) resumes a download."""
@@ -160,7 +173,8 @@ async def get_content(request: Request, path: str, compress: bool = Query(
     if not stat_mod.S_ISREG(st.st_mode):
         raise BadRequest(f"'{path[:200]}' is not a regular file; download a directory with "
                          "GET /files/archive", details={"reason": "not_a_file"})
-    f = await asyncio.to_thread(open, target.path, "rb")  # closed by the body iterator or below
+    # closed by the body iterator or below
+    f = await asyncio.to_thread(open_regular, target.path)
     try:
         st = os.fstat(f.fileno())  # validators of the bytes actually opened
         size, etag = st.st_size, etag_for(st)
@@ -198,7 +212,7 @@ _ARCHIVE_TYPES = {"none": ("application/x-tar", ".tar"), "gzip": ("application/g
     "description": "A tar stream of the directory",
     "content": {"application/x-tar": _BYTES, "application/gzip": _BYTES,
                 "application/zstd": _BYTES}}})
-async def get_archive(request: Request, path: str = "",
+async def get_archive(request: Request, path: ClientPath = "",
                       compression: Literal["none", "gzip", "zstd"] = "none") -> Response:
     """A directory as a tar stream (optionally gzip or zstd), built on the fly."""
     svc = _files(request)
@@ -229,7 +243,9 @@ def _quote(name: str) -> str:
 
 
 @router.delete(routes.FILES, response_model=DeleteResult)
-async def delete_file(request: Request, path: str, confirm: bool = False) -> DeleteResult:
+async def delete_file(request: Request, path: ClientPath, confirm: Annotated[bool, Query(
+        description="must be true: without it nothing is deleted (400 confirm_required)",
+        json_schema_extra={"enum": [True]})] = False) -> DeleteResult:
     """Delete one file (never a directory), only with ``confirm=true``."""
     target = await asyncio.to_thread(_files(request).delete, path, confirm=confirm)
     return DeleteResult(path=target.rel, deleted=True)
@@ -253,7 +269,7 @@ def _write_and_hash(f: BinaryIO, h: hashlib._Hash, data: bytes) -> None:
 
 
 @upload_router.put(routes.FILES_CONTENT, response_model=UploadResult)
-async def put_content(request: Request, path: str,
+async def put_content(request: Request, path: ClientPath,
                       overwrite: bool = Query(False, description="replace an existing file"),
                       ) -> UploadResult:
     """Streamed upload: temp file beside the target, digest check, fsync, atomic rename."""
@@ -282,7 +298,13 @@ async def put_content(request: Request, path: str,
     tmp = parent / f"{UPLOAD_TMP_MARK}{secrets.token_hex(8)}.tmp"
     h = hashlib.sha256()
     received = 0
-    f = await asyncio.to_thread(open, tmp, "xb")  # closed in every branch below
+    ledger = state.uploads
+    token = await asyncio.to_thread(ledger.begin, tmp)
+    try:
+        f = await asyncio.to_thread(open, tmp, "xb")  # closed in every branch below
+    except BaseException:
+        ledger.end(token)
+        raise
     try:
         buf = bytearray()
         stream = request.stream()
@@ -323,6 +345,8 @@ async def put_content(request: Request, path: str,
         log.info("upload to %s refused or interrupted after %d bytes (%s); temp file removed",
                  target.rel, received, type(exc).__name__)
         raise
+    finally:
+        ledger.end(token)
     st = target.path.stat()
     svc.remember((str(target.path), st.st_size, st.st_mtime_ns), digest)
     return UploadResult(path=target.rel, size=received, sha256=digest,

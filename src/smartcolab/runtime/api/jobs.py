@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from smartcolab.runtime.engine import introspect
 from smartcolab.runtime.engine.jobs import job_dir
@@ -12,8 +12,9 @@ from smartcolab.runtime.engine.output import read_page
 from smartcolab.runtime.security import guard
 from smartcolab.runtime.state import RuntimeState, SessionManager
 from smartcolab.shared import routes
-from smartcolab.shared.errors import RangeNotSatisfiable
+from smartcolab.shared.errors import InvalidInput, RangeNotSatisfiable
 from smartcolab.shared.protocol import (
+    JOB_ID_PATTERN,
     MAX_WAIT_S,
     NAME_PATTERN,
     CleanupReport,
@@ -36,6 +37,8 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024
 CANCEL_SLACK_S = 15.0
 
 Wait = Annotated[float, Query(ge=0, description=f"seconds to wait, capped at {MAX_WAIT_S:g}")]
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id")]
+SessionName = Annotated[str, Path(pattern=NAME_PATTERN, description="a session's name")]
 
 
 def _manager(request: Request) -> SessionManager:
@@ -87,7 +90,7 @@ async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)
 
 
 @router.get(routes.JOB, response_model=JobView)
-async def get_job(request: Request, job_id: str, wait: Wait = 0.0,
+async def get_job(request: Request, job_id: JobId, wait: Wait = 0.0,
                   since: Annotated[int | None, Query(ge=0)] = None) -> JobView:
     """Status, output after ``since`` and the result when done; long-polls with ``wait``."""
     manager = _manager(request)
@@ -99,7 +102,7 @@ async def get_job(request: Request, job_id: str, wait: Wait = 0.0,
 
 
 @router.post(routes.JOB_CANCEL, response_model=JobView)
-async def cancel_job(request: Request, job_id: str) -> JobView:
+async def cancel_job(request: Request, job_id: JobId) -> JobView:
     """Remove a queued job, or interrupt a running one (restart after the grace period)."""
     manager = _manager(request)
     live = manager.cancel(job_id)
@@ -111,7 +114,7 @@ async def cancel_job(request: Request, job_id: str) -> JobView:
 
 
 @router.get(routes.JOB_OUTPUT, response_model=OutputPage)
-async def job_output(request: Request, job_id: str,
+async def job_output(request: Request, job_id: JobId,
                      offset: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE_BYTES)] = 65536) -> OutputPage:
     """A page of the job's full output; offsets are bytes of its UTF-8 text."""
@@ -144,7 +147,7 @@ async def create_session(request: Request, body: SessionCreate) -> SessionView:
 
 
 @router.post(routes.SESSION_RESTART, response_model=SessionView, tags=["sessions"])
-async def restart_session(request: Request, name: str) -> SessionView:
+async def restart_session(request: Request, name: SessionName) -> SessionView:
     """Restart the kernel: its variables are lost, a running job is cancelled."""
     session = _manager(request).session(name)
     await session.restart()
@@ -152,7 +155,7 @@ async def restart_session(request: Request, name: str) -> SessionView:
 
 
 @router.post(routes.SESSION_INTERRUPT, response_model=SessionView, tags=["sessions"])
-async def interrupt_session(request: Request, name: str) -> SessionView:
+async def interrupt_session(request: Request, name: SessionName) -> SessionView:
     """Interrupt the running job (it ends ``cancelled``); the queue goes on."""
     session = _manager(request).session(name)
     session.interrupt()
@@ -160,14 +163,14 @@ async def interrupt_session(request: Request, name: str) -> SessionView:
 
 
 @router.delete(routes.SESSION, status_code=204, tags=["sessions"])
-async def delete_session(request: Request, name: str) -> Response:
+async def delete_session(request: Request, name: SessionName) -> Response:
     """Stop a session's jobs and shut its kernel down (``main`` cannot be deleted)."""
     await _manager(request).delete(name)
     return Response(status_code=204)
 
 
 @router.get(routes.SESSION_VARIABLES, response_model=VariableList, tags=["sessions"])
-async def variables(request: Request, name: str, private: bool = False) -> VariableList:
+async def variables(request: Request, name: SessionName, private: bool = False) -> VariableList:
     """The session's variables, computed inside its kernel (409 while a job runs)."""
     session = _manager(request).session(name)
     found = await introspect.variables(session, include_private=private)
@@ -175,7 +178,11 @@ async def variables(request: Request, name: str, private: bool = False) -> Varia
 
 
 @router.post(routes.SESSION_CLEANUP, response_model=CleanupReport, tags=["sessions"])
-async def cleanup(request: Request, name: str, body: CleanupRequest) -> CleanupReport:
+async def cleanup(request: Request, name: SessionName, body: CleanupRequest) -> CleanupReport:
     """gc, CUDA cache, matplotlib figures; deletes variables only when asked."""
+    bad = [n for n in body.names if not n.isidentifier()]
+    if bad:
+        raise InvalidInput(f"not Python variable names: {', '.join(map(repr, bad[:10]))}",
+                           details={"names": bad[:50]})
     session = _manager(request).session(name)
     return await introspect.cleanup(session, body)

@@ -21,7 +21,7 @@ from smartcolab.shared.protocol import ErrorResponse
 COMMON_ERRORS: dict[int, str] = {
     400: "Bad request",
     401: "Missing or wrong secret",
-    403: "Refused: address not allowed, path outside the roots, or guarded mode",
+    403: "Refused: Host, Origin or address not allowed, path outside the roots, or guarded mode",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict with the current state",
@@ -31,6 +31,7 @@ COMMON_ERRORS: dict[int, str] = {
     429: "Rate limited, locked out after failed authentications, or queue full",
     431: "Request headers too large",
     503: "Unavailable: shutting down, low memory, or kernel unavailable",
+    507: "The runtime's disk is full: nothing was changed; free space and retry",
 }
 _REF = "#/components/schemas/ErrorResponse"
 

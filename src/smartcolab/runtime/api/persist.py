@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from smartcolab.runtime.engine import persist
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import routes
 from smartcolab.shared.protocol import (
+    NAME_PATTERN,
     PersistManifest,
     RestoreReport,
     RestoreRequest,
@@ -18,6 +20,7 @@ from smartcolab.shared.protocol import (
 )
 
 router = APIRouter(tags=["persistence"])
+SessionName = Annotated[str, Path(pattern=NAME_PATTERN, description="a session's name")]
 
 
 def _state(request: Request) -> RuntimeState:
@@ -26,7 +29,7 @@ def _state(request: Request) -> RuntimeState:
 
 
 @router.post(routes.SESSION_SAVE, response_model=PersistManifest)
-async def save_variables(request: Request, name: str, body: SaveRequest) -> PersistManifest:
+async def save_variables(request: Request, name: SessionName, body: SaveRequest) -> PersistManifest:
     """Pickle the session's variables to the persist directory (409 while a job runs).
 
     Unpicklable objects are listed under ``failed``; the others are saved.
@@ -37,7 +40,7 @@ async def save_variables(request: Request, name: str, body: SaveRequest) -> Pers
 
 
 @router.post(routes.SESSION_RESTORE, response_model=RestoreReport)
-async def restore_variables(request: Request, name: str, body: RestoreRequest) -> RestoreReport:
+async def restore_variables(request: Request, name: SessionName, body: RestoreRequest) -> RestoreReport:
     """Load a saved snapshot's variables into the session (409 while a job runs)."""
     state = _state(request)
     session = state.manager.session(name)

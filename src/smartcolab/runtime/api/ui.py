@@ -24,9 +24,15 @@ UI_PATH = "/ui"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 # The page may talk to its own origin only; images are the job outputs' data: URLs.
-# No frame-ancestors: Colab shows the page in an iframe of its own origin.
+# Framing: only by itself, a notebook on this machine (Jupyter on localhost) and Colab,
+# whose cell outputs are frames under googleusercontent.com; any other site is refused,
+# so a page cannot overlay the monitor and trick a click (clickjacking).
+FRAME_ANCESTORS = ("'self' http://localhost:* http://127.0.0.1:* "
+                   "https://colab.research.google.com https://colab.google.com "
+                   "https://*.googleusercontent.com https://*.colab.dev")
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'")
+        f"connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        f"frame-ancestors {FRAME_ANCESTORS}")
 _HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 

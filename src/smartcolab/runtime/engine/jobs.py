@@ -9,6 +9,7 @@ after the client's cursor.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +44,8 @@ class Job:
                              max_images=config.max_images_per_result,
                              max_image_bytes=config.max_image_bytes)
         self.control = RunControl()
+        # The server's own write failure (a full disk): the job is stopped and fails with it.
+        self.io_error: OSError | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -60,7 +63,17 @@ class Job:
         event.set()
 
     def on_message(self, msg_type: str, content: dict[str, Any]) -> None:
-        self.out.handle(msg_type, content)
+        try:
+            self.out.handle(msg_type, content)
+        except OSError as exc:
+            # Not the kernel's fault: stop this job with an interrupt (variables kept),
+            # never a kernel restart, and say why when it ends.
+            if self.io_error is None:
+                self.io_error = exc
+                log.error("job %s: writing its output failed (%s); stopping it",
+                          self.rec.job_id, exc)
+                if self.control.stop is None:
+                    self.control.stop = "cancelled"
         self.notify()
 
     async def wait(self, *, since: int | None, wait_s: float) -> None:
@@ -119,8 +132,23 @@ def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, 
     result.state_lost = judged.state_lost
     if judged.error is not None:
         result.error = judged.error
+    status = judged.status
+    if job.io_error is not None:
+        status = "failed"
+        notes = [io_failure(job.io_error), *(n for n in notes if not n.startswith("interrupted"))]
     result.message = "; ".join(notes) if notes else None
-    return judged.status, result
+    return status, result
+
+
+def io_failure(exc: OSError) -> str:
+    """Why a job failed when the server could not write its output."""
+    if exc.errno == errno.ENOSPC:
+        return ("the runtime's disk is full: the server could not write this job's output "
+                f"({exc}), so it stopped the job. Output up to that point is kept; free space "
+                "on the runtime (delete large files, or old job outputs) and run it again. "
+                "The kernel was interrupted, not restarted")
+    return (f"the server could not write this job's output ({exc}), so it stopped the job; "
+            "the kernel was interrupted, not restarted")
 
 
 async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: bool,
@@ -155,7 +183,10 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
 
 def finish(job: Job, status: str, result: JobResult) -> None:
     """Mark a job terminal in memory; the caller records it in the store (and logs it)."""
-    job.out.finish()
+    try:
+        job.out.finish()
+    except OSError as exc:  # closing the spill file flushes: a full disk shows up here too
+        log.error("job %s: closing its output failed: %s", job.rec.job_id, exc)
     rec = job.rec
     rec.status, rec.result, rec.finished_at = status, result, time.time()
     rec.output_bytes = job.output_bytes

@@ -4,12 +4,19 @@ A ``KernelSession`` owns one kernel and one worker task; different sessions run 
 parallel.  Its epoch ``{boot}.{name}.{generation}`` changes whenever the kernel's
 state is lost (restart, death), and every such loss also bumps the runtime-wide
 counter behind ``RuntimeState.epoch()``.
+
+Two promises hold whatever fails.  The worker never dies: an error of the server's
+own (a full disk, a store that cannot be written) fails the job it hit, with the
+reason, and the next job runs.  Kernel restarts are serialized by the session's
+lock, and before a new kernel starts the old one's process is killed and reaped by
+pid (``reap.py``): a failed restart never leaves a kernel behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from collections import deque
@@ -21,6 +28,7 @@ from smartcolab.runtime.engine import persist
 from smartcolab.runtime.engine.jobs import Job, finish, run_job
 from smartcolab.runtime.engine.kernel import Kernel, RunControl
 from smartcolab.runtime.engine.output import HeadTail
+from smartcolab.runtime.engine.reap import identify, kill_and_reap
 from smartcolab.runtime.engine.store import JobRecord
 from smartcolab.shared.errors import KernelUnavailable, SessionBusy
 from smartcolab.shared.protocol import JobResult, SessionView
@@ -69,9 +77,34 @@ class KernelSession:
                            execution_count=self.execution_count)
 
     async def start(self) -> None:
-        await self.kernel.start()
+        await self._start_kernel()
         self.status = "idle"
-        self._worker = asyncio.create_task(self._work(), name=f"session-{self.name}")
+        self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        """(Re)start the worker task; a session can always be recovered by a restart."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name=f"session-{self.name}")
+
+    async def _start_kernel(self) -> None:
+        """Start ``self.kernel``; if that fails half-way, its process is killed and reaped."""
+        try:
+            await self.kernel.start()
+        except BaseException:
+            ident = identify(self.kernel.pid)
+            await self.kernel.shutdown()
+            await kill_and_reap(ident)
+            raise
+
+    async def _replace_kernel(self) -> None:
+        """Kill and reap the old kernel by pid, then start a new one (caller holds the lock)."""
+        ident = identify(self.kernel.pid)
+        await self.kernel.shutdown()
+        if not await kill_and_reap(ident):
+            log.error("the old kernel of session %s (pid %s) would not die", self.name,
+                      ident.pid if ident else None)
+        self.kernel = self._new_kernel()
+        await self._start_kernel()
 
     def enqueue(self, job: Job) -> None:
         self.queue.append(job)
@@ -90,10 +123,8 @@ class KernelSession:
             await self.kernel.restart()
         except Exception:
             log.exception("restart of session %s failed; starting a new kernel", self.name)
-            await self.kernel.shutdown()
-            self.kernel = self._new_kernel()
             try:
-                await self.kernel.start()
+                await self._replace_kernel()
             except Exception:
                 log.exception("session %s has no kernel", self.name)
                 self.status = "dead"
@@ -107,33 +138,50 @@ class KernelSession:
                 await self._wake.wait()
                 continue
             job = self.queue.popleft()
-            async with self.lock:
-                if self.status == "dead":
-                    await self._recover()
-                if self.status == "dead":
-                    finish(job, "failed", JobResult(
-                        message=f"session {self.name!r} has no working kernel; restart it "
-                                "(POST /sessions/{name}/restart) or delete it", state_lost=True))
-                    self._record(job)
-                    continue
-                self.running, self.status = job, "busy"
-                try:
-                    outcome = await run_job(job, self.kernel, self.config, with_gpu=self.with_gpu,
-                                            epoch=self.epoch, on_start=self._record)
-                finally:
-                    self.running = None
-                if outcome is None:
-                    await self._recover()
-                    self._lost_state()
-                elif outcome.kind in ("restarted", "died"):
-                    self._lost_state()
-                elif outcome.execution_count is not None:
-                    self.execution_count = outcome.execution_count
+            try:
+                await self._run_one(job)
+            except Exception as exc:  # the server's own failure: this job fails, says why
+                log.exception("session %s: job %s failed in the server", self.name,
+                              job.rec.job_id)
+                self.running = None
                 if self.status == "busy":
                     self.status = "idle"
+                if not job.terminal:
+                    finish(job, "failed", JobResult(message=server_failure(exc)))
                 self._record(job)
+                continue
             if self.config.autosave_after_s is not None:
-                await persist.maybe_autosave(self, job)
+                try:
+                    await persist.maybe_autosave(self, job)
+                except Exception:
+                    log.exception("autosave after job %s failed", job.rec.job_id)
+
+    async def _run_one(self, job: Job) -> None:
+        async with self.lock:
+            if self.status == "dead":
+                await self._recover()
+            if self.status == "dead":
+                finish(job, "failed", JobResult(
+                    message=f"session {self.name!r} has no working kernel; restart it "
+                            "(POST /sessions/{name}/restart) or delete it", state_lost=True))
+                self._record(job)
+                return
+            self.running, self.status = job, "busy"
+            try:
+                outcome = await run_job(job, self.kernel, self.config, with_gpu=self.with_gpu,
+                                        epoch=self.epoch, on_start=self._record)
+            finally:
+                self.running = None
+            if outcome is None:
+                await self._recover()
+                self._lost_state()
+            elif outcome.kind in ("restarted", "died"):
+                self._lost_state()
+            elif outcome.execution_count is not None:
+                self.execution_count = outcome.execution_count
+            if self.status == "busy":
+                self.status = "idle"
+            self._record(job)
 
     def cancel(self, job: Job, message: str = "cancelled before it started") -> None:
         """Remove a queued job, or ask the running one to stop (interrupt, restart after grace)."""
@@ -160,9 +208,16 @@ class KernelSession:
                     await self.kernel.restart()
                     self.status = "idle"
                 except Exception:
-                    log.exception("restart of session %s failed", self.name)
-                    await self._recover()
+                    log.exception("restart of session %s failed; starting a new kernel",
+                                  self.name)
+                    try:
+                        await self._replace_kernel()
+                        self.status = "idle"
+                    except Exception:
+                        log.exception("session %s has no kernel", self.name)
+                        self.status = "dead"
                 self._lost_state()
+        self._ensure_worker()
 
     async def introspect(self, code: str, timeout: float = INTROSPECT_TIMEOUT_S) -> str:
         """Run a helper snippet (no history, no names left behind); return its stdout."""
@@ -216,6 +271,16 @@ class KernelSession:
             self._record(running)
         await self.kernel.shutdown()
         self.status = "dead"
+
+
+def server_failure(exc: BaseException) -> str:
+    """A job's message when the server itself failed it (never the kernel's doing)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ("the runtime's disk is full: the server could not record this job "
+                f"({exc}). Free space on the runtime, then resubmit; the kernel and its "
+                "variables were not touched")
+    return (f"the server failed while handling this job ({type(exc).__name__}: {exc}); "
+            "the kernel and its variables were not touched; resubmit it")
 
 
 def new_record(job_id: str, session: KernelSession, code: str, timeout: float | None,

@@ -8,12 +8,16 @@ not wait for an fsync, a crash of the process loses nothing already committed).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from smartcolab.shared.protocol import JobResult
 from smartcolab.shared.sqlite import open_db
+
+log = logging.getLogger("smartcolab.runtime")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -61,6 +65,20 @@ _COLUMNS = ("job_id, session, status, code, timeout, client, created_at, started
             "finished_at, epoch, result, output_bytes")
 
 
+def quarantine(path: Path, exc: BaseException) -> Path:
+    """Move an unreadable store (and its WAL files) aside, so the server can start afresh."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.replace(moved.with_name(moved.name + suffix))
+    log.error("the job store %s could not be read (%s): moved it to %s and started a new, "
+              "empty one. Jobs of earlier runs are in the moved file (sqlite3 can try to "
+              "recover it: sqlite3 %s .recover)", path, exc, moved, moved)
+    return moved
+
+
 def _record(row: tuple[object, ...]) -> JobRecord:
     (job_id, session, status, code, timeout, client, created_at, started_at, finished_at,
      epoch, result, output_bytes) = row
@@ -79,8 +97,28 @@ def _record(row: tuple[object, ...]) -> JobRecord:
 class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = open_db(path)
-        self._db.executescript(SCHEMA)
+        # Set when a corrupt store was moved aside at start (the way out of item 17).
+        self.quarantined: Path | None = None
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            self.quarantined = quarantine(path, exc)
+            self._db = self._open(path)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = open_db(path)
+        try:
+            db.executescript(SCHEMA)
+            row = db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()

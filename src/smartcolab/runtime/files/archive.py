@@ -18,8 +18,8 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from smartcolab.runtime.files.service import Confined, FileService
-from smartcolab.shared.errors import InvalidInput
+from smartcolab.runtime.files.service import Confined, FileService, open_regular
+from smartcolab.shared.errors import BadRequest, InvalidInput, RateLimited
 
 Compression = Literal["none", "gzip", "zstd"]
 CHUNK = 1024 * 1024
@@ -27,6 +27,10 @@ QUEUE_CHUNKS = 8
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 _POLL_S = 0.5
+# Archives built at once (each holds a thread of its own pool while it runs).
+MAX_ARCHIVES = 4
+_EXECUTOR: concurrent.futures.ThreadPoolExecutor | None = None
+_IN_FLIGHT = [0]
 
 
 class _Aborted(Exception):
@@ -99,24 +103,51 @@ def _write_tar(service: FileService, base: Confined, compression: Compression,
     with tarfile.open(fileobj=outer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for real, arcname in _members(service, base):
             try:
-                info = tar.gettarinfo(str(real), arcname=arcname)
-                if info.isdir():
-                    tar.addfile(info)
-                else:
-                    with open(real, "rb") as f:
-                        tar.addfile(info, f)
-            except (FileNotFoundError, PermissionError):
-                continue  # vanished or unreadable since the walk: leave it out
+                if real.is_dir() and not real.is_symlink():
+                    tar.addfile(tar.gettarinfo(str(real), arcname=arcname))
+                    continue
+                # Opened first, judged by fstat: a FIFO or link swapped in since the
+                # walk is left out instead of blocking this thread forever.
+                with open_regular(real) as f:
+                    tar.addfile(tar.gettarinfo(arcname=arcname, fileobj=f), f)
+            except (OSError, BadRequest):
+                continue  # vanished, unreadable or not a regular file since the walk
     if outer is not sink:
         outer.close()
     sink.close()
 
 
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = concurrent.futures.ThreadPoolExecutor(MAX_ARCHIVES,
+                                                          thread_name_prefix="sc-archive")
+    return _EXECUTOR
+
+
 async def tar_stream(service: FileService, base: Confined,
                      compression: Compression) -> AsyncGenerator[bytes, None]:
-    """Yield the tar (optionally compressed) of ``base`` chunk by chunk."""
+    """Yield the tar (optionally compressed) of ``base`` chunk by chunk.
+
+    Archives run on their own small thread pool: however many are asked for, or
+    however they stall, the default executor (file reads, hashing, /probe) stays free.
+    """
     if compression == "zstd":
         zstd_module()
+    if _IN_FLIGHT[0] >= MAX_ARCHIVES:
+        raise RateLimited(f"{MAX_ARCHIVES} directory archives are being built already; "
+                          "retry when one finishes", retry_after=5.0,
+                          details={"reason": "archives_busy"})
+    _IN_FLIGHT[0] += 1
+    try:
+        async for chunk in _tar_chunks(service, base, compression):
+            yield chunk
+    finally:
+        _IN_FLIGHT[0] -= 1
+
+
+async def _tar_chunks(service: FileService, base: Confined,
+                      compression: Compression) -> AsyncGenerator[bytes, None]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()
@@ -144,7 +175,7 @@ async def tar_stream(service: FileService, base: Confined,
             except _Aborted:
                 return
 
-    worker = asyncio.ensure_future(asyncio.to_thread(work))
+    worker = asyncio.ensure_future(loop.run_in_executor(_executor(), work))
     try:
         while True:
             item = await queue.get()

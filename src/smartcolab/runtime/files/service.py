@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import fnmatch
 import hashlib
 import json
@@ -18,7 +19,7 @@ import stat as stat_mod
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from smartcolab.shared.errors import (
     BadRequest,
@@ -280,13 +281,44 @@ class FileService:
         return target
 
 
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_CLOEXEC", 0))
+
+
+def open_regular(path: Path | str, *, buffering: int = -1) -> BinaryIO:
+    """Open a file for reading only if it is, at the moment of opening, a regular file.
+
+    ``O_NONBLOCK`` keeps a FIFO swapped in after a ``stat`` from blocking the thread
+    forever; ``O_NOFOLLOW`` refuses a symlink swapped in for the (already resolved)
+    path; ``fstat`` on the opened descriptor judges what was actually opened.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadRequest("the file was replaced by a symbolic link while being opened; "
+                             "retry", details={"reason": "not_a_file"}) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise BadRequest("not a regular file (a directory, FIFO, socket or device): "
+                             "only regular files are read", details={"reason": "not_a_file"})
+        if _OPEN_FLAGS & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def hash_file(path: Path) -> str:
     """sha256 of a file read in chunks (hashlib releases the GIL on large buffers)."""
     h = hashlib.sha256()
     buf = bytearray(HASH_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
+    with open_regular(path, buffering=0) as f:
+        while n := f.readinto(buf):  # type: ignore[attr-defined] # unbuffered: a FileIO
             h.update(view[:n])
     return h.hexdigest()
 

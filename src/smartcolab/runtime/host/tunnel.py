@@ -80,6 +80,8 @@ class Tunnel:
     public_url: str
     _closer: Callable[[], None] = field(repr=False)
     _closed: bool = field(default=False, repr=False)
+    # The local agent process: the runtime believes X-Forwarded-For from it only.
+    agent_pid: int | None = None
 
     def close(self) -> None:
         if self._closed:
@@ -140,7 +142,21 @@ def _open_ngrok(options: TunnelOptions, port: int) -> Tunnel:
             ngrok.disconnect(public_url, pyngrok_config=config)
         ngrok.kill(pyngrok_config=config)
 
-    return Tunnel(kind="ngrok", public_url=public_url, _closer=close)
+    return Tunnel(kind="ngrok", public_url=public_url, _closer=close,
+                  agent_pid=_ngrok_pid(config))
+
+
+def _ngrok_pid(config: Any) -> int | None:
+    """The pid of the ngrok agent pyngrok started (never starts one itself)."""
+    try:
+        from pyngrok import process
+
+        if not process.is_process_running(config.ngrok_path):
+            return None
+        pid = process.get_process(config).proc.pid
+    except Exception:  # an older pyngrok: forwarded addresses are then not believed
+        return None
+    return pid if isinstance(pid, int) else None
 
 
 def _ngrok_connect(ngrok: Any, config: Any, port: int, domain: str | None) -> str:
@@ -208,7 +224,7 @@ def _open_cloudflared(options: TunnelOptions, port: int) -> Tunnel:
     def close() -> None:
         _stop_process(proc)
 
-    return Tunnel(kind="cloudflared", public_url=public_url, _closer=close)
+    return Tunnel(kind="cloudflared", public_url=public_url, _closer=close, agent_pid=proc.pid)
 
 
 def _spawn_cloudflared(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

@@ -24,12 +24,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from smartcolab.runtime.security.redact import Redactor
 
 AUDIT_FILE = "audit.log"
-STATE_AUTH = "sc_auth"  # set by security.Authenticator: "bearer", "hmac" or "off"
+STATE_AUTH = "sc_auth"  # set by gate.AuthGate: "bearer" or "hmac"
 STATE_CLIENT = "sc_client"  # set by limits.LimitsMiddleware
 
 
 def code_digest(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _QuietRotatingHandler(logging.handlers.RotatingFileHandler):
+    """A full disk must not print a traceback per audit line (logging's default)."""
+
+    _last_error = 0.0
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._last_error >= 30.0:
+            self._last_error = now
+            import sys
+
+            exc = sys.exc_info()[1]
+            sys.stderr.write(f"smartcolab: the audit log could not be written ({exc}); "
+                             "lines are dropped until it can (reported every 30 s)\n")
 
 
 class AuditLog:
@@ -40,7 +56,7 @@ class AuditLog:
         self.path = state_dir / AUDIT_FILE
         self.redactor = redactor or Redactor()
         state_dir.mkdir(parents=True, exist_ok=True)
-        self._handler = logging.handlers.RotatingFileHandler(
+        self._handler = _QuietRotatingHandler(
             self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         # A logger of our own, outside the global registry: two runtimes in one

@@ -5,6 +5,9 @@ and ``X-SC-Signature`` = HMAC-SHA256(secret, canonical_request(...)).  The times
 must be within ±5 minutes and a nonce is accepted once inside that window, so a
 captured request cannot be replayed.  ``Authorization: Bearer <secret>`` is accepted
 too, for curl and browsers.  All comparisons are constant-time.
+
+Verification happens in ``gate.AuthGate`` before any body is read: the headers
+carry everything but the body digest, which is checked while the body streams in.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
 
 from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
+from smartcolab.runtime.security.audit import STATE_AUTH
 from smartcolab.shared.errors import Unauthorized
 from smartcolab.shared.protocol import (
     EMPTY_SHA256,
@@ -61,12 +69,28 @@ class NonceCache:
             return True
 
 
-class Authenticator:
-    """Checks every request but ``/health``; ``enabled=False`` only on loopback."""
+@dataclass(frozen=True)
+class Credential:
+    """A credential whose headers verified: how, and (signed) the body digest it declares."""
 
-    def __init__(self, secret: str, *, enabled: bool = True) -> None:
+    kind: Literal["bearer", "hmac"]
+    declared_sha256: str | None = None
+
+
+def presents_credential(headers: Headers) -> bool:
+    """True when a request carries a credential at all (right or wrong).
+
+    Only such requests count towards the lockout: an ``<img>`` tag on a web page
+    can make the browser send requests, but never with these headers.
+    """
+    return "authorization" in headers or H_SIGNATURE in headers
+
+
+class Authenticator:
+    """Verifies the credential of every request but the public ones (``security/gate.py``)."""
+
+    def __init__(self, secret: str) -> None:
         self._secret = secret
-        self.enabled = enabled
         self.nonces = NonceCache()
 
     def rotate(self, new_secret: str) -> None:
@@ -74,36 +98,40 @@ class Authenticator:
         self._secret = new_secret
 
     async def require(self, request: Request) -> None:
-        """FastAPI dependency for ordinary routes: the body digest is checked here."""
-        await self._check(request, streamed=False)
+        """Verify a whole request (headers, then body): the verifier in one call."""
+        cred = self.verify_headers(request.method, request.scope, request.headers)
+        if cred.kind == "hmac":
+            self.verify_body(cred, hashlib.sha256(await request.body()).hexdigest())
 
-    async def require_streamed(self, request: Request) -> None:
-        """Dependency for streamed uploads: the route must verify the declared digest."""
-        await self._check(request, streamed=True)
+    @staticmethod
+    def verify_body(cred: Credential, digest: str) -> None:
+        """A signed request's body must hash to the digest its signature covers."""
+        if cred.kind == "hmac" and not hmac.compare_digest(digest, cred.declared_sha256 or ""):
+            raise Unauthorized(f"body does not match its signed {H_CONTENT_SHA256} header")
 
-    async def _check(self, request: Request, *, streamed: bool) -> None:
-        # request.state.sc_auth tells the audit log how the request authenticated.
-        if not self.enabled:
-            request.state.sc_auth = "off"
-            return
-        authz = request.headers.get("authorization")
+    def verify_headers(self, method: str, scope: Scope, headers: Headers) -> Credential:
+        """Check the credential carried in the headers; no body is read.
+
+        For a signed request the nonce is spent here, before the body arrives: a
+        request is authenticated (or refused) before the server reads a byte of it.
+        """
+        authz = headers.get("authorization")
         if authz is not None:
             scheme, _, token = authz.partition(" ")
             if scheme.lower() == "bearer" and hmac.compare_digest(
                 token.strip().encode(), self._secret.encode()
             ):
-                request.state.sc_auth = "bearer"
-                return
+                return Credential("bearer")
             raise Unauthorized(f"the bearer token is wrong; {_HELP}")
-        sig = request.headers.get(H_SIGNATURE)
+        sig = headers.get(H_SIGNATURE)
         if sig is None:
             raise Unauthorized(f"this endpoint needs the runtime's secret; {_HELP}")
-        ts = request.headers.get(H_TIMESTAMP, "")
-        nonce = request.headers.get(H_NONCE, "")
-        declared = request.headers.get(H_CONTENT_SHA256, EMPTY_SHA256)
+        ts = headers.get(H_TIMESTAMP, "")
+        nonce = headers.get(H_NONCE, "")
+        declared = headers.get(H_CONTENT_SHA256, EMPTY_SHA256)
         if not _HEX64.fullmatch(declared):
             raise Unauthorized(f"{H_CONTENT_SHA256} must be 64 lowercase hex digits")
-        if request.method != request.method.upper():
+        if method != method.upper():
             raise Unauthorized("signed requests must use an uppercase HTTP method")
         if not nonce or len(nonce) > 128:
             raise Unauthorized("signed request without a valid nonce")
@@ -119,16 +147,18 @@ class Authenticator:
                 f"request timestamp is {now - ts_value:+.0f} s off the runtime's clock "
                 f"(allowed ±{SIGNATURE_WINDOW_S:.0f} s): fix the clock or retry"
             )
-        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        raw_path = scope.get("raw_path", b"").decode("latin-1") or scope.get("path", "")
+        raw_query = scope.get("query_string", b"").decode("latin-1")
         expected = sign(self._secret,
-                        canonical_request(request.method, raw_path, raw_query, declared, ts, nonce))
+                        canonical_request(method, raw_path, raw_query, declared, ts, nonce))
         if not hmac.compare_digest(expected.encode(), sig.encode("latin-1")):
             raise Unauthorized(f"request signature does not match; {_HELP}")
-        if not streamed:
-            body = await request.body()
-            if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), declared):
-                raise Unauthorized(f"body does not match its signed {H_CONTENT_SHA256} header")
         if not self.nonces.add(nonce, now):
             raise Unauthorized("nonce already used: a replayed request is refused")
-        request.state.sc_auth = "hmac"
+        return Credential("hmac", declared)
+
+
+def require_gate(request: Request) -> None:
+    """Route dependency: the request passed ``AuthGate`` (defence in depth)."""
+    if request.scope.get("state", {}).get(STATE_AUTH) is None:
+        raise Unauthorized(f"this endpoint needs the runtime's secret; {_HELP}")

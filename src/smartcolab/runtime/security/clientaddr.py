@@ -2,10 +2,12 @@
 
 A tunnel (ngrok, cloudflared) runs an agent on the same machine that connects to
 the runtime from loopback and names the real client in ``X-Forwarded-For`` or
-``Forwarded``.  Those headers are believed only when the TCP peer is a trusted
-proxy (loopback by default), and then read from the right: each hop appends the
-address it saw, so the rightmost entry that is not itself a trusted proxy is the
-client; anything a client wrote further left is ignored.
+``Forwarded``.  Those headers are believed only when the TCP peer is the tunnel
+agent this runtime started (its pid, matched through ``/proc``: ``peerproc.py``)
+or inside a network given with ``--trusted-proxy`` (none by default); any other
+local process speaks for itself.  They are read from the right: each hop appends
+the address it saw, so the rightmost entry that is not itself a trusted proxy is
+the client; anything a client wrote further left is ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import re
 from collections.abc import Iterable
 
 from starlette.types import Scope
+
+from smartcolab.runtime.security.peerproc import peer_is_process
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -61,6 +65,17 @@ class ClientResolver:
     def __init__(self, trusted_proxies: Iterable[str], allow_cidrs: Iterable[str]) -> None:
         self.trusted = parse_networks(trusted_proxies)
         self.allow = parse_networks(allow_cidrs)
+        self.agent_pids: set[int] = set()
+
+    def trust_agent(self, pid: int) -> None:
+        """Believe forwarding headers on loopback connections made by process ``pid``."""
+        self.agent_pids.add(pid)
+
+    def _proxy(self, peer: IPAddress, port: object) -> bool:
+        if _in(peer, self.trusted):
+            return True
+        return (peer.is_loopback and isinstance(port, int)
+                and peer_is_process(str(peer), port, self.agent_pids))
 
     def client(self, scope: Scope) -> str:
         """The client address as text (``unknown`` when the server was not told)."""
@@ -68,9 +83,9 @@ class ClientResolver:
         peer = parse_address(str(peer_info[0])) if peer_info else None
         if peer is None:
             return UNKNOWN
-        if not _in(peer, self.trusted):
-            return str(peer)
         hops = self._forwarded_hops(scope)
+        if not hops or not self._proxy(peer, peer_info[1] if peer_info else None):
+            return str(peer)
         current = peer
         for entry in reversed(hops):
             addr = parse_address(entry)

@@ -2,28 +2,26 @@
 
 In the order they are checked, for every HTTP request:
 
+0. ``Host`` and ``Origin`` (403): names this runtime answers to (``hosts.py``), the
+   defence against DNS rebinding and cross-origin pages;
 1. the client address: the TCP peer, or, when the peer is a trusted local proxy
    (an ngrok or cloudflared agent on loopback), the first untrusted hop of
    ``X-Forwarded-For`` / ``Forwarded`` read from the right (``clientaddr.py``);
 2. the IP allowlist (403), when CIDRs are configured;
-3. the auth-failure lockout (429 + ``Retry-After``): a client whose requests were
-   answered 401 too often in a window is refused everything for a while, so the
-   secret cannot be brute-forced;
-4. the per-client rate limit, a token bucket (429 + ``Retry-After``);
-5. header and query size limits (431 / 413) and the body size limit (413), checked
+3. the per-client rate limit, a token bucket (429 + ``Retry-After``);
+4. header and query size limits (431 / 413) and the body size limit (413), checked
    on ``Content-Length`` and again on the bytes actually received.  The streamed
    upload route has its own, larger limit and is exempt from the body limit here.
 
 The resolved client address is left in ``scope["state"]["sc_client"]`` for the
-audit log.  Responses made here use the one error shape of ``errors.error_body``.
+audit log and the authentication gate (``gate.py``, with the lockout), which runs
+inside this middleware.  Responses made here use the one error shape of ``errors.error_body``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -31,10 +29,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smartcolab.runtime.config import RuntimeConfig
-from smartcolab.runtime.security.audit import STATE_AUTH, STATE_CLIENT, AuditLog
+from smartcolab.runtime.security.audit import STATE_CLIENT
 from smartcolab.runtime.security.clientaddr import ClientResolver
+from smartcolab.runtime.security.gate import refusal
+from smartcolab.runtime.security.hosts import HostPolicy
 from smartcolab.shared import routes
-from smartcolab.shared.errors import error_body
 
 # (method, path) of routes that stream large bodies and enforce their own limit.
 STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
@@ -66,80 +65,29 @@ class RateLimiter:
         return wait
 
 
-@dataclass
-class _Failures:
-    times: list[float] = field(default_factory=list)
-    locked_until: float = 0.0
-
-
-class AuthLockout:
-    """Counts 401 answers per client; too many inside a window lock the client out."""
-
-    def __init__(self, failures: int, window_s: float, lockout_s: float,
-                 max_clients: int) -> None:
-        self.failures = failures
-        self.window_s = window_s
-        self.lockout_s = lockout_s
-        self.max_clients = max_clients
-        self._clients: OrderedDict[str, _Failures] = OrderedDict()
-
-    def remaining(self, client: str, now: float) -> float:
-        """Seconds left in this client's lockout; 0 when it is not locked out."""
-        entry = self._clients.get(client)
-        return max(0.0, entry.locked_until - now) if entry else 0.0
-
-    def failure(self, client: str, now: float) -> bool:
-        """Record one failed authentication; True if it starts a lockout."""
-        if self.failures <= 0:
-            return False
-        entry = self._clients.pop(client, None) or _Failures()
-        entry.times = [t for t in entry.times if now - t < self.window_s]
-        entry.times.append(now)
-        started = False
-        if len(entry.times) >= self.failures and entry.locked_until <= now:
-            entry.locked_until = now + self.lockout_s
-            entry.times.clear()
-            started = True
-        self._clients[client] = entry
-        while len(self._clients) > self.max_clients:
-            self._clients.popitem(last=False)
-        return started
-
-    def success(self, client: str) -> None:
-        """An authenticated answer clears the client's failure count."""
-        # A locked-out client never reaches the app, so this never lifts a lockout.
-        self._clients.pop(client, None)
-
-
-def _refusal(status: int, code: str, message: str, *, retry_after: float | None = None,
-             details: dict[str, Any] | None = None) -> JSONResponse:
-    extra = dict(details or {})
-    headers = None
-    if retry_after is not None:
-        seconds = max(1, math.ceil(retry_after))
-        extra["retry_after"] = seconds
-        headers = {"Retry-After": str(seconds)}
-    return JSONResponse(error_body(code, message, extra), status_code=status, headers=headers)
+_refusal = refusal
 
 
 class LimitsMiddleware:
     """The abuse limits of one runtime app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, config: RuntimeConfig, audit: AuditLog | None = None,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(self, app: ASGIApp, config: RuntimeConfig, hosts: HostPolicy,
+                 resolver: ClientResolver | None = None, clock: Any = time.monotonic) -> None:
         self.app = app
         self.config = config
-        self.audit = audit
         self.clock = clock
-        self.resolver = ClientResolver(config.trusted_proxies, config.allow_cidrs)
+        self.resolver = resolver or ClientResolver(config.trusted_proxies, config.allow_cidrs)
         self.rate = RateLimiter(config.rate_limit_per_s, config.rate_burst,
                                 config.max_tracked_clients)
-        self.lockout = AuthLockout(config.lockout_failures, config.lockout_window_s,
-                                   config.lockout_s, config.max_tracked_clients)
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        bad_name = self._foreign(scope)
+        if bad_name is not None:
+            await bad_name(scope, receive, send)
             return
         client = self.resolver.client(scope)
         scope.setdefault("state", {})[STATE_CLIENT] = client
@@ -147,7 +95,23 @@ class LimitsMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self._forward(scope, receive, send, client)
+        await self._forward(scope, receive, send)
+
+    def _foreign(self, scope: Scope) -> JSONResponse | None:
+        """403 for a Host or Origin this runtime does not answer to (``hosts.py``)."""
+        headers = Headers(scope=scope)
+        host = headers.get("host")
+        if not self.hosts.host_ok(host):
+            return _refusal(403, "host_not_allowed", f"this runtime does not answer to the "
+                            f"name {str(host)[:100]!r}; use its address, or start it with "
+                            "--allow-host NAME (see SECURITY.md, DNS rebinding)")
+        origin = headers.get("origin")
+        if origin is not None and not self.hosts.origin_ok(origin, host,
+                                                           scope.get("scheme", "http")):
+            return _refusal(403, "origin_not_allowed", f"requests from pages at "
+                            f"{origin[:100]!r} are refused; start the runtime with "
+                            "--allow-origin ORIGIN to allow that site")
+        return None
 
     def _refuse(self, scope: Scope, client: str) -> JSONResponse | None:
         cfg = self.config
@@ -155,11 +119,6 @@ class LimitsMiddleware:
             return _refusal(403, "forbidden", f"address {client} is not in this runtime's "
                             "allowlist (--allow-cidr); ask its owner to add it")
         now = self.clock()
-        locked = self.lockout.remaining(client, now)
-        if locked > 0:
-            return _refusal(429, "rate_limited", "too many failed authentications from this "
-                            f"address; try again in {math.ceil(locked)} s with the right secret",
-                            retry_after=locked, details={"reason": "auth_lockout"})
         wait = self.rate.acquire(client, now)
         if wait > 0:
             return _refusal(429, "rate_limited", f"more than {cfg.rate_limit_per_s:g} requests/s "
@@ -184,7 +143,7 @@ class LimitsMiddleware:
     def _body_limited(self, scope: Scope) -> bool:
         return (scope.get("method", ""), scope.get("path", "")) not in STREAMED_BODY_ROUTES
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.config.max_body_bytes if self._body_limited(scope) else None
         received = 0
         started = False
@@ -213,7 +172,6 @@ class LimitsMiddleware:
                 return  # our 413 is the answer; the app's own is dropped
             if message["type"] == "http.response.start":
                 started = True
-                self._observe(scope, client, int(message["status"]))
             await send(message)
 
         try:
@@ -222,15 +180,6 @@ class LimitsMiddleware:
             if not refused:
                 raise
             # The app failed on the body we cut off; the client already has its 413.
-
-    def _observe(self, scope: Scope, client: str, status: int) -> None:
-        now = self.clock()
-        if status == 401:
-            if self.lockout.failure(client, now) and self.audit is not None:
-                self.audit.event("lockout", client=client, seconds=self.config.lockout_s,
-                                 path=scope.get("path", ""))
-        elif 200 <= status < 300 and scope.get("state", {}).get(STATE_AUTH):
-            self.lockout.success(client)
 
 
 def _body_message(limit: int) -> str:

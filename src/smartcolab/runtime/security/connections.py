@@ -1,0 +1,193 @@
+"""Connection hygiene under uvicorn: header deadline, per-address cap, fd limit, quiet errors.
+
+Limits in ``limits.py`` see requests; a slowloris client never finishes one.  So,
+at the connection level (uvicorn's h11 protocol, subclassed):
+
+* a request's headers must arrive within ``header_timeout_s`` of its first byte (or
+  of the connection opening): a connection trickling a header forever is closed;
+* one address holds at most ``max_connections_per_client`` connections at once;
+  more are answered 429 and closed at once;
+* ``RLIMIT_NOFILE`` is raised to its hard limit at start (1,024 is a common soft one);
+* when the process runs out of descriptors anyway, ``accept()`` fails in a loop:
+  the same error is logged once per interval with a count, not as a traceback
+  per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("smartcolab.runtime")
+QUIET_INTERVAL_S = 30.0
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_OVER_CAP = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+             b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s")
+_OVER_CAP_BODY = (b'{"error":{"code":"rate_limited","message":"too many open connections '
+                  b'from this address; close some and retry","details":{"reason":'
+                  b'"connection_cap"}}}')
+
+
+def raise_nofile_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return (before, after)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return (-1, -1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return soft, target
+        except (ValueError, OSError):
+            return soft, soft
+    return soft, soft
+
+
+class ConnectionCounter:
+    """Open connections per client address (the TCP peer), thread-safe."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def acquire(self, addr: str) -> bool:
+        with self._lock:
+            if self.cap > 0 and self._open[addr] >= self.cap:
+                self.refused += 1
+                return False
+            self._open[addr] += 1
+            return True
+
+    def release(self, addr: str) -> None:
+        with self._lock:
+            self._open[addr] -= 1
+            if self._open[addr] <= 0:
+                del self._open[addr]
+
+    def open(self, addr: str) -> int:
+        with self._lock:
+            return self._open.get(addr, 0)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header deadline and a per-address connection cap."""
+
+    header_timeout_s: float = 10.0
+    counter: ConnectionCounter = ConnectionCounter(0)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._counted: str | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        addr = self.client[0] if self.client else "unknown"
+        if not self.counter.acquire(addr):
+            transport.write(_OVER_CAP % (len(_OVER_CAP_BODY), _OVER_CAP_BODY))
+            transport.close()
+            return
+        self._counted = addr
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._counted is not None:
+            self.counter.release(self._counted)
+            self._counted = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        if (before is None or before.response_complete) and self._header_timer is None:
+            self._arm()  # the first byte of a new request: its headers are now due
+        super().data_received(data)
+        if self.cycle is not before:
+            self._disarm()  # a complete request line and headers were parsed
+
+    def _arm(self) -> None:
+        if self.header_timeout_s > 0 and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being served; its body has its own idle limits
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_class(*, header_timeout_s: float, max_per_client: int) -> type[GuardedH11Protocol]:
+    """A protocol class for one server, with its own counter."""
+    return type("RuntimeH11Protocol", (GuardedH11Protocol,), {
+        "header_timeout_s": header_timeout_s, "counter": ConnectionCounter(max_per_client)})
+
+
+class QuietErrors:
+    """Logs each kind of repeated error once per interval, with how many were left out."""
+
+    def __init__(self, interval_s: float = QUIET_INTERVAL_S, clock: Any = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: Counter[str] = Counter()
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(log it now?, how many of this kind were skipped since the last one)."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._skipped[key] += 1
+            return False, 0
+        self._last[key] = now
+        return True, self._skipped.pop(key, 0)
+
+    def handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """An event-loop exception handler: accept() errors and the like, rate-limited."""
+        exc = context.get("exception")
+        message = str(context.get("message", "event loop error"))
+        key = f"{message}|{type(exc).__name__}|{getattr(exc, 'errno', '')}"
+        ok, skipped = self.allow(key)
+        if not ok:
+            return
+        more = f" ({skipped} more like it in the last {self.interval_s:.0f} s)" if skipped else ""
+        if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
+            log.error("%s: %s%s; the server keeps serving open connections and retries",
+                      message, exc, more)
+        else:
+            log.error("%s%s", message, more, exc_info=exc if exc is not None else None)
+
+
+class QuietFilter(logging.Filter):
+    """A logging filter: records caused by running out of descriptors, once per interval."""
+
+    def __init__(self, quiet: QuietErrors) -> None:
+        super().__init__()
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS):
+            return True
+        ok, skipped = self.quiet.allow(f"{record.name}|{record.msg}|{exc.errno}")
+        if ok:
+            record.exc_info = None  # one line, no traceback
+            note = f" [{skipped} repeats skipped]" if skipped else ""
+            record.msg = f"{record.msg} ({str(exc).replace('%', '%%')}){note}"
+        return ok
