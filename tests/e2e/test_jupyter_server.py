@@ -157,6 +157,62 @@ async def test_an_old_kernel_that_survives_its_restart_is_replaced(
     assert new_kernel != old_kernel
 
 
+async def test_a_restart_by_someone_else_is_reported(jupyter: JupyterProc,
+                                                     tmp_path: Path) -> None:
+    import httpx2
+
+    async with jbridge(jupyter, tmp_path) as (client, deps):
+        with anyio.fail_after(60):
+            await client.call_tool("run_code_quick", {"code": "a = 1", "session": "ext"})
+            backend = (await deps.registry.client("hub"))[1]
+            kernel_id = backend._sessions["ext"].kernel_id  # type: ignore[attr-defined]
+            async with httpx2.AsyncClient() as http:  # e.g. JupyterLab's restart button
+                r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
+                                    headers={"Authorization": f"token {jupyter.token}"})
+                assert r.status_code == 200
+            after = await client.call_tool("run_code_quick", {"code": "a", "session": "ext"})
+    assert after.is_error and "NameError" in text_of(after), text_of(after)
+    assert "STATE LOST" in text_of(after)
+
+
+async def test_kernel_death_fails_the_job_as_on_the_runtime(jupyter: JupyterProc,
+                                                             tmp_path: Path) -> None:
+    # The same status as tests/runtime/test_jobs_limits.py: failed, KernelDied, state lost.
+    async with jbridge(jupyter, tmp_path) as (client, _):
+        with anyio.fail_after(60):
+            await client.call_tool("run_code_quick", {"code": "d = 1", "session": "die"})
+            died = await client.call_tool("run_code_quick", {
+                "code": "import os\nprint('about to die', flush=True)\nos._exit(1)",
+                "session": "die"})
+            after = await client.call_tool("run_code_quick", {"code": "d", "session": "die"})
+    assert died.structured_content["status"] == "failed", text_of(died)
+    assert "KernelDied" in text_of(died) and "are gone" in text_of(died)
+    assert after.is_error and "NameError" in text_of(after)
+
+
+async def test_a_restart_by_someone_else_during_a_job_ends_it(jupyter: JupyterProc,
+                                                              tmp_path: Path) -> None:
+    import httpx2
+
+    async with jbridge(jupyter, tmp_path) as (client, deps):
+        with anyio.fail_after(60):
+            started = await client.call_tool("run_code_long", {
+                "code": "import time\nprint('started', flush=True)\ntime.sleep(300)",
+                "background": True, "session": "ext2", "timeout": 600})
+            job_id = started.structured_content["job_id"]
+            seen = await client.call_tool("get_job", {"job_id": job_id, "wait": 30})
+            assert "started" in text_of(seen), text_of(seen)
+            backend = (await deps.registry.client("hub"))[1]
+            kernel_id = backend._sessions["ext2"].kernel_id  # type: ignore[attr-defined]
+            async with httpx2.AsyncClient() as http:
+                r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
+                                    headers={"Authorization": f"token {jupyter.token}"})
+                assert r.status_code == 200
+            ended = await client.call_tool("get_job", {"job_id": job_id, "wait": 30})
+    assert ended.structured_content["status"] == "cancelled", text_of(ended)
+    assert "session was restarted" in text_of(ended)
+
+
 async def test_files_up_and_down(jupyter: JupyterProc, tmp_path: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from smartcolab.client.jupyter import files as jupyter_files

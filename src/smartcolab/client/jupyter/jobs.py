@@ -3,9 +3,10 @@
 A ``JobRecord`` lives in this bridge process: status, the output as it streams in,
 the result, the epoch.  ``run_cell`` executes one cell over the kernel WebSocket
 and enforces the job's timeout where the bridge can: at the deadline it interrupts
-the kernel (``POST /api/kernels/{id}/interrupt``); if the cell has not ended
-``INTERRUPT_GRACE_S`` later (C-level loops ignore SIGINT) it restarts the kernel
-(``POST /api/kernels/{id}/restart``) and says that the state is gone.  A job's
+the kernel (``POST /api/kernels/{id}/interrupt``, repeated while the cell runs); if the
+cell has not ended ``INTERRUPT_GRACE_S`` later (C-level loops ignore SIGINT) it restarts
+the kernel (``POST /api/kernels/{id}/restart``) and says that the state is gone.  The
+policy and the status it leads to are ``shared/stop.py``'s, as on our runtime server.  A job's
 record does not survive the bridge process: the code goes on running in the
 kernel, but its output after that is not recorded (the bridge's journal keeps
 what was seen).
@@ -31,8 +32,12 @@ from smartcolab.shared.protocol import (
     RichOutput,
     TextBlock,
 )
+from smartcolab.shared.stop import Ending, StopPolicy, verdict
 
 INTERRUPT_GRACE_S = 5.0
+# Each repeat is an HTTP request, and the kernel's answer to the first comes back through
+# the server's relay: repeating faster would often hit a cell that is already stopping.
+INTERRUPT_REPEAT_S = 1.0
 MAX_TEXT_CHARS = 200_000  # per stream in a result (head + tail); the full text stays pageable
 MAX_VIEW_CHARS = 64_000  # new output in one view
 MAX_KEPT_CHARS = 32_000_000  # output kept per job for get_job_output
@@ -173,81 +178,110 @@ def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
     return False
 
 
+# The Jupyter Server's restarter announces these when a kernel died under a job.
+DEATH_STATES = ("restarting", "autorestarting", "dead")
+
+
+def _lifecycle_ending(state: str, policy: StopPolicy, taken: bool) -> Ending | None:
+    """How a kernel lifecycle event ends the running cell (None: it does not); ``taken``:
+    a kernel process has begun handling the cell (its ``busy`` status came)."""
+    if state == "restarted":  # restart_session, by this bridge
+        return Ending("restarted", "restart")
+    if state == "starting":
+        # A new kernel process says "starting" before anything else on IOPub, so once our
+        # cell had started, someone restarted the kernel under it (JupyterLab's button, a
+        # hub's culler).  Before that, our request is queued for the new process.
+        return Ending("restarted", "restart") if taken else None
+    if state in DEATH_STATES:
+        return Ending("died", policy.reason, cause=(
+            f"the Jupyter Server reported the kernel {state}: most often out of memory or a "
+            "crash in native code"))
+    return None
+
+
 async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
-                   silent: bool = False, on_restart: Any = None) -> None:
-    """Execute ``rec.code``, collecting output into ``rec``; enforce timeout and cancel.
+                   silent: bool = False, on_restart: Any = None,
+                   user_expressions: dict[str, str] | None = None,
+                   until_reply: bool = False) -> dict[str, Any]:
+    """Execute ``rec.code``, collecting output into ``rec``; enforce timeout and cancel
+    (``shared.stop``).  Returns the ``execute_reply`` content ({} when there was none).
 
     Leaves ``rec.status`` as the outcome (``succeeded``/``failed``/``timed_out``/
     ``cancelled``/``lost``) but does not call ``finish``: the caller does.
+    ``until_reply``: return at the reply without waiting for IOPub's ``idle`` (the
+    caller needs only the reply, e.g. ``user_expressions``).
     """
     msg = message("execute_request", {
-        "code": rec.code, "silent": silent, "store_history": not silent, "user_expressions": {},
-        "allow_stdin": False, "stop_on_error": True}, session=channel.session_id)
+        "code": rec.code, "silent": silent, "store_history": not silent,
+        "user_expressions": user_expressions or {}, "allow_stdin": False,
+        "stop_on_error": True}, session=channel.session_id)
     msg_id = msg["header"]["msg_id"]
     queue = await channel.send(msg)
     rec.inbox = queue
-    started = time.monotonic()
-    interrupted_at: float | None = None
-    reason = ""
-    idle = replied = False
+    policy = StopPolicy(grace_s=INTERRUPT_GRACE_S, repeat_s=INTERRUPT_REPEAT_S,
+                        deadline=None if rec.timeout is None else time.monotonic() + rec.timeout)
+    kernel = f"/api/kernels/{channel.kernel_id}"
+    ending: Ending | None = None
+    reply: dict[str, Any] = {}
+    idle = taken = False
     try:
-        while not (idle and replied):
-            now = time.monotonic()
-            if rec.cancel_requested and interrupted_at is None:
-                reason = "cancelled"
-                interrupted_at = now
-                await rest.call("POST", f"/api/kernels/{channel.kernel_id}/interrupt",
-                                what="interrupt")
-            if interrupted_at is not None:
-                limit: float | None = interrupted_at + INTERRUPT_GRACE_S - now
-            elif rec.timeout is not None:
-                limit = started + rec.timeout - now
-            else:
-                limit = None
-            try:
-                got = await asyncio.wait_for(queue.get(), max(0.0, limit) if limit is not None
-                                             else None)
-            except asyncio.TimeoutError:
-                if interrupted_at is None:
-                    reason, interrupted_at = "timed_out", time.monotonic()
-                    await rest.call("POST", f"/api/kernels/{channel.kernel_id}/interrupt",
-                                    what="interrupt")
-                    continue
-                await rest.call("POST", f"/api/kernels/{channel.kernel_id}/restart",
-                                json_body={}, timeout=120.0, what="restart")
-                rec.state_lost = True
-                rec.message = (f"the kernel did not stop within {INTERRUPT_GRACE_S:.0f} s of the "
-                               "interrupt, so it was restarted: variables and imports are gone.")
+        while not ((idle or until_reply) and reply):
+            action = policy.next_action("cancelled" if rec.cancel_requested else None)
+            if action == "interrupt":
+                await rest.call("POST", f"{kernel}/interrupt", what="interrupt")
+            elif action != "wait":  # restart: a Jupyter run is never asked to shut down
+                await rest.call("POST", f"{kernel}/restart", json_body={}, timeout=120.0,
+                                what="restart")
                 if on_restart is not None:
                     on_restart()
+                ending = Ending("restarted", policy.reason)
                 break
+            try:
+                got = await asyncio.wait_for(queue.get(), policy.wait_s())
+            except asyncio.TimeoutError:
+                continue
             if got is None:
                 if channel.closed:
                     rec.status, rec.message = "lost", "the bridge closed the kernel connection"
-                    return
+                    return reply
                 await channel.reconnect()  # the server replays what we missed
                 continue
             if "_sc_wake" in got:
                 continue
             if "_sc_lifecycle" in got:
-                rec.state_lost = True
-                rec.message = (f"the kernel {got['_sc_lifecycle']} during this job (it died, or "
-                               "was restarted): variables and imports are gone.")
-                rec.status = "lost"
-                return
-            if got.get("msg_type") == "status" and got.get("channel") == "iopub":
-                idle = idle or (got.get("content") or {}).get("execution_state") == "idle"
+                ending = _lifecycle_ending(str(got["_sc_lifecycle"]), policy, taken)
+                if ending is not None:
+                    break
                 continue
-            replied = _collect(rec, got) or replied
+            kind = got.get("msg_type")
+            if kind == "status" and got.get("channel") == "iopub":
+                state = (got.get("content") or {}).get("execution_state")
+                idle = idle or state == "idle"
+                taken = taken or state == "busy"
+                if state == "busy" and silent:  # a silent cell has no execute_input
+                    policy.cell_started()
+                continue
+            if kind == "execute_input":
+                # Published once the kernel's SIGINT handler is in place ("busy" comes
+                # before it, and a SIGINT then is ignored).
+                policy.cell_started()
+            elif kind in ("error", "execute_reply"):
+                policy.cell_ending()
+            if _collect(rec, got):
+                reply = got.get("content") or {"status": None}
     finally:
         channel.forget(msg_id)
         rec.inbox = None
-    if reason:
-        rec.status = reason
-    elif rec.error is not None:
-        rec.status = "failed"
-    else:
-        rec.status = "succeeded"
+    if ending is None:
+        failed = rec.error is not None or reply.get("status") not in (None, "ok")
+        ending = (Ending("interrupted", policy.reason) if policy.stopping
+                  else Ending("completed", failed=failed))
+    judged = verdict(ending, timeout=rec.timeout, grace_s=INTERRUPT_GRACE_S)
+    rec.status = judged.status
+    rec.state_lost = rec.state_lost or judged.state_lost
+    rec.error = judged.error or rec.error
+    rec.message = judged.note
+    return reply
 
 
 def wake(rec: JobRecord, item: dict[str, Any]) -> None:

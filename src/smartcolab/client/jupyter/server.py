@@ -30,12 +30,12 @@ from typing import Any, ClassVar, Literal
 
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http.transfer import DownloadResult
-from smartcolab.client.jupyter import snippets as snip
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
+from smartcolab.shared import kernel_code as kc
 from smartcolab.shared.errors import (
     JobIdConflict,
     JobNotFound,
@@ -85,7 +85,8 @@ class KernelSession:
         self.stale = False
         self.lock = asyncio.Lock()
         self.queue: asyncio.Queue[JobRecord] = asyncio.Queue()
-        self.epoch: str | None = None
+        self.epoch: str | None = None  # None: unknown until read again
+        self.last_epoch: str | None = None  # the last one read, kept across restarts
         self.epoch_connects = -1  # channel.connects when the epoch was read
         self.running: JobRecord | None = None
         self.started_at = time.time()
@@ -118,9 +119,8 @@ class KernelSession:
     def lifecycle(self, state: str) -> None:
         self.epoch = None  # the kernel's memory is gone: read the token again
         self.stale = True
-        # A fresh process says "starting" late, possibly during the next job, which then
-        # runs in it: only the server's restarter messages end the running job.
-        if self.running is not None and state != "starting":
+        # The running cell decides what the event means for it (``jobs._lifecycle_ending``).
+        if self.running is not None:
             wake(self.running, {"_sc_lifecycle": state})
 
 
@@ -205,23 +205,45 @@ class JupyterBackend(RuntimeBackend):
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
     async def _epoch(self, sess: KernelSession) -> str:
-        """Read the kernel's token (lock held): ``<kernel id>-<token>``."""
-        out = await self._internal_locked(sess, snip.wrap(snip.EPOCH_SRC))
-        sess.epoch = f"{sess.kernel_id[:8]}-{snip.parse(out)}"
+        """Read the kernel's token (lock held): ``<kernel id>-<token>``.
+
+        The token comes back in the ``execute_reply`` (shell channel), not as output: after
+        a restart by someone else, this WebSocket's IOPub may not be subscribed to the new
+        process yet, and the read must not wait for output that never comes.  A changed
+        token means exactly that restart, so the next cell gets a fresh WebSocket (Jupyter
+        Server checks a new one's IOPub before it opens).
+        """
+        reused = not sess.stale  # else the read itself opens a fresh WebSocket
+        rec, reply = await self._run_internal(sess, kc.call("epoch", "epoch"),
+                                              user_expressions={"epoch": kc.EPOCH_EXPRESSION},
+                                              until_reply=True)
+        token = kc.expression_value(reply, "epoch")
+        epoch = f"{sess.kernel_id[:8]}-{token if token is not None else kc.parse(rec.stdout)}"
+        if reused and sess.last_epoch is not None and epoch != sess.last_epoch:
+            sess.stale = True
+        sess.epoch = sess.last_epoch = epoch
         sess.epoch_connects = sess.channel.connects
         self.last_epoch = sess.epoch
         return sess.epoch
 
-    async def _internal_locked(self, sess: KernelSession, code: str,
-                               timeout: float = INTERNAL_TIMEOUT_S) -> str:
+    async def _run_internal(self, sess: KernelSession, code: str, *,
+                            timeout: float = INTERNAL_TIMEOUT_S, until_reply: bool = False,
+                            user_expressions: dict[str, str] | None = None,
+                            ) -> tuple[JobRecord, dict[str, Any]]:
+        """Run a helper cell silently (lock held); its record and reply, or an error."""
         rec = JobRecord(job_id="internal", session=sess.name, code=code, timeout=timeout,
                         client=None)
-        await run_cell(self.rest, await sess.fresh_channel(), rec, silent=True,
-                       on_restart=sess.forced_restart)
+        reply = await run_cell(self.rest, await sess.fresh_channel(), rec, silent=True,
+                               on_restart=sess.forced_restart, until_reply=until_reply,
+                               user_expressions=user_expressions)
         if rec.status != "succeeded":
             detail = f"{rec.error.ename}: {rec.error.evalue}" if rec.error else rec.status
             raise KernelUnavailable(f"the kernel of session {sess.name!r} did not answer an "
                                     f"inspection request ({detail}).")
+        return rec, reply
+
+    async def _internal_locked(self, sess: KernelSession, code: str) -> str:
+        rec, _ = await self._run_internal(sess, code)
         return rec.stdout
 
     async def _internal(self, name: str, code: str) -> tuple[KernelSession, str, str]:
@@ -363,7 +385,10 @@ class JupyterBackend(RuntimeBackend):
         elif rec.status == "running" and not rec.cancel_requested:
             rec.cancel_requested = True
             wake(rec, {"_sc_wake": True})
-            await rec.wait(INTERNAL_TIMEOUT_S)
+            # Until the job ends (its output may change first), like the runtime server.
+            deadline = time.monotonic() + INTERNAL_TIMEOUT_S
+            while rec.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+                await rec.wait(deadline - time.monotonic())
         return rec.view()
 
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
@@ -390,29 +415,29 @@ class JupyterBackend(RuntimeBackend):
         return Health(status="ok", version=version, epoch=(main.epoch if main else None) or "")
 
     async def probe(self) -> Probe:
-        _, out, epoch = await self._internal("main", snip.wrap(snip.PROBE_SRC))
-        return Probe(**snip.parse(out), epoch=epoch, version=await self._server_version(),
+        _, out, epoch = await self._internal("main", kc.call("probe", "probe"))
+        return Probe(**kc.parse(out), epoch=epoch, version=await self._server_version(),
                      notes=["measured inside the kernel of session 'main' on a plain Jupyter "
                             "Server; server_uptime_s is that kernel's age"])
 
     async def variables(self, session: str = "main", *,
                         include_private: bool = False) -> VariableList:
         _, out, epoch = await self._internal(
-            session, snip.wrap(snip.VARIABLES_SRC, {"private": include_private}))
+            session, kc.call("variables", "variables", {"private": include_private}))
         return VariableList(session=session, epoch=epoch,
-                            variables=[VariableInfo.model_validate(v) for v in snip.parse(out)])
+                            variables=[VariableInfo.model_validate(v) for v in kc.parse(out)])
 
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport:
         req = request or CleanupRequest()
-        _, out, epoch = await self._internal(session, snip.wrap(
-            snip.CLEANUP_SRC, {"reset": req.reset, "names": req.names}))
-        return CleanupReport(session=session, epoch=epoch, **snip.parse(out))
+        _, out, epoch = await self._internal(session, kc.call(
+            "cleanup", "cleanup", {"reset": req.reset, "names": req.names}))
+        return CleanupReport(session=session, epoch=epoch, **kc.parse(out))
 
     async def _sha256_in_kernel(self, path: str) -> dict[str, Any]:
         """sha256 and size of a file, computed inside the kernel (relative to the root)."""
-        _, out, _ = await self._internal("main", snip.wrap(snip.SHA256_SRC, {"path": path}))
-        result: dict[str, Any] = snip.parse(out)
+        _, out, _ = await self._internal("main", kc.call("files", "sha256", {"path": path}))
+        result: dict[str, Any] = kc.parse(out)
         return result
 
     # ------------------------------------------------------------ files (contents API)

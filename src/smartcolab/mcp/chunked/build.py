@@ -26,6 +26,7 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from smartcolab.shared import kernel_code
 from smartcolab.shared.errors import InvalidInput
 from smartcolab.shared.protocol import MAX_CODE_CHARS, NAME_PATTERN
 
@@ -45,38 +46,17 @@ MAX_VALUE_CHARS = 20_000
 MAX_BATCH_SIZE = 1_000_000
 MAX_ITERATIONS = 10**12
 
-# The report helper is installed once per kernel, as a module in sys.modules (not a
-# variable people see); each batch sends its source as one string literal, which
-# IPython's cell transformers pass over cheaply (they cost ~1 ms per 2 kB of code lines).
-HELPER_MODULE = "_smartcolab_chunked_v1"
-_HELPER = f"""
-import json, sys, types
-def report(g, batch, marker, cap):
-    def encode(value):
-        try:
-            text = json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            try:
-                text = json.dumps(value.tolist(), allow_nan=False)
-            except Exception:
-                text = None
-        if text is not None and len(text) <= cap:
-            return text, False
-        return json.dumps(repr(value)[:cap]), True
-    parts = []
-    for index, value in batch["values"]:
-        text, is_repr = encode(value)
-        parts.append("[%d,%s,%s]" % (index, text, "true" if is_repr else "false"))
-    head = {{k: v for k, v in batch.items() if k != "values"}}
-    body = json.dumps(head)[:-1] + ',"values":[' + ",".join(parts) + "]}}"
-    # No flush: ipykernel flushes at the end of the cell; a flush is a thread round trip.
-    print("\\n" + marker + " " + body)
-    for name in ("_sc_batch", "_sc_t0", "_sc_k", "_sc_h"):
-        g.pop(name, None)
-module = types.ModuleType("{HELPER_MODULE}")
-module.report = report
-sys.modules["{HELPER_MODULE}"] = module
-"""
+# The report helper (kernelside/chunked.py) is installed once per kernel, as a module in
+# sys.modules (not a variable people see), named after a digest of its source so that a
+# changed helper is never mistaken for an old copy; each batch sends the installer as one
+# string literal, which IPython's cell transformers pass over cheaply (they cost ~1 ms per
+# 2 kB of code lines).
+_HELPER_SOURCE = kernel_code.source("chunked")
+HELPER_MODULE = "_smartcolab_chunked_" + hashlib.sha256(_HELPER_SOURCE.encode()).hexdigest()[:12]
+_HELPER = (f"import sys, types\nmodule = types.ModuleType({HELPER_MODULE!r})\n"
+           f"exec(compile({_HELPER_SOURCE!r}, '<smartcolab.kernelside.chunked>', 'exec'), "
+           "vars(module))\n"
+           f"sys.modules[{HELPER_MODULE!r}] = module\n")
 
 # Names starting with _sc_ are the batch's own bookkeeping in the kernel namespace.
 _TEMPLATE = f'''

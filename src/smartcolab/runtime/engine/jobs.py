@@ -22,7 +22,8 @@ from smartcolab.runtime.engine.kernel import Kernel, RunControl, RunOutcome, des
 from smartcolab.runtime.engine.output import JobOutput, read_capped
 from smartcolab.runtime.engine.store import JobRecord
 from smartcolab.runtime.host import resources
-from smartcolab.shared.protocol import TERMINAL_STATUSES, ErrorInfo, JobResult, JobView, Resources
+from smartcolab.shared.protocol import TERMINAL_STATUSES, JobResult, JobView, Resources
+from smartcolab.shared.stop import Ending, verdict
 
 log = logging.getLogger("smartcolab.runtime")
 # After new output, a long-poll lingers this long for more, so chatty jobs cost fewer requests.
@@ -117,45 +118,21 @@ def _resources(before: Snapshot, after: Snapshot, warn_pct: float) -> Resources:
 
 
 def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, JobResult]:
-    """The terminal status and the result of a job from how its run ended."""
+    """The terminal status and the result of a job from how its run ended (``shared.stop``)."""
     out = job.out
     result = JobResult(stdout=out.stdout.block(), stderr=out.stderr.block(), outputs=out.outputs,
                        error=out.error, execution_count=outcome.execution_count)
-    timeout = job.rec.timeout
+    failed = outcome.reply_status not in (None, "ok") or out.error is not None
+    cause = describe_exit(outcome.exit_code) if outcome.kind == "died" else None
+    judged = verdict(Ending(outcome.kind, outcome.reason, failed=failed, cause=cause),
+                     timeout=job.rec.timeout, grace_s=grace_s)
     notes = list(out.notes)
-    status = "succeeded"
-    if outcome.kind == "completed":
-        failed = outcome.reply_status not in (None, "ok") or out.error is not None
-        status = "failed" if failed else "succeeded"
-    elif outcome.kind == "interrupted":
-        if outcome.reason == "timed_out":
-            status = "timed_out"
-            notes.insert(0, f"interrupted at its {timeout:g} s deadline; the kernel's "
-                            "variables are kept")
-        else:
-            status = "cancelled"
-            notes.insert(0, "interrupted on request; the kernel's variables are kept")
-    elif outcome.kind == "restarted":
-        result.state_lost = True
-        status = "timed_out" if outcome.reason == "timed_out" else "cancelled"
-        why = {
-            "timed_out": f"reached its {timeout:g} s deadline and ignored the interrupt for "
-                         f"{grace_s:g} s (native code does), so the kernel was restarted",
-            "cancelled": f"was cancelled and ignored the interrupt for {grace_s:g} s, so the "
-                         "kernel was restarted",
-            "restart": "was stopped because its session was restarted",
-            "shutdown": "was stopped because the runtime server shut down",
-        }[outcome.reason or "cancelled"]
-        notes.insert(0, f"the job {why}: all variables of the session are lost (state_lost); "
-                        "re-run the setup code before continuing")
-    else:  # died
-        result.state_lost = True
-        status = "failed"
-        cause = describe_exit(outcome.exit_code)
-        result.error = ErrorInfo(ename="KernelDied", evalue=cause,
-                                 traceback=[f"KernelDied: {cause}"])
-        notes.insert(0, f"the kernel died ({cause}); it was restarted and all variables of the "
-                        "session are lost (state_lost)")
+    if judged.note:
+        notes.insert(0, judged.note)
+    result.state_lost = judged.state_lost
+    if judged.error is not None:
+        result.error = judged.error
+    status = judged.status
     if job.io_error is not None:
         status = "failed"
         notes = [io_failure(job.io_error), *(n for n in notes if not n.startswith("interrupted"))]

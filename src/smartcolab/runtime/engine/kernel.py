@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Any, Literal
+from typing import Any
 
 import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -28,79 +28,28 @@ from jupyter_client.manager import AsyncKernelManager
 
 from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import KernelUnavailable
+from smartcolab.shared.kernel_code import call, parse
+from smartcolab.shared.stop import EndingKind, StopPolicy, StopReason
 
 # How often a quiet run checks its deadline, stop requests and the kernel process.
 POLL_S = 0.05
-INTERRUPT_REPEAT_S = 0.25
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
 SECRET_ENV_NAMES = (env_names.SECRET,)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
 
-# Run in every new kernel, leaving no names behind.  (1) IPython 9 copies every stream
-# write of every cell into an in-memory history ("_tee"): a kernel that prints 50 MB keeps
-# 50 MB forever; it is switched off.  (2) ipykernel buffers stream output until a 0.2 s
-# timer fires, so a fast print loop becomes one giant message that the server must hold
-# whole; the write below flushes every STREAM_FLUSH_BYTES characters (splitting one huge
-# write too), which bounds the size of a message.  (3) Flow control.  The server's iopub
-# SUB socket used to queue up to 1,000 messages: a server reading slower than a print
-# loop writes held hundreds of MB (measured: +250-375 MB of server RSS while a job printed
-# 500 MB on a loaded machine).  The server now reads iopub through a short queue
-# (IOPUB_HWM, set before connecting: lowering a high-water mark on a live zmq pipe can
-# stall it), and the kernel's XPUB socket gets XPUB_NODROP: when its own queue (1,000
-# messages of at most STREAM_FLUSH_BYTES) is full it blocks instead of dropping, flush()
-# waits, and the printing code slows to the server's pace.  The option is set on the
-# IOPub thread (zmq sockets are not thread-safe); the marker printed at the end tells the
-# server it holds.  An older ipykernel with a lossy PUB socket gets the default queue.
+# Run in every new kernel, leaving no names behind: kernelside/prepare.py bounds the size
+# of stream messages (a flush every STREAM_FLUSH_BYTES characters) and sets XPUB_NODROP
+# on the kernel's IOPub socket, so a print loop slows to the server's pace instead of
+# dropping output.  The server reads iopub through a short queue (IOPUB_HWM, set before
+# connecting: lowering a high-water mark on a live zmq pipe can stall it); a kernel whose
+# socket stays lossy (an older ipykernel) gets the default queue.  Without this the
+# server's SUB socket queued up to 1,000 messages: +250-375 MB of server RSS while a job
+# printed 500 MB on a loaded machine.
 STREAM_FLUSH_BYTES = 256 * 1024
 IOPUB_HWM = 8
-FLOW_CONTROL_MARK = "<smartcolab-iopub-nodrop>"
-_PREPARE_SRC = f"""
-import contextlib, sys, threading
-from IPython import get_ipython
-ip = get_ipython()
-ip._tee = lambda channel: contextlib.nullcontext()
-cls = type(sys.stdout)
-if not getattr(cls, "_sc_bounded", False):
-    inner, pending = cls.write, {{}}
-    def write(self, string):
-        if len(string) > {STREAM_FLUSH_BYTES}:
-            for i in range(0, len(string), {STREAM_FLUSH_BYTES}):
-                write(self, string[i:i + {STREAM_FLUSH_BYTES}])
-            return len(string)
-        n = inner(self, string)
-        key = id(self)
-        pending[key] = pending.get(key, 0) + len(string)
-        if pending[key] >= {STREAM_FLUSH_BYTES}:
-            pending[key] = 0
-            self.flush()
-        return n
-    cls.write = write
-    cls._sc_bounded = True
-    def unshadow(*args):
-        for stream in (sys.stdout, sys.stderr):
-            if type(stream) is cls:
-                vars(stream).pop("write", None)
-    ip.events.register("pre_run_cell", unshadow)
-thread = getattr(ip.kernel, "iopub_thread", None)
-sock = getattr(thread, "socket", None)
-applied, done = [], threading.Event()
-if sock is not None and hasattr(sock, "setsockopt"):
-    import zmq
-    def bound():
-        try:
-            if sock.getsockopt(zmq.TYPE) == zmq.XPUB:
-                sock.setsockopt(zmq.XPUB_NODROP, 1)
-                applied.append(True)
-        finally:
-            done.set()
-    thread.schedule(bound)
-    done.wait(5)
-if applied:
-    print({FLOW_CONTROL_MARK!r}, end="")
-"""
-PREPARE_CODE = f"exec(compile({_PREPARE_SRC!r}, '<smartcolab-setup>', 'exec'), {{}})"
+PREPARE_CODE = call("prepare", "prepare", {"flush_bytes": STREAM_FLUSH_BYTES})
 
 
 async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
@@ -123,7 +72,6 @@ async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
 
 
 OnMessage = Callable[[str, dict[str, Any]], None]
-StopReason = Literal["timed_out", "cancelled", "restart", "shutdown"]
 
 
 @dataclass
@@ -145,7 +93,7 @@ class RunOutcome:
     ``died``: the kernel process ended (``exit_code``), restarted, state lost.
     """
 
-    kind: Literal["completed", "interrupted", "restarted", "died"]
+    kind: EndingKind
     reason: StopReason | None = None
     reply_status: str | None = None
     execution_count: int | None = None
@@ -243,7 +191,7 @@ class Kernel:
                                  grace_s=5, store_history=False)
         if outcome.kind != "completed" or outcome.reply_status != "ok":
             raise KernelUnavailable(f"the kernel failed its set-up ({outcome.kind})")
-        self.flow_control = FLOW_CONTROL_MARK in "".join(said)
+        self.flow_control = parse("".join(said)) is True
         if not self.flow_control:
             # A kernel that drops output when its queue is full needs our long queue too.
             self.kc.stop_channels()
@@ -297,54 +245,23 @@ class Kernel:
                             stop_on_error=False)
         if on_sent is not None:
             on_sent()
-        interrupted_at: float | None = None
-        stop_started: float | None = None
-        reason: StopReason | None = None
+        policy = StopPolicy(grace_s=grace_s, deadline=control.deadline)
         execution_count: int | None = None
-        # An idle kernel ignores SIGINT, and a cell being set up may not handle it yet:
-        # signal only once the cell started, and repeat until the grace period ends.
-        started = False
-        signalled_at: float | None = None
         while True:
-            now = time.monotonic()
-            if interrupted_at is not None and started and (
-                    signalled_at is None or now - signalled_at >= INTERRUPT_REPEAT_S):
+            action = policy.next_action(control.stop)
+            if action == "interrupt":
                 await self.interrupt()
-                signalled_at = now
-            if interrupted_at is None:
-                wanted = control.stop
-                if wanted is None and control.deadline is not None and now >= control.deadline:
-                    wanted = "timed_out"
-                if wanted == "shutdown":
-                    await self.shutdown()
-                    return RunOutcome("restarted", wanted, execution_count=execution_count)
-                if wanted == "restart":
-                    await self.restart()
-                    return RunOutcome("restarted", wanted, execution_count=execution_count)
-                if wanted is not None:
-                    reason = wanted
-                    stop_started = control.deadline if wanted == "timed_out" else now
-                    interrupted_at = now
-                    if started:
-                        await self.interrupt()
-                        signalled_at = now
-            elif now - interrupted_at >= grace_s or control.stop in ("restart", "shutdown"):
-                if control.stop == "shutdown":
-                    await self.shutdown()
-                else:
-                    await self.restart()
-                return RunOutcome("restarted", reason, execution_count=execution_count,
-                                  stop_latency_s=time.monotonic() - (stop_started or now))
-            timeout = POLL_S if interrupted_at is None else min(POLL_S, INTERRUPT_REPEAT_S)
-            if interrupted_at is None and control.deadline is not None:
-                timeout = max(0.0, min(timeout, control.deadline - now))
+            elif action != "wait":
+                await (self.shutdown() if action == "shutdown" else self.restart())
+                return RunOutcome("restarted", policy.reason, execution_count=execution_count,
+                                  stop_latency_s=policy.latency())
             try:
-                msg = await _next_msg(kc, timeout)
+                msg = await _next_msg(kc, policy.wait_s(POLL_S) or 0.0)
             except Empty:
                 if not await self.alive():
                     exit_code = await self.exit_code()
                     await self.restart()
-                    return RunOutcome("died", reason, exit_code=exit_code,
+                    return RunOutcome("died", policy.reason, exit_code=exit_code,
                                       execution_count=execution_count)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
@@ -353,17 +270,18 @@ class Kernel:
             if msg_type == "status":
                 if content.get("execution_state") == "idle":
                     break
-                started = True
+                policy.cell_started()
             elif msg_type == "execute_input":
-                started = True
+                policy.cell_started()
                 execution_count = content.get("execution_count")
             else:
+                if msg_type == "error":
+                    policy.cell_ending()
                 on_message(msg_type, content)
-        latency = time.monotonic() - stop_started if stop_started is not None else None
         reply_status = await self._reply_status(kc, msg_id)
-        if interrupted_at is not None:
-            return RunOutcome("interrupted", reason, reply_status, execution_count,
-                              stop_latency_s=latency)
+        if policy.stopping:
+            return RunOutcome("interrupted", policy.reason, reply_status, execution_count,
+                              stop_latency_s=policy.latency())
         return RunOutcome("completed", None, reply_status, execution_count)
 
     async def _reply_status(self, kc: AsyncKernelClient, msg_id: str) -> str | None:
