@@ -24,9 +24,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from smartcolab import __version__
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
-from smartcolab.runtime.server import base_url, bind_socket
+from smartcolab.runtime.server import base_url, bind_socket, sigterm_as_exit
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared.errors import ShuttingDown
 from smartcolab.shared.local_daemon import (
@@ -187,7 +185,7 @@ def run_daemon(opts: DaemonOptions) -> None:
                 await watcher
 
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():  # SIGTERM ends the daemon through finally
             asyncio.run(main())
     finally:
         sock.close()
@@ -200,16 +198,3 @@ def _remove_if_ours(runtime_file: Path) -> None:
     with contextlib.suppress(OSError, ValueError):
         if json.loads(runtime_file.read_text()).get("pid") == os.getpid():
             runtime_file.unlink()
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM ends the daemon through ``finally`` (runtime file removed)."""
-    def exit_now(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, exit_now)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

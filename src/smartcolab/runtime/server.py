@@ -216,7 +216,7 @@ def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = 
             tmp = port_file.with_name(port_file.name + ".tmp")
             tmp.write_text(str(port))
             os.replace(tmp, port_file)
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             asyncio.run(_serve(server, state, sock))
     finally:
         if opened is not None:
@@ -231,7 +231,7 @@ def _raise_fd_limit() -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
+def sigterm_as_exit() -> Iterator[None]:
     """Uvicorn re-raises SIGTERM once it has shut down gracefully; with the default
     handler that kills the process before our ``finally`` closes the tunnel."""
     if threading.current_thread() is not threading.main_thread():
