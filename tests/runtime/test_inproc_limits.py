@@ -28,7 +28,8 @@ async def rt(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcRu
             rate_limit_per_s=RATE, rate_burst=BURST, lockout_failures=FAILURES,
             lockout_window_s=WINDOW_S, lockout_s=LOCKOUT_S, max_body_bytes=4096,
             max_header_bytes=4096, max_query_bytes=1024,
-            allow_cidrs=["198.18.0.0/15", "10.1.0.0/16", "127.0.0.0/8"]) as runtime:
+            allow_cidrs=["198.18.0.0/15", "10.1.0.0/16", "127.0.0.0/8"],
+            trusted_proxies=["127.0.0.0/8"]) as runtime:
         yield runtime
 
 
@@ -61,17 +62,20 @@ async def test_failed_auth_locks_the_address_out_until_the_lockout_ends(
         for _ in range(FAILURES):
             rt.clock.advance(1 / RATE)  # stay clear of the rate limit
             assert (await me.get("/probe", headers=wrong)).status_code == 401
-        locked = await me.get("/probe", headers=rt.bearer)
+        locked = await me.get("/probe", headers=wrong)
         assert locked.status_code == 429
         assert error(locked)["details"] == {"reason": "auth_lockout",
                                             "retry_after": int(LOCKOUT_S)}
         assert locked.headers["Retry-After"] == str(int(LOCKOUT_S))
         assert rt.secret not in locked.text
-        assert (await someone_else.get("/sessions")).status_code == 200
-        rt.clock.advance(LOCKOUT_S - 1)
-        assert (await me.get("/probe", headers=rt.bearer)).status_code == 429
-        rt.clock.advance(1)
+        # The right secret is never locked out by failures it did not make.
+        rt.clock.advance(1 / RATE)
         assert (await me.get("/sessions", headers=rt.bearer)).status_code == 200
+        assert (await someone_else.get("/sessions")).status_code == 200
+        rt.clock.advance(LOCKOUT_S - 2)
+        assert (await me.get("/probe", headers=wrong)).status_code == 429
+        rt.clock.advance(2)
+        assert (await me.get("/probe", headers=wrong)).status_code == 401
     lines = (rt.config.state_dir / "audit.log").read_text().splitlines()
     assert any(json.loads(line)["event"] == "lockout" for line in lines)
 
@@ -98,7 +102,8 @@ async def test_allowlist_uses_the_peer_or_the_trusted_proxys_header(rt: InProcRu
     async with rt.http(peer="192.0.2.7") as outsider:
         r = await outsider.get("/health")
     assert r.status_code == 403 and "192.0.2.7" in str(error(r)["message"])
-    # A loopback peer is a tunnel agent: the address it forwards is the client.
+    # A trusted proxy's forwarded address is the client (by default no proxy is trusted,
+    # only the runtime's own tunnel agent, by pid: this runtime names loopback).
     async with rt.http(peer="127.0.0.1") as agent:
         assert (await agent.get("/health", headers={"X-Forwarded-For": "10.1.9.9"})
                 ).status_code == 200

@@ -22,10 +22,12 @@ from fastapi import FastAPI
 from smartcolab.client.http.client import NO_RETRY, RetryPolicy, RuntimeClient
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
+from smartcolab.runtime.security.gate import AuthGate
 from smartcolab.runtime.security.limits import LimitsMiddleware
 from smartcolab.runtime.state import RuntimeState
 
-BASE_URL = "http://runtime.test"
+BASE_HOST = "runtime.test"
+BASE_URL = f"http://{BASE_HOST}"
 # Peers outside the default trusted proxies: each client gets its own address, so
 # rate-limit buckets and lockouts of one test never touch another's.
 _PEERS = (f"198.18.{i // 250}.{i % 250 + 1}" for i in itertools.count())
@@ -82,18 +84,21 @@ class InProcRuntime:
 def config_for(root: Path, **overrides: Any) -> RuntimeConfig:
     """A config confined to ``root`` with no kernel started unless asked."""
     root.mkdir(parents=True, exist_ok=True)
+    # The test clients call it by a name of their own: allowed the way a user allows one.
     base = RuntimeConfig(secret=secrets.token_urlsafe(24), roots=[root],
-                         state_dir=root / ".smartcolab", start_main_session=False)
+                         state_dir=root / ".smartcolab", start_main_session=False,
+                         allowed_hosts=[BASE_HOST])
     return replace(base, **overrides)
 
 
 def _use_clock(app: FastAPI, clock: FakeClock) -> None:
-    """Hand the limits middleware our clock before the middleware stack is built."""
+    """Hand the limits and the authentication gate our clock before the stack is built."""
+    wanted = {LimitsMiddleware, AuthGate}
     for entry in app.user_middleware:
-        if entry.cls is LimitsMiddleware:
+        if entry.cls in wanted:
             entry.kwargs["clock"] = clock
-            return
-    raise AssertionError("create_app no longer installs LimitsMiddleware")
+            wanted.discard(entry.cls)  # type: ignore[arg-type]
+    assert not wanted, f"create_app no longer installs {wanted}"
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from smartcolab.shared.errors import (
     JobNotFound,
     NotFound,
     RateLimited,
+    RuntimeMisbehaved,
     RuntimeUnreachable,
     SmartColabError,
     Unavailable,
@@ -212,3 +213,31 @@ async def test_an_html_page_with_status_200_is_a_clear_error() -> None:
     async with client(lambda r: page) as c:
         with pytest.raises(SmartColabError):
             await c.health()
+
+
+async def test_a_compressed_answer_is_refused_unread() -> None:
+    """A small gzip body that would inflate to gigabytes never reaches json()."""
+    import gzip
+
+    bomb = gzip.compress(b'{"sessions": [' + b" " * (8 * 2**20) + b"]}")
+    asked: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        asked.append(request.headers.get("accept-encoding", ""))
+        return httpx2.Response(200, content=bomb, headers={"Content-Encoding": "gzip"})
+
+    async with client(handler) as c:
+        with pytest.raises(RuntimeMisbehaved, match="Content-Encoding 'gzip'"):
+            await c.sessions()
+    assert asked == ["identity"]
+
+
+async def test_an_answer_over_the_cap_is_refused() -> None:
+    body = b'{"sessions": []}' + b" " * 4096
+
+    async with client(lambda request: httpx2.Response(200, content=body)) as c:
+        c.max_response_bytes = 1024
+        with pytest.raises(RuntimeMisbehaved, match="over the 1,024-byte cap"):
+            await c.sessions()
+        c.max_response_bytes = 64 * 1024
+        assert (await c.sessions()).sessions == []

@@ -31,6 +31,7 @@ from smartcolab.client.untrusted import check_job_id, check_job_view, check_sess
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     IncompatibleRuntime,
+    RuntimeMisbehaved,
     RuntimeUnreachable,
     SmartColabError,
     error_from_body,
@@ -70,6 +71,9 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 60.0
+# The largest JSON answer a runtime may send: a job view holds at most 8 images of 5 MiB
+# (base64) and 64 KiB of text; anything bigger is a runtime we must not trust.
+MAX_RESPONSE_BYTES = 128 * 1024 * 1024
 # Extra read time on top of a long-poll's wait: tunnels add latency.
 LONG_POLL_SLACK_S = 30.0
 # The runtime gives a save or restore up to 300 s inside the kernel.
@@ -132,6 +136,7 @@ class RuntimeClient:
                  verify: bool | str | ssl.SSLContext = True) -> None:
         self.url = url.rstrip("/")
         self.retry = retry
+        self.max_response_bytes = MAX_RESPONSE_BYTES
         self.last_epoch: str | None = None
         self._common: dict[str, Any] = dict(
             base_url=self.url,
@@ -175,7 +180,7 @@ class RuntimeClient:
         """
         return (http or self._http).build_request(
             method, path, params={k: v for k, v in (params or {}).items() if v is not None},
-            json=json, content=content, headers=headers,
+            json=json, content=content, headers={"Accept-Encoding": "identity", **(headers or {})},
             timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout
             else httpx2.USE_CLIENT_DEFAULT)
 
@@ -192,12 +197,49 @@ class RuntimeClient:
                 request = self.build_request(method, path, params=params, json=json,
                                              content=content, headers=headers, timeout=timeout)
                 try:
-                    response = await self._http.send(request)
+                    response = await self._read_capped(await self._http.send(request, stream=True))
                 except httpx2.TransportError as exc:
                     raise self._unreachable(exc) from exc
                 self._check_status(response)
                 return response
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    async def _read_capped(self, response: httpx2.Response) -> httpx2.Response:
+        """The whole answer, refused past ``max_response_bytes`` or in an encoding not asked for.
+
+        Requests ask for ``identity``, so the bytes on the wire are the bytes we keep: a
+        runtime cannot send a small compressed body that inflates in this process.
+        """
+        try:
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise RuntimeMisbehaved(
+                    f"the runtime at {self.url} answered with Content-Encoding {encoding[:40]!r} "
+                    "although identity was asked for; nothing was decoded")
+            stated = response.headers.get("content-length", "")
+            if stated.isdigit() and int(stated) > self.max_response_bytes:
+                raise self._too_big(int(stated))
+            chunks, size = [], 0
+            if response.is_stream_consumed:  # a transport that hands over bytes in memory
+                chunks, size = [response.content], len(response.content)
+            else:
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise self._too_big(size)
+                    chunks.append(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_big(size)
+        finally:
+            await response.aclose()
+        return httpx2.Response(response.status_code, headers=response.headers,
+                               content=b"".join(chunks), request=response.request,
+                               extensions=response.extensions)
+
+    def _too_big(self, size: int) -> RuntimeMisbehaved:
+        return RuntimeMisbehaved(
+            f"the runtime at {self.url} sent an answer of {size:,} bytes or more, over the "
+            f"{self.max_response_bytes:,}-byte cap for one answer; it was not kept")
 
     @asynccontextmanager
     async def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
