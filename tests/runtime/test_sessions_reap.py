@@ -26,11 +26,17 @@ from smartcolab.shared.errors import KernelUnavailable
 SECRET = "reap-test-secret-0123456789"
 
 
+ROOT: list[Path] = []  # this test's runtime root: kernels run there
+
+
 def kernels() -> list[psutil.Process]:
+    """This test's kernels: other tests' runtimes in this process run kernels elsewhere."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(child.cmdline()):
+            if (child.status() != psutil.STATUS_ZOMBIE
+                    and "ipykernel" in " ".join(child.cmdline())
+                    and Path(child.cwd()).resolve().is_relative_to(ROOT[0])):
                 found.append(child)
         except psutil.Error:
             continue
@@ -46,6 +52,7 @@ def settle(expected: int, timeout: float = 20.0) -> int:
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Iterator[ServerHandle]:
+    ROOT[:] = [tmp_path.resolve()]
     handle = serve_in_thread(root=tmp_path, port=0, secret=SECRET, banner=False, max_sessions=3)
     try:
         yield handle
