@@ -17,9 +17,8 @@ import pytest
 
 from smartcolab.runtime.ui import page_url
 from support.runtime_proc import RuntimeProc, start_runtime
-from support.ui_helpers import artifacts_dir, chromium_driver, requested_urls
+from support.ui_helpers import artifacts_dir, chromium_driver, requested_urls, wait_for
 
-WAIT_S = 60.0  # a deadline, not a speed check: 20 s ran out on a loaded 2-core machine
 LOOP_JOB = "import time\nfor i in range(3000):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
 
 
@@ -56,16 +55,6 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc
 def browser() -> Iterator[Any]:
     with chromium_driver() as driver:
         yield driver
-
-
-def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
-    except Exception as exc:
-        logs = [e["message"] for e in driver.get_log("browser")]
-        raise AssertionError(f"timed out waiting for {what}; browser console: {logs}") from exc
 
 
 def text_of(driver: Any, css: str) -> str:

@@ -15,9 +15,8 @@ import pytest
 
 from smartcolab.runtime.ui import page_url
 from support.runtime_proc import RuntimeProc, start_runtime
-from support.ui_helpers import artifacts_dir, chromium_driver
+from support.ui_helpers import artifacts_dir, chromium_driver, wait_for
 
-WAIT_S = 30.0
 # What tqdm writes to stderr: "\r" + the redrawn bar, a newline when it closes.
 TQDM_JOB = """import sys, time
 def bar(i, n=50):
@@ -54,16 +53,6 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc
 def browser() -> Iterator[Any]:
     with chromium_driver() as driver:
         yield driver
-
-
-def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
-    except Exception as exc:
-        logs = [e["message"] for e in driver.get_log("browser")]
-        raise AssertionError(f"timed out waiting for {what}; browser console: {logs}") from exc
 
 
 def js(driver: Any, script: str) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import httpx2
@@ -10,23 +9,8 @@ import pytest
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.shared.errors import Unauthorized
-from smartcolab.shared.protocol import (
-    H_CONTENT_SHA256,
-    H_NONCE,
-    H_SIGNATURE,
-    H_TIMESTAMP,
-    canonical_request,
-    sign,
-)
 from support.runtime_proc import RuntimeProc
-
-
-def signed_headers(secret: str, method: str, path: str, query: str = "", body: bytes = b"",
-                   ts: float | None = None, nonce: str = "n-1") -> dict[str, str]:
-    digest = hashlib.sha256(body).hexdigest()
-    stamp = f"{time.time() if ts is None else ts:.3f}"
-    return {H_TIMESTAMP: stamp, H_NONCE: nonce, H_CONTENT_SHA256: digest,
-            H_SIGNATURE: sign(secret, canonical_request(method, path, query, digest, stamp, nonce))}
+from support.signing import signed_headers
 
 
 def test_health_is_public_and_minimal(runtime: RuntimeProc) -> None:

@@ -96,3 +96,17 @@ def artifacts_dir(tmp_path: Path) -> Path:
     path = Path(base) if base else tmp_path / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+WAIT_S = 60.0  # a deadline, not a speed check: 20 s ran out on a loaded 2-core machine
+
+
+def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT_S) -> Any:
+    """Until ``condition(driver)`` is truthy; a timeout names what and shows the console."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+    except Exception as exc:
+        logs = [e["message"] for e in driver.get_log("browser")]
+        raise AssertionError(f"timed out waiting for {what}; browser console: {logs}") from exc
