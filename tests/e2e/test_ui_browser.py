@@ -17,7 +17,7 @@ import pytest
 
 from smartcolab.runtime.ui import page_url
 from support.runtime_proc import RuntimeProc, start_runtime
-from support.ui_helpers import artifacts_dir, chromium_driver, requested_urls, wait_for
+from support.ui_helpers import artifacts_dir, requested_urls, wait_for
 
 LOOP_JOB = "import time\nfor i in range(3000):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)\n"
 
@@ -49,12 +49,6 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with chromium_driver() as driver:
-        yield driver
 
 
 def text_of(driver: Any, css: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from smartcolab.runtime.ui import page_url
 from support.runtime_proc import RuntimeProc, start_runtime
-from support.ui_helpers import artifacts_dir, chromium_driver, wait_for
+from support.ui_helpers import artifacts_dir, wait_for
 
 # What tqdm writes to stderr: "\r" + the redrawn bar, a newline when it closes.
 TQDM_JOB = """import sys, time
@@ -47,12 +47,6 @@ def ui_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with chromium_driver() as driver:
-        yield driver
 
 
 def js(driver: Any, script: str) -> Any:
