@@ -223,6 +223,17 @@ class RuntimeRegistry:
             self.default = name
         return spec
 
+    async def undo_connect(self, name: str, previous: RuntimeSpec | None,
+                           default: str) -> None:
+        """Put ``name`` back as it was before ``connect`` (gone if it was new), and the
+        default too: a URL that could not be reached is not kept."""
+        if previous is None:
+            self._specs.pop(name, None)
+        else:
+            self._specs[name] = previous
+        await self._drop_client(name)
+        self.default = default if default in self._specs else next(iter(self._specs))
+
     async def _drop_client(self, name: str) -> None:
         client = self._clients.pop(name, None)
         if client is not None:

@@ -13,6 +13,7 @@ import base64
 import io
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
 from smartcolab.client.local_files import local_target
 from smartcolab.client.untrusted import check_job_id
+from smartcolab.mcp.tool_errors import for_model
 from smartcolab.shared.display import Attachment, image_extension
 from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
@@ -40,6 +42,51 @@ def cap_text(text: str, limit: int) -> tuple[str, bool]:
     tail = limit - head - 80
     omitted = len(text) - head - tail
     return (f"{text[:head]}\n... [{omitted:,} characters omitted] ...\n{text[-tail:]}", True)
+
+
+# The runtime's own head+tail marker (runtime/engine/output.py); its hint names an HTTP
+# endpoint, so the bridge words it again for a model.
+_RUNTIME_MARK = re.compile(r"\n\.\.\. \[(\d+) bytes omitted[^\]\n]*\] \.\.\.\n")
+
+
+def _mark(omitted_bytes: int) -> str:
+    return f"\n... [{omitted_bytes:,} bytes of output omitted: see get_job_output] ...\n"
+
+
+def cap_output(text: str, limit: int, total_bytes: int) -> tuple[str, bool]:
+    """Cap a job's output text head + tail within about ``limit`` characters.
+
+    ``text`` may already be cut by the runtime (its markers say how many bytes);
+    ``total_bytes`` is the size of the whole output. A marker counts what the result
+    really leaves out: every byte of the output not shown, not just what this cut
+    removed from an already shortened text.
+    """
+    text = _RUNTIME_MARK.sub(lambda m: _mark(int(m.group(1))), text)
+    marks = [(m.start(), m.end()) for m in _MARK.finditer(text)]
+    if len(text) <= limit:
+        return text, bool(marks)
+    head_end = limit * 2 // 5
+    tail_start = len(text) - (limit - head_end - 90)
+    for start, end in marks:  # never keep half a marker
+        if start < head_end < end:
+            head_end = start
+        if start < tail_start < end:
+            tail_start = end
+    head, middle, tail = text[:head_end], text[head_end:tail_start], text[tail_start:]
+    cut = _output_bytes(middle)
+    # Labels ("[stderr]", "Out[3]:") and collapsed progress frames make the two counts
+    # differ a little; the larger never claims less than was left out.
+    omitted = max(total_bytes - _output_bytes(head) - _output_bytes(tail), cut)
+    return head + _mark(omitted) + tail, True
+
+
+def _output_bytes(text: str) -> int:
+    """Bytes of output ``text`` stands for: its own text plus what its markers count."""
+    marked = sum(int(m.group(1).replace(",", "")) for m in _MARK.finditer(text))
+    return len(_MARK.sub("", text).encode()) + marked
+
+
+_MARK = re.compile(r"\n\.\.\. \[([\d,]+) bytes of output omitted: see get_job_output\] \.\.\.\n")
 
 
 def last_line(text: str) -> str | None:
@@ -205,7 +252,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         if value is not None:
             pieces.append(f"Out[{res.execution_count or ''}]: {value}")
             structured["value"] = value[:2000]
-        body, cut = cap_text(render("\n".join(pieces)), budget)
+        body, cut = cap_output(render("\n".join(pieces)), budget, view.output_bytes)
         truncated = truncated or cut
         if body:
             parts.append(body)
@@ -214,7 +261,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
                          f"Traceback (last frames):\n{short_traceback(res.error.traceback)}")
             structured["error"] = {"ename": res.error.ename, "evalue": res.error.evalue}
         if res.message:
-            parts.append(res.message)
+            parts.append(for_model(res.message))
         if res.state_lost:
             notes.append("The kernel was restarted or died during this job: variables from "
                          "earlier calls are gone; re-run your setup code.")
@@ -231,6 +278,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
                      f"get_job_output(job_id={view.job_id!r}, offset=0) to page through it.]")
         structured["truncated"] = True
     if notes:
+        notes = [for_model(n) for n in notes]
         parts.append("Notes:\n" + "\n".join(f"- {n}" for n in notes))
         structured["notes"] = notes
     is_error = view.status in ("failed", "timed_out", "lost")

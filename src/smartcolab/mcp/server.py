@@ -36,7 +36,7 @@ from smartcolab.client.retry import RetryPolicy
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
-from smartcolab.mcp.params import add_tools
+from smartcolab.mcp.params import build_tools
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
@@ -156,9 +156,8 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
 
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=lifespan)
-    for module in modules or TOOL_MODULES:
-        add_tools(server, module.TOOLS, bridge.settings)
+        lifespan=lifespan, tools=[tool for module in modules or TOOL_MODULES
+                                  for tool in build_tools(module.TOOLS, bridge.settings)])
     return server
 
 
