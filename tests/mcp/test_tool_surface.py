@@ -8,6 +8,7 @@ run_code_quick's timeout, connect_runtime with an unreachable URL, get_job_outpu
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from mcp import Client
 from smartcolab.client.registry import RuntimeSpec, default_factories
 from smartcolab.mcp.deps import BridgeSettings
 from smartcolab.mcp.server import BridgeConfig, build_server
+from smartcolab.mcp.tool_errors import to_tool_error
+from smartcolab.shared.errors import BadRequest, Forbidden, NotFound, SessionBusy, SmartColabError
 from support.bridge_helpers import FAST_RETRY, text_of
 from support.fake_backend import FakeBackend
 
@@ -195,3 +198,31 @@ async def test_output_pages_fill_the_result_cap(tmp_path: Path) -> None:
     assert "7,303 bytes after this page (about 5 pages of this size)" in text_of(first)
     assert "limit lowered to 1,700" in text_of(big)
     assert big.structured_content is not None and big.structured_content["chars"] == cap - 300
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (SessionBusy("session 'main' is busy running job 'j1'; retry when it finishes "
+                 "(long-poll the job with GET /jobs/{id}?wait=55)"), "wait for it with get_job"),
+    (NotFound("no saved snapshot 'x' in /d (snapshots: none); save one first with "
+              "POST /sessions/{name}/save"), "save one first with save_colab_variables"),
+    (Forbidden("the main session cannot be deleted; restart it instead "
+               "(POST /sessions/main/restart)"), "restart it instead with restart_colab_runtime"),
+    (BadRequest("'a' is not a regular file; download a directory with GET /files/archive"),
+     "download a directory with download_from_colab"),
+    (Forbidden("this runtime allows at most 8 sessions; delete one (DELETE /sessions/{name}) "
+               "first"), "use one of the existing sessions"),
+])
+def test_hints_name_tools_not_endpoints(error: SmartColabError, expected: str) -> None:
+    text = to_tool_error(error).args[0]
+    assert expected in text
+    assert not re.search(r"\b(GET|POST|PUT|DELETE) /", text), text
+
+
+async def test_an_upload_refusal_says_what_to_do(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("x")
+    async with Client(build_server(config(tmp_path, FakeBackend()))) as client:
+        refused = await call(client, "upload_to_colab", {"local_path": str(outside)})
+    text = text_of(refused)
+    assert refused.is_error and "local_path_refused" in text
+    assert "check_colab_connection" not in text and "--upload-root" in text
