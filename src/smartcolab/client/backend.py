@@ -157,6 +157,11 @@ class RuntimeBackend(ABC):
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport: ...
 
+    async def job_file(self, job_id: str, name: str) -> bytes | None:
+        """An output the runtime kept in a job's folder (an image over its size cap);
+        None where this kind keeps none."""
+        return None
+
     # ------------------------------------------------------------ files (Capability.FILES)
     async def list_files(self, path: str = "", *, recursive: bool = False,
                          pattern: str | None = None, limit: int = 1000) -> FileList:

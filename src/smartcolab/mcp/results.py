@@ -21,6 +21,7 @@ from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
+from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.local_files import local_target
 from smartcolab.client.untrusted import check_job_id
 from smartcolab.mcp.tool_errors import for_model
@@ -152,6 +153,50 @@ def _downscale(png: bytes, max_bytes: int) -> bytes | None:
     return None
 
 
+# Largest kept output the bridge fetches from a runtime to save here.
+MAX_KEPT_FETCH_BYTES = 64 * 1024 * 1024
+
+
+async def fetch_kept(client: RuntimeBackend, view: JobView) -> list[str]:
+    """Bring outputs the runtime kept only in the job's folder (over its size cap) into
+    the view, so that ``render_images`` downscales or saves them like any other; notes
+    for those that could not be fetched."""
+    res = view.result
+    if res is None:
+        return []
+    notes: list[str] = []
+    fetched: list[str] = []
+    for out in res.outputs:
+        wanted: list[tuple[str, int, Any]] = []
+        if out.image_kept_as and out.image_base64 is None and out.image_mime:
+            wanted.append((out.image_kept_as, out.image_bytes or 0, out))
+        wanted += [(a.kept_as, a.size, a) for a in out.attachments
+                   if a.kept_as and a.data is None]
+        for name, size, target in wanted:
+            if size > MAX_KEPT_FETCH_BYTES:
+                notes.append(f"an output of {size:,} bytes is kept on the runtime only (over "
+                             f"{MAX_KEPT_FETCH_BYTES:,} bytes): {name} in the folder of job "
+                             f"{view.job_id}.")
+                continue
+            try:
+                data = await client.job_file(view.job_id, name)
+            except SmartColabError as exc:
+                notes.append(f"an output of {size:,} bytes ({name}) could not be fetched "
+                             f"from the runtime: {exc.message}")
+                continue
+            if data is None:
+                continue
+            if isinstance(target, RichOutput):
+                target.image_base64 = base64.b64encode(data).decode()
+            else:
+                target.data = data.decode("utf-8", "replace")
+            fetched.append(name)
+    if fetched and res.message:  # the runtime's "not returned ... kept as NAME" notes
+        kept = [n for n in res.message.split("; ") if not any(f in n for f in fetched)]
+        res.message = "; ".join(kept) or None
+    return notes
+
+
 def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
                   ) -> tuple[list[ImageContent], list[str]]:
     """Images for the result, and notes about the ones saved to disk instead."""
@@ -165,7 +210,10 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
             if len(data) > opts.max_image_bytes:
                 small = _downscale(data, opts.max_image_bytes)
                 if small is not None:
-                    notes.append(f"image {index} was downscaled from {len(data):,} bytes to fit.")
+                    original = _save(opts.save_dir, job_id, f"image{index}.{image_extension(mime)}",
+                                     data, "the original")
+                    notes.append(f"image {index} was downscaled from {len(data):,} bytes to "
+                                 f"{len(small):,} to fit; {original}")
                     images.append(ImageContent(type="image", mime_type="image/png",
                                                data=base64.b64encode(small).decode()))
                     continue
@@ -175,6 +223,11 @@ def render_images(job_id: str, outputs: list[RichOutput], opts: RenderOptions
                 continue
         notes.append(_save(opts.save_dir, job_id, f"image{index}.{image_extension(mime)}",
                            data, f"image {index}"))
+    for out in outputs:
+        if out.image_mime and not out.image_base64 and out.image_bytes:
+            where = f" as {out.image_kept_as} in the job's folder" if out.image_kept_as else ""
+            notes.append(f"a {out.image_mime} image ({out.image_bytes:,} bytes) is kept on the "
+                         f"runtime only{where}: this runtime kind could not send it.")
     attachments = [a for o in outputs for a in o.attachments]
     for index, extra in enumerate(attachments, start=1):
         if extra.data is None:

@@ -19,6 +19,7 @@ from smartcolab.mcp.params import (
     ToolDef,
     require_code,
 )
+from smartcolab.mcp.results import fetch_kept
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import InvalidInput
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
@@ -43,7 +44,8 @@ async def run_code_quick(
                                "run_code_quick; use run_code_long for longer work")
         spec, client, followed = await submit_and_wait(
             deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout)
-        return render(deps, spec, client, followed).result()
+        notes = await fetch_kept(client, followed.view)
+        return render(deps, spec, client, followed, notes).result()
 
 
 async def run_code_long(
@@ -66,7 +68,7 @@ async def run_code_long(
         spec, client, followed = await submit_and_wait(
             deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout,
             budget_s=0.0 if background else None)
-        notes: list[str] = []
+        notes = await fetch_kept(client, followed.view)
         if download:
             if followed.view.status == "succeeded":
                 notes.extend(await fetch_downloads(deps, spec.name, download))

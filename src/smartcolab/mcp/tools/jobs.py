@@ -18,6 +18,7 @@ from smartcolab.mcp.deps import BridgeContext, BridgeDeps, BridgeSettings, deps_
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import Followed, follow, render
 from smartcolab.mcp.params import JobId, RuntimeName, ToolDef
+from smartcolab.mcp.results import fetch_kept
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import RuntimeUnreachable
 from smartcolab.shared.protocol import MAX_WAIT_S, TERMINAL_STATUSES, JobView
@@ -89,7 +90,7 @@ async def get_job(
                                                       **_journal_dict(entry)})
         followed = await follow(deps, ctx, spec, client, view,
                                 budget_s=max(0.0, budget - deps.settings.progress_interval_s))
-        notes: list[str] = []
+        notes = await fetch_kept(client, followed.view)
         pending = deps.pending_downloads.get(job_id)
         if pending and followed.view.status in TERMINAL_STATUSES:
             del deps.pending_downloads[job_id]
