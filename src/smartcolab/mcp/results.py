@@ -275,6 +275,7 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
     res = view.result
     budget = max(200, opts.max_chars)
     truncated = False
+    body_at: tuple[int, str] | None = None  # where the output is, and its source
     structured: dict[str, Any] = {
         "job_id": view.job_id, "runtime": runtime, "session": view.session,
         "status": view.status, "duration_s": view.duration_s, "epoch": view.epoch,
@@ -305,9 +306,11 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         if value is not None:
             pieces.append(f"Out[{res.execution_count or ''}]: {value}")
             structured["value"] = value[:2000]
-        body, cut = cap_output(render("\n".join(pieces)), budget, view.output_bytes)
+        source = render("\n".join(pieces))
+        body, cut = cap_output(source, budget, view.output_bytes)
         truncated = truncated or cut
         if body:
+            body_at = (len(parts), source)
             parts.append(body)
         if res.error is not None:
             parts.append(f"{res.error.ename}: {res.error.evalue}\n"
@@ -335,5 +338,10 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         parts.append("Notes:\n" + "\n".join(f"- {n}" for n in notes))
         structured["notes"] = notes
     is_error = view.status in ("failed", "timed_out", "lost")
+    over = len("\n\n".join(parts)) - opts.max_chars
+    if over > 0 and body_at is not None:  # the whole result within the cap, not just the output
+        index, source = body_at
+        parts[index], _ = cap_output(source, max(200, len(parts[index]) - over - 100),
+                                     view.output_bytes)
     return Rendered("\n\n".join(parts), images, structured, is_error)
 
