@@ -37,6 +37,8 @@ from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.params import add_tools
+from smartcolab.mcp.tasks import TaskManager, with_tasks
+from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
@@ -154,9 +156,13 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
         config = bridge
         lifespan = lambda _: open_bridge(config)  # noqa: E731
 
+    tasks = TaskManager()  # MCP tasks (mcp/tasks.py): both wire generations
+    extension = TasksExtension(tasks)
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=lifespan)
+        lifespan=with_tasks(lifespan, tasks), extensions=[extension])
+    extension.server = server
+    server.middleware.append(LegacyTasks(tasks, server))
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
     return server
