@@ -33,6 +33,7 @@ from smartcolab.client.registry import (
     default_factories,
 )
 from smartcolab.client.retry import RetryPolicy
+from smartcolab.mcp import logs, resources
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
@@ -162,7 +163,11 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
         lifespan=with_tasks(lifespan, tasks), extensions=[extension])
     extension.server = server
-    server.middleware.append(LegacyTasks(tasks, server))
+    levels = logs.LogLevels()
+    logs.install(levels)
+    server.middleware.extend([logs.LogForwarder(levels), resources.ResourceLinks(),
+                              LegacyTasks(tasks, server)])
+    resources.register(server)
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
     return server
@@ -209,6 +214,10 @@ def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr: in stdio mode stdout is the JSON-RPC channel."""
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The smartcolab loggers may pass info records on for MCP log notifications
+    # (mcp/logs.py): stderr keeps to the level asked for.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     # One line per HTTP request would flood the log (and cost time on every poll).
     for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

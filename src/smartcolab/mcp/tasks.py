@@ -200,6 +200,7 @@ class TaskManager:
                 else:
                     result = await self._run_call(row, call, resumed)
                 final = self._final_state(row, result)
+                log.info("task %s (%s): %s", row.task_id, row.tool, final)
                 self.journal.update_task(row.task_id, final, message=_summary(result),
                                          result=json.dumps(result))
         except Exception as exc:
