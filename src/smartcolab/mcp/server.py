@@ -177,6 +177,8 @@ async def serve_stdio(config: BridgeConfig) -> None:
     await build_server(config).run_stdio_async()
 
 
+# Sent with the SSE priming event: when a client that lost its stream tries again.
+SSE_RETRY_MS = 1000
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -196,6 +198,7 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
     server = build_server(config)
     app = HttpGuard(server.streamable_http_app(
         streamable_http_path=path, host=host, event_store=MemoryEventStore(),
+        retry_interval=SSE_RETRY_MS,
         transport_security=policy.sdk_settings()), token, policy)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                          socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
