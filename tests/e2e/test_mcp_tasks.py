@@ -6,6 +6,7 @@ decided by the test, not by timing.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -116,6 +117,32 @@ async def test_legacy_tasks_create_poll_restart_result_cancel(runtime: RuntimePr
             job = await client.call_tool("get_job", {"job_id": other_id, "wait": 0})
             assert job.structured_content is not None
             assert job.structured_content["status"] == "cancelled", text_of(job)
+
+
+async def test_a_download_task_and_the_ttl(runtime: RuntimeProc, tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with legacy(bridge(tmp_path, runtime)) as client:
+            await client.call_tool("run_code_quick", {
+                "code": "open('task-download.txt', 'w').write('fetched by a task')"})
+            created = await raw(client, "tools/call", {
+                "name": "download_from_colab", "arguments": {"path": "task-download.txt"},
+                "task": {"ttl": 60_000}})
+            task_id = created["task"]["taskId"]
+            assert task_id.startswith("task-")
+            result = await raw(client, "tasks/result", {"taskId": task_id})
+            assert not result.get("isError"), result
+            [link] = [c for c in result["content"] if c["type"] == "resource_link"]
+            read = await client.read_resource(link["uri"])
+            assert isinstance(read.contents[0], types.BlobResourceContents)
+            assert b"fetched by a task" in base64.b64decode(read.contents[0].blob)
+            # A task past its time to live is gone.
+            short = await raw(client, "tools/call", {
+                "name": "run_code_long", "arguments": {"code": "print(1)"}, "task": {"ttl": 1}})
+            assert short["task"]["ttl"] == 1000  # the shortest kept
+            await anyio.sleep(1.5)
+            with pytest.raises(MCPError) as err:
+                await raw(client, "tasks/get", {"taskId": short["task"]["taskId"]})
+            assert err.value.error.code == types.INVALID_PARAMS
 
 
 async def test_without_tasks_a_call_is_unchanged(runtime: RuntimeProc, tmp_path: Path) -> None:

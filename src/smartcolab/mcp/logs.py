@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.session import ServerSession
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import INVALID_PARAMS, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
@@ -160,6 +161,8 @@ class LogForwarder:
 
 def install(levels: LogLevels) -> None:
     """Forward the ``smartcolab`` loggers' info-and-above records (once per process)."""
+    # Deprecated at 2026-07-28 only; for older clients it is the way to send logs.
+    warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=__name__)
     root = logging.getLogger("smartcolab")
     if not any(isinstance(h, ForwardHandler) for h in root.handlers):
         handler = ForwardHandler(logging.INFO)

@@ -43,6 +43,8 @@ from mcp.types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from smartcolab.client.journal import TaskRow
+from smartcolab.mcp.deps import BridgeDeps
+from smartcolab.mcp.resources import add_links
 from smartcolab.mcp.tasks import POLL_INTERVAL_MS, TASK_TOOLS, CallTool, TaskManager, TaskNotFound
 
 EXTENSION_ID = "io.modelcontextprotocol/tasks"
@@ -127,7 +129,10 @@ def tool_caller(server: MCPServer[Any], ctx: ServerRequestContext[Any, Any]) -> 
         except ToolError as exc:
             result = CallToolResult(content=[TextContent(type="text", text=str(exc))],
                                     is_error=True)
-        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if isinstance(ctx.lifespan_context, BridgeDeps):
+            add_links(ctx.lifespan_context, dumped)  # as a plain call's result would have
+        return dumped
     return call
 
 
