@@ -44,6 +44,7 @@ def bridge(tmp: Path, runtime: RuntimeProc) -> StdioServerParameters:
                                  env=env, cwd=str(tmp))
 
 
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
 async def test_log_notifications_follow_set_level(runtime: RuntimeProc, tmp_path: Path) -> None:
     got: list[types.LoggingMessageNotificationParams] = []
     arrived = [anyio.Event()]

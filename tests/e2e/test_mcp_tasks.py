@@ -220,3 +220,12 @@ async def test_2026_extension_task_through_the_sdk_extension_api(runtime: Runtim
             # Quick tools stay plain calls.
             quick = await client.call_tool("run_code_quick", {"code": "print(1 + 1)"})
             assert "2" in text_of(quick) and len(ext.created) == 1
+        # A 2026 client that does not declare the extension: plain results, no task methods.
+        async with Client(bridge(tmp_path, runtime)) as plain:
+            assert plain.protocol_version == "2026-07-28"
+            result = await plain.call_tool("run_code_long", {"code": "print('plain')"})
+            assert "plain" in text_of(result) and result.structured_content is not None
+            assert result.structured_content["status"] == "succeeded"
+            with pytest.raises(MCPError) as err:
+                await raw(plain, "tasks/get", {"taskId": ext.created[0]})
+            assert err.value.error.code == types.MISSING_REQUIRED_CLIENT_CAPABILITY
