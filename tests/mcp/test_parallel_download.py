@@ -179,3 +179,25 @@ async def test_corrupted_bytes_fail_the_whole_file_digest(tmp_path: Path) -> Non
     with pytest.raises(ChecksumMismatch, match="partial file was removed"):
         verify_and_publish(got, sha(data), final, False, "f.bin")
     assert leftovers(tmp_path) == []
+
+
+async def test_a_cancelled_parallel_download_stops_every_stream_and_resumes(
+        runtime: RuntimeProc, tmp_path: Path) -> None:
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60):
+            with anyio.CancelScope() as scope:
+                def cancel_early(done: int, total: int | None) -> None:
+                    if 0 < done:
+                        scope.cancel()
+
+                await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
+                                        progress=cancel_early)
+        assert scope.cancelled_caught and not (tmp_path / "big.bin").exists()
+        record = (tmp_path / "big.bin.part.json").read_text()
+        part = (tmp_path / "big.bin.part").read_bytes()
+        await anyio.sleep(0.3)  # the streams were waited for before the cancel went on
+        assert (tmp_path / "big.bin.part.json").read_text() == record
+        assert (tmp_path / "big.bin.part").read_bytes() == part
+        with anyio.fail_after(60):
+            again = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+    assert again.sha256 == sha(DATA) and again.path.read_bytes() == DATA
