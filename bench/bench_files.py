@@ -71,7 +71,9 @@ def _run_child(op: str, proc: RuntimeProc, remote: str, local: Path,
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, __file__, "--child", op, "--url", proc.url,
                           "--remote", remote, "--local", str(local)],
-                         capture_output=True, text=True, env=env, check=True, timeout=1800)
+                         capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"bench child {op} failed: {out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

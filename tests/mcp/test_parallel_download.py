@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from smartcolab.client import spans
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.resumable import RangeReply, fetch, verify_and_publish
@@ -66,7 +67,9 @@ async def test_parallel_download_is_verified_and_uses_several_streams(
     assert leftovers(tmp_path) == ["big.bin"]
 
 
-async def test_parallel_download_resumes_after_cuts(runtime: RuntimeProc, tmp_path: Path) -> None:
+async def test_parallel_download_resumes_after_cuts(runtime: RuntimeProc, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spans, "SAVE_EVERY", 64 * KB)  # streams record their progress often
     with CutProxy(runtime.port, down_after=300 * KB, cuts=4) as proxy:
         async with client_for(runtime, proxy.url) as c:
             with anyio.fail_after(60):
@@ -86,9 +89,9 @@ async def test_an_interrupted_parallel_download_resumes_in_a_later_call(
                                         attempts=1)
     # Nothing under the final name; what arrived is recorded span by span.
     assert leftovers(tmp_path) == ["big.bin.part", "big.bin.part.json"]
-    spans = json.loads((tmp_path / "big.bin.part.json").read_text())["spans"]
-    held = sum(done - start for start, done, _ in spans)
-    assert 0 < held < len(DATA) and len(spans) == 4
+    recorded = json.loads((tmp_path / "big.bin.part.json").read_text())["spans"]
+    held = sum(done - start for start, done, _ in recorded)
+    assert 0 < held < len(DATA) and len(recorded) == 4
     async with client_for(runtime) as c:
         with anyio.fail_after(60):
             res = await transfer.download(c, "big.bin", tmp_path, streams=streams_after,
@@ -96,7 +99,7 @@ async def test_an_interrupted_parallel_download_resumes_in_a_later_call(
     if streams_after > 1:
         assert res.resumed_from == held
     else:  # one stream continues from the complete prefix only
-        assert res.resumed_from == spans[0][1]
+        assert res.resumed_from == recorded[0][1]
     assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
     assert leftovers(tmp_path) == ["big.bin"]
 
@@ -156,7 +159,7 @@ async def _fetch(src: FakeSpans, final: Path) -> str:
 async def test_a_span_answer_that_is_not_what_was_asked_is_refused(
         tmp_path: Path, bad: dict[str, object]) -> None:
     src = FakeSpans(os.urandom(2 * 1024 * KB), **bad)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeMisbehaved, match="refused|more than the bytes"):
+    with pytest.raises(RuntimeMisbehaved, match=r"refused|more than the bytes"):
         await _fetch(src, tmp_path / "f.bin")
     assert leftovers(tmp_path) == []
 
@@ -187,7 +190,7 @@ async def test_a_cancelled_parallel_download_stops_every_stream_and_resumes(
         with anyio.fail_after(60):
             with anyio.CancelScope() as scope:
                 def cancel_early(done: int, total: int | None) -> None:
-                    if 0 < done:
+                    if done > 0:
                         scope.cancel()
 
                 await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,

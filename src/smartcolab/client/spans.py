@@ -81,6 +81,7 @@ class SpanJob:
     max_tries: int
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Condition = field(default_factory=threading.Condition)
+    save_lock: threading.Lock = field(default_factory=threading.Lock)  # one writer of the record
     tries: int = 0
     wire: int = 0
     hashed: int = 0
@@ -131,10 +132,12 @@ def held_spans(info: dict[str, Any], part: Path, total: int) -> list[Span] | Non
 
 
 def save(job: SpanJob) -> None:
-    with job.lock:
-        spans = [[s.start, s.done, s.end] for s in job.spans]
-    write_json_atomic(job.meta, {"remote": job.remote, "etag": job.version, "size": job.total,
-                                 "spans": spans})
+    """Record every span's progress (streams save in turn: the record has one temp name)."""
+    with job.save_lock:
+        with job.lock:
+            spans = [[s.start, s.done, s.end] for s in job.spans]
+        write_json_atomic(job.meta, {"remote": job.remote, "etag": job.version,
+                                     "size": job.total, "spans": spans})
 
 
 def run_spans(job: SpanJob) -> str:
