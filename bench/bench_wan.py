@@ -331,8 +331,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default=",".join(DEFAULT_PROFILES))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--loopback-mb", type=int, default=1024)
     args = ap.parse_args()
-    res = run(tuple(p.strip() for p in args.profiles.split(",") if p.strip()), args.quick)
+    res = run(tuple(p.strip() for p in args.profiles.split(",") if p.strip()), args.quick,
+              args.loopback_mb)
     print_table(res)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))
