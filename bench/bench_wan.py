@@ -63,7 +63,8 @@ class ProxyProc:
         host_port = target_url.split("//", 1)[1].split("/", 1)[0]
         args = [sys.executable, str(HERE / "wan_proxy.py"), "--target", host_port,
                 "--delay", str(profile.delay_s),
-                "--rate-mbps", str((profile.rate_bytes_s or 0) / 1e6)]
+                "--rate-mbps", str((profile.rate_bytes_s or 0) / 1e6),
+                "--link-mbps", str((profile.link_bytes_s or 0) / 1e6)]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         port = json.loads(self.proc.stdout.readline())["port"]

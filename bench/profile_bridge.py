@@ -131,6 +131,8 @@ def main() -> None:
         raw = raw_kernel_roundtrip(min(args.calls, 100))
         walls = asyncio.run(measure(args.calls, tmp, prof))
         where = split(prof, args.calls, args.top)
+        (HERE / "results").mkdir(exist_ok=True)
+        prof.replace(HERE / "results" / "profile_bridge.prof")  # for pstats: callers, callees
     out = {"raw_kernel_median_ms": raw["median_ms"], **walls, **where,
            "load_avg": [round(x, 2) for x in os.getloadavg()],
            "note": "CPU split: the bridge's main thread under cProfile during the profiled "
