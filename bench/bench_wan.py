@@ -265,13 +265,19 @@ async def chunked_overhead(url: str, secret: str, proxy: ProxyProc | None,
 
 # ---------------------------------------------------------------- one profile
 def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_token: str,
-                quick: bool, tmp: Path, loopback_mb: int) -> dict[str, Any]:
+                quick: bool, tmp: Path, loopback_mb: int, shaped_mb: int | None = None,
+                transfers_only: bool = False) -> dict[str, Any]:
     repeats = 3 if quick else (20 if profile.name == "loopback" else 7)
-    shaped_mb = 16 if quick else 128
+    shaped_mb = shaped_mb or (16 if quick else 128)
     size_mb = (32 if quick else loopback_mb) if profile.name == "loopback" else shaped_mb
     out: dict[str, Any] = {"profile": dataclasses.asdict(profile), "rtt_ms": profile.rtt_s * 1000,
                            "nominal_mb_s": (profile.rate_bytes_s or 0) / 1e6 or None,
                            "link_mb_s": (profile.link_bytes_s or 0) / 1e6 or None}
+    if transfers_only:
+        with proxied(rt.url, profile) as (url, proxy):
+            out["transfer"] = transfers(rt, url, proxy, size_mb, 1 if quick else 3, tmp)
+        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+        return out
     with proxied(rt.url, profile) as (url, proxy):
         out["http_1p1"] = asyncio.run(short_http(url, rt.secret, proxy, repeats))
         out["bridge_1p1"] = asyncio.run(short_bridge(
@@ -287,7 +293,8 @@ def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_tok
 
 
 def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
-        loopback_mb: int = 1024) -> dict[str, Any]:
+        loopback_mb: int = 1024, shaped_mb: int | None = None,
+        transfers_only: bool = False) -> dict[str, Any]:
     """``loopback_mb``: the transfer size without a proxy (report.py makes it smaller when
     bench_files already measured 1 GiB on loopback in the same run)."""
     results: dict[str, Any] = {"profiles": {}, "skipped": {}}
@@ -303,8 +310,9 @@ def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
                             f"netem unavailable here ({why})" if why else
                             "netem works here, but the loss profile is not built yet")
                         continue
-                    results["profiles"][name] = run_profile(PROFILES[name], rt, jup.url,
-                                                            jup.token, quick, tmp, loopback_mb)
+                    results["profiles"][name] = run_profile(
+                        PROFILES[name], rt, jup.url, jup.token, quick, tmp, loopback_mb,
+                        shaped_mb, transfers_only)
         finally:
             rt.stop()
     return results
@@ -312,6 +320,13 @@ def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
 
 def print_table(res: dict[str, Any]) -> None:
     for name, p in res["profiles"].items():
+        if "http_1p1" not in p:
+            t = p["transfer"]
+            print(f"\n== {name} transfers, {t['size_mb']} MiB: download {t['download_mb_s']:.1f} "
+                  f"MB/s ({t['streams']} streams; one stream {t['download_1_mb_s']:.1f}, curl "
+                  f"{t['curl_download_mb_s']:.1f}, link {p['link_mb_s']}); upload "
+                  f"{t['upload_mb_s']:.1f} (curl {t['curl_upload_mb_s']:.1f}); load {p['load_avg']}")
+            continue
         print(f"\n== {name} (RTT {p['rtt_ms']:.0f} ms, cap {p['nominal_mb_s'] or '-'} MB/s per "
               f"stream, {p['link_mb_s'] or '-'} MB/s in all; load {p['load_avg']})")
         for key in ("http_1p1", "bridge_1p1", "jupyter_bridge_1p1"):
@@ -333,9 +348,11 @@ def main() -> None:
     ap.add_argument("--profiles", default=",".join(DEFAULT_PROFILES))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--loopback-mb", type=int, default=1024)
+    ap.add_argument("--shaped-mb", type=int, default=None, help="transfer size on a shaped link")
+    ap.add_argument("--transfers-only", action="store_true")
     args = ap.parse_args()
     res = run(tuple(p.strip() for p in args.profiles.split(",") if p.strip()), args.quick,
-              args.loopback_mb)
+              args.loopback_mb, args.shaped_mb, args.transfers_only)
     print_table(res)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))
