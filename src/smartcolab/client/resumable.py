@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from smartcolab.client import spans
 from smartcolab.client.local_files import (
     ProgressFn,
     discard,
@@ -148,7 +149,7 @@ async def fetch(source: RangeSource, remote: str, final: Path, *, size: int,
     """
     part, meta = part_paths(final)
     offset = await asyncio.to_thread(resume_offset, part, meta, remote, version, size)
-    if (streams > 1 and not compress and isinstance(source, SpanSource)
+    if (streams > 1 and not compress and spans.AVAILABLE and isinstance(source, SpanSource)
             and size - offset >= 2 * min_span):
         return await _fetch_spans(source, remote, part, meta, size=size, version=version,
                                   offset=offset, streams=streams, min_span=min_span,
@@ -182,9 +183,9 @@ async def _fetch_spans(source: SpanSource, remote: str, part: Path, meta: Path, 
         return (held_spans(info, part, size) if same else None) or plan_spans(
             offset, size, streams, min_span)
 
-    spans = await asyncio.to_thread(plan)
+    planned = await asyncio.to_thread(plan)
     job = SpanJob(source=source, remote=remote, part=part, meta=meta, version=version,
-                  total=size, spans=spans, attempts=attempts, max_tries=MAX_TOTAL_ATTEMPTS)
+                  total=size, spans=planned, attempts=attempts, max_tries=MAX_TOTAL_ATTEMPTS)
     held = job.received
     await asyncio.to_thread(ensure_free_space, part.parent, size - held, limits)
     task = asyncio.ensure_future(asyncio.to_thread(run_spans, job))

@@ -44,6 +44,10 @@ from smartcolab.shared.errors import (
 # Below this many bytes per stream a second stream costs more (a request) than it gains.
 MIN_SPAN = 8 * 1024 * 1024
 SAVE_EVERY = 16 * 1024 * 1024
+WRITEBACK_EVERY = 64 * 1024 * 1024
+# Positioned reads and writes (several streams, one file descriptor): POSIX only; where
+# they are missing (Windows) downloads take one stream.
+AVAILABLE = hasattr(os, "pwrite") and hasattr(os, "pread")
 _CONTENT_RANGE = re.compile(r"^bytes (\d{1,19})-(\d{1,19})/(\d{1,19})$")
 
 
@@ -177,8 +181,7 @@ def run_spans(job: SpanJob) -> str:
 def _follow_hash(job: SpanJob, fd: int) -> str:
     """Hash ``[0, total)`` in order as it becomes complete; stop at the first error."""
     h = hashlib.sha256()
-    buf = bytearray(IO_CHUNK)
-    view = memoryview(buf)
+    advised = 0
     while job.hashed < job.total:
         with job.lock:
             while job.error is None and not job.stop.is_set() and job.contiguous() <= job.hashed:
@@ -187,15 +190,19 @@ def _follow_hash(job: SpanJob, fd: int) -> str:
                 return ""
             ready = job.contiguous()
         while job.hashed < ready:
-            n = os.preadv(fd, [view[:min(IO_CHUNK, ready - job.hashed)]], job.hashed)
-            if n <= 0:
+            chunk = os.pread(fd, min(IO_CHUNK, ready - job.hashed), job.hashed)
+            if not chunk:
                 raise OSError(f"could not read back {job.part} at {job.hashed}")
-            h.update(view[:n])
-            job.hashed += n
+            h.update(chunk)
+            job.hashed += len(chunk)
         advise = getattr(os, "posix_fadvise", None)
-        if advise is not None:  # hashed: let the kernel write it out and drop it
+        if advise is not None and job.hashed - advised >= WRITEBACK_EVERY:
+            # Hashed: start writing it out and drop what is clean; the window reaches back
+            # one step so pages still dirty last time are dropped now.
+            start = max(0, advised - WRITEBACK_EVERY)
             with contextlib.suppress(OSError):
-                advise(fd, 0, job.hashed, os.POSIX_FADV_DONTNEED)
+                advise(fd, start, job.hashed - start, os.POSIX_FADV_DONTNEED)
+            advised = job.hashed
     return h.hexdigest()
 
 
