@@ -52,6 +52,8 @@ class ToolDef:
     title: str
     annotations: ToolAnnotations
     defaults: Callable[[Any], Mapping[str, Any]] | None = field(default=None)
+    # The tool's ``_meta`` (e.g. the MCP App that renders its results: mcp/app/).
+    meta: Mapping[str, Any] | None = None
 
 
 def with_defaults(fn: ToolFn, defaults: Mapping[str, Any]) -> ToolFn:
@@ -73,4 +75,5 @@ def add_tools(server: MCPServer[Any], tools: list[ToolDef], settings: Any) -> No
     for t in tools:
         fn = with_defaults(t.fn, t.defaults(settings)) if t.defaults else t.fn
         server.add_tool(fn, title=t.title, annotations=t.annotations,
-                        description=inspect.cleandoc(t.fn.__doc__ or ""))
+                        description=inspect.cleandoc(t.fn.__doc__ or ""),
+                        meta=dict(t.meta) if t.meta else None)

@@ -33,6 +33,7 @@ from smartcolab.client.registry import (
     default_factories,
 )
 from smartcolab.client.retry import RetryPolicy
+from smartcolab.mcp.app import monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
@@ -156,7 +157,7 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
 
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=lifespan)
+        lifespan=lifespan, extensions=[monitor_extension()])
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
     return server
