@@ -152,9 +152,8 @@
   async function readResources() {
     const p = (await call("probe_colab_environment", {})).structuredContent || {};
     const load = (p.load_avg || [])[0];
-    $("cpu").textContent = typeof load === "number"
-      ? `${Math.round((100 * load) / (p.cpu_count || 1))}% (load ${load.toFixed(2)}, ${p.cpu_count} cores)`
-      : `${p.cpu_count ?? "?"} cores`;
+    // The load average counts runnable processes: above the core count, work waits.
+    $("cpu").textContent = `${typeof load === "number" ? `load ${load.toFixed(2)} on ` : ""}${p.cpu_count ?? "?"} cores`;
     if (p.ram_total_bytes) {
       const used = p.ram_total_bytes - p.ram_available_bytes;
       $("ram").textContent = `${gb(used)} / ${gb(p.ram_total_bytes)} GB (${Math.round((100 * used) / p.ram_total_bytes)}%)`;
