@@ -38,9 +38,10 @@ APP_DIR = REPO / "src" / "smartcolab" / "mcp" / "app"
 
 # ---------------------------------------------------------------- the server side
 @pytest.mark.anyio
-async def test_the_monitor_is_advertised_listed_readable_and_linked(runtime: RuntimeProc,
-                                                                    tmp_path: Path) -> None:
-    async with Client(build_server(make_config(tmp_path, runtime))) as client:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 discover; 2025-11-25 initialize
+async def test_the_monitor_is_advertised_listed_readable_and_linked(
+        runtime: RuntimeProc, tmp_path: Path, mode: Any) -> None:
+    async with Client(build_server(make_config(tmp_path, runtime)), mode=mode) as client:
         caps = client.server_capabilities
         assert caps is not None and caps.extensions is not None
         assert EXTENSION_ID in caps.extensions

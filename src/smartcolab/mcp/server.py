@@ -33,7 +33,7 @@ from smartcolab.client.registry import (
     default_factories,
 )
 from smartcolab.client.retry import RetryPolicy
-from smartcolab.mcp.app import monitor_extension
+from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
@@ -158,6 +158,7 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
         lifespan=lifespan, extensions=[monitor_extension()])
+    server.middleware.append(advertise_on_handshake)  # the MCP App on the 2025 wire too
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
     return server

@@ -20,7 +20,8 @@ import re
 from importlib import resources
 from typing import Any
 
-from mcp.server.apps import Apps
+from mcp.server.apps import EXTENSION_ID, Apps
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from smartcolab import __version__
 
@@ -98,3 +99,22 @@ def monitor_extension() -> Apps:
                     "for a run_code_long or get_job job.",
         prefers_border=True)
     return apps
+
+
+async def advertise_on_handshake(ctx: ServerRequestContext[Any, Any],
+                                 call_next: CallNext) -> HandlerResult:
+    """Server middleware: ``io.modelcontextprotocol/ui`` in the ``initialize`` result too.
+
+    The SDK advertises extensions on the 2026-07-28 wire (``server/discover``) but sieves
+    ``capabilities.extensions`` out of the 2025-11-25 ``initialize`` result, whose schema
+    lacks it; the hosts that render apps today use that handshake, and the MCP Apps spec
+    negotiates through ``capabilities.extensions`` on it (clients send theirs there).
+    """
+    result = await call_next(ctx)
+    if ctx.method == "initialize" and isinstance(result, dict):
+        caps = result.get("capabilities")
+        if isinstance(caps, dict):
+            extensions = caps.setdefault("extensions", {})
+            if isinstance(extensions, dict):
+                extensions.setdefault(EXTENSION_ID, {})
+    return result
