@@ -131,9 +131,10 @@
         job.omitted = true;
         continue;
       }
-      // The text is a header line, then the page itself.
+      // The text is a header line, then the page (`chars` characters long).
       const text = textOf(result);
-      job.raw += text.slice(text.indexOf("\n") + 1);
+      job.raw += typeof page.chars === "number" ? text.slice(text.length - page.chars)
+        : text.slice(text.indexOf("\n") + 1);
       job.offset = page.next_offset;
       job.complete = page.complete === true;
       if (job.raw.length > MAX_RAW) {
