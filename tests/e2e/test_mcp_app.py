@@ -140,6 +140,13 @@ for i in range(1200):
     time.sleep(0.1)
 """
 
+# About 700 kB of output, then a redrawn line.
+LONG_LOG = """\
+for i in range(7000):
+    print(f"line {i:05d} " + "x" * 90)
+print("loading 10%\\rloading 100%")
+"""
+
 
 def _text(driver: Any, element_id: str) -> str:
     value: str = driver.execute_script(
@@ -211,14 +218,19 @@ def test_the_app_follows_a_running_job_and_cancels_it(browser: Any, fresh_runtim
                 "cancel_job"} <= set(called)
         assert "get_job" not in called  # the model's get_job cursor is left alone
 
-        # get_job on a finished job: the same monitor shows its end state.
+        # get_job on a finished job with a long log (over the 512 kB the view keeps):
+        # the same monitor shows its end state, the end of the log, and says so.
         done = host.call("tools/call", {"name": "run_code_quick", "arguments": {
-            "code": "print('loading 10%\\rloading 100%')", "session": "monitor"}})
+            "code": LONG_LOG, "session": "monitor"}})
         finished = done["structuredContent"]["job_id"]
         host.scenario = {"tool": "get_job", "arguments": {"job_id": finished, "wait": 0}}
         _render_in_host(browser, host.url)
         wait_for(browser, lambda d: _text(d, "status") == "succeeded", "the finished job's status")
-        wait_for(browser, lambda d: _text(d, "output") == "loading 100%\n", "its output")
+        wait_for(browser, lambda d: _text(d, "output").endswith(
+            f"line 06999 {'x' * 90}\nloading 100%\n"), "the end of its log")
+        tail = _text(browser, "output")
+        assert tail.startswith("[earlier output omitted") and "line 00000" not in tail
+        assert "loading 10%" not in tail and len(tail) < 600_000
         assert browser.find_element("id", "cancel").get_attribute("disabled") is not None
 
     console = [e["message"] for e in browser.get_log("browser")]

@@ -188,7 +188,8 @@
     if (job.complete && !TERMINAL.has(job.status)) setStatus("finished");
     drawElapsed();
     $("cancel").disabled = ended();
-    if (!ended()) schedule(problem ? 4 * POLL_MS : POLL_MS);
+    // Until the whole log is read: `complete` only comes once the job has ended.
+    if (!job.complete) schedule(problem ? 4 * POLL_MS : POLL_MS);
   }
 
   $("cancel").addEventListener("click", async () => {
