@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def run(size_mb: int, repeats: int, profile_name: str) -> dict[str, Any]:
                 (work / "d.bin").unlink()
     finally:
         rt.stop()
+        shutil.rmtree(work, ignore_errors=True)
     mb = size / 1e6
     return {"profile": profile_name, "size_mb": size_mb, "streams": DEFAULT_STREAMS,
             "link_mb_s": (profile.link_bytes_s or 0) / 1e6 or None,
