@@ -14,6 +14,7 @@ from pydantic import Field
 
 from smartcolab.client.journal import JournalEntry
 from smartcolab.mcp.annotations import READS_REMOTE, REPLACES_REMOTE
+from smartcolab.mcp.app import TOOL_META as MONITOR
 from smartcolab.mcp.deps import BridgeContext, BridgeDeps, BridgeSettings, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import Followed, follow, render
@@ -199,9 +200,8 @@ def _output_defaults(settings: BridgeSettings) -> dict[str, int]:
 
 
 TOOLS = [
-    ToolDef(get_job, None, READS_REMOTE),
+    ToolDef(get_job, None, READS_REMOTE, meta=MONITOR),
     ToolDef(cancel_job, None, REPLACES_REMOTE),
     ToolDef(list_jobs, None, READS_REMOTE),
-    ToolDef(get_job_output, None, READS_REMOTE,
-            defaults=_output_defaults),
+    ToolDef(get_job_output, None, READS_REMOTE, defaults=_output_defaults),
 ]

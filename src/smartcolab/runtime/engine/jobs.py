@@ -26,7 +26,9 @@ from smartcolab.shared.protocol import TERMINAL_STATUSES, JobResult, JobView, Re
 from smartcolab.shared.stop import Ending, verdict
 
 log = logging.getLogger("smartcolab.runtime")
-# After new output, a long-poll lingers this long for more, so chatty jobs cost fewer requests.
+# Output that follows other output within this long is a burst: a long-poll lingers this
+# long for more of it, so chatty jobs cost fewer requests.  The first output after a quiet
+# spell is answered at once (a printed line reaches the client in one-way delay).
 COALESCE_S = 0.2
 
 
@@ -48,6 +50,8 @@ class Job:
         self.io_error: OSError | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
+        self._last_output = float("-inf")
+        self._burst = False  # the latest output came within COALESCE_S of the one before
 
     @property
     def terminal(self) -> bool:
@@ -63,6 +67,8 @@ class Job:
         event.set()
 
     def on_message(self, msg_type: str, content: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self._burst, self._last_output = now - self._last_output < COALESCE_S, now
         try:
             self.out.handle(msg_type, content)
         except OSError as exc:
@@ -83,7 +89,7 @@ class Job:
         while not self.terminal:
             if since is not None and self.output_bytes > since and not lingering:
                 lingering = True
-                deadline = min(deadline, time.monotonic() + COALESCE_S)
+                deadline = min(deadline, time.monotonic() + (COALESCE_S if self._burst else 0.0))
             left = deadline - time.monotonic()
             if left <= 0:
                 return
