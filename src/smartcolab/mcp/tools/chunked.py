@@ -138,11 +138,10 @@ async def run_chunked_operation(
         "kernel: iterations independent, setup_code per worker."))] = None,
 ) -> CallToolResult:
     """Run a long loop in batches with a local checkpoint: loop_code runs for index_var
-    = 0..n_iterations-1, batch_size iterations per job, recording each good batch and
-    its collect values. A failing batch stops it (index, traceback). The same inputs
-    again resume after the last good batch, even after restarts; other inputs need
-    restart=true. Rerunning an index must be harmless. Returns within about 50 s;
-    follow it with get_checkpoint.
+    = 0..n_iterations-1, batch_size per job, each good batch recorded with its collect
+    values. A failing batch stops it (index, traceback); the same inputs again resume
+    after the last good batch, even after restarts (other inputs need restart=true).
+    Rerunning an index must be harmless. After about 50 s: follow with get_checkpoint.
     """
     deps = deps_of(ctx)
     ops = deps.chunked
@@ -180,9 +179,8 @@ async def run_chunked_operation(
 async def get_checkpoint(
     name: CheckpointName, ctx: BridgeContext, wait: Wait = 0,
     values_offset: Annotated[int, Field(ge=0, description=(
-        "First collected value to return (default: the latest few)."))] = 0,
-    values_limit: Annotated[int, Field(ge=1, le=10_000, description=(
-        "Collected values to return."))] = PREVIEW_VALUES,
+        "First value to return (default: the latest)."))] = 0,
+    values_limit: Annotated[int, Field(ge=1, le=10_000)] = PREVIEW_VALUES,
 ) -> CallToolResult:
     """A chunked operation's status, iterations done, collected values (paged), last
     output, error and timing; waits only if `wait` is given.

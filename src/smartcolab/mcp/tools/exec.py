@@ -54,8 +54,8 @@ async def run_code_long(
     timeout: Timeout = LONG_TIMEOUT_S,
     background: Annotated[bool, Field(description="Return right after submitting.")] = False,
     download: Annotated[list[str], Field(
-        max_length=50, description="Files/globs (e.g. 'out/*.png') copied to the local save "
-                                   "directory if the job succeeds (sizes, sha256).")] = [],  # noqa: B006
+        max_length=50, description="Files/globs (e.g. 'out/*.png') to copy to the save "
+                                   "directory if the job succeeds.")] = [],  # noqa: B006
     session: SessionName = "main",
     runtime: RuntimeName = None,
 ) -> CallToolResult:

@@ -72,7 +72,7 @@ async def list_colab_files(
     path: RemotePath = "",
     pattern: Annotated[str | None, Field(max_length=200, description="Glob, e.g. '*.csv'.")] = None,
     recursive: Annotated[bool, Field(description="Include subdirectories.")] = False,
-    limit: Annotated[int, Field(ge=1, le=1000, description="Most entries.")] = 200,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200,
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:

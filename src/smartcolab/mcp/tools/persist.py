@@ -20,7 +20,7 @@ from smartcolab.shared.protocol import NAME_PATTERN, RestoreRequest, SaveRequest
 
 Names = Annotated[list[str], Field(max_length=1000, description="Variable names; empty: all.")]
 Snapshot = Annotated[str | None, Field(pattern=NAME_PATTERN, description=(
-    "Default: the session's name ('autosave-<session>': automatic saves)."))]
+    "Default: the session's name; autosave-SESSION holds autosaves."))]
 
 
 def _problems(title: str, problems: list[VariableProblem]) -> list[str]:

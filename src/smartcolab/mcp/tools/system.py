@@ -30,8 +30,8 @@ def _gb(n: int | None) -> str:
 
 async def check_colab_connection(ctx: BridgeContext,
                                  runtime: RuntimeName = None) -> CallToolResult:
-    """Check that a runtime answers and accepts its secret: URL, latency, version,
-    epoch. Call it first when tools say the runtime is unreachable."""
+    """Check that a runtime answers and accepts its secret (URL, latency, version,
+    epoch); call it first when it seems unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -112,8 +112,8 @@ async def cleanup_colab(
         max_length=1000, description="Delete these variables.")] = [],  # noqa: B006
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Free memory without a restart (gc, close figures, empty GPU cache; deletes
-    variables only if asked); returns the memory freed."""
+    """Free memory without a restart (gc, figures, GPU cache; deletes variables only if
+    asked)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -131,7 +131,7 @@ async def cleanup_colab(
 async def restart_colab_runtime(ctx: BridgeContext, session: SessionName = "main",
                                 runtime: RuntimeName = None) -> CallToolResult:
     """Restart a session's kernel: ALL variables and imports are lost, files stay. For
-    a wedged kernel or memory that cannot be freed."""
+    a wedged kernel or stuck memory."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -155,14 +155,14 @@ async def list_runtimes(ctx: BridgeContext) -> CallToolResult:
 
 async def connect_runtime(
     name: Annotated[str, Field(description="Runtime name, e.g. 'colab'; new names are added.")],
-    url: Annotated[str, Field(description="The runtime's URL, as the notebook printed it.")],
+    url: Annotated[str, Field(description="The URL the notebook printed.")],
     ctx: BridgeContext,
     secret_name: Annotated[str | None, Field(
-        max_length=64, description="Name the secret was stored under ('smartcolab runtimes "
-                                   "add NAME URL --ask-secret'); default: this name's.")] = None,
+        max_length=64, description="Name its secret was stored under ('smartcolab "
+                                   "runtimes add ... --ask-secret'); default: name.")] = None,
     secret_env: Annotated[str | None, Field(
-        max_length=128, description="Or a bridge environment variable holding it "
-                                    "(COLAB_TOKEN, JUPYTER_TOKEN, SMARTCOLAB_SECRET*).")] = None,
+        max_length=128, description="Or the bridge's environment variable holding it, "
+                                    "e.g. COLAB_TOKEN.")] = None,
     secret: Annotated[str | None, Field(
         min_length=1, max_length=4096,
         description="A raw secret (stays in the transcript); needs "
@@ -171,8 +171,8 @@ async def connect_runtime(
         description="The user accepts a raw secret passing through the chat.")] = False,
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
     kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
-        description="'runtime' (smartcolab server) or 'jupyter' (Jupyter Server/Hub; "
-                    "secret = token). Default: as before, else 'runtime'.")] = None,
+        description="'runtime' (smartcolab server) or 'jupyter' (Jupyter Server/Hub, "
+                    "token as secret); default: unchanged.")] = None,
     keep_unreachable: Annotated[bool, Field(
         description="Keep the new URL even if the check fails.")] = False,
 ) -> CallToolResult:
