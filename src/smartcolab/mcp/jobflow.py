@@ -3,8 +3,10 @@
 
 Polls in slices of at most ``progress_interval_s``, reports MCP progress after each
 slice with the last output line, and returns when the job ends or the wait budget is
-spent (the job keeps running remotely). If the tool call is cancelled, the remote job
-is cancelled too (shielded, bounded) and the journal says so.
+spent (the job keeps running remotely).  If the call that submitted a job is cancelled,
+the remote job is cancelled too (shielded, bounded) and the journal says so; a call that
+only waits (``get_job``) never cancels the job it waits on.  What a call returns counts
+as shown to its MCP client (``deps.cursors``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Followed:
     view: JobView
     output: str = ""
     notes: list[str] = field(default_factory=list)
+    # How long the call really waited, and the client's cursor when it began.
+    waited_s: float | None = None
+    shown_before: int = 0
 
 
 class Progress:
@@ -83,21 +88,25 @@ def observe_epoch(deps: BridgeDeps, runtime: str, view: JobView) -> list[str]:
     return [epoch_note(deps, change)] if change else []
 
 
-def follower(deps: BridgeDeps, client: RuntimeBackend) -> Follower:
-    """The follower of a tool call: polls in progress-sized slices, cancels with the call."""
+def follower(deps: BridgeDeps, client: RuntimeBackend, *, cancel_on_cancel: bool = True
+             ) -> Follower:
+    """The follower of a tool call: polls in progress-sized slices; cancels the job with the
+    call unless ``cancel_on_cancel`` is false (a call that only waits)."""
     def cancelled(view: JobView) -> None:
         deps.journal.record_status(view.job_id, "cancelled", error="cancelled by the MCP client")
 
-    return Follower(client, poll_s=deps.settings.progress_interval_s, on_cancelled=cancelled)
+    return Follower(client, poll_s=deps.settings.progress_interval_s,
+                    cancel_on_cancel=cancel_on_cancel, on_cancelled=cancelled)
 
 
 async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeSpec, client: RuntimeBackend,
                  view: JobView, *, budget_s: float, progress: Progress | None = None,
-                 recorded: bool = False) -> Followed:
+                 recorded: bool = False, cancel_on_cancel: bool = True) -> Followed:
     """Long-poll ``view``'s job until it ends or ``budget_s`` is spent.
 
     ``recorded``: the caller already wrote ``view`` to the journal (saves a write
     when the job was over at once, the common case for quick code).
+    ``cancel_on_cancel``: cancelling this call cancels the job (false for get_job).
     """
     progress = progress or Progress(ctx)
     chunks = [view.output] if view.output else []
@@ -119,11 +128,12 @@ async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeS
                                  output_tail=None if over else "".join(chunks)[-4000:])
         await progress.report(last_line("".join(chunks[-3:])) or polled_view.status)
 
-    view = await follower(deps, client).follow(view, budget_s=budget_s, on_view=seen)
-    deps.cursors[view.job_id] = view.cursor
+    view = await follower(deps, client, cancel_on_cancel=cancel_on_cancel).follow(
+        view, budget_s=budget_s, on_view=seen)
+    deps.cursors.put(ctx, view.job_id, view.cursor)
     if view.status in TERMINAL_STATUSES and (polled or not recorded):
         deps.journal.record_view(view)
-    return Followed(view, "".join(chunks), notes)
+    return Followed(view, "".join(chunks), notes, waited_s=progress.elapsed())
 
 
 async def submit_and_wait(deps: BridgeDeps, ctx: Context[Any, Any] | None, *, runtime: str | None,
@@ -164,6 +174,6 @@ def render(deps: BridgeDeps, spec: RuntimeSpec, client: RuntimeBackend, followed
         notes.append(client.tracking_note)
     rendered = render_job(followed.view, runtime=spec.name, opts=opts,
                           running_output=followed.output, notes=notes,
-                          wait_budget_s=s.wait_budget_s)
+                          waited_s=followed.waited_s, shown_before=followed.shown_before)
     rendered.structured["job_tracking"] = client.job_tracking
     return rendered

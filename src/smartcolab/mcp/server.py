@@ -35,6 +35,7 @@ from smartcolab.client.registry import (
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
+from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.params import add_tools
 from smartcolab.mcp.tools import chunked as tools_chunked
@@ -125,7 +126,8 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
         # Runs before the task group exits: operations stop while their backends are open.
         stack.push_async_callback(chunked.aclose)
         yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked,
-                         epochs=EpochTracker(journal, lambda: lease.name))
+                         epochs=EpochTracker(journal, lambda: lease.name),
+                         cursors=ShownCursors(journal, lambda: lease.name))
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:

@@ -169,6 +169,19 @@ class Resources(Open):
     warnings: list[str] = Field(default_factory=list)
 
 
+OutputKind = Literal["stdout", "stderr", "display", "result", "error"]
+
+
+class OutputItem(Open):
+    """One piece of a job's output, in the order output happened (``shared/flow.py``)."""
+
+    kind: OutputKind
+    text: str = ""
+    at: int = Field(default=0, description="cursor position where this piece starts")
+    end: int = Field(default=0, description="cursor position after it")
+    output: int | None = Field(default=None, description="index in the result's outputs")
+
+
 class JobResult(Open):
     stdout: TextBlock = Field(default_factory=TextBlock)
     stderr: TextBlock = Field(default_factory=TextBlock)
@@ -178,6 +191,9 @@ class JobResult(Open):
     resources: Resources | None = None
     message: str | None = None
     state_lost: bool = False
+    flow: list[OutputItem] = Field(default_factory=list, description=(
+        "stdout, stderr, displays and the error in the order they happened (capped head + "
+        "tail: a gap between one item's end and the next one's at was left out)"))
 
 
 class JobView(Open):

@@ -121,7 +121,8 @@ def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, 
     """The terminal status and the result of a job from how its run ended (``shared.stop``)."""
     out = job.out
     result = JobResult(stdout=out.stdout.block(), stderr=out.stderr.block(), outputs=out.outputs,
-                       error=out.error, execution_count=outcome.execution_count)
+                       error=out.error, execution_count=outcome.execution_count,
+                       flow=out.flow.items())
     failed = outcome.reply_status not in (None, "ok") or out.error is not None
     cause = describe_exit(outcome.exit_code) if outcome.kind == "died" else None
     judged = verdict(Ending(outcome.kind, outcome.reason, failed=failed, cause=cause),
@@ -172,7 +173,8 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
     if outcome is None:
         status, result = "failed", JobResult(stdout=job.out.stdout.block(),
                                              stderr=job.out.stderr.block(), state_lost=True,
-                                             message="; ".join(job.out.notes))
+                                             message="; ".join(job.out.notes),
+                                             flow=job.out.flow.items())
     else:
         status, result = outcome_status(job, outcome, config.kill_grace_s)
     after = await snapshot(with_gpu)
