@@ -111,3 +111,41 @@ async def test_output_comes_in_the_order_it_happened(runtime: RuntimeProc,
     marks = ["out-1", "[stderr]\nerr-1", "**md-1**", "[stdout]\nout-2", "]: 42"]
     where = [text.find(m) for m in marks]
     assert -1 not in where and where == sorted(where), text
+
+
+async def test_a_busy_session_answers_at_once(runtime: RuntimeProc, tmp_path: Path) -> None:
+    code = "import time\nfor i in range(400):\n    time.sleep(0.1)"
+    async with bridge(make_config(tmp_path, runtime)) as (client, deps):
+        with anyio.fail_after(120):
+            first = await client.call_tool("run_code_long", {
+                "code": code, "session": "busy", "background": True})
+            assert first.structured_content
+            ahead = first.structured_content["job_id"]
+            _, rc = await deps.registry.client()
+            while (await rc.get_job(ahead, wait=1)).status != "running":
+                pass
+            t0 = time.monotonic()
+            quick = await client.call_tool("run_code_quick", {
+                "code": "print('should never run')", "session": "busy"})
+            quick_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            queued = await client.call_tool("run_code_long", {
+                "code": "print('second ran')", "session": "busy"})
+            queued_s = time.monotonic() - t0
+            assert queued.structured_content
+            behind = queued.structured_content["job_id"]
+            await client.call_tool("cancel_job", {"job_id": ahead})
+            final = await client.call_tool("get_job", {"job_id": behind, "wait": 30})
+            listed = {v.job_id for v in (await rc.list_jobs(session="busy")).jobs}
+    # The quick call is refused before the 40 s job ends, names it and the choices.
+    text = text_of(quick)
+    assert quick.is_error and quick_s < 25, text
+    assert ahead in text and "running for" in text and "Nothing was queued" in text
+    assert "cancel_job" in text and "another session" in text and "get_job" in text
+    # run_code_long queues behind it and says so at once.
+    assert queued_s < 25 and queued.structured_content["status"] == "queued"
+    assert queued.structured_content["queued_behind"] == ahead
+    assert ahead in text_of(queued) and "queued behind it" in text_of(queued)
+    assert final.structured_content and final.structured_content["status"] == "succeeded"
+    assert "second ran" in text_of(final)
+    assert listed == {ahead, behind}  # the refused quick call left no job behind

@@ -24,7 +24,7 @@ from smartcolab.client.follow import Follower, new_job_id
 from smartcolab.client.registry import RuntimeSpec
 from smartcolab.mcp.deps import BridgeDeps
 from smartcolab.mcp.results import Rendered, RenderOptions, last_line, render_job
-from smartcolab.shared.errors import SmartColabError
+from smartcolab.shared.errors import SessionBusy, SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobSubmit, JobView
 
 log = logging.getLogger(__name__)
@@ -138,13 +138,18 @@ async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeS
 
 async def submit_and_wait(deps: BridgeDeps, ctx: Context[Any, Any] | None, *, runtime: str | None,
                           code: str, job_timeout: float | None, session: str = "main",
-                          budget_s: float | None = None, force: bool = False
+                          budget_s: float | None = None, force: bool = False,
+                          if_idle: bool = False
                           ) -> tuple[RuntimeSpec, RuntimeBackend, Followed]:
-    """Submit ``code`` as a new job and follow it within the wait budget."""
+    """Submit ``code`` as a new job and follow it within the wait budget.
+
+    ``if_idle``: raise ``SessionBusy`` (details name the running job) instead of queueing
+    behind other work in the session.
+    """
     spec, client = await deps.registry.client(runtime)
     budget = deps.settings.wait_budget_s if budget_s is None else budget_s
     job = JobSubmit(job_id=new_job_id(), code=code, session=session, timeout=job_timeout,
-                    force=force, client=CLIENT_LABEL)
+                    force=force, client=CLIENT_LABEL, if_idle=if_idle)
     deps.journal.record_submit(job_id=job.job_id, runtime=spec.name, url=spec.url,
                                session=session, code=code, timeout=job_timeout)
     progress = Progress(ctx)
@@ -177,3 +182,31 @@ def render(deps: BridgeDeps, spec: RuntimeSpec, client: RuntimeBackend, followed
                           waited_s=followed.waited_s, shown_before=followed.shown_before)
     rendered.structured["job_tracking"] = client.job_tracking
     return rendered
+
+
+def busy_text(exc: SessionBusy, session: str, *, queued_as: str | None = None) -> str:
+    """What a busy session is doing, and the choices (``queued_as``: this call's job, queued)."""
+    d = exc.details
+    running = d.get("running_job")
+    if running:
+        took = d.get("running_for_s")
+        what = f"job {running}" + (f" (running for {took:.0f} s" if isinstance(took, (int, float))
+                                    else " (running")
+        code = d.get("running_code")
+        what += f": {_first_line(code)})" if isinstance(code, str) and code.strip() else ")"
+    else:
+        what = "jobs that are queued to run"
+    queued = d.get("queued")
+    if isinstance(queued, int) and queued and running:
+        what += f", with {queued} more queued"
+    ref = running or (d.get("queued_jobs") or [None])[0]
+    wait = f"get_job(job_id={ref!r})" if ref else "list_jobs"
+    if queued_as is not None:
+        return (f"Session {session!r} is busy with {what}. This call's job {queued_as} is queued "
+                f"behind it and runs when it ends; it was not waited for. Choices: wait with "
+                f"get_job(job_id={queued_as!r}); drop it with cancel_job(job_id={queued_as!r}); "
+                f"or stop the job ahead with cancel_job(job_id={ref!r}).")
+    return (f"Not run: session {session!r} is busy with {what}. Nothing was queued. Choices: "
+            f"wait for it with {wait}, then call again; run this in another session (e.g. "
+            f"session='scratch': a separate kernel without this session's variables); stop it "
+            f"with cancel_job(job_id={ref!r}); or use run_code_long, which queues behind it.")

@@ -123,6 +123,9 @@ class JobSubmit(Model):
     )
     force: StrictBool = Field(default=False, description="run even when available RAM is low")
     client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
+    if_idle: StrictBool = Field(default=False, description=(
+        "refuse with 409 session_busy (naming the running job) instead of queueing when the "
+        "session is running or has queued jobs"))
 
 
 class TextBlock(Open):

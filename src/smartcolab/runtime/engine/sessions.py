@@ -288,3 +288,17 @@ def new_record(job_id: str, session: KernelSession, code: str, timeout: float | 
     return JobRecord(job_id=job_id, session=session.name, status="queued", code=code,
                      timeout=timeout, client=client, created_at=time.time(),
                      epoch=session.epoch)
+
+
+def busy(session: KernelSession) -> SessionBusy:
+    """The refusal of a job submitted with ``if_idle`` to a session that is not idle."""
+    running = session.running
+    started = running.rec.started_at if running else None
+    details: dict[str, object] = {
+        "session": session.name, "running_job": running.rec.job_id if running else None,
+        "running_for_s": round(time.time() - started, 1) if started else None,
+        "running_code": running.rec.code[:200] if running else None,
+        "queued": len(session.queue), "queued_jobs": [j.rec.job_id for j in session.queue][:5]}
+    which = f"job {running.rec.job_id!r}" if running else f"{len(session.queue)} queued job(s)"
+    return SessionBusy(f"session {session.name!r} is busy with {which}; nothing was queued",
+                       details=details)
