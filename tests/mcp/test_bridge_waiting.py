@@ -149,3 +149,28 @@ async def test_a_busy_session_answers_at_once(runtime: RuntimeProc, tmp_path: Pa
     assert final.structured_content and final.structured_content["status"] == "succeeded"
     assert "second ran" in text_of(final)
     assert listed == {ahead, behind}  # the refused quick call left no job behind
+
+
+async def test_thread_output_stays_with_the_job_that_started_the_thread(
+        runtime: RuntimeProc, tmp_path: Path) -> None:
+    start = ("import threading, time\nev = threading.Event()\n"
+             "def work():\n    time.sleep(0.5)\n    print('bg-idle', flush=True)\n"
+             "    ev.wait(60)\n    print('bg-during', flush=True)\n"
+             "threading.Thread(target=work, daemon=True).start()\nprint('cell-one')")
+    later = "import time\nev.set()\ntime.sleep(1.5)\nprint('cell-two')"
+    async with bridge(make_config(tmp_path, runtime)) as (client, _):
+        with anyio.fail_after(90):
+            first = await client.call_tool("run_code_quick", {"code": start, "session": "thr"})
+            assert first.structured_content and "cell-one" in text_of(first)
+            job_id = first.structured_content["job_id"]
+            # Printed while the session is idle: kept with the first job, readable at once.
+            idle = ""
+            while "bg-idle" not in idle:
+                await anyio.sleep(0.2)
+                idle = text_of(await client.call_tool("get_job", {"job_id": job_id}))
+            second = await client.call_tool("run_code_quick", {"code": later, "session": "thr"})
+            during = text_of(await client.call_tool("get_job", {"job_id": job_id}))
+    assert "[after the job ended, from a thread it started]" in idle, idle
+    # Printed during the second cell: not that cell's output, the first job's.
+    assert "cell-two" in text_of(second) and "bg-during" not in text_of(second)
+    assert "bg-during" in during and "bg-idle" not in during, during

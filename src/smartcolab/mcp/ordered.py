@@ -4,7 +4,8 @@ stdout runs on unmarked; a switch to stderr is marked ``[stderr]`` and the way b
 ``[stdout]``; a display's text and the value (``Out[n]:``) stand where they came.  The
 error is left to the caller, which renders it with its traceback.  Output before
 ``shown_before`` (the client's cursor when the call began) was already returned to this
-client and is left out; a gap in the record (the runtime kept head and tail only) is
+client and is left out; output that threads printed after the job ended comes last,
+under a line that says so; a gap in the record (the runtime kept head and tail only) is
 marked with how much is missing.
 """
 
@@ -40,6 +41,7 @@ def ordered_text(res: JobResult, *, shown_before: int = 0) -> OrderedText:
     seen = 0
     gap = False
     last_end: int | None = None
+    late = False
     for item in res.flow:
         if item.kind == "result" and item.text:
             value = item.text
@@ -53,6 +55,9 @@ def ordered_text(res: JobResult, *, shown_before: int = 0) -> OrderedText:
             continue
         if item.kind == "error" or not item.text:
             continue
+        if item.after_end and not late:
+            late = True
+            pieces.append(_line(pieces, "[after the job ended, from a thread it started]\n"))
         if item.kind in ("stdout", "stderr"):
             text = _unseen(item, shown_before)
             seen += max(0, min(shown_before, item.end) - item.at)

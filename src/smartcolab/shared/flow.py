@@ -55,10 +55,13 @@ class FlowRecord:
         self._tail_size = 0
         self._head_open = True
         self._merged = False
+        self._after_end = False
 
     def add(self, kind: OutputKind, text: str, *, at: int, end: int,
-            output: int | None = None) -> None:
-        """One piece of output that took cursor positions ``[at, end)``."""
+            output: int | None = None, after_end: bool = False) -> None:
+        """One piece of output that took cursor positions ``[at, end)``; ``after_end``: printed
+        after the job had ended (by a thread it started)."""
+        self._after_end = after_end
         if self._head_open:
             room = self.half - self._head_size - (0 if self._mergeable(kind, at) else ITEM_OVERHEAD)
             size = self.measure(text)
@@ -80,18 +83,20 @@ class FlowRecord:
 
     def _mergeable(self, kind: OutputKind, at: int) -> bool:
         last = self.head[-1] if self.head else None
-        return last is not None and last.kind == kind and kind in STREAMS and last.end == at
+        return (last is not None and last.kind == kind and kind in STREAMS and last.end == at
+                and last.after_end == self._after_end)
 
     def _put(self, items: list[OutputItem] | deque[OutputItem], kind: OutputKind, text: str,
              at: int, end: int, output: int | None) -> None:
         last = items[-1] if items else None
         self._merged = (last is not None and last.kind == kind and kind in STREAMS
-                        and last.end == at)
+                        and last.end == at and last.after_end == self._after_end)
         if last is not None and self._merged:
             last.text += text
             last.end = end
         else:
-            items.append(OutputItem(kind=kind, text=text, at=at, end=end, output=output))
+            items.append(OutputItem(kind=kind, text=text, at=at, end=end, output=output,
+                                    after_end=self._after_end))
 
     def items(self) -> list[OutputItem]:
         return [*self.head, *self.tail]

@@ -183,6 +183,8 @@ class OutputItem(Open):
     at: int = Field(default=0, description="cursor position where this piece starts")
     end: int = Field(default=0, description="cursor position after it")
     output: int | None = Field(default=None, description="index in the result's outputs")
+    after_end: bool = Field(default=False, description=(
+        "printed after the job had ended, by a thread it started"))
 
 
 class JobResult(Open):

@@ -76,6 +76,29 @@ class Job:
                     self.control.stop = "cancelled"
         self.notify()
 
+    def on_late(self, msg_type: str, content: dict[str, Any]) -> bool:
+        """Output that came after the job ended, from a thread it started: appended to its
+        output and to its result's ordered record; True when the record changed."""
+        if not self.terminal or msg_type not in ("stream", "display_data", "execute_result",
+                                                 "error"):
+            return False
+        out = self.out
+        out.after_end = True
+        try:
+            if msg_type == "error":  # a thread's error is not the job's: keep only its text
+                tb = [str(f) for f in content.get("traceback", [])]
+                msg_type, content = "stream", {"name": "stderr", "text": "\n".join(tb) + "\n"}
+            out.handle(msg_type, content)
+        except OSError as exc:
+            log.warning("job %s: could not keep output after its end: %s", self.rec.job_id, exc)
+        finally:
+            out.spill.close()  # reopened by the next late write: no descriptor per old job
+        self.rec.output_bytes = self.output_bytes
+        if self.rec.result is not None:
+            self.rec.result.flow = out.flow.items()
+        self.notify()
+        return True
+
     async def wait(self, *, since: int | None, wait_s: float) -> None:
         """Until terminal, or (when ``since`` is given) output past ``since``, or ``wait_s``."""
         deadline = time.monotonic() + wait_s

@@ -208,6 +208,8 @@ class JobOutput:
         self.outputs: list[RichOutput] = []
         # Everything above in the order it happened, positioned in the spill file.
         self.flow = FlowRecord(text_limit)
+        # Set once the job has ended: what still comes is a thread's (``Job.on_late``).
+        self.after_end = False
         self.error: ErrorInfo | None = None
         self.notes: list[str] = []
         self._images_seen = 0
@@ -222,7 +224,8 @@ class JobOutput:
             (self.stderr if err else self.stdout).append(text)
             at = self.spill.size
             self.spill.write(text)
-            self.flow.add("stderr" if err else "stdout", text, at=at, end=self.spill.size)
+            self.flow.add("stderr" if err else "stdout", text, at=at, end=self.spill.size,
+                          after_end=self.after_end)
         elif msg_type in ("execute_result", "display_data", "update_display_data"):
             self._rich("execute_result" if msg_type == "execute_result" else "display_data",
                        content)
@@ -233,7 +236,7 @@ class JobOutput:
             at = self.spill.size
             self.spill.write("\n".join(tb) + "\n")
             # The error's text is in ``error``: the record only marks where it happened.
-            self.flow.add("error", "", at=at, end=self.spill.size)
+            self.flow.add("error", "", at=at, end=self.spill.size, after_end=self.after_end)
 
     def _rich(self, kind: Literal["execute_result", "display_data"],
               content: dict[str, Any]) -> None:
@@ -253,10 +256,12 @@ class JobOutput:
             return
         if out.image_base64 is None and not out.attachments and len(self.outputs) >= MAX_TEXT_OUTPUTS:
             self._texts_dropped += 1
-            self.flow.add("display", out.text or "", at=at, end=self.spill.size)
+            self.flow.add("display", out.text or "", at=at, end=self.spill.size,
+                          after_end=self.after_end)
             return
         self.flow.add("result" if kind == "execute_result" else "display", out.text or "",
-                      at=at, end=self.spill.size, output=len(self.outputs))
+                      at=at, end=self.spill.size, output=len(self.outputs),
+                      after_end=self.after_end)
         self.outputs.append(out)
 
     def _keep(self, data: bytes, extension: str) -> str | None:

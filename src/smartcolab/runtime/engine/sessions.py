@@ -19,9 +19,9 @@ import contextlib
 import errno
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.engine import persist
@@ -37,6 +37,8 @@ log = logging.getLogger("smartcolab.runtime")
 INTROSPECT_TIMEOUT_S = 60.0
 SHUTDOWN_INTERRUPT_S = 1.0
 SHUTDOWN_WAIT_S = 10.0
+# Threads of this many recent jobs keep their output with the job that started them.
+REMEMBERED_REQUESTS = 64
 
 Status = Literal["starting", "idle", "busy", "restarting", "dead"]
 
@@ -60,10 +62,20 @@ class KernelSession:
         self.lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        # The last jobs' execute requests: where a thread's later output belongs.
+        self._by_request: OrderedDict[str, Job] = OrderedDict()
 
     def _new_kernel(self) -> Kernel:
-        return Kernel(kernel_name=self.config.kernel_name, cwd=self.config.working_root,
-                      secret=self.config.secret)
+        kernel = Kernel(kernel_name=self.config.kernel_name, cwd=self.config.working_root,
+                        secret=self.config.secret)
+        kernel.on_other = self._late
+        return kernel
+
+    def _late(self, parent: str, msg_type: str, content: dict[str, Any]) -> None:
+        """Output of a thread that an ended job started: kept with that job."""
+        job = self._by_request.get(parent)
+        if job is not None and job.on_late(msg_type, content):
+            self._record(job)
 
     @property
     def epoch(self) -> str:
@@ -172,6 +184,7 @@ class KernelSession:
                                         epoch=self.epoch, on_start=self._record)
             finally:
                 self.running = None
+                self._remember(job)
             if outcome is None:
                 await self._recover()
                 self._lost_state()
@@ -182,6 +195,13 @@ class KernelSession:
             if self.status == "busy":
                 self.status = "idle"
             self._record(job)
+            self.kernel.listen_idle()
+
+    def _remember(self, job: Job) -> None:
+        if job.control.msg_id is not None:
+            self._by_request[job.control.msg_id] = job
+            while len(self._by_request) > REMEMBERED_REQUESTS:
+                self._by_request.popitem(last=False)
 
     def cancel(self, job: Job, message: str = "cancelled before it started") -> None:
         """Remove a queued job, or ask the running one to stop (interrupt, restart after grace)."""
