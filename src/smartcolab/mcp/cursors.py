@@ -1,7 +1,9 @@
 """How far each MCP client has been shown each job's output.
 
 A client is one stdio bridge (its one MCP session), or one MCP session of the HTTP
-transport (its ``mcp-session-id``).  Whatever ``run_code_quick``, ``run_code_long`` or
+transport (its ``mcp-session-id``, on the handshake-era wire).  The 2026 HTTP wire has no
+sessions and no other per-client identity (``clientInfo`` names the application, not the
+instance): the clients of one HTTP bridge on that wire share one cursor, ``http``.  Whatever ``run_code_quick``, ``run_code_long`` or
 ``get_job`` returned counts as shown; the next ``get_job`` returns only what comes
 after (``from_start=true`` repeats from the beginning).
 
