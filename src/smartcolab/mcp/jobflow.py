@@ -202,11 +202,13 @@ def busy_text(exc: SessionBusy, session: str, *, queued_as: str | None = None) -
     ref = running or (d.get("queued_jobs") or [None])[0]
     wait = f"get_job(job_id={ref!r})" if ref else "list_jobs"
     if queued_as is not None:
+        ahead = f"; or stop the job ahead with cancel_job(job_id={ref!r})" if ref else ""
         return (f"Session {session!r} is busy with {what}. This call's job {queued_as} is queued "
                 f"behind it and runs when it ends; it was not waited for. Choices: wait with "
-                f"get_job(job_id={queued_as!r}); drop it with cancel_job(job_id={queued_as!r}); "
-                f"or stop the job ahead with cancel_job(job_id={ref!r}).")
+                f"get_job(job_id={queued_as!r}); drop it with cancel_job(job_id={queued_as!r})"
+                f"{ahead}.")
     return (f"Not run: session {session!r} is busy with {what}. Nothing was queued. Choices: "
             f"wait for it with {wait}, then call again; run this in another session (e.g. "
-            f"session='scratch': a separate kernel without this session's variables); stop it "
-            f"with cancel_job(job_id={ref!r}); or use run_code_long, which queues behind it.")
+            "session='scratch': a separate kernel without this session's variables); "
+            + (f"stop it with cancel_job(job_id={ref!r}); " if ref else "")
+            + "or use run_code_long, which queues behind it.")
