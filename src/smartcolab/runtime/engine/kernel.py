@@ -208,6 +208,7 @@ class Kernel:
         self.flow_control = parse("".join(said)) is True
         if not self.flow_control:
             # A kernel that drops output when its queue is full needs our long queue too.
+            await self.stop_idle()
             self.kc.stop_channels()
             self.kc = await self._client(short_queue=False)
 
@@ -252,9 +253,19 @@ class Kernel:
         """Execute ``code``, passing each output message to ``on_message``.
 
         ``on_sent`` is called once the request is on its way: bookkeeping done there
-        overlaps with the kernel receiving it instead of delaying it.
+        overlaps with the kernel receiving it instead of delaying it.  Between runs,
+        other requests' output still reaches ``on_other``.
         """
         await self.stop_idle()
+        try:
+            return await self._run(code, on_message, control, grace_s=grace_s,
+                                   store_history=store_history, on_sent=on_sent)
+        finally:
+            self.listen_idle()
+
+    async def _run(self, code: str, on_message: OnMessage, control: RunControl, *,
+                   grace_s: float, store_history: bool,
+                   on_sent: Callable[[], None] | None) -> RunOutcome:
         kc = self.kc
         if kc is None:
             raise KernelUnavailable("the kernel is not running; restart the session")
@@ -310,6 +321,8 @@ class Kernel:
 
     def listen_idle(self) -> None:
         """Between runs, pass output to ``on_other`` as it comes (threads of ended cells)."""
+        if self._idle is not None and self._idle.done():
+            self._idle = None
         if self.kc is not None and self.on_other is not None and self._idle is None:
             self._idle = asyncio.create_task(self._idle_loop(self.kc), name="kernel-idle")
 

@@ -195,7 +195,6 @@ class KernelSession:
             if self.status == "busy":
                 self.status = "idle"
             self._record(job)
-            self.kernel.listen_idle()
 
     def _remember(self, job: Job) -> None:
         if job.control.msg_id is not None:
