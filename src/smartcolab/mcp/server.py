@@ -34,6 +34,7 @@ from smartcolab.client.registry import (
 )
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.mcp import logs, resources
+from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.cursors import ShownCursors
@@ -163,12 +164,13 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
     extension = TasksExtension(tasks)
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=with_tasks(lifespan, tasks), extensions=[extension])
+        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()])
     extension.server = server
     levels = logs.LogLevels()
     logs.install(levels)
     server.middleware.extend([logs.LogForwarder(levels), resources.ResourceLinks(),
                               LegacyTasks(tasks, server)])
+    server.middleware.append(advertise_on_handshake)  # the MCP App on the 2025 wire too
     resources.register(server)
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
