@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from smartcolab.mcp.annotations import RUNS
 from smartcolab.mcp.app import TOOL_META as MONITOR
 from smartcolab.mcp.deps import BridgeContext, BridgeSettings, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
-from smartcolab.mcp.jobflow import render, submit_and_wait
+from smartcolab.mcp.jobflow import busy_text, render, submit_and_wait
 from smartcolab.mcp.params import (
     Code,
     RuntimeName,
@@ -22,8 +22,14 @@ from smartcolab.mcp.params import (
 )
 from smartcolab.mcp.results import fetch_kept
 from smartcolab.mcp.tool_errors import translated
-from smartcolab.shared.errors import InvalidInput
+from smartcolab.shared.errors import InvalidInput, SessionBusy
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
+
+
+def _busy_fields(exc: SessionBusy) -> dict[str, object]:
+    d = exc.details
+    return {"running_job": d.get("running_job"), "running_for_s": d.get("running_for_s"),
+            "queued": d.get("queued")}
 
 
 async def run_code_quick(
@@ -35,7 +41,8 @@ async def run_code_quick(
     """Run a short snippet (checks, imports, light work); returns output, the last
     value and plots as images. Variables persist per `session` (a kernel, default
     "main") like notebook cells. After about 50 s it answers "running" with a job id:
-    continue with get_job. Slow work: run_code_long.
+    continue with get_job. Slow work: run_code_long. A busy session runs nothing: the
+    answer names its job and the choices at once.
     """
     deps = deps_of(ctx)
     require_code(code)
@@ -43,8 +50,14 @@ async def run_code_quick(
         if timeout > deps.settings.quick_timeout_s:
             raise InvalidInput(f"timeout: at most {deps.settings.quick_timeout_s:g} s for "
                                "run_code_quick; use run_code_long for longer work")
-        spec, client, followed = await submit_and_wait(
-            deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout)
+        try:
+            spec, client, followed = await submit_and_wait(
+                deps, ctx, runtime=runtime, code=code, session=session,
+                job_timeout=timeout, if_idle=True)
+        except SessionBusy as exc:  # answered at once: nothing queued behind the busy job
+            return CallToolResult(content=[TextContent(type="text", text=busy_text(exc, session))],
+                                  structured_content={"status": "session_busy", "session": session,
+                                                      **_busy_fields(exc)}, is_error=True)
         notes = await fetch_kept(client, followed.view)
         return render(deps, spec, client, followed, notes).result()
 
@@ -61,14 +74,23 @@ async def run_code_long(
 ) -> CallToolResult:
     """Run slow work (training, downloads, long loops). After about 50 s it answers
     "running" with the job id and output so far: get_job waits on, get_job_output
-    pages the log, cancel_job stops it.
+    pages the log, cancel_job stops it. On a busy session it queues and says so.
     """
     deps = deps_of(ctx)
     require_code(code)
     with translated(runtime):
-        spec, client, followed = await submit_and_wait(
-            deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout,
-            budget_s=0.0 if background else None)
+        behind = None
+        try:
+            spec, client, followed = await submit_and_wait(
+                deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout,
+                budget_s=0.0 if background else None, if_idle=True)
+        except SessionBusy as exc:
+            # Queued behind the busy job, and said so at once instead of waiting on it.
+            spec, client, followed = await submit_and_wait(
+                deps, ctx, runtime=runtime, code=code, session=session, job_timeout=timeout,
+                budget_s=0.0)
+            followed.notes.insert(0, busy_text(exc, session, queued_as=followed.view.job_id))
+            behind = exc.details.get("running_job")
         notes = await fetch_kept(client, followed.view)
         if download:
             if followed.view.status == "succeeded":
@@ -77,7 +99,10 @@ async def run_code_long(
                 deps.pending_downloads[followed.view.job_id] = list(download)
                 notes.append("download: the files will be fetched when get_job sees this "
                              "job succeed.")
-        return render(deps, spec, client, followed, notes).result()
+        rendered = render(deps, spec, client, followed, notes)
+        if behind is not None:
+            rendered.structured["queued_behind"] = behind
+        return rendered.result()
 
 
 def _quick_defaults(settings: BridgeSettings) -> dict[str, float]:

@@ -7,6 +7,7 @@ journal and say so.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, TextContent
@@ -64,22 +65,30 @@ async def get_job(
     job_id: JobId, ctx: BridgeContext,
     wait: Annotated[float | None, Field(
         ge=0, le=3600,
-        description="Seconds to wait for the end (default about 50 s); 0: at once.")] = None,
+        description="Seconds to wait for the end; at most and by default the wait "
+                    "budget (about 50 s); 0: at once.")] = None,
+    from_start: Annotated[bool, Field(
+        description="All output from the start, not only what you were not shown.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """A job's status and new output; waits for its end, then returns the full result
-    (output, value, plots, error). If the runtime is unreachable, answers from the
+    """A job's status and the output you were not shown yet; waits for its end (then
+    the full result: output, value, plots, error) or `wait` seconds. Waiting never
+    stops the job (cancel_job does). If the runtime is unreachable, answers from the
     local journal and says so.
     """
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
+    started = time.monotonic()
     with translated(name):
-        budget = deps.settings.wait_budget_s if wait is None else wait
+        budget = min(deps.settings.wait_budget_s, deps.settings.wait_budget_s if wait is None
+                     else wait)
         spec, client = await deps.registry.client(name)
+        since = None if from_start else deps.cursors.get(ctx, job_id)
         try:
+            # A plain long-poll: cancelling it leaves the job alone.
             view = await client.get_job(
                 job_id, wait=min(deps.settings.progress_interval_s, budget, MAX_WAIT_S),
-                since=deps.cursors.get(job_id))
+                since=since)
         except RuntimeUnreachable as exc:
             entry = deps.journal.get(job_id)
             if entry is None:
@@ -89,9 +98,15 @@ async def get_job(
             return CallToolResult(content=[TextContent(type="text", text=text)],
                                   structured_content={"source": "journal",
                                                       **_journal_dict(entry)})
-        followed = await follow(deps, ctx, spec, client, view,
-                                budget_s=max(0.0, budget - deps.settings.progress_interval_s))
+        left = budget - (time.monotonic() - started)
+        followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, left),
+                                cancel_on_cancel=False)
+        followed.waited_s = time.monotonic() - started
+        followed.shown_before = since or 0
         notes = await fetch_kept(client, followed.view)
+        if wait is not None and wait > deps.settings.wait_budget_s:
+            notes.append(f"wait={wait:g} is over the wait budget: waited at most "
+                         f"{deps.settings.wait_budget_s:g} s.")
         pending = deps.pending_downloads.get(job_id)
         if pending and followed.view.status in TERMINAL_STATUSES:
             del deps.pending_downloads[job_id]
