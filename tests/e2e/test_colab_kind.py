@@ -145,6 +145,7 @@ async def test_backend_runs_code_through_the_proxy_renews_its_token_and_is_found
         assert "42" in await _run(backend, "x = 21 * 2\nprint(x)")
         first = backend.lease.token if backend.lease else ""
         await anyio.sleep(6.5)  # the first token has expired at the proxy now
+        await backend.health()  # REST: refused with the old token
         assert "42" in await _run(backend, "print(x)")
         assert backend.lease is not None and backend.lease.token != first
     finally:

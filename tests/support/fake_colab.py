@@ -37,7 +37,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
 XSSI = ")]}'\n"
@@ -71,12 +71,18 @@ class FakeColab:
     keepalives: dict[str, int] = field(default_factory=dict)
     proxied: list[dict[str, Any]] = field(default_factory=list)
     gone_tokens: set[str] = field(default_factory=set)  # of released runtimes
+    # Open kernel WebSockets per endpoint: a released machine drops them.
+    sockets: dict[str, list[tuple[asyncio.AbstractEventLoop, WebSocket]]] = field(
+        default_factory=dict)
     _count: int = 0
 
     def _drop(self, endpoint: str) -> None:
         a = self.assignments.pop(endpoint, None)
         if a is not None:
             self.gone_tokens.update(a.tokens)
+        for loop, ws in self.sockets.pop(endpoint, []):
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(_close(ws), loop)
 
     # ------------------------------------------------------------ test controls
     def expire_access_tokens(self) -> None:
@@ -87,7 +93,11 @@ class FakeColab:
         self._drop(endpoint)
 
     def recycle(self) -> None:
-        """A new VM behind the same endpoint: every kernel and session is gone."""
+        """A new VM behind the same endpoint: connections drop, every kernel is gone."""
+        for endpoint in list(self.sockets):
+            for loop, ws in self.sockets.pop(endpoint):
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(_close(ws), loop).result(10)
         headers = {"Authorization": f"token {self.jupyter_token}"}
         with httpx2.Client(base_url=self.jupyter_url, headers=headers, timeout=30) as http:
             for s in http.get("/api/sessions").json():
@@ -185,6 +195,10 @@ class FakeColab:
                                  Route("/tun/m/{path:path}", self.tun, methods=["GET", "POST"])])
 
     # ------------------------------------------------------------ runtime proxy
+    def _endpoint_of(self, query: Any, headers: Any) -> str | None:
+        token = query.get("colab-runtime-proxy-token") or headers.get("x-colab-runtime-proxy-token")
+        return next((a.endpoint for a in self.assignments.values() if token in a.tokens), None)
+
     def _check(self, query: Any, headers: Any, kind: str, path: str) -> int:
         """0 when the proxy token is good, else the status the proxy answers."""
         q, h = query.get("colab-runtime-proxy-token"), headers.get("x-colab-runtime-proxy-token")
@@ -206,9 +220,12 @@ class FakeColab:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() in ("content-type", "range", "accept", "accept-encoding")}
         headers["Authorization"] = f"token {self.jupyter_token}"
-        async with httpx2.AsyncClient(base_url=self.jupyter_url, timeout=120) as http:
-            upstream = await http.request(request.method, path, params=params, headers=headers,
-                                          content=await request.body())
+        try:
+            async with httpx2.AsyncClient(base_url=self.jupyter_url, timeout=300) as http:
+                upstream = await http.request(request.method, path, params=params,
+                                              headers=headers, content=await request.body())
+        except httpx2.HTTPError as exc:
+            return JSONResponse({"message": f"upstream: {exc!r}"}, 502)
         keep = {k: v for k, v in upstream.headers.items()
                 if k.lower() in ("content-type", "content-range", "accept-ranges", "etag",
                                  "last-modified", "content-disposition")}
@@ -222,23 +239,32 @@ class FakeColab:
         query = "&".join(f"{k}={v}" for k, v in ws.query_params.multi_items()
                          if k not in ("colab-runtime-proxy-token", "authuser"))
         target = self.jupyter_url.replace("http", "ws", 1) + path + (f"?{query}" if query else "")
+        try:  # upstream first: a kernel that is gone refuses the handshake, as Colab's would
+            up = await connect(target, additional_headers={
+                "Authorization": f"token {self.jupyter_token}"}, max_size=None)
+        except Exception:
+            await ws.close(code=1011)
+            return
         await ws.accept()
-        async with connect(target, additional_headers={
-                "Authorization": f"token {self.jupyter_token}"}, max_size=None) as up:
+        endpoint = self._endpoint_of(ws.query_params, ws.headers) or ""
+        self.sockets.setdefault(endpoint, []).append((asyncio.get_running_loop(), ws))
+        async with up:
             async def down() -> None:
                 async for msg in up:
                     await ws.send_text(msg if isinstance(msg, str) else msg.decode())
 
-            pump = asyncio.create_task(down())
-            try:
+            async def upward() -> None:
                 while True:
                     await up.send(await ws.receive_text())
-            except (WebSocketDisconnect, RuntimeError):
-                pass
-            finally:
+
+            # Either side ending ends both, as a proxy in front of a dying server does.
+            pumps = [asyncio.create_task(down()), asyncio.create_task(upward())]
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            for pump in pumps:
                 pump.cancel()
                 with contextlib.suppress(BaseException):
                     await pump
+        await _close(ws)
 
     def proxy_app(self) -> Starlette:
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
@@ -253,10 +279,18 @@ class FakeColab:
                               "redirect_uris": ["http://localhost"]}}
 
 
+async def _close(ws: WebSocket) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code=1001)
+
+
 @contextmanager
 def _serve(app: Starlette) -> Iterator[str]:
     sock = socket.create_server(("127.0.0.1", 0))
+    # A long keep-alive: a pooled connection closed by the server as a request goes out
+    # would be a failure of the fake, not of the client.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           timeout_keep_alive=120,
                                            ws="websockets-sansio" if _has_sansio() else "auto"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -92,7 +92,8 @@ class ColabBackend(RuntimeBackend):
     """One Colab runtime, assigned on first use and spoken to as a Jupyter Server."""
 
     kind_label: ClassVar[str] = "a Colab runtime (a Jupyter Server behind Colab's proxy)"
-    capabilities: ClassVar[frozenset[Capability]] = JupyterBackend.capabilities
+    capabilities: ClassVar[frozenset[Capability]] = JupyterBackend.capabilities | {
+        Capability.RELEASE}
 
     def __init__(self, name: str, settings: ColabSettings, *,
                  service: ColabService | None = None, kernel_name: str = "python3") -> None:
@@ -179,11 +180,13 @@ class ColabBackend(RuntimeBackend):
         what = ("its kernels are gone (Colab gave the endpoint a new machine)" if recycled
                 else f"the runtime is gone: {why} (released, reclaimed when idle, or past "
                 "Colab's lifetime limit)")
+        then = ("a new kernel on that machine" if recycled
+                else "a fresh runtime of the same shape")
         return StateLost(
             f"STATE LOST: Colab runtime {self.name!r} ({shape}): {what}. Its variables and its "
-            "files outside Drive are lost. The next call starts a fresh runtime of the same "
-            "shape: run your setup code again (imports, data loading); keep results on Drive "
-            "or download them to survive this.", details={"runtime": self.name})
+            f"files outside Drive are lost. The next call starts {then}: run your setup code "
+            "again (imports, data loading); keep results on Drive or download them to survive "
+            "this.", details={"runtime": self.name})
 
     async def _drop(self) -> None:
         inner, self._inner = self._inner, None
@@ -257,8 +260,8 @@ class ColabBackend(RuntimeBackend):
                                   f"{minutes:g} min without use (idle_release_minutes). The next "
                                   "call assigns a fresh runtime: run your setup code again.")
                     return
+                await self.fresh_token()  # also for a WebSocket that opens later
                 if time.monotonic() - self._last_keepalive >= self.settings.keepalive_s:
-                    await self.fresh_token()
                     await self.service.keepalive(lease.endpoint)
                     self._last_keepalive = time.monotonic()
             except asyncio.CancelledError:

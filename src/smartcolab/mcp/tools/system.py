@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
+from smartcolab.client.backend import Capability
 from smartcolab.client.registry import check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
-from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, RUNS
+from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, deps_of
 from smartcolab.mcp.jobflow import epoch_note
 from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
@@ -163,10 +164,16 @@ async def connect_runtime(
         description="The user accepts that a raw secret passes through the model.")] = False,
     make_default: Annotated[bool, Field(
         description="Use this runtime when a tool call names none.")] = True,
-    kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
+    kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
         description="'runtime': a smartcolab runtime server; 'jupyter': a plain Jupyter "
-                    "Server or JupyterHub user server (secret = its token). Default: the "
+                    "Server or JupyterHub user server (secret = its token); 'colab': a "
+                    "runtime Colab assigns to the user's Google account (url = "
+                    "https://colab.research.google.com, no secret; the user signs in once "
+                    "with 'smartcolab runtimes add NAME --kind colab'). Default: the "
                     "name's current kind, else 'runtime'.")] = None,
+    accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
+                           | None, Field(description="Kind 'colab' only: the machine to "
+                                         "assign (default CPU).")] = None,
 ) -> CallToolResult:
     """Point a runtime name at a new URL, without restarting the MCP client.
 
@@ -183,8 +190,9 @@ async def connect_runtime(
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
                                known=deps.registry.specs())
+        options = None if accelerator is None else {"accelerator": accelerator}
         spec = await deps.registry.connect(name, url, token, make_default=make_default,
-                                           kind=kind)
+                                           kind=kind, options=options)
         deps.epochs.forget_runtime(name)
         _, client = await deps.registry.client(name)
         health = await client.health()
@@ -194,6 +202,26 @@ async def connect_runtime(
                      {**spec.public(), "default": deps.registry.default,
                       "epoch": health.epoch})
 
+async def release_runtime(
+    ctx: BridgeContext,
+    runtime: Annotated[str, Field(description="The name of a runtime of kind 'colab'.")],
+) -> CallToolResult:
+    """Give a Colab runtime back to Colab now (frees its GPU and the user's quota).
+
+    Everything on it is lost: variables, and files not on Drive or downloaded. The next
+    call to that runtime name assigns a fresh one. Only for runtimes Colab assigned.
+    """
+    deps = deps_of(ctx)
+    with translated(runtime):
+        _, client = await deps.registry.client(runtime)
+        client.require(Capability.RELEASE)
+        released = await client.release()
+        deps.epochs.forget_runtime(runtime)
+        return _text(f"runtime {runtime!r} " + ("was released: its state is gone; the next call "
+                     "assigns a fresh one." if released else "held no Colab runtime."),
+                     {"runtime": runtime, "released": released})
+
+
 TOOLS = [
     ToolDef(check_colab_connection, "Check runtime connection", READS_REMOTE),
     ToolDef(probe_colab_environment, "Probe runtime machine", READS_REMOTE),
@@ -202,4 +230,5 @@ TOOLS = [
     ToolDef(restart_colab_runtime, "Restart kernel", RUNS),
     ToolDef(list_runtimes, "List runtimes", READS_LOCAL),
     ToolDef(connect_runtime, "Connect a runtime", ADDS),
+    ToolDef(release_runtime, "Release a Colab runtime", REPLACES_REMOTE),
 ]
