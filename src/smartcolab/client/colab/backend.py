@@ -108,6 +108,7 @@ class ColabBackend(RuntimeBackend):
         self._token_lock = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
         self._last_call = time.monotonic()
+        self._inflight = 0
         self._last_keepalive = 0.0
         self._lost: str | None = None  # said once, then the next call starts afresh
 
@@ -217,13 +218,17 @@ class ColabBackend(RuntimeBackend):
         return exc
 
     async def _run(self, call: Callable[[JupyterBackend], Awaitable[T]]) -> T:
-        inner = await self._backend()
+        self._inflight += 1  # a call under way (a kernel starting, a long poll) is use
         try:
-            result = await call(inner)
-        except _SUSPECT as exc:
-            raise await self._diagnose(exc) from exc
+            inner = await self._backend()
+            try:
+                result = await call(inner)
+            except _SUSPECT as exc:
+                raise await self._diagnose(exc) from exc
+        finally:
+            self._inflight -= 1
+            self._last_call = time.monotonic()
         self.last_epoch = inner.last_epoch
-        self._last_call = time.monotonic()
         return result
 
     async def _job(self, call: Callable[[JupyterBackend], Awaitable[JobView]]) -> JobView:
@@ -239,6 +244,8 @@ class ColabBackend(RuntimeBackend):
         inner = self._inner
         if inner is None:
             return False
+        if self._inflight:
+            return True
         return bool((await inner.list_jobs(limit=1, status="running")).jobs)
 
     async def _keep(self) -> None:
@@ -255,10 +262,11 @@ class ColabBackend(RuntimeBackend):
                     self._last_call, idle = time.monotonic(), 0.0
                 if self.settings.idle_release_s and idle > self.settings.idle_release_s:
                     minutes = self.settings.idle_release_s / 60
-                    await self.release()
+                    # Said before the release starts: a call meanwhile must not reuse it.
                     self._lost = (f"STATE LOST: Colab runtime {self.name!r} was released after "
                                   f"{minutes:g} min without use (idle_release_minutes). The next "
                                   "call assigns a fresh runtime: run your setup code again.")
+                    await self.release()
                     return
                 await self.fresh_token()  # also for a WebSocket that opens later
                 if time.monotonic() - self._last_keepalive >= self.settings.keepalive_s:

@@ -173,6 +173,10 @@ class ColabService:
         try:
             out, err = await asyncio.wait_for(proc.communicate(None if inherit else (stdin or b"")),
                                               None if interactive else CALL_TIMEOUT_S)
+        except asyncio.CancelledError:
+            proc.kill()  # no orphan: the child dies with the call that wanted it
+            await asyncio.shield(proc.wait())
+            raise
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
