@@ -20,14 +20,14 @@ from pathlib import Path
 
 import anyio
 import pytest
-from tests.support.fake_colab import FakeColab, serve_fake_colab
-from tests.support.jupyter_helpers import start_jupyter
 
 from smartcolab.client.colab.backend import ColabBackend
 from smartcolab.client.colab.official import OFFICIAL_VERSION
 from smartcolab.client.colab.service import ColabService, ColabSettings, find_python
 from smartcolab.shared.errors import Conflict, Forbidden, StateLost, Unauthorized, Unsupported
 from smartcolab.shared.protocol import JobSubmit
+from support.fake_colab import FakeColab, serve_fake_colab
+from support.jupyter_helpers import start_jupyter
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[2]
