@@ -218,3 +218,26 @@ async def test_kept_alive_while_used_then_released_when_idle(fake: FakeColab,
             await backend.health()
     finally:
         await backend.aclose()
+
+
+@needs_package
+async def test_cli_add_assigns_and_release_gives_it_back(fake: FakeColab, settings: ColabSettings,
+                                                         tmp_path: Path) -> None:
+    from smartcolab.cli import runtimes as cli_runtimes
+    from smartcolab.client.registry import load_runtimes_file
+
+    await _signed_in(settings)  # the sign-in itself is the test above; here: no prompt
+    path = tmp_path / "runtimes.toml"
+    options: dict[str, object] = {"url": fake.url, "state_dir": str(settings.state_dir),
+                                  "oauth_client": settings.client_config, "python": PY312}
+    life = await cli_runtimes.add_colab(path, "gpu", accelerator="l4", options=options,
+                                        description="", make_default=True, replace=False)
+    assert "Colab runtime" in life and "L4" in life and "12 h" in life
+    (spec,), default = load_runtimes_file(path, {})
+    assert default == "gpu" and spec.kind == "colab" and spec.options["accelerator"] == "L4"
+    (endpoint,) = fake.assignments
+    assert fake.assignments[endpoint].accelerator == "L4"
+    assert ColabService(settings).load("gpu") is not None  # held across processes
+    assert await cli_runtimes.release(path, "gpu") is True
+    assert fake.assignments == {} and ColabService(settings).load("gpu") is None
+    assert await cli_runtimes.release(path, "gpu") is False
