@@ -155,6 +155,7 @@ TOOL_SURFACE = [
     ("restart_colab_runtime", (0, 1, 0, 1)),
     ("list_runtimes", (1, 0, 1, 0)),
     ("connect_runtime", (0, 0, 1, 1)),
+    ("release_runtime", (0, 1, 1, 1)),
     ("run_code_quick", (0, 1, 0, 1)),
     ("run_code_long", (0, 1, 0, 1)),
     ("get_job", (1, 0, 1, 1)),

@@ -56,6 +56,7 @@ class Capability(str, enum.Enum):
     ARCHIVES = "archives"  # download_dir: a whole directory as one archive
     PERSISTENCE = "persistence"  # save_variables, restore_variables (snapshots on disk)
     JOB_STORE = "job_store"  # the runtime keeps job records; they outlive this process
+    RELEASE = "release"  # release: hand the machine back to whoever assigned it (Colab)
 
 
 # What a kind that lacks a capability cannot do, and what to use instead.
@@ -67,6 +68,8 @@ _LACKS: dict[Capability, tuple[str, str]] = {
     Capability.PERSISTENCE: ("cannot keep variable snapshots",
                              "save with code instead (e.g. pickle or joblib to a file, then "
                              "download_from_colab)"),
+    Capability.RELEASE: ("was not assigned by a service, so there is nothing to release",
+                         "stop it where it runs (its notebook, VM or container)"),
     Capability.JOB_STORE: ("keeps no job records of its own",
                            "use it through the MCP bridge (smartcolab mcp), which tracks its jobs"),
 }
@@ -196,6 +199,11 @@ class RuntimeBackend(ABC):
                            progress: ProgressFn | None = None) -> ArchiveResult:
         """A remote directory as one archive, extracted safely under ``save_dir``."""
         raise self.unsupported(Capability.ARCHIVES)
+
+    # ------------------------------------------------------------ release (Capability.RELEASE)
+    async def release(self) -> bool:
+        """Give the machine back (Colab); False when none was held.  Its state is gone."""
+        raise self.unsupported(Capability.RELEASE)
 
     # ------------------------------------------------------------ persistence
     async def save_variables(self, session: str = "main",

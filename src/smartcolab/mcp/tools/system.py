@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
+from smartcolab.client.backend import Capability
 from smartcolab.client.registry import check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
-from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, RUNS
+from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, deps_of
 from smartcolab.mcp.jobflow import epoch_note
 from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
@@ -170,9 +171,13 @@ async def connect_runtime(
     secret_in_transcript: Annotated[bool, Field(
         description="The user accepts a raw secret passing through the chat.")] = False,
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
-    kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
-        description="'runtime' (smartcolab server) or 'jupyter' (Jupyter Server/Hub, "
-                    "token as secret); default: unchanged.")] = None,
+    kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
+        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
+                    "secret) or 'colab' (url https://colab.research.google.com, no secret; "
+                    "after 'smartcolab runtimes add NAME --kind colab').")] = None,
+    accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
+                           | None, Field(description="Kind 'colab': the machine (default "
+                                                     "CPU).")] = None,
     keep_unreachable: Annotated[bool, Field(
         description="Keep the new URL even if the check fails.")] = False,
 ) -> CallToolResult:
@@ -187,10 +192,11 @@ async def connect_runtime(
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
                                known=deps.registry.specs())
+        options = None if accelerator is None else {"accelerator": accelerator}
         previous = next((s for s in deps.registry.specs() if s.name == name), None)
         was_default = deps.registry.default
         spec = await deps.registry.connect(name, url, token, make_default=make_default,
-                                           kind=kind)
+                                           kind=kind, options=options)
         deps.epochs.forget_runtime(name)
         try:
             _, client = await deps.registry.client(name)
@@ -214,6 +220,24 @@ async def connect_runtime(
                       "epoch": health.epoch, "reachable": True})
 
 
+async def release_runtime(
+    ctx: BridgeContext,
+    runtime: Annotated[str, Field(description="A runtime of kind 'colab'.")],
+) -> CallToolResult:
+    """Give a Colab-assigned runtime back now (frees its GPU and quota). All on it is
+    lost (variables, files not on Drive or downloaded); the next call assigns a fresh
+    one."""
+    deps = deps_of(ctx)
+    with translated(runtime):
+        _, client = await deps.registry.client(runtime)
+        client.require(Capability.RELEASE)
+        released = await client.release()
+        deps.epochs.forget_runtime(runtime)
+        return _text(f"runtime {runtime!r} " + ("was released: its state is gone; the next call "
+                     "assigns a fresh one." if released else "held no Colab runtime."),
+                     {"runtime": runtime, "released": released})
+
+
 TOOLS = [
     ToolDef(check_colab_connection, None, READS_REMOTE),
     ToolDef(probe_colab_environment, None, READS_REMOTE),
@@ -222,4 +246,5 @@ TOOLS = [
     ToolDef(restart_colab_runtime, None, RUNS),
     ToolDef(list_runtimes, None, READS_LOCAL),
     ToolDef(connect_runtime, None, ADDS),
+    ToolDef(release_runtime, None, REPLACES_REMOTE),
 ]
