@@ -32,6 +32,10 @@ export SMARTCOLAB_ARTIFACTS=${SMARTCOLAB_ARTIFACTS:-results/artifacts}
 rm -f .coverage .coverage.*
 export COVERAGE_FILE="$PWD/.coverage" SMARTCOLAB_COVERAGE_RC="$PWD/pyproject.toml"
 export PYTHONPATH="$PWD/tests/support/coverage_hook${PYTHONPATH:+:$PYTHONPATH}"
+# Keep compiled bytecode (__pycache__, git-ignored) even where the environment turns it
+# off: hundreds of Python processes start from the same sources in one run, and pytest
+# caches its rewritten test modules the same way.
+unset PYTHONDONTWRITEBYTECODE
 workers=(-n "${SMARTCOLAB_TEST_WORKERS:-4}" --dist worksteal)
 set +e
 .venv/bin/python -m coverage run -m pytest "${workers[@]}" "$@"

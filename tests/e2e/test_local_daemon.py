@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 from support.bridge_helpers import text_of
 from support.daemons import alive, bridge_params, daemon_pids, stop_daemons_under, wait_gone
+from support.runtime_proc import PROCESS_TIMEOUT_S
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +154,7 @@ def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
     python = path / "bin" / "python"
     purelib = Path(subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, timeout=60).stdout.strip())
+        check=True, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S).stdout.strip())
     if with_ipykernel:
         (purelib / "bridge_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (purelib / "only_in_second_venv.py").write_text("VALUE = 'from the second venv'\n")
