@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from smartcolab.cli import client_config
 from smartcolab.cli.app import app
-from support.runtime_proc import RuntimeProc, subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, RuntimeProc, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -278,7 +278,7 @@ def test_bundle_writes_the_wheel_a_notebook_installs(tmp_path: Path) -> None:
     assert (target / "bin" / "smartcolab").is_file()
     shown = subprocess.run([sys.executable, "-c", "import smartcolab; print(smartcolab.__file__)"],
                            env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True,
-                           text=True, timeout=60, check=True).stdout
+                           text=True, timeout=PROCESS_TIMEOUT_S, check=True).stdout
     assert shown.startswith(str(target))
     # The same files give the same wheel.
     again = Path(invoke("bundle", "--out", str(tmp_path / "c"))[1].strip())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.runtime_proc import SRC, RuntimeProc
+from support.runtime_proc import PROCESS_TIMEOUT_S, SRC, RuntimeProc
 
 REPO = SRC.parent
 INSPECTOR = REPO / "node_modules" / ".bin" / "mcp-inspector"
@@ -27,7 +27,7 @@ def inspector(tmp: Path, runtime: RuntimeProc, *method_args: str) -> dict[str, o
                 "-e", f"COLAB_TOKEN={runtime.secret}"]
     cmd = [str(INSPECTOR), "--cli", "--format", "json", "-q", *env_args, *method_args,
            "--", sys.executable, "-m", "smartcolab", "mcp", "--log-level", "WARNING"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=tmp)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, cwd=tmp)
     assert done.returncode == 0, done.stderr + done.stdout
     out: dict[str, object] = json.loads(done.stdout)
     return out
