@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from smartcolab.cli import client_config
+from smartcolab.cli import client_config, common
 from smartcolab.cli.app import app
 from support.runtime_proc import PROCESS_TIMEOUT_S, RuntimeProc, subprocess_env
 
@@ -32,6 +32,9 @@ NO_ENV = {"COLAB_URL": "", "COLAB_TOKEN": "", "COLUMNS": "200"}
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    # The CLI's consoles read COLUMNS once, when first imported, which in a shared test
+    # process may be at 80 columns: set the width these tables are checked at.
+    common.out.width = common.err.width = 200
     result = runner.invoke(app, list(args), env={**NO_ENV, **(env or {})})
     return result.exit_code, result.stdout, result.stderr
 
