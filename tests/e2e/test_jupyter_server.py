@@ -279,7 +279,7 @@ async def test_a_new_bridge_finds_the_session_again(jupyter: JupyterProc, tmp_pa
             again = await client.call_tool("run_code_quick", {"code": "kept", "session": "re"})
             gone = await client.call_tool("get_job", {"job_id": "j-00000000000000000000"})
     assert "yes" in text_of(again)
-    assert gone.is_error and "no job store" in text_of(gone)
+    assert gone.is_error and "no record of it" in text_of(gone)
 
 
 def test_runtimes_file_kind_jupyter(tmp_path: Path) -> None:

@@ -7,13 +7,17 @@ API (``files.py``).  Nothing of ours is installed on that side.
 
 * A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
   starts in the server's root directory); a bridge that restarts finds it again.
-* Jobs are tracked here, in the bridge (``jobs.py``), one at a time per
-  session, with the timeout enforced by interrupt, then restart.
+* Jobs run one at a time per session through the kernel's job agent
+  (``kernelside/job_agent.py``, installed by the bridge, ``durable.py``): each job is one
+  execute request, its output and status are also spilled to the runtime's disk, its
+  deadline is enforced by the bridge (interrupt, then restart) and, with no bridge
+  connected, by the agent's watchdog.  A new bridge re-attaches to a job from its files.
 * The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
   and is drawn again whenever it is missing, so a restart or crash (ours or not)
-  changes the epoch and the tools report the state as lost.  It is read before every
-  job (one silent execute): a restart by someone else is announced on the WebSocket
-  only after the fact.
+  changes the epoch and the tools report the state as lost.  It comes back with every
+  job, as a user expression of the job's own execute request: a restart by someone
+  else is announced on the WebSocket only after the fact, and a new kernel process has
+  no agent, so it runs nothing and the bridge installs the agent and sends the job again.
 * After a restart forced by a timeout the token must change within ``RESTART_VERIFY_S``
   (the old process, stuck with SIGINT blocked, may outlive the restart); if it does not,
   the Jupyter session is deleted (its kernel shut down) and created again.
@@ -30,6 +34,9 @@ from typing import Any, ClassVar, Literal
 
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http.transfer import DownloadResult
+from smartcolab.client.jupyter import durable
+from smartcolab.client.jupyter import jobs as jobs_mod
+from smartcolab.client.jupyter.durable import AttachedJob, SpillReader
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
@@ -41,6 +48,7 @@ from smartcolab.shared.errors import (
     JobNotFound,
     KernelUnavailable,
     NotFound,
+    RuntimeUnreachable,
     SessionBusy,
     SmartColabError,
 )
@@ -140,6 +148,8 @@ class JupyterBackend(RuntimeBackend):
         self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
         self._sessions: dict[str, KernelSession] = {}
         self._jobs: dict[str, JobRecord] = {}
+        self._attached: dict[str, AttachedJob] = {}
+        self.spill = SpillReader(self.rest)
         self._open_lock = asyncio.Lock()
         self._version: str | None = None
 
@@ -314,12 +324,10 @@ class JupyterBackend(RuntimeBackend):
                 rec.status, rec.started_at = "running", time.time()
                 rec.touch()
                 try:
-                    # Read before every job: a restart by someone else (JupyterLab, the hub's
-                    # culler) announces itself on the WebSocket only after the fact.
-                    rec.epoch = before = await self._epoch_retry(sess)
+                    rec.epoch = before = sess.epoch or ""
                     forced = sess.forced_restarts
-                    await run_cell(self.rest, await sess.fresh_channel(), rec,
-                                   on_restart=sess.forced_restart)
+                    await self._run_job(sess, rec)
+                    before = before or rec.epoch
                     if rec.state_lost:
                         with contextlib.suppress(Exception):
                             rec.epoch = await (self._settle(sess, before)
@@ -327,12 +335,62 @@ class JupyterBackend(RuntimeBackend):
                                                else self._epoch(sess))
                 except Exception as exc:  # the job must end, whatever broke
                     rec.status = "lost"
-                    rec.message = f"the job could not run on the Jupyter Server: {exc}"
+                    rec.message = await self._lost_note(exc)
                 finally:
                     sess.running = None
                     if rec.execution_count:
                         sess.execution_count = rec.execution_count
                     rec.finish(rec.status)
+
+    async def _run_job(self, sess: KernelSession, rec: JobRecord) -> None:
+        """The job as one execute request through the agent (lock held); its epoch comes
+        back in the same reply.  A kernel without the agent runs nothing: install, resend."""
+        cell = durable.job_cell(rec.job_id, rec.code, rec.timeout, rec.session, rec.created_at)
+        for _ in range(2):
+            reply = await run_cell(self.rest, await sess.fresh_channel(), rec, code=cell,
+                                   on_restart=sess.forced_restart,
+                                   user_expressions=durable.job_expressions(rec.job_id),
+                                   done_at_reply=lambda r: not durable.agent_present(r))
+            if not reply:
+                return  # ended by a kernel event; the caller settles the epoch
+            token = kc.expression_value(reply, "epoch")
+            if durable.agent_present(reply):
+                rec.spilled = True
+                rec.epoch = self._note_epoch(sess, token) if token else rec.epoch
+                return
+            if token is None and sess.last_epoch is not None:
+                sess.stale = True  # a new process: its IOPub may not be bound to our socket yet
+            rec.status, rec.error, rec.message = "running", None, None
+            await self._install_agent(sess)
+            rec.epoch = sess.epoch or rec.epoch
+        raise KernelUnavailable(f"the job agent did not start in the kernel of session "
+                                f"{sess.name!r}")
+
+    async def _install_agent(self, sess: KernelSession) -> None:
+        rec, _ = await self._run_internal(sess, durable.install_cell(
+            jobs_mod.INTERRUPT_GRACE_S, jobs_mod.INTERRUPT_REPEAT_S))
+        self._note_epoch(sess, str(kc.parse(rec.stdout)["epoch"]))
+
+    def _note_epoch(self, sess: KernelSession, token: str) -> str:
+        """Record the epoch read from the kernel; a changed one wants a fresh WebSocket."""
+        epoch = f"{sess.kernel_id[:8]}-{token}"
+        if sess.last_epoch is not None and epoch != sess.last_epoch:
+            sess.stale = True
+        sess.epoch = sess.last_epoch = self.last_epoch = epoch
+        sess.epoch_connects = sess.channel.connects
+        return epoch
+
+    async def _lost_note(self, exc: Exception) -> str:
+        """Why a job's end was not seen; a Jupyter Server that vanished is said plainly."""
+        if isinstance(exc, (KernelUnavailable, RuntimeUnreachable)):
+            try:
+                await self.rest.call("GET", "/api/status", timeout=5.0, what="status")
+            except SmartColabError:
+                return (f"the Jupyter Server at {self.url} stopped answering while the job ran "
+                        f"({exc}). The output seen until then is kept; whether the code "
+                        "finished is unknown. If the server comes back, get_job reads the job "
+                        "from its files; if it was replaced, re-run the job.")
+        return f"the job could not run on the Jupyter Server: {exc}"
 
     def _record(self, job_id: str) -> JobRecord:
         rec = self._jobs.get(job_id)
@@ -340,6 +398,55 @@ class JupyterBackend(RuntimeBackend):
             raise JobNotFound(f"job {job_id} is not known to this bridge. {TRACKING_NOTE}",
                               details={"job_id": job_id})
         return rec
+
+    # ------------------------------------------------------------ jobs of earlier bridges
+    async def _attach(self, job_id: str) -> AttachedJob:
+        """A job this bridge did not start, from its files on the runtime's disk."""
+        att = self._attached.get(job_id)
+        if att is not None:
+            return att
+        status = await self.spill.status(job_id)
+        if status is None:
+            raise JobNotFound(f"job {job_id} is not known to this bridge, and the Jupyter "
+                              f"Server has no record of it under {durable.JOBS_DIR}/.",
+                              details={"job_id": job_id})
+        sess = await self._session(str(status.get("session") or "main"))
+        att = AttachedJob(job_id=job_id, code=str(status.get("code") or ""), status=status,
+                          epoch_prefix=sess.kernel_id[:8])
+        self._attached[job_id] = att
+        return att
+
+    async def _refresh(self, att: AttachedJob) -> None:
+        if att.ended:
+            return
+        status = await self.spill.status(att.job_id) or att.status
+        att.status = status
+        if status.get("state") == "ended":
+            att.judge(await self.spill.json(durable.result_path(att.job_id)),
+                      status.get("timeout"), jobs_mod.INTERRUPT_GRACE_S)
+            return
+        sess = await self._session(str(status.get("session") or "main"))
+        kernel = await self.rest.call("GET", f"/api/kernels/{sess.kernel_id}", what="kernel")
+        if (kernel or {}).get("execution_state") == "idle":
+            again = await self.spill.status(att.job_id) or status
+            att.status = again
+            if again.get("state") == "ended":
+                await self._refresh(att)
+            else:  # the process that ran it is gone (restarted or died) without a word
+                att.lose("the kernel that ran this job is no longer running it (it was "
+                         "restarted or died before the job ended); the output it wrote "
+                         "until then is kept, and the session's variables are gone")
+
+    async def _attached_view(self, att: AttachedJob, *, wait: float,
+                             since: int | None) -> JobView:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            await self._refresh(att)
+            if att.ended or att.total > (since or 0) or time.monotonic() >= deadline:
+                break
+            await durable.sleep_until(deadline)
+        start = max(since or 0, att.total - durable.MAX_VIEW_CHARS)
+        return att.view(await self.spill.page(att.job_id, start, att.total - start, att.total))
 
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
         """Queue ``job`` in its session; the same job id is never run twice."""
@@ -368,6 +475,8 @@ class JupyterBackend(RuntimeBackend):
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         """Wait up to ``wait`` s for the job to end or print something after ``since``."""
+        if job_id not in self._jobs:
+            return await self._attached_view(await self._attach(job_id), wait=wait, since=since)
         rec = self._record(job_id)
         deadline = time.monotonic() + max(0.0, wait)
         while rec.status not in TERMINAL_STATUSES and rec.total_chars <= (since or 0):
@@ -378,6 +487,12 @@ class JupyterBackend(RuntimeBackend):
         return rec.view(since)
 
     async def cancel_job(self, job_id: str) -> JobView:
+        if job_id not in self._jobs:  # an earlier bridge's job: the kernel's watchdog stops it
+            att = await self._attach(job_id)
+            await self._refresh(att)
+            if not att.ended:
+                await self.spill.stop(job_id, "cancelled")
+            return await self._attached_view(att, wait=INTERNAL_TIMEOUT_S, since=att.total + 1)
         rec = self._record(job_id)
         if rec.status == "queued":
             rec.message = "cancelled before it started"
@@ -399,7 +514,19 @@ class JupyterBackend(RuntimeBackend):
         return JobList(jobs=[r.view(r.total_chars) for r in recs[:limit]])
 
     async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
-        return self._record(job_id).page(offset, limit)
+        rec = self._jobs.get(job_id)
+        if rec is not None and not (rec.spilled and offset < rec.dropped):
+            return rec.page(offset, limit)
+        if rec is not None:  # the front was dropped from memory: the spill files have it
+            total = rec.total_chars
+            text = await self.spill.page(job_id, offset, limit, total)
+            nxt = offset + len(text)
+            return OutputPage(job_id=job_id, offset=offset, next_offset=nxt, total_bytes=total,
+                              text=text, complete=rec.status in TERMINAL_STATUSES and
+                              nxt >= total)
+        att = await self._attach(job_id)
+        await self._refresh(att)
+        return att.page(await self.spill.page(job_id, offset, limit, att.total), offset)
 
     # ------------------------------------------------------------ inspection
     async def _server_version(self) -> str:
