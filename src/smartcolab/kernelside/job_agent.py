@@ -170,11 +170,9 @@ class Job:
 
 
 def _shell() -> Any:
-    try:
-        from IPython import get_ipython  # the kernel's shell, when there is one
-    except ImportError:
-        return None
-    return get_ipython()
+    """The kernel's IPython shell, when there is one (a plain Python kernel has none)."""
+    ipython = sys.modules.get("IPython")
+    return None if ipython is None else ipython.get_ipython()
 
 
 class Agent:
