@@ -218,3 +218,25 @@ async def test_a_server_that_vanishes_mid_job_is_reported(tmp_path: Path) -> Non
     assert ended.structured_content is not None, text_of(ended)
     assert ended.structured_content["status"] == "lost", text_of(ended)
     assert "stopped answering" in text_of(ended) and "working" in text_of(ended)
+
+
+async def test_save_and_restore_variables_on_the_jupyter_kind(jupyter: JupyterProc,
+                                                              tmp_path: Path) -> None:
+    async with jbridge(jupyter, tmp_path) as (client, _):
+        with anyio.fail_after(90):
+            await client.call_tool("run_code_quick", {"code": "kept = [1, 2, 3]",
+                                                      "session": "sv"})
+            saved = await client.call_tool("save_colab_variables", {"session": "sv"})
+            assert not saved.is_error, text_of(saved)
+            await client.call_tool("restart_colab_runtime", {"session": "sv"})
+            gone = await client.call_tool("run_code_quick", {"code": "kept", "session": "sv"})
+            assert gone.is_error and "NameError" in text_of(gone)
+            restored = await client.call_tool("restore_colab_variables", {"session": "sv"})
+            assert not restored.is_error, text_of(restored)
+            back = await client.call_tool("run_code_quick", {"code": "sum(kept)",
+                                                             "session": "sv"})
+            missing = await client.call_tool("restore_colab_variables", {
+                "session": "sv", "snapshot": "nothing_here"})
+    assert "6" in text_of(back) and not back.is_error
+    assert (jupyter.root / "smartcolab-persist" / "sv" / "manifest.json").is_file()
+    assert missing.is_error and "no snapshot" in text_of(missing)

@@ -44,6 +44,7 @@ from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared import kernel_code as kc
 from smartcolab.shared.errors import (
+    InvalidInput,
     JobIdConflict,
     JobNotFound,
     KernelUnavailable,
@@ -63,7 +64,11 @@ from smartcolab.shared.protocol import (
     JobSubmit,
     JobView,
     OutputPage,
+    PersistManifest,
     Probe,
+    RestoreReport,
+    RestoreRequest,
+    SaveRequest,
     SessionList,
     SessionView,
     UploadResult,
@@ -74,6 +79,7 @@ from smartcolab.shared.protocol import (
 log = logging.getLogger(__name__)
 
 SESSION_PREFIX = "smartcolab-"
+PERSIST_DIR = "smartcolab-persist"  # snapshots, under the server's root (the runtime's disk)
 RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within this
 BUSY_WAIT_S = 10.0
 INTERNAL_TIMEOUT_S = 60.0
@@ -136,7 +142,8 @@ class JupyterBackend(RuntimeBackend):
     """Drives one Jupyter Server through REST + WebSockets, with jobs tracked here."""
 
     kind_label: ClassVar[str] = "a Jupyter Server"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES,
+                                                               Capability.PERSISTENCE})
 
     def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
                  name: str | None = None) -> None:
@@ -561,6 +568,32 @@ class JupyterBackend(RuntimeBackend):
             "cleanup", "cleanup", {"reset": req.reset, "names": req.names}))
         return CleanupReport(session=session, epoch=epoch, **kc.parse(out))
 
+    # ------------------------------------------------------------ persistence (runtime's disk)
+    async def save_variables(self, session: str = "main",
+                             request: SaveRequest | None = None) -> PersistManifest:
+        """Pickle the session's variables into ``smartcolab-persist/<snapshot>/``."""
+        req = request or SaveRequest()
+        _check_names(req.names)
+        sess = await self._session(session)
+        _, out, _ = await self._internal(session, kc.call("persist", "save", {
+            "directory": PERSIST_DIR, "snapshot": req.snapshot or session, "names": req.names,
+            "session": session, "epoch": sess.epoch or sess.last_epoch or ""}))
+        return PersistManifest.model_validate(kc.parse(out))
+
+    async def restore_variables(self, session: str = "main",
+                                request: RestoreRequest | None = None) -> RestoreReport:
+        """Load a snapshot saved on this server into the session (e.g. after a restart)."""
+        req = request or RestoreRequest()
+        _check_names(req.names)
+        snapshot = req.snapshot or session
+        if await self.spill.json(f"{PERSIST_DIR}/{snapshot}/manifest.json") is None:
+            raise NotFound(f"no snapshot {snapshot!r} under {PERSIST_DIR}/ on the Jupyter "
+                           "Server; save_variables makes one",
+                           details={"snapshot": snapshot})
+        _, out, epoch = await self._internal(session, kc.call("persist", "restore", {
+            "directory": PERSIST_DIR, "snapshot": snapshot, "names": req.names}))
+        return RestoreReport(snapshot=snapshot, session=session, epoch=epoch, **kc.parse(out))
+
     async def _sha256_in_kernel(self, path: str) -> dict[str, Any]:
         """sha256 and size of a file, computed inside the kernel (relative to the root)."""
         _, out, _ = await self._internal("main", kc.call("files", "sha256", {"path": path}))
@@ -589,3 +622,10 @@ class JupyterBackend(RuntimeBackend):
                      ) -> UploadResult:
         return await self.files.upload(local_path, remote_path, overwrite=overwrite,
                                        progress=progress)
+
+
+def _check_names(names: list[str]) -> None:
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise InvalidInput(f"not Python variable names: {', '.join(map(repr, bad[:10]))}",
+                           details={"names": bad[:50]})
