@@ -240,3 +240,25 @@ async def test_save_and_restore_variables_on_the_jupyter_kind(jupyter: JupyterPr
     assert "6" in text_of(back) and not back.is_error
     assert (jupyter.root / "smartcolab-persist" / "sv" / "manifest.json").is_file()
     assert missing.is_error and "no snapshot" in text_of(missing)
+
+
+async def test_directory_download_on_the_jupyter_kind(jupyter: JupyterProc,
+                                                      tmp_path: Path) -> None:
+    tree = jupyter.root / "results"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("alpha\n")
+    (tree / "sub" / "b.bin").write_bytes(os.urandom(50_000))
+    (tree / "escape").symlink_to("/etc/passwd")
+    async with jbridge(jupyter, tmp_path) as (client, _):
+        with anyio.fail_after(60):
+            got = await client.call_tool("download_from_colab", {"path": "results"})
+            again = await client.call_tool("download_from_colab", {"path": "results"})
+            missing = await client.call_tool("download_from_colab", {"path": "nope_dir"})
+    assert not got.is_error, text_of(got)
+    local = tmp_path / "saved" / "results"
+    assert (local / "a.txt").read_text() == "alpha\n"
+    assert (local / "sub" / "b.bin").read_bytes() == (tree / "sub" / "b.bin").read_bytes()
+    assert not (local / "escape").exists() and "escape" in text_of(got)
+    assert again.is_error and "already exists" in text_of(again)
+    assert missing.is_error
+    assert not list((jupyter.root / "smartcolab-jobs" / "archives").iterdir())  # cleaned up

@@ -100,3 +100,11 @@ def test_status_writes_are_atomic(tmp_path: Path) -> None:
     assert ja.read_json(path) == {"a": 2} and [p.name for p in tmp_path.iterdir()] == ["s.json"]
     (tmp_path / "bad.json").write_text("{half")
     assert ja.read_json(str(tmp_path / "bad.json")) is None
+
+
+def test_a_job_id_runs_once(shell: Any, tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.run("j-6", "runs = globals().get('runs', 0) + 1", timeout=None)
+    agent.run("j-6", "runs = globals().get('runs', 0) + 1", timeout=None)  # a resent request
+    assert shell.user_ns["runs"] == 1
+    assert (agent.summary("j-6") or {}).get("duplicate") is True

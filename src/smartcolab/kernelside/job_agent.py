@@ -207,7 +207,13 @@ class Agent:
     # ------------------------------------------------------------ jobs
     def run(self, job_id: str, code: str, timeout: float | None = None,
             session: str = "", created_at: float | None = None) -> None:
-        """Run ``code`` as a cell, recording it under ``root/job_id``; never raises."""
+        """Run ``code`` as a cell, recording it under ``root/job_id``; never raises.  A job id
+        that already has files is not run again (a bridge may resend a request it thinks
+        lost)."""
+        known = read_json(os.path.join(self.root, job_id, STATUS))
+        if known is not None:
+            self.jobs[job_id] = {**self.summary_of(known), "duplicate": True}
+            return
         now = time.time()
         status = {"job_id": job_id, "session": session, "code": code, "state": "running",
                   "epoch": self.epoch,

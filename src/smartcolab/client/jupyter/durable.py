@@ -62,6 +62,12 @@ def agent_present(reply: dict[str, Any]) -> bool:
     return found.get("status") == "ok"
 
 
+def duplicate(reply: dict[str, Any]) -> bool:
+    """The agent refused to run the job again: an earlier copy of the request ran it."""
+    summary = kc.expression_value(reply, JOB_EXPRESSIONS_AGENT)
+    return isinstance(summary, dict) and bool(summary.get("duplicate"))
+
+
 def install_cell(grace_s: float, repeat_s: float) -> str:
     return kc.call("job_agent", "install", {
         "root": JOBS_DIR, "source": kc.source("job_agent"), "grace_s": grace_s,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,8 @@ from smartcolab.shared.stop import Ending, StopPolicy, verdict
 
 INTERRUPT_GRACE_S = 5.0
 IDLE_AFTER_REPLY_S = 10.0
+UNTAKEN_S = 3.0  # a request no kernel has begun is checked this often (``run_cell``)
+UNTAKEN: dict[str, Any] = {"_sc_untaken": True}
 # Each repeat is an HTTP request, and the kernel's answer to the first comes back through
 # the server's relay: repeating faster would often hit a cell that is already stopping.
 INTERRUPT_REPEAT_S = 1.0
@@ -206,6 +208,7 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
                    user_expressions: dict[str, str] | None = None,
                    until_reply: bool = False,
                    done_at_reply: Callable[[dict[str, Any]], bool] | None = None,
+                   lost_request: Callable[[], Awaitable[bool]] | None = None,
                    ) -> dict[str, Any]:
     """Execute ``rec.code``, collecting output into ``rec``; enforce timeout and cancel
     (``shared.stop``).  Returns the ``execute_reply`` content ({} when there was none).
@@ -217,6 +220,9 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
     decided by the reply's content (a job cell that found no agent ran nothing).  After
     the reply, IOPub's ``idle`` is awaited at most ``IDLE_AFTER_REPLY_S``: a WebSocket
     whose IOPub is not yet bound to a restarted kernel never brings it.
+    ``lost_request``: asked every ``UNTAKEN_S`` while no kernel has begun the request; True
+    (e.g. the kernel is idle: the request went to a process that died) returns
+    ``UNTAKEN`` at once, so the caller can send it again.
     """
     msg = message("execute_request", {
         "code": rec.code if code is None else code, "silent": silent,
@@ -233,6 +239,7 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
     reply: dict[str, Any] = {}
     idle = taken = False
     reply_at: float | None = None
+    checked_at = time.monotonic()
     try:
         while not ((idle or until_reply) and reply):
             action = policy.next_action("cancelled" if rec.cancel_requested else None)
@@ -246,6 +253,12 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
                 ending = Ending("restarted", policy.reason)
                 break
             wait_s = policy.wait_s()
+            if lost_request is not None and not taken and not reply:
+                if time.monotonic() - checked_at >= UNTAKEN_S:
+                    checked_at = time.monotonic()
+                    if await lost_request():
+                        return dict(UNTAKEN)
+                wait_s = UNTAKEN_S if wait_s is None else min(wait_s, UNTAKEN_S)
             if reply_at is not None:
                 left = reply_at + IDLE_AFTER_REPLY_S - time.monotonic()
                 if left <= 0:

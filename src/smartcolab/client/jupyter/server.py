@@ -34,12 +34,14 @@ from typing import Any, ClassVar, Literal
 
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http.transfer import DownloadResult
-from smartcolab.client.jupyter import durable
+from smartcolab.client.http.transfer_dir import ArchiveResult
+from smartcolab.client.jupyter import dirs, durable
 from smartcolab.client.jupyter import jobs as jobs_mod
-from smartcolab.client.jupyter.durable import AttachedJob, SpillReader
+from smartcolab.client.jupyter.durable import SpillReader
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.client.jupyter.reattach import EarlierJobs
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared import kernel_code as kc
@@ -80,7 +82,8 @@ log = logging.getLogger(__name__)
 
 SESSION_PREFIX = "smartcolab-"
 PERSIST_DIR = "smartcolab-persist"  # snapshots, under the server's root (the runtime's disk)
-RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within this
+RESTART_VERIFY_S = 10.0
+MAX_RESENDS = 20  # a job request nobody took is sent again (every jobs.UNTAKEN_S)  # a forced restart must show a new epoch token within this
 BUSY_WAIT_S = 10.0
 INTERNAL_TIMEOUT_S = 60.0
 MAX_JOBS_KEPT = 2000
@@ -142,8 +145,8 @@ class JupyterBackend(RuntimeBackend):
     """Drives one Jupyter Server through REST + WebSockets, with jobs tracked here."""
 
     kind_label: ClassVar[str] = "a Jupyter Server"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES,
-                                                               Capability.PERSISTENCE})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.FILES, Capability.PERSISTENCE, Capability.ARCHIVES})
 
     def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
                  name: str | None = None) -> None:
@@ -155,8 +158,8 @@ class JupyterBackend(RuntimeBackend):
         self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
         self._sessions: dict[str, KernelSession] = {}
         self._jobs: dict[str, JobRecord] = {}
-        self._attached: dict[str, AttachedJob] = {}
         self.spill = SpillReader(self.rest)
+        self.earlier = EarlierJobs(self.rest, self.spill, self._kernel_of)
         self._open_lock = asyncio.Lock()
         self._version: str | None = None
 
@@ -353,25 +356,62 @@ class JupyterBackend(RuntimeBackend):
         """The job as one execute request through the agent (lock held); its epoch comes
         back in the same reply.  A kernel without the agent runs nothing: install, resend."""
         cell = durable.job_cell(rec.job_id, rec.code, rec.timeout, rec.session, rec.created_at)
-        for _ in range(2):
+        installs = resends = 0
+        while True:
             reply = await run_cell(self.rest, await sess.fresh_channel(), rec, code=cell,
                                    on_restart=sess.forced_restart,
                                    user_expressions=durable.job_expressions(rec.job_id),
-                                   done_at_reply=lambda r: not durable.agent_present(r))
-            if not reply:
+                                   done_at_reply=lambda r: not durable.agent_present(r),
+                                   lost_request=lambda: self._kernel_not_busy(sess))
+            if reply == jobs_mod.UNTAKEN and resends < MAX_RESENDS:
+                # Sent to a process that died (e.g. killed by the agent's watchdog; its
+                # restart gets new ports) or not taken at all: send it again on a fresh
+                # WebSocket.  The agent never runs a job id twice (``_from_files``).
+                sess.stale, rec.status, resends = True, "running", resends + 1
+                continue
+            if not reply or reply == jobs_mod.UNTAKEN:
                 return  # ended by a kernel event; the caller settles the epoch
             token = kc.expression_value(reply, "epoch")
             if durable.agent_present(reply):
                 rec.spilled = True
                 rec.epoch = self._note_epoch(sess, token) if token else rec.epoch
+                if durable.duplicate(reply):  # an earlier copy of this request ran it
+                    await self._from_files(rec)
                 return
+            if installs:
+                raise KernelUnavailable(f"the job agent did not start in the kernel of "
+                                        f"session {sess.name!r}")
             if token is None and sess.last_epoch is not None:
                 sess.stale = True  # a new process: its IOPub may not be bound to our socket yet
             rec.status, rec.error, rec.message = "running", None, None
             await self._install_agent(sess)
+            installs += 1
             rec.epoch = sess.epoch or rec.epoch
-        raise KernelUnavailable(f"the job agent did not start in the kernel of session "
-                                f"{sess.name!r}")
+
+    async def _from_files(self, rec: JobRecord) -> None:
+        """Fill ``rec`` from the job's spill files, once the job (run by an earlier copy of
+        its request, whose messages went to a closed WebSocket) has ended."""
+        att = await self.earlier.attach(rec.job_id)
+        view = await self.earlier.view(att, wait=0.0, since=None)
+        while not att.ended:
+            view = await self.earlier.view(att, wait=INTERNAL_TIMEOUT_S, since=att.total)
+        text = await self.spill.page(rec.job_id, 0, att.total, att.total)
+        rec.output, rec.dropped = text, 0
+        result = view.result
+        if result is not None:
+            rec.stdout, rec.stderr = result.stdout.text, result.stderr.text
+            rec.outputs, rec.error = list(result.outputs), result.error
+            rec.execution_count, rec.state_lost = result.execution_count, result.state_lost
+        rec.status = att.job_status
+        rec.touch()
+
+    async def _kernel_of(self, session: str) -> str:
+        return (await self._session(session)).kernel_id
+
+    async def _kernel_not_busy(self, sess: KernelSession) -> bool:
+        """No process is working on anything: a request we sent and nobody took is lost."""
+        model = await self.rest.call("GET", f"/api/kernels/{sess.kernel_id}", what="kernel")
+        return bool(model) and model.get("execution_state") != "busy"
 
     async def _install_agent(self, sess: KernelSession) -> None:
         rec, _ = await self._run_internal(sess, durable.install_cell(
@@ -406,55 +446,6 @@ class JupyterBackend(RuntimeBackend):
                               details={"job_id": job_id})
         return rec
 
-    # ------------------------------------------------------------ jobs of earlier bridges
-    async def _attach(self, job_id: str) -> AttachedJob:
-        """A job this bridge did not start, from its files on the runtime's disk."""
-        att = self._attached.get(job_id)
-        if att is not None:
-            return att
-        status = await self.spill.status(job_id)
-        if status is None:
-            raise JobNotFound(f"job {job_id} is not known to this bridge, and the Jupyter "
-                              f"Server has no record of it under {durable.JOBS_DIR}/.",
-                              details={"job_id": job_id})
-        sess = await self._session(str(status.get("session") or "main"))
-        att = AttachedJob(job_id=job_id, code=str(status.get("code") or ""), status=status,
-                          epoch_prefix=sess.kernel_id[:8])
-        self._attached[job_id] = att
-        return att
-
-    async def _refresh(self, att: AttachedJob) -> None:
-        if att.ended:
-            return
-        status = await self.spill.status(att.job_id) or att.status
-        att.status = status
-        if status.get("state") == "ended":
-            att.judge(await self.spill.json(durable.result_path(att.job_id)),
-                      status.get("timeout"), jobs_mod.INTERRUPT_GRACE_S)
-            return
-        sess = await self._session(str(status.get("session") or "main"))
-        kernel = await self.rest.call("GET", f"/api/kernels/{sess.kernel_id}", what="kernel")
-        if (kernel or {}).get("execution_state") == "idle":
-            again = await self.spill.status(att.job_id) or status
-            att.status = again
-            if again.get("state") == "ended":
-                await self._refresh(att)
-            else:  # the process that ran it is gone (restarted or died) without a word
-                att.lose("the kernel that ran this job is no longer running it (it was "
-                         "restarted or died before the job ended); the output it wrote "
-                         "until then is kept, and the session's variables are gone")
-
-    async def _attached_view(self, att: AttachedJob, *, wait: float,
-                             since: int | None) -> JobView:
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
-            await self._refresh(att)
-            if att.ended or att.total > (since or 0) or time.monotonic() >= deadline:
-                break
-            await durable.sleep_until(deadline)
-        start = max(since or 0, att.total - durable.MAX_VIEW_CHARS)
-        return att.view(await self.spill.page(att.job_id, start, att.total - start, att.total))
-
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
         """Queue ``job`` in its session; the same job id is never run twice."""
         rec = self._jobs.get(job.job_id)
@@ -483,7 +474,7 @@ class JupyterBackend(RuntimeBackend):
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         """Wait up to ``wait`` s for the job to end or print something after ``since``."""
         if job_id not in self._jobs:
-            return await self._attached_view(await self._attach(job_id), wait=wait, since=since)
+            return await self.earlier.view(await self.earlier.attach(job_id), wait=wait, since=since)
         rec = self._record(job_id)
         deadline = time.monotonic() + max(0.0, wait)
         while rec.status not in TERMINAL_STATUSES and rec.total_chars <= (since or 0):
@@ -495,11 +486,7 @@ class JupyterBackend(RuntimeBackend):
 
     async def cancel_job(self, job_id: str) -> JobView:
         if job_id not in self._jobs:  # an earlier bridge's job: the kernel's watchdog stops it
-            att = await self._attach(job_id)
-            await self._refresh(att)
-            if not att.ended:
-                await self.spill.stop(job_id, "cancelled")
-            return await self._attached_view(att, wait=INTERNAL_TIMEOUT_S, since=att.total + 1)
+            return await self.earlier.cancel(job_id, wait=INTERNAL_TIMEOUT_S)
         rec = self._record(job_id)
         if rec.status == "queued":
             rec.message = "cancelled before it started"
@@ -531,9 +518,7 @@ class JupyterBackend(RuntimeBackend):
             return OutputPage(job_id=job_id, offset=offset, next_offset=nxt, total_bytes=total,
                               text=text, complete=rec.status in TERMINAL_STATUSES and
                               nxt >= total)
-        att = await self._attach(job_id)
-        await self._refresh(att)
-        return att.page(await self.spill.page(job_id, offset, limit, att.total), offset)
+        return await self.earlier.page(job_id, offset, limit)
 
     # ------------------------------------------------------------ inspection
     async def _server_version(self) -> str:
@@ -616,6 +601,16 @@ class JupyterBackend(RuntimeBackend):
         # The contents API has no compression: ``compress`` is ignored.
         return await self.files.download(remote_path, save_dir, local_name,
                                          overwrite=overwrite, progress=progress)
+
+    async def download_dir(self, remote_dir: str, save_dir: str | os.PathLike[str],
+                           local_name: str | None = None, *, overwrite: bool = False,
+                           progress: ProgressFn | None = None) -> ArchiveResult:
+        """Packed in the kernel of session 'main', fetched as one file (``dirs.py``)."""
+        async def internal(code: str) -> str:
+            return (await self._internal("main", code))[1]
+
+        return await dirs.download_dir(self.files, internal, remote_dir, save_dir, local_name,
+                                       overwrite=overwrite, progress=progress)
 
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
                      overwrite: bool = False, progress: ProgressFn | None = None
