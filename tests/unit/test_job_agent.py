@@ -108,3 +108,13 @@ def test_a_job_id_runs_once(shell: Any, tmp_path: Path) -> None:
     agent.run("j-6", "runs = globals().get('runs', 0) + 1", timeout=None)  # a resent request
     assert shell.user_ns["runs"] == 1
     assert (agent.summary("j-6") or {}).get("duplicate") is True
+
+
+def test_the_running_job_is_named_per_kernel_process(shell: Any, tmp_path: Path) -> None:
+    # Every kernel of a server shares the root: each watchdog must read only its own file.
+    import os
+
+    agent = _agent(tmp_path)
+    agent.run("j-7", f"import os\nseen = sorted(os.listdir({agent.root!r}))", timeout=None)
+    assert f"active-{os.getpid()}.json" in shell.user_ns["seen"]
+    assert not list((tmp_path / "jobs").glob("active-*.json"))  # removed when the job ends

@@ -42,10 +42,15 @@ from typing import Any
 
 NAME = "__smartcolab_agent__"
 SEGMENT_CHARS = 256 * 1024
-STATUS, RESULT, STOP, ACTIVE = "status.json", "result.json", "stop.json", "active.json"
+STATUS, RESULT, STOP = "status.json", "result.json", "stop.json"
 CAP_CHARS = 200_000  # stdout / stderr kept in result.json (head + tail)
 STATUS_EVERY_S = 0.25  # a running job's status (its output size) is rewritten at most this often
 POLL_S = 0.1
+
+
+def active_name(pid: int) -> str:
+    """The file naming the job a kernel process runs now (one per kernel: the root is shared)."""
+    return f"active-{pid}.json"
 
 
 def segment_name(index: int) -> str:
@@ -221,7 +226,8 @@ class Agent:
                   "started_at": now, "finished_at": None,
                   "deadline": None if timeout is None else now + timeout}
         job = Job(self.root, job_id, status)
-        write_json(os.path.join(self.root, ACTIVE), {"job_id": job_id, "dir": job.dir})
+        write_json(os.path.join(self.root, active_name(self.pid)),
+                   {"job_id": job_id, "dir": job.dir})
         shell = _shell()
         ending: dict[str, Any] = {"kind": "completed", "reason": None, "failed": False}
         count = None
@@ -313,7 +319,7 @@ class Agent:
                               execution_count=count)
         self.jobs[str(status["job_id"])] = self.summary_of(status)
         with contextlib.suppress(OSError):
-            os.remove(os.path.join(self.root, ACTIVE))
+            os.remove(os.path.join(self.root, active_name(self.pid)))
 
     @staticmethod
     def summary_of(status: dict[str, Any]) -> dict[str, Any]:
@@ -362,12 +368,12 @@ def watchdog(root: str, pid: str, grace_s: str, repeat_s: str, margin_s: str) ->
     signalled: dict[str, float] = {}
     while _alive(kernel) and os.getppid() == kernel:
         time.sleep(POLL_S)
-        active = read_json(os.path.join(root, ACTIVE))
+        active = read_json(os.path.join(root, active_name(kernel)))
         if not active:
             continue
         job_id, directory = str(active.get("job_id")), str(active.get("dir"))
         status = read_json(os.path.join(directory, STATUS))
-        if not status or status.get("state") != "running":
+        if not status or status.get("state") != "running" or status.get("pid") != kernel:
             continue
         now = time.time()
         stop = read_json(os.path.join(directory, STOP))
