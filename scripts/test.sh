@@ -11,6 +11,11 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 if [ -f package.json ] && ! npm ls --silent >/dev/null 2>&1; then
   npm ci --silent --no-audit --no-fund
 fi
+# The conformance suite needs Node >= 22: the pinned npm package `node` brings it (its
+# install script fetches the binary); run that script again if it did not run.
+if [ -d node_modules/node ] && ! node_modules/node/bin/node --version >/dev/null 2>&1; then
+  npm rebuild node --silent
+fi
 # The /ui tests drive Debian's chromium through chromedriver (no browser download).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

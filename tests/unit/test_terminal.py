@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartcolab.shared.terminal import render, strip_ansi
+from smartcolab.shared.terminal import MAX_COL, render, strip_ansi
 
 
 def test_a_progress_bar_keeps_only_its_last_frame() -> None:
@@ -54,3 +54,10 @@ def test_each_line_is_its_frames_overlaid(frames: list[str]) -> None:
     for frame in frames:
         expected[: len(frame)] = list(frame)
     assert render("\r" + "\r".join(frames)) == "".join(expected).rstrip(" ")
+
+
+def test_a_huge_cursor_move_is_bounded() -> None:
+    # Unbounded, this would build a line of a billion spaces.
+    out = render("a\x1b[999999999Cb\x1b[999999999Gc")
+    assert len(out) <= MAX_COL + 2
+    assert out.startswith("a ") and out.endswith("c")

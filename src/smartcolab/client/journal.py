@@ -46,7 +46,47 @@ CREATE TABLE IF NOT EXISTS epochs (
     updated_at REAL NOT NULL,
     PRIMARY KEY (observer, runtime, session)
 );
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id    TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    tool       TEXT NOT NULL,
+    arguments  TEXT NOT NULL,
+    job_id     TEXT,
+    status     TEXT NOT NULL,
+    message    TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    ttl_ms     INTEGER,
+    result     TEXT,
+    error      TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, created_at DESC);
+CREATE TABLE IF NOT EXISTS artifacts (
+    name       TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """An MCP task (mcp/tasks.py): who asked, for what, and where it stands.
+
+    ``result``/``error`` are JSON text (the final tool result, or a JSON-RPC error).
+    """
+
+    task_id: str
+    owner: str
+    tool: str
+    arguments: str
+    job_id: str | None
+    status: str
+    message: str | None
+    created_at: float
+    updated_at: float
+    ttl_ms: int | None
+    result: str | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -176,5 +216,67 @@ class Journal:
                              (observer, runtime))
 
 
+    # ------------------------------------------------------------ tasks
+    # The MCP task store: it lives here so tasks survive a bridge restart with the jobs.
+    def put_task(self, row: TaskRow) -> None:
+        with self._lock:
+            self._db.execute(f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES"
+                             " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tuple(vars(row).values()))
+
+    def update_task(self, task_id: str, status: str, *, message: str | None = None,
+                    result: str | None = None, error: str | None = None,
+                    job_id: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE tasks SET status=?, updated_at=?, message=COALESCE(?, message),"
+                " result=COALESCE(?, result), error=COALESCE(?, error),"
+                " job_id=COALESCE(?, job_id) WHERE task_id=?",
+                (status, time.time(), message, result, error, job_id, task_id))
+
+    def get_task(self, task_id: str) -> TaskRow | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id=?",
+                                   (task_id,)).fetchone()
+        return TaskRow(*row) if row else None
+
+    def tasks_of(self, owner: str, *, before: float | None = None,
+                 limit: int = 50) -> list[TaskRow]:
+        """An owner's tasks, newest first (``before``: created before, for paging)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE owner=? AND created_at<?"
+                " ORDER BY created_at DESC LIMIT ?",
+                (owner, float("inf") if before is None else before, limit)).fetchall()
+        return [TaskRow(*r) for r in rows]
+
+    def purge_tasks(self, now: float) -> int:
+        """Forget tasks whose time to live has passed."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM tasks WHERE ttl_ms IS NOT NULL"
+                                   " AND created_at + ttl_ms / 1000.0 < ?", (now,))
+        return cur.rowcount
+
+    # ------------------------------------------------------------ artifacts
+    # Names of files this bridge saved in its save directory (the only ones served
+    # as resources).
+    def record_artifact(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO artifacts (name, created_at)"
+                             " VALUES (?, ?)", (name, time.time()))
+
+    def artifacts(self, limit: int = 500) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT name FROM artifacts ORDER BY created_at DESC"
+                                    " LIMIT ?", (limit,)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def has_artifact(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM artifacts WHERE name=?",
+                                    (name,)).fetchone() is not None
+
+
+_TASK_COLUMNS = ("task_id, owner, tool, arguments, job_id, status, message, created_at,"
+                 " updated_at, ttl_ms, result, error")
 _COLUMNS = ("job_id, runtime, url, session, code, timeout, status, epoch, submitted_at,"
             " updated_at, started_at, finished_at, duration_s, output_tail, error")

@@ -18,6 +18,7 @@ Two ways to use it:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,14 @@ __all__ = ["JUPYTER_RETRY", "NO_RETRY", "RetryPolicy", "retryable"]
 SleepFn = Callable[[float], Awaitable[None]]
 # tenacity computes a wait from a call state, which needs a retrying object to belong to.
 _HOST = AsyncRetrying()
+log = logging.getLogger(__name__)
+
+
+def _say_retry(state: RetryCallState) -> None:
+    # A reconnection in progress: an info line (and an MCP log notification, mcp/logs.py).
+    exc = state.outcome.exception() if state.outcome else None
+    pause = state.next_action.sleep if state.next_action else 0.0
+    log.info("retrying in %.1f s after %s (attempt %d)", pause, exc, state.attempt_number)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -72,7 +81,8 @@ class RetryPolicy:
         error is re-raised as is when the policy gives up."""
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.total_s),
-            wait=self._wait, retry=retry_if_exception(retry_on), sleep=sleep, reraise=True)
+            wait=self._wait, retry=retry_if_exception(retry_on), sleep=sleep, reraise=True,
+            before_sleep=_say_retry)
 
     def _backoff(self) -> wait_exponential_jitter:
         return wait_exponential_jitter(multiplier=self.initial_s, max=self.max_s,

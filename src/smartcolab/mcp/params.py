@@ -46,12 +46,14 @@ class ToolDef:
 
     ``defaults`` names parameters whose default is a setting (the model sees the
     configured value in the schema); the server fills them in when it adds the tool.
+    ``meta`` is the tool's ``_meta`` in tools/list.
     """
 
     fn: ToolFn
     title: str
     annotations: ToolAnnotations
     defaults: Callable[[Any], Mapping[str, Any]] | None = field(default=None)
+    meta: dict[str, Any] | None = field(default=None)
 
 
 def with_defaults(fn: ToolFn, defaults: Mapping[str, Any]) -> ToolFn:
@@ -73,4 +75,5 @@ def add_tools(server: MCPServer[Any], tools: list[ToolDef], settings: Any) -> No
     for t in tools:
         fn = with_defaults(t.fn, t.defaults(settings)) if t.defaults else t.fn
         server.add_tool(fn, title=t.title, annotations=t.annotations,
-                        description=inspect.cleandoc(t.fn.__doc__ or ""))
+                        description=inspect.cleandoc(t.fn.__doc__ or ""),
+                        meta=t.meta)

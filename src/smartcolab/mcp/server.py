@@ -33,10 +33,14 @@ from smartcolab.client.registry import (
     default_factories,
 )
 from smartcolab.client.retry import RetryPolicy
+from smartcolab.mcp import logs, resources
+from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.params import add_tools
+from smartcolab.mcp.tasks import TaskManager, with_tasks
+from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
@@ -154,9 +158,18 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
         config = bridge
         lifespan = lambda _: open_bridge(config)  # noqa: E731
 
+    tasks = TaskManager()  # MCP tasks (mcp/tasks.py): both wire generations
+    extension = TasksExtension(tasks)
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=lifespan)
+        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()])
+    extension.server = server
+    levels = logs.LogLevels()
+    logs.install(levels)
+    server.middleware.extend([logs.LogForwarder(levels), resources.ResourceLinks(),
+                              LegacyTasks(tasks, server)])
+    server.middleware.append(advertise_on_handshake)  # the MCP App on the 2025 wire too
+    resources.register(server)
     for module in modules or TOOL_MODULES:
         add_tools(server, module.TOOLS, bridge.settings)
     return server
@@ -166,6 +179,8 @@ async def serve_stdio(config: BridgeConfig) -> None:
     await build_server(config).run_stdio_async()
 
 
+# Sent with the SSE priming event: when a client that lost its stream tries again.
+SSE_RETRY_MS = 1000
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -185,6 +200,7 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
     server = build_server(config)
     app = HttpGuard(server.streamable_http_app(
         streamable_http_path=path, host=host, event_store=MemoryEventStore(),
+        retry_interval=SSE_RETRY_MS,
         transport_security=policy.sdk_settings()), token, policy)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                          socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so TCP_NODELAY is set
@@ -203,6 +219,10 @@ def configure_logging(level: str = "INFO") -> None:
     """Logs go to stderr: in stdio mode stdout is the JSON-RPC channel."""
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The smartcolab loggers may pass info records on for MCP log notifications
+    # (mcp/logs.py): stderr keeps to the level asked for.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     # One line per HTTP request would flood the log (and cost time on every poll).
     for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

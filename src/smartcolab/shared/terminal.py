@@ -25,6 +25,12 @@ def strip_ansi(text: str) -> str:
     return _ESCAPE.sub("", text)
 
 
+# A cursor moved right pads the line with spaces: without a bound, ``ESC[999999999C``
+# would make a billion-element line.  No real terminal is this wide; the JS port of
+# these rules (mcp/app/assets/terminal.js) uses the same bound.
+MAX_COL = 100_000
+
+
 class _Screen:
     """Lines of text with a cursor; only what progress output needs of a terminal."""
 
@@ -62,11 +68,11 @@ class _Screen:
             self.move(-n)
             self.col = 0
         elif final == "C":
-            self.col += n
+            self.col = min(MAX_COL, self.col + n)
         elif final == "D":
             self.col = max(0, self.col - n)
         elif final == "G":
-            self.col = max(0, n - 1)
+            self.col = min(MAX_COL, max(0, n - 1))
         elif final == "K":
             mode = nums[0] if nums else 0
             line = self.lines[self.row]

@@ -8,6 +8,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from smartcolab.mcp.annotations import RUNS
+from smartcolab.mcp.app import TOOL_META as MONITOR
 from smartcolab.mcp.deps import BridgeContext, BridgeSettings, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import render, submit_and_wait
@@ -89,5 +90,5 @@ def _long_defaults(settings: BridgeSettings) -> dict[str, float]:
 
 TOOLS = [
     ToolDef(run_code_quick, "Run Python (quick)", RUNS),
-    ToolDef(run_code_long, "Run Python (long job)", RUNS, defaults=_long_defaults),
+    ToolDef(run_code_long, "Run Python (long job)", RUNS, defaults=_long_defaults, meta=MONITOR),
 ]

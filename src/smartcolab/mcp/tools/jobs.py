@@ -14,6 +14,7 @@ from pydantic import Field
 
 from smartcolab.client.journal import JournalEntry
 from smartcolab.mcp.annotations import READS_REMOTE, REPLACES_REMOTE
+from smartcolab.mcp.app import TOOL_META as MONITOR
 from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import Followed, follow, render
@@ -192,7 +193,7 @@ async def get_job_output(
 
 
 TOOLS = [
-    ToolDef(get_job, "Wait for / inspect a job", READS_REMOTE),
+    ToolDef(get_job, "Wait for / inspect a job", READS_REMOTE, meta=MONITOR),
     ToolDef(cancel_job, "Cancel a job", REPLACES_REMOTE),
     ToolDef(list_jobs, "List jobs", READS_REMOTE),
     ToolDef(get_job_output, "Page through a job's output", READS_REMOTE),
