@@ -80,7 +80,10 @@ async def measure(url: str, token: str, repeats: int) -> dict[str, float]:
         long_id = f"b-{uuid.uuid4().hex[:20]}"
         await backend.submit(JobSubmit(job_id=long_id, session="long", code=(
             "import time\nfor i in range(2000):\n    print('x' * 60)\ntime.sleep(600)")))
-        await asyncio.sleep(3.0)
+        seen = await backend.get_job(long_id, wait=60, since=0)
+        while seen.cursor == 0:  # a new kernel: started, agent installed, then output
+            seen = await backend.get_job(long_id, wait=60, since=0)
+        await asyncio.sleep(1.0)  # the status file is rewritten every 0.25 s
 
         async def reattach() -> None:
             fresh = JupyterBackend(url, token)
