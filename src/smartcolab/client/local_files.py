@@ -149,4 +149,21 @@ def resume_offset(part: Path, meta: Path, remote: str, etag: str | None, remote_
         return 0
     if info.get("remote") != remote or info.get("etag") != etag or size > remote_size:
         return 0
+    if "spans" in info:  # a parallel download's part: only its complete prefix counts
+        return min(size, _span_prefix(info["spans"]))
     return size
+
+
+def _span_prefix(spans: Any) -> int:
+    """Bytes from 0 that recorded ``[start, done, end)`` spans say are complete."""
+    at = 0
+    try:
+        for start, done, end in spans:
+            if int(start) != at or not int(start) <= int(done) <= int(end):
+                return at
+            at = int(done)
+            if at < int(end):
+                break
+    except (TypeError, ValueError):
+        return 0
+    return at

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import inspect
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from smartcolab.client import spans
 from smartcolab.client.local_files import (
     ProgressFn,
     discard,
@@ -44,6 +46,7 @@ from smartcolab.client.local_files import (
     write_failed,
     write_json_atomic,
 )
+from smartcolab.client.spans import MIN_SPAN, SpanJob, SpanSource, held_spans, plan_spans, run_spans
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, ensure_free_space
 from smartcolab.shared.errors import ChecksumMismatch, RuntimeMisbehaved, RuntimeUnreachable
 
@@ -66,6 +69,7 @@ class RangeReply:
     encoding: str  # Content-Encoding as sent, lower case ("" when absent)
     chunks: Iterator[bytes]  # decoded when ``encoding`` was asked for, raw otherwise
     wire: Any = None  # a callable giving bytes received on the wire so far, if known
+    content_range: str | None = None  # the Content-Range header as sent (spans check it)
 
 
 class RangeSource(Protocol):
@@ -135,10 +139,21 @@ async def report(progress: ProgressFn | None, done: int, total: int | None) -> N
 async def fetch(source: RangeSource, remote: str, final: Path, *, size: int,
                 version: str | None, compress: bool = False, attempts: int = 8,
                 progress: ProgressFn | None = None,
-                limits: TransferLimits = DEFAULT_LIMITS) -> Fetched:
-    """Receive ``remote`` (``size`` bytes as stated, ``version``) into ``final``'s ``.part``."""
+                limits: TransferLimits = DEFAULT_LIMITS, streams: int = 1,
+                min_span: int = MIN_SPAN) -> Fetched:
+    """Receive ``remote`` (``size`` bytes as stated, ``version``) into ``final``'s ``.part``.
+
+    With ``streams`` > 1, a source that can send closed spans (:class:`SpanSource`)
+    and at least two spans of ``min_span`` left to fetch, the rest comes over that
+    many parallel streams (``client/spans.py``); a gzip download is always one stream.
+    """
     part, meta = part_paths(final)
     offset = await asyncio.to_thread(resume_offset, part, meta, remote, version, size)
+    if (streams > 1 and not compress and spans.AVAILABLE and isinstance(source, SpanSource)
+            and size - offset >= 2 * min_span):
+        return await _fetch_spans(source, remote, part, meta, size=size, version=version,
+                                  offset=offset, streams=streams, min_span=min_span,
+                                  attempts=attempts, progress=progress, limits=limits)
     await asyncio.to_thread(ensure_free_space, final.parent, size - offset, limits)
     hasher = await asyncio.to_thread(hash_prefix, part, offset) if offset else hashlib.sha256()
     job = _Job(source=source, remote=remote, part=part, version=version, total=size,
@@ -152,6 +167,47 @@ async def fetch(source: RangeSource, remote: str, final: Path, *, size: int,
     return Fetched(part=part, meta=meta, size=job.offset, sha256=job.hasher.hexdigest(),
                    version=job.version, resumed_from=offset, attempts=job.tries,
                    wire_bytes=job.wire, compressed=job.used_gzip)
+
+
+async def _fetch_spans(source: SpanSource, remote: str, part: Path, meta: Path, *, size: int,
+                       version: str | None, offset: int, streams: int, min_span: int,
+                       attempts: int, progress: ProgressFn | None,
+                       limits: TransferLimits) -> Fetched:
+    def plan() -> list[Any]:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            info = {}
+        same = (isinstance(info, dict) and info.get("remote") == remote
+                and info.get("etag") == version and info.get("size") == size)
+        return (held_spans(info, part, size) if same else None) or plan_spans(
+            offset, size, streams, min_span)
+
+    planned = await asyncio.to_thread(plan)
+    job = SpanJob(source=source, remote=remote, part=part, meta=meta, version=version,
+                  total=size, spans=planned, attempts=attempts, max_tries=MAX_TOTAL_ATTEMPTS)
+    held = job.received
+    await asyncio.to_thread(ensure_free_space, part.parent, size - held, limits)
+    task = asyncio.ensure_future(asyncio.to_thread(run_spans, job))
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=PROGRESS_EVERY_S)
+            await report(progress, job.received, size)
+        digest = task.result()
+    except (RuntimeMisbehaved, ChecksumMismatch):
+        discard(part, meta)  # hostile or stale bytes are not kept for a resume
+        raise
+    except BaseException:
+        job.stop.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_S):
+            await asyncio.wait({task})
+        if task.done() and not task.cancelled():
+            task.exception()
+        raise
+    if not digest:
+        raise Stopped("download stopped")
+    return Fetched(part=part, meta=meta, size=size, sha256=digest, version=version,
+                   resumed_from=held, attempts=job.tries, wire_bytes=job.wire, compressed=False)
 
 
 async def _run(job: _Job, progress: ProgressFn | None) -> None:

@@ -9,12 +9,18 @@ write too), which bounds the size of a message.  (3) Flow control: the kernel's 
 socket gets ``XPUB_NODROP``, so when its queue is full it blocks instead of dropping,
 ``flush()`` waits, and the printing code slows to the server's pace.  The option is set
 on the IOPub thread (zmq sockets are not thread-safe).  An older ipykernel with a lossy
-PUB socket is left as it is; ``prepare`` says which.
+PUB socket is left as it is; ``prepare`` says which.  (4) A thread runs in a copy of the
+context of the code that started it: ipykernel keeps the parent header of output in a
+``ContextVar``, and a plain thread has none, so its output would be sent under the
+header of whatever cell runs at the time (and the server could not tell it from that
+cell's own).  With the copy, a thread's output names the cell that started it, also
+after that cell has ended.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import sys
 import threading
@@ -80,6 +86,22 @@ def _no_drop(ip: Any) -> bool:
     return bool(applied)
 
 
+def inherit_context(cls: Any = threading.Thread) -> None:
+    """Patch ``cls.start`` so every thread runs in a copy of its starter's context."""
+    if getattr(cls, "_sc_context", False):
+        return
+    start = cls.start
+
+    def patched(self: Any) -> None:
+        ctx = contextvars.copy_context()
+        run = self.run
+        self.run = lambda: ctx.run(run)
+        start(self)
+
+    cls.start = patched
+    cls._sc_context = True
+
+
 def prepare(flush_bytes: int) -> bool:
     """Entry point in a kernel; True when the IOPub socket now blocks instead of dropping."""
     ip = importlib.import_module("IPython").get_ipython()
@@ -88,4 +110,5 @@ def prepare(flush_bytes: int) -> bool:
     if not getattr(cls, "_sc_bounded", False):
         bound_writes(cls, flush_bytes)
         ip.events.register("pre_run_cell", _unshadow(cls))
+    inherit_context()
     return _no_drop(ip)

@@ -22,9 +22,10 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 
 from smartcolab.client.local_files import local_target
 from smartcolab.client.untrusted import check_job_id
+from smartcolab.mcp.ordered import ordered_text
 from smartcolab.shared.display import Attachment, image_extension
 from smartcolab.shared.errors import SmartColabError
-from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView, RichOutput
+from smartcolab.shared.protocol import TERMINAL_STATUSES, JobResult, JobView, RichOutput
 from smartcolab.shared.terminal import render, strip_ansi
 
 log = logging.getLogger(__name__)
@@ -163,9 +164,33 @@ def short_traceback(lines: list[str]) -> str:
     return text[-6000:]
 
 
+def _seconds(s: float | None) -> str:
+    return f"{s:.1f} s" if s is not None and s < 10 else f"{s or 0:.0f} s"
+
+
+def _grouped(res: JobResult) -> tuple[str, str | None, bool]:
+    """stdout, stderr, display texts and the value, grouped (a result without ``flow``)."""
+    pieces = []
+    if res.stdout.text:
+        pieces.append(res.stdout.text)
+    if res.stderr.text:
+        pieces.append(f"[stderr]\n{res.stderr.text}")
+    value = next((o.text for o in res.outputs if o.type == "execute_result" and o.text), None)
+    pieces.extend(o.text for o in res.outputs if o.text and o.text != value)
+    if value is not None:
+        pieces.append(f"Out[{res.execution_count or ''}]: {value}")
+    return "\n".join(pieces), value, res.stdout.truncated or res.stderr.truncated
+
+
 def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_output: str = "",
-               notes: list[str] | None = None, wait_budget_s: float | None = None) -> Rendered:
-    """Render one job view as the result of a tool call."""
+               notes: list[str] | None = None, waited_s: float | None = None,
+               shown_before: int = 0) -> Rendered:
+    """Render one job view as the result of a tool call.
+
+    ``waited_s``: how long this call really waited (said when the job is still going);
+    ``shown_before``: the client's cursor when the call began: output before it was
+    returned to this client already and is left out (``get_job(from_start=true)`` is 0).
+    """
     notes = list(notes or [])
     head = f"job {view.job_id} on runtime {runtime!r} (session {view.session}): {view.status}"
     if view.duration_s is not None:
@@ -185,27 +210,26 @@ def render_job(view: JobView, *, runtime: str, opts: RenderOptions, running_outp
         if text:
             parts.append(f"output so far:\n{text}")
         if view.status not in TERMINAL_STATUSES:
-            waited = f" after waiting {wait_budget_s:.0f} s" if wait_budget_s else ""
+            # Said only when this call really waited (background=true returns at once).
+            waited = (f" after waiting {_seconds(waited_s)}"
+                      if waited_s is not None and waited_s >= 0.05 else "")
             parts.append(
                 f"The job is still {view.status}{waited}; it keeps running on the runtime. "
                 f"Next: call get_job(job_id={view.job_id!r}) to wait for it and see new output, "
                 f"or cancel_job(job_id={view.job_id!r}) to stop it.")
     else:
-        stdout, stderr = res.stdout.text, res.stderr.text
-        truncated = res.stdout.truncated or res.stderr.truncated
-        pieces = []
-        if stdout:
-            pieces.append(stdout)
-        if stderr:
-            pieces.append(f"[stderr]\n{stderr}")
-        texts = [o.text for o in res.outputs if o.text]
-        value = next((o.text for o in res.outputs if o.type == "execute_result" and o.text), None)
-        texts = [t for t in texts if t != value]
-        pieces.extend(texts)
+        if res.flow:
+            ordered = ordered_text(res, shown_before=shown_before)
+            joined, value, truncated = ordered.text, ordered.value, ordered.gap
+            if ordered.seen:
+                notes.append(f"{ordered.seen:,} bytes of output returned to you earlier are "
+                             f"not repeated (get_job(job_id={view.job_id!r}, from_start=true) "
+                             "repeats them).")
+        else:  # a runtime without the ordered record: streams, then displays
+            joined, value, truncated = _grouped(res)
         if value is not None:
-            pieces.append(f"Out[{res.execution_count or ''}]: {value}")
             structured["value"] = value[:2000]
-        body, cut = cap_text(render("\n".join(pieces)), budget)
+        body, cut = cap_text(render(joined), budget)
         truncated = truncated or cut
         if body:
             parts.append(body)

@@ -37,6 +37,7 @@ from smartcolab.mcp import logs, resources
 from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
+from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.params import add_tools
 from smartcolab.mcp.tasks import TaskManager, with_tasks
@@ -129,7 +130,8 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
         # Runs before the task group exits: operations stop while their backends are open.
         stack.push_async_callback(chunked.aclose)
         yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked,
-                         epochs=EpochTracker(journal, lambda: lease.name))
+                         epochs=EpochTracker(journal, lambda: lease.name),
+                         cursors=ShownCursors(journal, lambda: lease.name))
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:

@@ -123,6 +123,9 @@ class JobSubmit(Model):
     )
     force: StrictBool = Field(default=False, description="run even when available RAM is low")
     client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
+    if_idle: StrictBool = Field(default=False, description=(
+        "refuse with 409 session_busy (naming the running job) instead of queueing when the "
+        "session is running or has queued jobs"))
 
 
 class TextBlock(Open):
@@ -169,6 +172,21 @@ class Resources(Open):
     warnings: list[str] = Field(default_factory=list)
 
 
+OutputKind = Literal["stdout", "stderr", "display", "result", "error"]
+
+
+class OutputItem(Open):
+    """One piece of a job's output, in the order output happened (``shared/flow.py``)."""
+
+    kind: OutputKind
+    text: str = ""
+    at: int = Field(default=0, description="cursor position where this piece starts")
+    end: int = Field(default=0, description="cursor position after it")
+    output: int | None = Field(default=None, description="index in the result's outputs")
+    after_end: bool = Field(default=False, description=(
+        "printed after the job had ended, by a thread it started"))
+
+
 class JobResult(Open):
     stdout: TextBlock = Field(default_factory=TextBlock)
     stderr: TextBlock = Field(default_factory=TextBlock)
@@ -178,6 +196,9 @@ class JobResult(Open):
     resources: Resources | None = None
     message: str | None = None
     state_lost: bool = False
+    flow: list[OutputItem] = Field(default_factory=list, description=(
+        "stdout, stderr, displays and the error in the order they happened (capped head + "
+        "tail: a gap between one item's end and the next one's at was left out)"))
 
 
 class JobView(Open):

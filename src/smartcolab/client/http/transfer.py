@@ -29,6 +29,7 @@ from smartcolab.client.local_files import (
     remote_name,
 )
 from smartcolab.client.resumable import RangeReply, fetch, report, verify_and_publish
+from smartcolab.client.spans import MIN_SPAN
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 DEFAULT_ATTEMPTS = 8
+# Parallel ranged streams per download (bench/bench_wan.py: a tunnel capping each stream).
+DEFAULT_STREAMS = 4
 READ_SIZE = 1024 * 1024
 
 
@@ -153,6 +156,19 @@ class HttpRanges:
                              encoding=encoding, chunks=chunks,
                              wire=lambda: resp.num_bytes_downloaded)
 
+    @contextlib.contextmanager
+    def open_span(self, remote: str, start: int, end: int,
+                  version: str | None) -> Iterator[RangeReply]:
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+        if version:
+            headers["If-Range"] = version
+        with self.client.stream_blocking("GET", routes.FILES_CONTENT, params={"path": remote},
+                                         headers=headers) as resp:
+            yield RangeReply(partial=resp.status_code == 206, version=resp.headers.get("etag"),
+                             encoding=resp.headers.get("content-encoding", "").strip().lower(),
+                             chunks=resp.iter_raw(), wire=lambda: resp.num_bytes_downloaded,
+                             content_range=resp.headers.get("content-range"))
+
     def backoff(self, failures: int) -> float:
         return self.client.retry.delay(failures)
 
@@ -161,12 +177,15 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
                    local_name: str | None = None, *, overwrite: bool = False,
                    progress: ProgressFn | None = None, compress: bool = False,
                    attempts: int = DEFAULT_ATTEMPTS,
-                   limits: TransferLimits = DEFAULT_LIMITS) -> DownloadResult:
+                   limits: TransferLimits = DEFAULT_LIMITS, streams: int = DEFAULT_STREAMS,
+                   min_span: int = MIN_SPAN) -> DownloadResult:
     """Download one remote file into ``save_dir``: resumable, sha256-verified, atomic.
 
     ``compress`` asks the runtime for gzip (saves tunnel quota on text-like files);
     a resume after a drop continues uncompressed with ``Range``.  No more bytes
-    than ``/files/stat`` stated are accepted.
+    than ``/files/stat`` stated are accepted.  A file of at least two ``min_span``
+    comes over up to ``streams`` parallel ranged streams (a tunnel that caps each
+    stream is filled), still resumable and checked against one sha256.
     """
     tune_read_size()
     final = local_target(save_dir, local_name or remote_name(remote_path))
@@ -181,7 +200,8 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
     try:
         got = await fetch(HttpRanges(client), remote_path, final, size=head.size,
                           version=head.etag, compress=compress, attempts=attempts,
-                          progress=progress, limits=limits)
+                          progress=progress, limits=limits, streams=streams,
+                          min_span=min_span)
         remote_stat = await hashed
     finally:
         if not hashed.done():

@@ -454,6 +454,16 @@ class JupyterBackend(RuntimeBackend):
                                 details={"job_id": job.job_id})
         if rec is None:
             sess = await self._session(job.session)
+            # A job that has ended is not "busy" while the worker still settles after it.
+            running = sess.running if sess.running and sess.running.status not in \
+                TERMINAL_STATUSES else None
+            if job.if_idle and (running is not None or not sess.queue.empty()):
+                raise SessionBusy(f"session {job.session!r} is busy; nothing was queued", details={
+                    "session": job.session,
+                    "running_job": running.job_id if running else None,
+                    "running_for_s": round(time.time() - running.started_at, 1)
+                    if running and running.started_at else None,
+                    "queued": sess.queue.qsize()})
             rec = JobRecord(job_id=job.job_id, session=job.session, code=job.code,
                             timeout=job.timeout, client=job.client, epoch=sess.epoch or "")
             self._jobs[job.job_id] = rec

@@ -189,7 +189,7 @@ async def run_chunked_operation(
                                    batch_timeout=batch_timeout)
             # Changed inputs are refused here, before anything starts.
             op = ops.start(runner, spec, runner.prepare(spec, restart=restart))
-        budget = deps.settings.wait_budget_s if wait is None else wait
+        budget = deps.settings.wait_budget_s if wait is None else min(wait, deps.settings.wait_budget_s)
         outcome = await ops.wait(op, ctx, budget, stop_on_cancel=True)
         if outcome is not None:
             notes += outcome.notes

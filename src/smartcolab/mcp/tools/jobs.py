@@ -7,6 +7,7 @@ journal and say so.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, TextContent
@@ -64,26 +65,37 @@ async def get_job(
     job_id: JobId, ctx: BridgeContext,
     wait: Annotated[float | None, Field(
         ge=0, le=3600,
-        description="Seconds to wait for the job to finish (default: the wait budget, "
-                    "about 50 s); 0 returns at once.")] = None,
+        description="Seconds to wait: returns when the job ends or this much time has "
+                    "passed, whichever comes first; 0 returns at once. Default and maximum: "
+                    "the wait budget (about 50 s).")] = None,
+    from_start: Annotated[bool, Field(
+        description="Return the output from the beginning, not only what you have not "
+                    "been shown yet.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Status of a job, and its new output since you last looked; waits for it to end.
+    """Status of a job and the output you have not been shown yet; waits for it to end.
 
-    Use after run_code_long or run_code_quick returned "running". Waits up to the
-    wait budget, reporting progress, and returns the full result (output, value,
-    plots, error) once the job has ended. If the runtime is unreachable, answers
-    from this bridge's local journal and says so.
+    Use after run_code_long or run_code_quick returned "running". Returns when the
+    job ends (with its result: new output, value, plots, error) or when `wait`
+    seconds have passed (then "running" with the new output), reporting progress
+    meanwhile. Output already returned to you by an earlier call is not repeated.
+    Waiting never stops the job: if this call is cancelled, the job keeps running
+    (cancel_job stops it). If the runtime is unreachable, answers from this
+    bridge's local journal and says so.
     """
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
+    started = time.monotonic()
     with translated(name):
-        budget = deps.settings.wait_budget_s if wait is None else wait
+        budget = min(deps.settings.wait_budget_s, deps.settings.wait_budget_s if wait is None
+                     else wait)
         spec, client = await deps.registry.client(name)
+        since = None if from_start else deps.cursors.get(ctx, job_id)
         try:
+            # A plain long-poll: cancelling it leaves the job alone.
             view = await client.get_job(
                 job_id, wait=min(deps.settings.progress_interval_s, budget, MAX_WAIT_S),
-                since=deps.cursors.get(job_id))
+                since=since)
         except RuntimeUnreachable as exc:
             entry = deps.journal.get(job_id)
             if entry is None:
@@ -93,9 +105,15 @@ async def get_job(
             return CallToolResult(content=[TextContent(type="text", text=text)],
                                   structured_content={"source": "journal",
                                                       **_journal_dict(entry)})
-        followed = await follow(deps, ctx, spec, client, view,
-                                budget_s=max(0.0, budget - deps.settings.progress_interval_s))
+        left = budget - (time.monotonic() - started)
+        followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, left),
+                                cancel_on_cancel=False)
+        followed.waited_s = time.monotonic() - started
+        followed.shown_before = since or 0
         notes: list[str] = []
+        if wait is not None and wait > deps.settings.wait_budget_s:
+            notes.append(f"wait={wait:g} is over the wait budget: waited at most "
+                         f"{deps.settings.wait_budget_s:g} s.")
         pending = deps.pending_downloads.get(job_id)
         if pending and followed.view.status in TERMINAL_STATUSES:
             del deps.pending_downloads[job_id]

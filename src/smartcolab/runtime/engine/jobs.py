@@ -26,7 +26,9 @@ from smartcolab.shared.protocol import TERMINAL_STATUSES, JobResult, JobView, Re
 from smartcolab.shared.stop import Ending, verdict
 
 log = logging.getLogger("smartcolab.runtime")
-# After new output, a long-poll lingers this long for more, so chatty jobs cost fewer requests.
+# Output that follows other output within this long is a burst: a long-poll lingers this
+# long for more of it, so chatty jobs cost fewer requests.  The first output after a quiet
+# spell is answered at once (a printed line reaches the client in one-way delay).
 COALESCE_S = 0.2
 
 
@@ -48,6 +50,8 @@ class Job:
         self.io_error: OSError | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
+        self._last_output = float("-inf")
+        self._burst = False  # the latest output came within COALESCE_S of the one before
 
     @property
     def terminal(self) -> bool:
@@ -63,6 +67,8 @@ class Job:
         event.set()
 
     def on_message(self, msg_type: str, content: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self._burst, self._last_output = now - self._last_output < COALESCE_S, now
         try:
             self.out.handle(msg_type, content)
         except OSError as exc:
@@ -76,6 +82,29 @@ class Job:
                     self.control.stop = "cancelled"
         self.notify()
 
+    def on_late(self, msg_type: str, content: dict[str, Any]) -> bool:
+        """Output that came after the job ended, from a thread it started: appended to its
+        output and to its result's ordered record; True when the record changed."""
+        if not self.terminal or msg_type not in ("stream", "display_data", "execute_result",
+                                                 "error"):
+            return False
+        out = self.out
+        out.after_end = True
+        try:
+            if msg_type == "error":  # a thread's error is not the job's: keep only its text
+                tb = [str(f) for f in content.get("traceback", [])]
+                msg_type, content = "stream", {"name": "stderr", "text": "\n".join(tb) + "\n"}
+            out.handle(msg_type, content)
+        except OSError as exc:
+            log.warning("job %s: could not keep output after its end: %s", self.rec.job_id, exc)
+        finally:
+            out.spill.close()  # reopened by the next late write: no descriptor per old job
+        self.rec.output_bytes = self.output_bytes
+        if self.rec.result is not None:
+            self.rec.result.flow = out.flow.items()
+        self.notify()
+        return True
+
     async def wait(self, *, since: int | None, wait_s: float) -> None:
         """Until terminal, or (when ``since`` is given) output past ``since``, or ``wait_s``."""
         deadline = time.monotonic() + wait_s
@@ -83,7 +112,7 @@ class Job:
         while not self.terminal:
             if since is not None and self.output_bytes > since and not lingering:
                 lingering = True
-                deadline = min(deadline, time.monotonic() + COALESCE_S)
+                deadline = min(deadline, time.monotonic() + (COALESCE_S if self._burst else 0.0))
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -121,7 +150,8 @@ def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, 
     """The terminal status and the result of a job from how its run ended (``shared.stop``)."""
     out = job.out
     result = JobResult(stdout=out.stdout.block(), stderr=out.stderr.block(), outputs=out.outputs,
-                       error=out.error, execution_count=outcome.execution_count)
+                       error=out.error, execution_count=outcome.execution_count,
+                       flow=out.flow.items())
     failed = outcome.reply_status not in (None, "ok") or out.error is not None
     cause = describe_exit(outcome.exit_code) if outcome.kind == "died" else None
     judged = verdict(Ending(outcome.kind, outcome.reason, failed=failed, cause=cause),
@@ -172,7 +202,8 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
     if outcome is None:
         status, result = "failed", JobResult(stdout=job.out.stdout.block(),
                                              stderr=job.out.stderr.block(), state_lost=True,
-                                             message="; ".join(job.out.notes))
+                                             message="; ".join(job.out.notes),
+                                             flow=job.out.flow.items())
     else:
         status, result = outcome_status(job, outcome, config.kill_grace_s)
     after = await snapshot(with_gpu)

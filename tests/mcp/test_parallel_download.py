@@ -1,0 +1,206 @@
+"""Parallel ranged downloads (client/spans.py): a real runtime on loopback for what must
+work, cut connections for resume, and a fake span source for answers that must be refused."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import pytest
+
+from smartcolab.client import spans
+from smartcolab.client.http import transfer
+from smartcolab.client.http.client import RetryPolicy, RuntimeClient
+from smartcolab.client.resumable import RangeReply, fetch, verify_and_publish
+from smartcolab.client.spans import SpanSource
+from smartcolab.shared.errors import ChecksumMismatch, RuntimeMisbehaved, RuntimeUnreachable
+from support.cutproxy import CutProxy
+from support.runtime_proc import RuntimeProc, start_runtime
+
+pytestmark = pytest.mark.anyio
+KB = 1024
+FAST = RetryPolicy(attempts=3, initial_s=0.02, max_s=0.1, total_s=10)
+DATA = os.urandom(3 * 1024 * KB + 7)  # not a multiple of the span size
+SPAN = 256 * KB
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
+    proc = start_runtime(Path(tmp_path_factory.mktemp("spans")) / "root")
+    (proc.root / "big.bin").write_bytes(DATA)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def client_for(proc: RuntimeProc, url: str | None = None) -> RuntimeClient:
+    return RuntimeClient(url or proc.url, proc.secret, retry=FAST)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_parallel_download_is_verified_and_uses_several_streams(
+        runtime: RuntimeProc, tmp_path: Path) -> None:
+    seen: list[int] = []
+    with CutProxy(runtime.port, cuts=0) as proxy:
+        async with client_for(runtime, proxy.url) as c:
+            with anyio.fail_after(60):
+                res = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
+                                              progress=lambda d, t: seen.append(d))
+        assert proxy.connections >= 3  # stat + more than one stream
+    assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
+    assert res.attempts == 4 and res.wire_bytes == len(DATA)
+    assert seen and seen[-1] == len(DATA) and seen == sorted(seen)
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+async def test_parallel_download_resumes_after_cuts(runtime: RuntimeProc, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spans, "SAVE_EVERY", 64 * KB)  # streams record their progress often
+    with CutProxy(runtime.port, down_after=300 * KB, cuts=4) as proxy:
+        async with client_for(runtime, proxy.url) as c:
+            with anyio.fail_after(60):
+                res = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+        assert proxy.cut_count >= 1
+    assert res.attempts > 4 and res.sha256 == sha(DATA)
+    assert res.path.read_bytes() == DATA and leftovers(tmp_path) == ["big.bin"]
+
+
+@pytest.mark.parametrize("streams_after", [4, 1])
+async def test_an_interrupted_parallel_download_resumes_in_a_later_call(
+        runtime: RuntimeProc, tmp_path: Path, streams_after: int) -> None:
+    with CutProxy(runtime.port, down_after=400 * KB, cuts=None) as proxy:
+        async with client_for(runtime, proxy.url) as c:
+            with pytest.raises(RuntimeUnreachable, match="resume"), anyio.fail_after(60):
+                await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
+                                        attempts=1)
+    # Nothing under the final name; what arrived is recorded span by span.
+    assert leftovers(tmp_path) == ["big.bin.part", "big.bin.part.json"]
+    recorded = json.loads((tmp_path / "big.bin.part.json").read_text())["spans"]
+    held = sum(done - start for start, done, _ in recorded)
+    assert 0 < held < len(DATA) and len(recorded) == 4
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60):
+            res = await transfer.download(c, "big.bin", tmp_path, streams=streams_after,
+                                          min_span=SPAN)
+    if streams_after > 1:
+        assert res.resumed_from == held
+    else:  # one stream continues from the complete prefix only
+        assert res.resumed_from == recorded[0][1]
+    assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+# ---------------------------------------------------------------- answers to refuse
+@dataclass
+class FakeSpans:
+    """A span source over ``data`` that misbehaves as told (once, or always)."""
+
+    data: bytes
+    content_range: str | None = None  # sent instead of the true one
+    whole: bool = False  # answer 200 with the whole body
+    extra: int = 0  # bytes past the span's end
+    short_once: set[int] = field(default_factory=set)  # span starts cut short the first time
+    flip: int | None = None  # corrupt this byte of the file
+    asked: list[tuple[int, int]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def open_span(self, remote: str, start: int, end: int,
+                  version: str | None) -> Iterator[RangeReply]:
+        self.asked.append((start, end))
+        body = bytearray(self.data)
+        if self.flip is not None:
+            body[self.flip] ^= 0xFF
+        piece = bytes(body) if self.whole else bytes(body[start:end + 1 + self.extra])
+        if start in self.short_once:
+            self.short_once.discard(start)
+            piece = piece[:len(piece) // 2]
+        cr = self.content_range or f"bytes {start}-{end}/{len(self.data)}"
+        chunks = iter([piece[i:i + 64 * KB] for i in range(0, len(piece), 64 * KB)])
+        yield RangeReply(partial=not self.whole, version='"v1"', encoding="", chunks=chunks,
+                         content_range=None if self.whole else cr)
+
+    def open_range(self, remote: str, offset: int, version: str | None,
+                   compress: bool) -> contextlib.AbstractContextManager[RangeReply]:
+        return self.open_span(remote, offset, len(self.data) - 1, version)
+
+    def backoff(self, failures: int) -> float:
+        return 0.0
+
+
+async def _fetch(src: FakeSpans, final: Path) -> str:
+    assert isinstance(src, SpanSource)
+    with anyio.fail_after(60):
+        got = await fetch(src, "f.bin", final, size=len(src.data), version='"v1"', streams=3,
+                          min_span=SPAN, attempts=3)
+    return got.sha256
+
+
+@pytest.mark.parametrize("bad", [
+    {"content_range": "bytes 0-99/200"},            # another range than asked
+    {"content_range": "bytes 0-1048575/99999999"},  # another total size
+    {"content_range": "garbage"},
+    {"whole": True},                                # a 200 to a range request
+    {"extra": 10},                                  # more bytes than the span
+])
+async def test_a_span_answer_that_is_not_what_was_asked_is_refused(
+        tmp_path: Path, bad: dict[str, object]) -> None:
+    src = FakeSpans(os.urandom(2 * 1024 * KB), **bad)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeMisbehaved, match=r"refused|more than the bytes"):
+        await _fetch(src, tmp_path / "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_short_span_is_a_drop_and_resumes(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * KB)
+    src = FakeSpans(data, short_once={0, len(data) // 3 + 1})
+    digest = await _fetch(src, tmp_path / "f.bin")
+    assert digest == sha(data) and len(src.asked) >= 5
+    assert (tmp_path / "f.bin.part").read_bytes() == data
+
+
+async def test_corrupted_bytes_fail_the_whole_file_digest(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * KB)
+    final = tmp_path / "f.bin"
+    src = FakeSpans(data, flip=len(data) - 5)  # in the last span
+    with anyio.fail_after(60):
+        got = await fetch(src, "f.bin", final, size=len(data), version='"v1"', streams=3,
+                          min_span=SPAN)
+    with pytest.raises(ChecksumMismatch, match="partial file was removed"):
+        verify_and_publish(got, sha(data), final, False, "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_cancelled_parallel_download_stops_every_stream_and_resumes(
+        runtime: RuntimeProc, tmp_path: Path) -> None:
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60):
+            with anyio.CancelScope() as scope:
+                def cancel_early(done: int, total: int | None) -> None:
+                    if done > 0:
+                        scope.cancel()
+
+                await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
+                                        progress=cancel_early)
+        assert scope.cancelled_caught and not (tmp_path / "big.bin").exists()
+        record = (tmp_path / "big.bin.part.json").read_text()
+        part = (tmp_path / "big.bin.part").read_bytes()
+        await anyio.sleep(0.3)  # the streams were waited for before the cancel went on
+        assert (tmp_path / "big.bin.part.json").read_text() == record
+        assert (tmp_path / "big.bin.part").read_bytes() == part
+        with anyio.fail_after(60):
+            again = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+    assert again.sha256 == sha(DATA) and again.path.read_bytes() == DATA
