@@ -2,7 +2,8 @@
 
 Run once in every kernel our runtime starts.  (1) IPython 9 copies every stream write
 of every cell into an in-memory history (``_tee``): a kernel that prints 50 MB keeps
-50 MB forever; it is switched off.  (2) ipykernel buffers stream output until a 0.2 s
+50 MB forever; it is switched off.  (0) ``%pip`` and friends raise when the tool
+fails (``magics.py``).  (2) ipykernel buffers stream output until a 0.2 s
 timer fires, so a fast print loop becomes one giant message that the server must hold
 whole; the write below flushes every ``flush_bytes`` characters (splitting one huge
 write too), which bounds the size of a message.  (3) Flow control: the kernel's XPUB
@@ -26,6 +27,8 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from .magics import guard_install_magics
 
 NODROP_WAIT_S = 5.0
 
@@ -106,6 +109,7 @@ def prepare(flush_bytes: int) -> bool:
     """Entry point in a kernel; True when the IOPub socket now blocks instead of dropping."""
     ip = importlib.import_module("IPython").get_ipython()
     ip._tee = lambda channel: contextlib.nullcontext()
+    guard_install_magics(ip)  # a failed %pip install fails its job
     cls = type(sys.stdout)
     if not getattr(cls, "_sc_bounded", False):
         bound_writes(cls, flush_bytes)

@@ -39,7 +39,7 @@ from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
-from smartcolab.mcp.params import add_tools
+from smartcolab.mcp.params import build_tools
 from smartcolab.mcp.tasks import TaskManager, with_tasks
 from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.tools import chunked as tools_chunked
@@ -164,7 +164,9 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
     extension = TasksExtension(tasks)
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()])
+        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()],
+        tools=[tool for module in modules or TOOL_MODULES
+               for tool in build_tools(module.TOOLS, bridge.settings)])
     extension.server = server
     levels = logs.LogLevels()
     logs.install(levels)
@@ -172,8 +174,6 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
                               LegacyTasks(tasks, server)])
     server.middleware.append(advertise_on_handshake)  # the MCP App on the 2025 wire too
     resources.register(server)
-    for module in modules or TOOL_MODULES:
-        add_tools(server, module.TOOLS, bridge.settings)
     return server
 
 

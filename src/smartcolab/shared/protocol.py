@@ -143,6 +143,7 @@ class OutputAttachment(Open):
     data: str | None = Field(default=None, description="the data as the kernel sent it; "
                              "None when it was over the size cap (then only on the runtime)")
     size: int = 0
+    kept_as: str | None = Field(default=None, description="its file in the job's folder")
 
 
 class RichOutput(Open):
@@ -152,6 +153,8 @@ class RichOutput(Open):
     image_mime: str | None = None
     image_base64: str | None = None
     image_bytes: int | None = None
+    image_kept_as: str | None = Field(default=None, description="the image's file in the "
+                                      "job's folder (GET /jobs/{id}/files/{name})")
     attachments: list[OutputAttachment] = Field(default_factory=list)
     execution_count: int | None = None
 

@@ -389,6 +389,12 @@ class RuntimeClient:
         check_job_id(page.job_id, job_id)
         return page
 
+    async def job_file(self, job_id: str, name: str) -> bytes | None:
+        """An output kept in the job's folder (its name from ``RichOutput.image_kept_as``)."""
+        response = await self.request("GET", routes.fill(routes.JOB_FILE, job_id=job_id,
+                                                         name=name))
+        return response.content
+
     # ------------------------------------------------------------ sessions
     async def sessions(self) -> SessionList:
         listed = await self._get_model(SessionList, routes.SESSIONS)

@@ -40,7 +40,7 @@ from smartcolab.client.jupyter import jobs as jobs_mod
 from smartcolab.client.jupyter.durable import SpillReader
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
-from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, RequestAuth
 from smartcolab.client.jupyter.reattach import EarlierJobs
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
@@ -149,12 +149,12 @@ class JupyterBackend(RuntimeBackend):
         {Capability.FILES, Capability.PERSISTENCE, Capability.ARCHIVES})
 
     def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
-                 name: str | None = None) -> None:
+                 name: str | None = None, auth: RequestAuth | None = None) -> None:
         self.url = url.rstrip("/")
         self.name = name or self.url
         self.kernel_name = kernel_name
         self.last_epoch: str | None = None
-        self.rest = JupyterRest(self.url, token)
+        self.rest = JupyterRest(self.url, token, auth=auth)
         self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
         self._sessions: dict[str, KernelSession] = {}
         self._jobs: dict[str, JobRecord] = {}

@@ -20,9 +20,10 @@ from smartcolab.mcp.params import (
     ToolDef,
     require_code,
 )
+from smartcolab.mcp.results import fetch_kept
 from smartcolab.mcp.tool_errors import translated
-from smartcolab.shared.errors import SessionBusy
-from smartcolab.shared.protocol import LONG_TIMEOUT_S
+from smartcolab.shared.errors import InvalidInput, SessionBusy
+from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
 
 
 def _busy_fields(exc: SessionBusy) -> dict[str, object]:
@@ -31,61 +32,53 @@ def _busy_fields(exc: SessionBusy) -> dict[str, object]:
             "queued": d.get("queued")}
 
 
-async def run_code_quick(code: Code, ctx: BridgeContext, session: SessionName = "main",
-                         runtime: RuntimeName = None) -> CallToolResult:
-    """Run a short Python snippet on the remote runtime and return its output.
-
-    Use for quick checks, inspecting variables, imports and light computation
-    (job timeout 120 s). State persists between calls in the same session, like
-    notebook cells. Returns stdout/stderr, the value of the last expression and
-    plots as images. If the code is still running when the wait budget (about
-    50 s) is spent, the result says "running" with a job id: continue with
-    get_job. For training, downloads or anything slow use run_code_long. If the
-    session is busy with another job, nothing runs: the answer names that job and
-    the choices at once.
+async def run_code_quick(
+    code: Code, ctx: BridgeContext,
+    timeout: Annotated[float, Field(
+        gt=0, description="Job timeout in seconds, at most the default.")] = QUICK_TIMEOUT_S,
+    session: SessionName = "main", runtime: RuntimeName = None,
+) -> CallToolResult:
+    """Run a short snippet (checks, imports, light work); returns output, the last
+    value and plots as images. Variables persist per `session` (a kernel, default
+    "main") like notebook cells. After about 50 s it answers "running" with a job id:
+    continue with get_job. Slow work: run_code_long. A busy session runs nothing: the
+    answer names its job and the choices at once.
     """
     deps = deps_of(ctx)
     require_code(code)
     with translated(runtime):
+        if timeout > deps.settings.quick_timeout_s:
+            raise InvalidInput(f"timeout: at most {deps.settings.quick_timeout_s:g} s for "
+                               "run_code_quick; use run_code_long for longer work")
         try:
             spec, client, followed = await submit_and_wait(
                 deps, ctx, runtime=runtime, code=code, session=session,
-                job_timeout=deps.settings.quick_timeout_s, if_idle=True)
+                job_timeout=timeout, if_idle=True)
         except SessionBusy as exc:  # answered at once: nothing queued behind the busy job
             return CallToolResult(content=[TextContent(type="text", text=busy_text(exc, session))],
                                   structured_content={"status": "session_busy", "session": session,
                                                       **_busy_fields(exc)}, is_error=True)
-        return render(deps, spec, client, followed).result()
+        notes = await fetch_kept(client, followed.view)
+        return render(deps, spec, client, followed, notes).result()
 
 
 async def run_code_long(
     code: Code, ctx: BridgeContext,
     timeout: Timeout = LONG_TIMEOUT_S,
-    background: Annotated[bool, Field(
-        description="Return at once with the job id instead of waiting.")] = False,
+    background: Annotated[bool, Field(description="Return right after submitting.")] = False,
     download: Annotated[list[str], Field(
-        max_length=50,
-        description="Paths or globs under the runtime's working root to fetch into the "
-                    "local save directory when the job succeeds.")] = [],  # noqa: B006
+        max_length=50, description="Files/globs (e.g. 'out/*.png') to copy to the save "
+                                   "directory if the job succeeds.")] = [],  # noqa: B006
     session: SessionName = "main",
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Run heavy Python work (training, data downloads, long loops) on the runtime.
-
-    The job timeout is 600 s by default; pass `timeout` in seconds, or null for no
-    limit. The call returns when the job ends or after the wait budget (about 50 s):
-    then the result says "running" with the job id, the output so far and what to
-    call next (get_job to wait again, get_job_output for the full log, cancel_job to
-    stop it). With background=true it returns right after submitting. If the session
-    is busy, the job is queued behind the running one and the call returns at once
-    saying so. `download`
-    lists files (globs allowed, e.g. "outputs/*.png") copied to the local save
-    directory once the job succeeds; sizes and sha256 digests are listed.
+    """Run slow work (training, downloads, long loops). After about 50 s it answers
+    "running" with the job id and output so far: get_job waits on, get_job_output
+    pages the log, cancel_job stops it. On a busy session it queues and says so.
     """
     deps = deps_of(ctx)
     require_code(code)
     with translated(runtime):
-        notes: list[str] = []
         behind = None
         try:
             spec, client, followed = await submit_and_wait(
@@ -98,6 +91,7 @@ async def run_code_long(
                 budget_s=0.0)
             followed.notes.insert(0, busy_text(exc, session, queued_as=followed.view.job_id))
             behind = exc.details.get("running_job")
+        notes = await fetch_kept(client, followed.view)
         if download:
             if followed.view.status == "succeeded":
                 notes.extend(await fetch_downloads(deps, spec.name, download))
@@ -111,12 +105,18 @@ async def run_code_long(
         return rendered.result()
 
 
+def _quick_defaults(settings: BridgeSettings) -> dict[str, float]:
+    # The schema shows the configured quick timeout (smartcolab mcp --quick-timeout),
+    # which is also the largest a call may ask for.
+    return {"timeout": settings.quick_timeout_s}
+
+
 def _long_defaults(settings: BridgeSettings) -> dict[str, float]:
     # The schema shows the configured default job timeout (smartcolab mcp --long-timeout).
     return {"timeout": settings.long_timeout_s}
 
 
 TOOLS = [
-    ToolDef(run_code_quick, "Run Python (quick)", RUNS),
-    ToolDef(run_code_long, "Run Python (long job)", RUNS, defaults=_long_defaults, meta=MONITOR),
+    ToolDef(run_code_quick, None, RUNS, defaults=_quick_defaults),
+    ToolDef(run_code_long, None, RUNS, defaults=_long_defaults, meta=MONITOR),
 ]

@@ -282,7 +282,7 @@ class JobOutput:
             self.notes.append(f"an {mime} output was not valid base64 and was dropped")
             return
         out.image_mime, out.image_bytes = mime, len(data)
-        kept_as = self._keep(data, image_extension(mime))
+        kept_as = out.image_kept_as = self._keep(data, image_extension(mime))
         returned = sum(1 for o in self.outputs if o.image_base64)
         where = f" (kept on the runtime as {kept_as} in the job's folder)" if kept_as else ""
         if len(data) > self.max_image_bytes:
@@ -296,9 +296,10 @@ class JobOutput:
 
     def _attach(self, out: RichOutput, mime: str, data: str, extension: str) -> None:
         size = len(data.encode("utf-8"))
-        self._keep(data.encode("utf-8"), extension)
+        kept_as = self._keep(data.encode("utf-8"), extension)
         over = size > self.max_image_bytes
-        out.attachments.append(OutputAttachment(mime=mime, size=size, data=None if over else data))
+        out.attachments.append(OutputAttachment(mime=mime, size=size, data=None if over else data,
+                                                kept_as=kept_as))
         if over:
             self.notes.append(f"a {mime} output ({size} bytes) is over the "
                               f"{self.max_image_bytes}-byte limit: kept on the runtime only")
