@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The colab kind's tests run the pinned google-colab-cli under Python 3.12 (.venv-colab);
+# made once, skipped (with a note; the tests then skip) where no 3.12 or no index exists.
+scripts/colab-venv.sh || true
 # `npm ci` wipes node_modules: only when the pinned tools are missing or differ.
 if [ -f package.json ] && ! npm ls --silent >/dev/null 2>&1; then
   npm ci --silent --no-audit --no-fund

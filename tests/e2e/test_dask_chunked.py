@@ -154,14 +154,10 @@ async def test_the_tool_runs_on_dask(scheduler: str, runtime: RuntimeProc, tmp_p
 
     async with bridge(make_config(tmp_path, runtime)) as (client, _):
         with anyio.fail_after(60):
-            missing = await client.call_tool("run_chunked_operation", {
-                "loop_code": "value = i", "n_iterations": 4, "checkpoint_name": "t",
-                "engine": "dask"})
-            assert missing.is_error and "scheduler" in text_of(missing)
             done = await client.call_tool("run_chunked_operation", {
                 "loop_code": "value = i * 10", "n_iterations": 12, "batch_size": 4,
-                "checkpoint_name": "tool-dask", "collect": "value", "engine": "dask",
-                "scheduler": scheduler})
+                "checkpoint_name": "tool-dask", "collect": "value",
+                "dask_scheduler": scheduler})
     assert not done.is_error, text_of(done)
     assert done.structured_content["status"] == "done"
     assert done.structured_content["completed"] == 12

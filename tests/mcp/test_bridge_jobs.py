@@ -4,6 +4,7 @@ wait budget and progress, cancellation, failures, caps, death and restart of the
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,10 @@ async def test_background_job_and_output_paging(runtime: RuntimeProc, tmp_path: 
                                                              "limit": 1000})
             listing = await client.call_tool("list_jobs", {"session": "paging"})
     text = text_of(done)
-    assert len(text) < 3000 and "characters omitted" in text
+    assert len(text) < 3000 and "bytes of output omitted" in text
+    # The marker counts all that is not shown (156,000 bytes printed), not just this cut.
+    omitted = int(re.search(r"\[([\d,]+) bytes of output omitted", text)[1].replace(",", ""))
+    assert 150_000 < omitted < 156_000
     assert "line 00000" in text and "line 02999" in text
     assert f"get_job_output(job_id='{job_id}'" in text
     assert page.structured_content and page.structured_content["next_offset"] == 1000

@@ -284,6 +284,30 @@ async def test_batch_recorded_as_pending_but_never_submitted_runs_once(
     assert (runtime.root / counter).read_text().split() == [str(i) for i in range(20)]
 
 
+async def test_a_pending_batch_that_was_cancelled_says_it_runs_again(
+        runtime: RuntimeProc, client: RuntimeClient, tmp_path: Path) -> None:
+    """A pending batch whose job was cancelled with its call is run again, and said so."""
+    counter = f"runs-{uuid.uuid4().hex[:8]}.txt"
+    body = f"with open({counter!r}, 'a') as f:\n    f.write(f'{{i}}\\n')"
+    store = CheckpointStore(tmp_path)
+    runner = ChunkedRunner(store, client, runtime="t")
+    spec = make_spec(checkpoint_name=uniq("recancel"), loop_code=body, n_iterations=10,
+                     batch_size=5)
+    cp, _ = runner.prepare(spec)
+    job_id = batch_job_id(cp, 0)
+    await client.submit(JobSubmit(job_id=job_id, code="import time\ntime.sleep(30)",
+                                  session="main",
+                                  timeout=60))
+    await client.cancel_job(job_id)
+    store.update(cp.name, pending_job=job_id, pending_start=0, pending_kind="batch")
+    with anyio.fail_after(60):
+        out = await runner.run(spec)
+    assert out.status == "done", out.notes
+    assert any(job_id in n and "runs again" in n for n in out.notes), out.notes
+    assert not any("not run again" in n for n in out.notes), out.notes
+    assert (runtime.root / counter).read_text().split() == [str(i) for i in range(10)]
+
+
 async def test_cancelled_run_is_paused_then_resumes(client: RuntimeClient, tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     v = uuid.uuid4().hex[:6]

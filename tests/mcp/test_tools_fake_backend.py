@@ -143,31 +143,34 @@ async def test_closing_the_server_stops_a_background_chunked_operation(tmp_path:
         store.close()
 
 
-# What a model sees of each tool: name, title and (read-only, destructive, idempotent,
-# open-world) hints, in order. A change here is a change of the tools' contract.
+# What a model sees of each tool: name and its effective (read-only, destructive,
+# idempotent, open-world) hints, in order (a hint left out is MCP's default: false,
+# true, false, true; destructive means nothing on a read-only tool). No titles: they only
+# restated the names. A change here is a change of the tools' contract.
 TOOL_SURFACE = [
-    ("check_colab_connection", "Check runtime connection", (1, 0, 1, 1)),
-    ("probe_colab_environment", "Probe runtime machine", (1, 0, 1, 1)),
-    ("list_colab_variables", "List variables", (1, 0, 1, 1)),
-    ("cleanup_colab", "Free runtime memory", (0, 1, 0, 1)),
-    ("restart_colab_runtime", "Restart kernel", (0, 1, 0, 1)),
-    ("list_runtimes", "List runtimes", (1, 0, 1, 0)),
-    ("connect_runtime", "Connect a runtime", (0, 0, 1, 1)),
-    ("run_code_quick", "Run Python (quick)", (0, 1, 0, 1)),
-    ("run_code_long", "Run Python (long job)", (0, 1, 0, 1)),
-    ("get_job", "Wait for / inspect a job", (1, 0, 1, 1)),
-    ("cancel_job", "Cancel a job", (0, 1, 1, 1)),
-    ("list_jobs", "List jobs", (1, 0, 1, 1)),
-    ("get_job_output", "Page through a job's output", (1, 0, 1, 1)),
-    ("list_colab_files", "List runtime files", (1, 0, 1, 1)),
-    ("download_from_colab", "Download from runtime", (0, 0, 1, 1)),
-    ("upload_to_colab", "Upload to runtime", (0, 1, 1, 1)),
-    ("run_chunked_operation", "Run a loop in checkpointed batches", (0, 1, 0, 1)),
-    ("get_checkpoint", "Chunked operation progress", (1, 0, 1, 0)),
-    ("list_checkpoints", "List checkpoints", (1, 0, 1, 0)),
-    ("delete_checkpoint", "Delete a checkpoint", (0, 1, 1, 0)),
-    ("save_colab_variables", "Save variables to disk", (0, 0, 1, 1)),
-    ("restore_colab_variables", "Restore saved variables", (0, 1, 1, 1)),
+    ("check_colab_connection", (1, 0, 1, 1)),
+    ("probe_colab_environment", (1, 0, 1, 1)),
+    ("list_colab_variables", (1, 0, 1, 1)),
+    ("cleanup_colab", (0, 1, 0, 1)),
+    ("restart_colab_runtime", (0, 1, 0, 1)),
+    ("list_runtimes", (1, 0, 1, 0)),
+    ("connect_runtime", (0, 0, 1, 1)),
+    ("release_runtime", (0, 1, 1, 1)),
+    ("run_code_quick", (0, 1, 0, 1)),
+    ("run_code_long", (0, 1, 0, 1)),
+    ("get_job", (1, 0, 1, 1)),
+    ("cancel_job", (0, 1, 1, 1)),
+    ("list_jobs", (1, 0, 1, 1)),
+    ("get_job_output", (1, 0, 1, 1)),
+    ("list_colab_files", (1, 0, 1, 1)),
+    ("download_from_colab", (0, 0, 1, 1)),
+    ("upload_to_colab", (0, 1, 1, 1)),
+    ("run_chunked_operation", (0, 1, 0, 1)),
+    ("get_checkpoint", (1, 0, 1, 0)),
+    ("list_checkpoints", (1, 0, 1, 0)),
+    ("delete_checkpoint", (0, 1, 1, 0)),
+    ("save_colab_variables", (0, 0, 1, 1)),
+    ("restore_colab_variables", (0, 1, 1, 1)),
 ]
 
 
@@ -180,8 +183,11 @@ async def test_the_tools_a_model_sees(tmp_path: Path) -> None:
     for t in tools:
         a = t.annotations
         assert a is not None
-        hints = (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint)
-        surface.append((t.name, t.title, tuple(int(bool(h)) for h in hints)))
+        assert a.read_only_hint is not None and t.title is None
+        read_only = a.read_only_hint
+        destructive = not read_only and a.destructive_hint is not False
+        hints = (read_only, destructive, a.idempotent_hint is True, a.open_world_hint is not False)
+        surface.append((t.name, tuple(int(h) for h in hints)))
         assert t.description and "ctx" not in t.input_schema["properties"]
     assert surface == TOOL_SURFACE
     long = next(t for t in tools if t.name == "run_code_long")

@@ -239,7 +239,7 @@ def mcp(
         "--no-embedded", help="Do not offer the embedded local runtime.")] = False,
     wait_budget: Annotated[float, typer.Option(
         help="Seconds a tool call may wait for a job before returning 'running'.")] = DEFAULT_WAIT_BUDGET_S,
-    quick_timeout: Annotated[float, typer.Option(help="Job timeout of run_code_quick.")] = QUICK_TIMEOUT_S,
+    quick_timeout: Annotated[float, typer.Option(help="Default and largest job timeout of run_code_quick.")] = QUICK_TIMEOUT_S,
     long_timeout: Annotated[float, typer.Option(help="Default job timeout of run_code_long.")] = LONG_TIMEOUT_S,
     max_chars: Annotated[int, typer.Option(help="Most characters of text in one result.")] = DEFAULT_MAX_RESULT_CHARS,
     max_images: Annotated[int, typer.Option(help="Most images in one result.")] = DEFAULT_MAX_IMAGES,

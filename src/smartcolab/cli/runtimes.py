@@ -33,6 +33,7 @@ from smartcolab.client.registry import (
     COLAB,
     LOCAL,
     RuntimeSpec,
+    check_kind,
     check_name,
     check_url,
     load_runtimes_file,
@@ -154,7 +155,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def add_runtime(path: Path, name: str, url: str, *, secret: str | None, secret_env: str | None,
-                description: str, make_default: bool, replace: bool) -> None:
+                description: str, make_default: bool, replace: bool, kind: str = "runtime",
+                options: dict[str, Any] | None = None) -> None:
     check_name(name)
     if name == LOCAL:
         raise InvalidInput("'local' is the embedded runtime and cannot be redefined")
@@ -163,6 +165,9 @@ def add_runtime(path: Path, name: str, url: str, *, secret: str | None, secret_e
     if name in runtimes and not replace:
         raise InvalidInput(f"runtime {name!r} already exists in {path}; pass --replace to change it")
     entry: dict[str, Any] = {"url": check_url(url)}
+    if check_kind(kind) != "runtime":
+        entry["kind"] = kind
+    entry.update(options or {})
     if secret:
         entry["secret"] = secret
     if secret_env:
@@ -176,6 +181,59 @@ def add_runtime(path: Path, name: str, url: str, *, secret: str | None, secret_e
     tomllib.loads(text)  # never write a file we could not read back
     write_atomic(path, text)
     load_runtimes_file(path, os.environ)  # and one the bridge accepts
+
+
+# ---------------------------------------------------------------- the colab kind
+def _spec(path: Path, name: str) -> RuntimeSpec:
+    specs, _ = known_specs(path=path)
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise UnknownRuntime(f"no runtime named {name!r} in {path}", details={"runtime": name})
+
+
+async def add_colab(path: Path, name: str, *, accelerator: str, options: dict[str, Any],
+                    description: str, make_default: bool, replace: bool) -> str:
+    """Write the entry, sign in once (the browser flow), assign (or find) the runtime."""
+    from smartcolab.client.colab.service import COLAB_DOMAIN, ColabService, colab_settings
+    from smartcolab.client.registry import COLAB_KIND, default_factories
+
+    url = str(options.pop("url", COLAB_DOMAIN))
+    options = {"accelerator": normalise(accelerator), **options}
+    settings = colab_settings(url, options)  # refuses bad options before anything is written
+    add_runtime(path, name, url, secret=None, secret_env=None, description=description,
+                make_default=make_default, replace=replace, kind=COLAB_KIND, options=options)
+    if not settings.token_path.exists():
+        out.print("Signing in to Colab with your Google account (once; the tokens are kept "
+                  f"in {settings.token_path}, mode 0600).")
+        await ColabService(settings).signin()
+    backend = default_factories()[COLAB_KIND](_spec(path, name))
+    try:
+        await backend.health()  # assigns the runtime, or finds the one this name holds
+        probe = await backend.probe()
+    finally:
+        await backend.aclose()  # the runtime stays assigned; a bridge picks it up
+    return "; ".join(probe.notes[-2:])
+
+
+async def release(path: Path, name: str) -> bool:
+    """Give runtime ``name`` back to Colab (its state is lost)."""
+    from smartcolab.client.backend import Capability
+    from smartcolab.client.registry import default_factories
+
+    spec = _spec(path, name)
+    backend = default_factories()[spec.kind](spec)
+    try:
+        backend.require(Capability.RELEASE)
+        return await backend.release()
+    finally:
+        await backend.aclose()
+
+
+def normalise(accelerator: str) -> str:
+    from smartcolab.client.colab.service import normalise_accelerator
+
+    return normalise_accelerator(accelerator)
 
 
 def remove_runtime(path: Path, name: str) -> None:

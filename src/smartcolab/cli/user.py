@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 
 from smartcolab.cli import doctor as cli_doctor
@@ -246,7 +247,8 @@ def runtimes_list(file: FileOpt = None, as_json: JsonOpt = False) -> None:
 @runtimes_app.command("add")
 def runtimes_add(
     name: Annotated[str, typer.Argument(help="A name: letters, digits, '_', '.', '-'.")],
-    url: Annotated[str, typer.Argument(help="The runtime's URL.")],
+    url: Annotated[str | None, typer.Argument(
+        help="The runtime's URL (not for --kind colab).")] = None,
     secret_env: Annotated[str | None, typer.Option(
         help="Read the secret from this environment variable when used (keeps it out of the file).")] = None,
     ask_secret: Annotated[bool, typer.Option(
@@ -257,16 +259,41 @@ def runtimes_add(
     default: Annotated[bool, typer.Option("--default", help="Make it the default runtime.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Change an existing entry.")] = False,
     file: FileOpt = None,
+    kind: Annotated[str, typer.Option(
+        help="runtime (a smartcolab runtime server), jupyter (a Jupyter Server) or colab "
+             "(a runtime Colab assigns to your Google account: no URL, no secret).")] = "runtime",
+    accelerator: Annotated[str, typer.Option(
+        help="--kind colab: CPU, T4, L4, G4, A100, H100, V5E1 or V6E1.")] = "CPU",
+    idle_release_minutes: Annotated[float, typer.Option(
+        help="--kind colab: release the runtime after this long without use while a "
+             "bridge runs (0: never).")] = 30.0,
+    colab_python: Annotated[str | None, typer.Option(
+        help="--kind colab: a Python 3.12+ that has google-colab-cli (needed when this "
+             "one is older; see docs/platforms.md).")] = None,
 ) -> None:
     """Add a named runtime (use it with --runtime NAME here and in `smartcolab mcp`).
 
     Example: smartcolab runtimes add kaggle https://x.trycloudflare.com --secret-env KAGGLE_TOKEN --default
+
+    Example: smartcolab runtimes add gpu --kind colab --accelerator T4 --default
     """
     path = file or runtimes_path()
+    if kind == "colab":
+        options: dict[str, object] = {"idle_release_minutes": idle_release_minutes}
+        if colab_python:
+            options["python"] = colab_python
+        if url:
+            options["url"] = url
+        life = run_sync(lambda: anyio.run(lambda: cli_runtimes.add_colab(
+            path, name, accelerator=accelerator, options=options, description=description,
+            make_default=default, replace=replace)))
+        typer.echo(f"added {name} to {path}: {life}. Release it with: smartcolab runtimes "
+                   f"release {name}")
+        return
     secret = run_sync(lambda: cli_runtimes.secret_from(ask=ask_secret, file=secret_file))
     run_sync(lambda: cli_runtimes.add_runtime(
-        path, name, url, secret=secret, secret_env=secret_env, description=description,
-        make_default=default, replace=replace))
+        path, name, url or "", secret=secret, secret_env=secret_env, description=description,
+        make_default=default, replace=replace, kind=kind))
     from smartcolab.cli.client_config import smartcolab_command
 
     where = path.expanduser().resolve()
@@ -277,6 +304,18 @@ def runtimes_add(
     typer.echo(f"added {name} to {where}. Use it here with --runtime {name}; for an MCP client, "
                f"{smartcolab_command()} config claude-desktop --runtime {name}{extra} prints "
                "the entry to paste.")
+
+
+@runtimes_app.command("release")
+def runtimes_release(name: Annotated[str, typer.Argument(help="The runtime's name.")],
+                     file: FileOpt = None) -> None:
+    """Give a Colab runtime back to Colab now (its variables and files are lost).
+
+    Example: smartcolab runtimes release gpu
+    """
+    path = file or runtimes_path()
+    released = run_sync(lambda: anyio.run(cli_runtimes.release, path, name))
+    typer.echo(f"released {name}" if released else f"{name} held no Colab runtime")
 
 
 @runtimes_app.command("remove")

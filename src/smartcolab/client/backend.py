@@ -56,6 +56,7 @@ class Capability(str, enum.Enum):
     ARCHIVES = "archives"  # download_dir: a whole directory as one archive
     PERSISTENCE = "persistence"  # save_variables, restore_variables (snapshots on disk)
     JOB_STORE = "job_store"  # the runtime keeps job records; they outlive this process
+    RELEASE = "release"  # release: hand the machine back to whoever assigned it (Colab)
 
 
 # What a kind that lacks a capability cannot do, and what to use instead.
@@ -67,6 +68,8 @@ _LACKS: dict[Capability, tuple[str, str]] = {
     Capability.PERSISTENCE: ("cannot keep variable snapshots",
                              "save with code instead (e.g. pickle or joblib to a file, then "
                              "download_from_colab)"),
+    Capability.RELEASE: ("was not assigned by a service, so there is nothing to release",
+                         "stop it where it runs (its notebook, VM or container)"),
     Capability.JOB_STORE: ("keeps no job records of its own",
                            "use it through the MCP bridge (smartcolab mcp), which tracks its jobs"),
 }
@@ -157,6 +160,11 @@ class RuntimeBackend(ABC):
     async def cleanup(self, session: str = "main",
                       request: CleanupRequest | None = None) -> CleanupReport: ...
 
+    async def job_file(self, job_id: str, name: str) -> bytes | None:
+        """An output the runtime kept in a job's folder (an image over its size cap);
+        None where this kind keeps none."""
+        return None
+
     # ------------------------------------------------------------ files (Capability.FILES)
     async def list_files(self, path: str = "", *, recursive: bool = False,
                          pattern: str | None = None, limit: int = 1000) -> FileList:
@@ -191,6 +199,11 @@ class RuntimeBackend(ABC):
                            progress: ProgressFn | None = None) -> ArchiveResult:
         """A remote directory as one archive, extracted safely under ``save_dir``."""
         raise self.unsupported(Capability.ARCHIVES)
+
+    # ------------------------------------------------------------ release (Capability.RELEASE)
+    async def release(self) -> bool:
+        """Give the machine back (Colab); False when none was held.  Its state is gone."""
+        raise self.unsupported(Capability.RELEASE)
 
     # ------------------------------------------------------------ persistence
     async def save_variables(self, session: str = "main",

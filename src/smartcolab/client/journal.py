@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS epochs (
     updated_at REAL NOT NULL,
     PRIMARY KEY (observer, runtime, session)
 );
+CREATE TABLE IF NOT EXISTS shown (
+    observer   TEXT NOT NULL,
+    client     TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    cursor     INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (observer, client, job_id)
+);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id    TEXT PRIMARY KEY,
     owner      TEXT NOT NULL,
@@ -215,6 +223,23 @@ class Journal:
             self._db.execute("DELETE FROM epochs WHERE observer=? AND runtime=?",
                              (observer, runtime))
 
+    # ------------------------------------------------------------ shown output
+    # How far each MCP client of a bridge (``observer``) has been shown a job's output,
+    # so get_job after a bridge restart does not repeat it (mcp/cursors.py).
+    def load_shown(self, observer: str, client: str, job_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT cursor FROM shown WHERE observer=? AND client=? AND job_id=?",
+                (observer, client, job_id)).fetchone()
+        return int(row[0]) if row else None
+
+    def save_shown(self, observer: str, client: str, job_id: str, cursor: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO shown (observer, client, job_id, cursor, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (observer, client, job_id)"
+                " DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
+                (observer, client, job_id, cursor, time.time()))
 
     # ------------------------------------------------------------ tasks
     # The MCP task store: it lives here so tasks survive a bridge restart with the jobs.

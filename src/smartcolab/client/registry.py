@@ -25,6 +25,15 @@ A plain Jupyter Server or JupyterHub user server is an entry of kind ``jupyter``
 
 ``JUPYTER_URL`` + ``JUPYTER_TOKEN`` give a runtime named ``jupyter``.
 
+A runtime that Colab assigns to the user's Google account is an entry of kind
+``colab`` (no URL or secret: ``smartcolab runtimes add NAME --kind colab`` signs in
+once; see client/colab/)::
+
+    [runtimes.gpu]
+    kind = "colab"
+    accelerator = "T4"                # CPU, T4, L4, G4, A100, H100, V5E1, V6E1
+    idle_release_minutes = 30         # optional; 0: keep while a bridge runs
+
 A runtime named ``local`` is always available: the local runtime daemon, started on
 first use and shared with other bridges (client/embedded.py). ``connect_runtime`` repoints a name at a new URL and secret in memory
 (tunnel URLs change whenever a notebook restarts).
@@ -43,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from smartcolab.client.backend import RuntimeBackend
+from smartcolab.client.colab.service import COLAB_DOMAIN, colab_settings
 from smartcolab.client.embedded import EmbeddedRuntime
 from smartcolab.client.http.backend import HttpBackend
 from smartcolab.client.jupyter.server import JupyterBackend
@@ -59,7 +69,8 @@ else:  # pragma: no cover
 LOCAL = "local"
 COLAB = "colab"
 JUPYTER = "jupyter"
-KINDS = ("runtime", "jupyter")
+COLAB_KIND = "colab"
+KINDS = ("runtime", "jupyter", COLAB_KIND)
 
 
 
@@ -73,6 +84,8 @@ class RuntimeSpec:
     # "runtime": our runtime server; "jupyter": a plain Jupyter Server / JupyterHub server.
     kind: str = "runtime"
     kernel_name: str = "python3"
+    # Kind-specific keys of the entry (the colab kind: accelerator, idle_release_minutes, ...).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """What may be shown to a model or a log: never the secret."""
@@ -107,6 +120,8 @@ def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[Runtime
         raise InvalidInput(f"cannot read the runtimes file {path}: {exc}") from exc
     specs: list[RuntimeSpec] = []
     for name, entry in (data.get("runtimes") or {}).items():
+        if isinstance(entry, dict) and entry.get("kind") == COLAB_KIND:
+            entry = {"url": COLAB_DOMAIN, **entry}  # Colab's own address unless given
         if not isinstance(entry, dict) or "url" not in entry:
             raise InvalidInput(f"runtimes file {path}: [runtimes.{name}] needs a url")
         secret = entry.get("secret", entry.get("token"))
@@ -117,16 +132,20 @@ def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[Runtime
                                  None if secret is None else str(secret),
                                  str(entry.get("description", "")),
                                  kind=check_kind(str(entry.get("kind", "runtime"))),
-                                 kernel_name=str(entry.get("kernel", "python3"))))
+                                 kernel_name=str(entry.get("kernel", "python3")),
+                                 options={k: v for k, v in entry.items() if k not in _COMMON}))
     default = data.get("default")
     return specs, None if default is None else str(default)
 
+
+_COMMON = frozenset({"url", "secret", "token", "secret_env", "token_env", "description", "kind",
+                     "kernel"})
 
 BackendFactory = Callable[["RuntimeSpec"], RuntimeBackend]
 
 
 def default_factories(retry: RetryPolicy | None = None) -> dict[str, BackendFactory]:
-    """One factory per kind: our runtime server, and a plain Jupyter Server."""
+    """One factory per kind: our runtime server, a plain Jupyter Server, a Colab runtime."""
     policy = retry or RetryPolicy()
 
     def runtime(spec: RuntimeSpec) -> RuntimeBackend:
@@ -136,7 +155,13 @@ def default_factories(retry: RetryPolicy | None = None) -> dict[str, BackendFact
         return JupyterBackend(spec.url, spec.secret, kernel_name=spec.kernel_name,
                               name=spec.name)
 
-    return {"runtime": runtime, JUPYTER: jupyter}
+    def colab(spec: RuntimeSpec) -> RuntimeBackend:
+        from smartcolab.client.colab.backend import ColabBackend
+
+        return ColabBackend(spec.name, colab_settings(spec.url, spec.options),
+                            kernel_name=spec.kernel_name)
+
+    return {"runtime": runtime, JUPYTER: jupyter, COLAB_KIND: colab}
 
 
 class RuntimeRegistry:
@@ -210,18 +235,31 @@ class RuntimeRegistry:
 
     async def connect(self, name: str, url: str, secret: str | None, *,
                       description: str | None = None, make_default: bool = False,
-                      kind: str | None = None) -> RuntimeSpec:
+                      kind: str | None = None,
+                      options: Mapping[str, Any] | None = None) -> RuntimeSpec:
         """Point ``name`` at a new URL and secret (adds the name if new; keeps its kind)."""
         old = self._specs.get(check_name(name))
         spec = RuntimeSpec(name, check_url(url), secret or None,
                            description if description is not None else (old.description if old else ""),
                            kind=self._check_kind(kind or (old.kind if old else "runtime")),
-                           kernel_name=old.kernel_name if old else "python3")
+                           kernel_name=old.kernel_name if old else "python3",
+                           options=options if options is not None else (old.options if old else {}))
         self._specs[name] = spec
         await self._drop_client(name)
         if make_default:
             self.default = name
         return spec
+
+    async def undo_connect(self, name: str, previous: RuntimeSpec | None,
+                           default: str) -> None:
+        """Put ``name`` back as it was before ``connect`` (gone if it was new), and the
+        default too: a URL that could not be reached is not kept."""
+        if previous is None:
+            self._specs.pop(name, None)
+        else:
+            self._specs[name] = previous
+        await self._drop_client(name)
+        self.default = default if default in self._specs else next(iter(self._specs))
 
     async def _drop_client(self, name: str) -> None:
         client = self._clients.pop(name, None)

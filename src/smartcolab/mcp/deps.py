@@ -18,6 +18,7 @@ from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.journal import Journal
 from smartcolab.client.registry import RuntimeRegistry
 from smartcolab.mcp.chunked.ops import ChunkedOps
+from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, MAX_WAIT_S, QUICK_TIMEOUT_S
 
 DEFAULT_WAIT_BUDGET_S = 50.0  # Claude Desktop gives up on a tool call after about 60 s
@@ -69,7 +70,7 @@ class BridgeDeps:
     * ``chunked``: the checkpoint store and the chunked operations running in the
       background (``chunked.store``).
     * ``epochs``: last session epoch seen per runtime/session (state-lost notes).
-    * ``cursors``: per job, how far the model has already seen its output.
+    * ``cursors``: per MCP client and job, how far that client has been shown its output.
     * ``pending_downloads``: per job, ``download`` globs to fetch once it succeeds.
 
     The job helpers (``submit_and_wait``, ``follow``, ``render``) live in
@@ -81,7 +82,7 @@ class BridgeDeps:
     journal: Journal
     chunked: ChunkedOps
     epochs: EpochTracker = field(default_factory=EpochTracker)
-    cursors: dict[str, int] = field(default_factory=dict)
+    cursors: ShownCursors = field(default_factory=ShownCursors)
     pending_downloads: dict[str, list[str]] = field(default_factory=dict)
 
 

@@ -3,8 +3,10 @@
 
 Polls in slices of at most ``progress_interval_s``, reports MCP progress after each
 slice with the last output line, and returns when the job ends or the wait budget is
-spent (the job keeps running remotely). If the tool call is cancelled, the remote job
-is cancelled too (shielded, bounded) and the journal says so.
+spent (the job keeps running remotely).  If the call that submitted a job is cancelled,
+the remote job is cancelled too (shielded, bounded) and the journal says so; a call that
+only waits (``get_job``) never cancels the job it waits on.  What a call returns counts
+as shown to its MCP client (``deps.cursors``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from smartcolab.client.follow import Follower, new_job_id
 from smartcolab.client.registry import RuntimeSpec
 from smartcolab.mcp.deps import BridgeDeps
 from smartcolab.mcp.results import Rendered, RenderOptions, last_line, render_job
-from smartcolab.shared.errors import SmartColabError
+from smartcolab.shared.errors import SessionBusy, SmartColabError
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobSubmit, JobView
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class Followed:
     view: JobView
     output: str = ""
     notes: list[str] = field(default_factory=list)
+    # How long the call really waited, and the client's cursor when it began.
+    waited_s: float | None = None
+    shown_before: int = 0
 
 
 class Progress:
@@ -83,21 +88,25 @@ def observe_epoch(deps: BridgeDeps, runtime: str, view: JobView) -> list[str]:
     return [epoch_note(deps, change)] if change else []
 
 
-def follower(deps: BridgeDeps, client: RuntimeBackend) -> Follower:
-    """The follower of a tool call: polls in progress-sized slices, cancels with the call."""
+def follower(deps: BridgeDeps, client: RuntimeBackend, *, cancel_on_cancel: bool = True
+             ) -> Follower:
+    """The follower of a tool call: polls in progress-sized slices; cancels the job with the
+    call unless ``cancel_on_cancel`` is false (a call that only waits)."""
     def cancelled(view: JobView) -> None:
         deps.journal.record_status(view.job_id, "cancelled", error="cancelled by the MCP client")
 
-    return Follower(client, poll_s=deps.settings.progress_interval_s, on_cancelled=cancelled)
+    return Follower(client, poll_s=deps.settings.progress_interval_s,
+                    cancel_on_cancel=cancel_on_cancel, on_cancelled=cancelled)
 
 
 async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeSpec, client: RuntimeBackend,
                  view: JobView, *, budget_s: float, progress: Progress | None = None,
-                 recorded: bool = False) -> Followed:
+                 recorded: bool = False, cancel_on_cancel: bool = True) -> Followed:
     """Long-poll ``view``'s job until it ends or ``budget_s`` is spent.
 
     ``recorded``: the caller already wrote ``view`` to the journal (saves a write
     when the job was over at once, the common case for quick code).
+    ``cancel_on_cancel``: cancelling this call cancels the job (false for get_job).
     """
     progress = progress or Progress(ctx)
     chunks = [view.output] if view.output else []
@@ -119,22 +128,28 @@ async def follow(deps: BridgeDeps, ctx: Context[Any, Any] | None, spec: RuntimeS
                                  output_tail=None if over else "".join(chunks)[-4000:])
         await progress.report(last_line("".join(chunks[-3:])) or polled_view.status)
 
-    view = await follower(deps, client).follow(view, budget_s=budget_s, on_view=seen)
-    deps.cursors[view.job_id] = view.cursor
+    view = await follower(deps, client, cancel_on_cancel=cancel_on_cancel).follow(
+        view, budget_s=budget_s, on_view=seen)
+    deps.cursors.put(ctx, view.job_id, view.cursor)
     if view.status in TERMINAL_STATUSES and (polled or not recorded):
         deps.journal.record_view(view)
-    return Followed(view, "".join(chunks), notes)
+    return Followed(view, "".join(chunks), notes, waited_s=progress.elapsed())
 
 
 async def submit_and_wait(deps: BridgeDeps, ctx: Context[Any, Any] | None, *, runtime: str | None,
                           code: str, job_timeout: float | None, session: str = "main",
-                          budget_s: float | None = None, force: bool = False
+                          budget_s: float | None = None, force: bool = False,
+                          if_idle: bool = False
                           ) -> tuple[RuntimeSpec, RuntimeBackend, Followed]:
-    """Submit ``code`` as a new job and follow it within the wait budget."""
+    """Submit ``code`` as a new job and follow it within the wait budget.
+
+    ``if_idle``: raise ``SessionBusy`` (details name the running job) instead of queueing
+    behind other work in the session.
+    """
     spec, client = await deps.registry.client(runtime)
     budget = deps.settings.wait_budget_s if budget_s is None else budget_s
     job = JobSubmit(job_id=new_job_id(), code=code, session=session, timeout=job_timeout,
-                    force=force, client=CLIENT_LABEL)
+                    force=force, client=CLIENT_LABEL, if_idle=if_idle)
     deps.journal.record_submit(job_id=job.job_id, runtime=spec.name, url=spec.url,
                                session=session, code=code, timeout=job_timeout)
     progress = Progress(ctx)
@@ -164,6 +179,36 @@ def render(deps: BridgeDeps, spec: RuntimeSpec, client: RuntimeBackend, followed
         notes.append(client.tracking_note)
     rendered = render_job(followed.view, runtime=spec.name, opts=opts,
                           running_output=followed.output, notes=notes,
-                          wait_budget_s=s.wait_budget_s)
+                          waited_s=followed.waited_s, shown_before=followed.shown_before)
     rendered.structured["job_tracking"] = client.job_tracking
     return rendered
+
+
+def busy_text(exc: SessionBusy, session: str, *, queued_as: str | None = None) -> str:
+    """What a busy session is doing, and the choices (``queued_as``: this call's job, queued)."""
+    d = exc.details
+    running = d.get("running_job")
+    if running:
+        took = d.get("running_for_s")
+        what = f"job {running}" + (f" (running for {took:.0f} s" if isinstance(took, (int, float))
+                                    else " (running")
+        code = d.get("running_code")
+        what += f": {_first_line(code)})" if isinstance(code, str) and code.strip() else ")"
+    else:
+        what = "jobs that are queued to run"
+    queued = d.get("queued")
+    if isinstance(queued, int) and queued and running:
+        what += f", with {queued} more queued"
+    ref = running or (d.get("queued_jobs") or [None])[0]
+    wait = f"get_job(job_id={ref!r})" if ref else "list_jobs"
+    if queued_as is not None:
+        ahead = f"; or stop the job ahead with cancel_job(job_id={ref!r})" if ref else ""
+        return (f"Session {session!r} is busy with {what}. This call's job {queued_as} is queued "
+                f"behind it and runs when it ends; it was not waited for. Choices: wait with "
+                f"get_job(job_id={queued_as!r}); drop it with cancel_job(job_id={queued_as!r})"
+                f"{ahead}.")
+    return (f"Not run: session {session!r} is busy with {what}. Nothing was queued. Choices: "
+            f"wait for it with {wait}, then call again; run this in another session (e.g. "
+            "session='scratch': a separate kernel without this session's variables); "
+            + (f"stop it with cancel_job(job_id={ref!r}); " if ref else "")
+            + "or use run_code_long, which queues behind it.")

@@ -37,8 +37,9 @@ from smartcolab.mcp import logs, resources
 from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
+from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
-from smartcolab.mcp.params import add_tools
+from smartcolab.mcp.params import build_tools
 from smartcolab.mcp.stdio import stdio_streams
 from smartcolab.mcp.tasks import TaskManager, with_tasks
 from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
@@ -130,7 +131,8 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
         # Runs before the task group exits: operations stop while their backends are open.
         stack.push_async_callback(chunked.aclose)
         yield BridgeDeps(settings=s, registry=registry, journal=journal, chunked=chunked,
-                         epochs=EpochTracker(journal, lambda: lease.name))
+                         epochs=EpochTracker(journal, lambda: lease.name),
+                         cursors=ShownCursors(journal, lambda: lease.name))
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
@@ -163,7 +165,9 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
     extension = TasksExtension(tasks)
     server: MCPServer[BridgeDeps] = MCPServer(
         "smart-colab", instructions=INSTRUCTIONS, version=__version__, title="Smart Colab",
-        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()])
+        lifespan=with_tasks(lifespan, tasks), extensions=[extension, monitor_extension()],
+        tools=[tool for module in modules or TOOL_MODULES
+               for tool in build_tools(module.TOOLS, bridge.settings)])
     extension.server = server
     levels = logs.LogLevels()
     logs.install(levels)
@@ -171,8 +175,6 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
                               LegacyTasks(tasks, server)])
     server.middleware.append(advertise_on_handshake)  # the MCP App on the 2025 wire too
     resources.register(server)
-    for module in modules or TOOL_MODULES:
-        add_tools(server, module.TOOLS, bridge.settings)
     return server
 
 

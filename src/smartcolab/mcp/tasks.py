@@ -237,7 +237,10 @@ class TaskManager:
         while True:
             with anyio.CancelScope(shield=True):
                 # Shielded: cancelling the runner (bridge stopping) must not cancel the job.
-                result = await call("get_job", {"job_id": job_id, "wait": 0})
+                # from_start: the task's result is the whole job's, not what this poll
+                # has not shown yet (get_job returns only unseen output per client).
+                result = await call("get_job", {"job_id": job_id, "wait": 0,
+                                                "from_start": True})
             status = (result.get("structuredContent") or {}).get("status")
             if result.get("isError") and not isinstance(status, str):
                 return result

@@ -6,20 +6,27 @@ Each message says what happened and what to do next. Tools wrap their bodies in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from smartcolab.shared.errors import (
+    ChecksumMismatch,
+    FileExistsOnRuntime,
     FileNotFoundOnRuntime,
     Forbidden,
+    InsufficientStorage,
     InvalidInput,
     JobNotFound,
     KernelUnavailable,
+    LocalPathRefused,
+    LocalWriteFailed,
     LowMemory,
     NotFound,
     PathOutsideRoots,
+    PayloadTooLarge,
     RateLimited,
     RuntimeMisbehaved,
     RuntimeUnreachable,
@@ -32,13 +39,37 @@ from smartcolab.shared.errors import (
     Unsupported,
 )
 
-__all__ = ["ToolError", "to_tool_error", "translated"]
+__all__ = ["ToolError", "for_model", "to_tool_error", "translated"]
+
+# Runtime messages are written for any HTTP client; a model can call only tools.
+_ENDPOINT_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\(?long-poll the job with GET /jobs/\{id\}\?wait=\d+\)?"),
+     "wait for it with get_job"),
+    (re.compile(r"POST /sessions/(\{name\}|main)/save"), "save_colab_variables"),
+    (re.compile(r"\(?POST /sessions/(\{name\}|main)/restart\)?"), "with restart_colab_runtime"),
+    (re.compile(r"\(?GET /jobs/\{id\}/output\)?"), "get_job_output"),
+    (re.compile(r"GET /files/(archive|content)"), "download_from_colab"),
+    (re.compile(r"PUT /files/content( \(streamed\))?"), "upload_to_colab"),
+    (re.compile(r"delete one \(DELETE /sessions/\{name\}\) first"),
+     "use one of the existing sessions (list_jobs shows them)"),
+    (re.compile(r"; create it with POST /sessions"), "; a tool call creates it when needed"),
+    (re.compile(r" or delete it\b"), ""),
+]
+_ANY_ENDPOINT = re.compile(r"\s*\(?\b(GET|POST|PUT|DELETE|PATCH) /[^\s)]*\)?")
+
+
+def for_model(text: str) -> str:
+    """A runtime's message with its HTTP endpoints replaced by the tools that do the same
+    (or left out where no tool does)."""
+    for pattern, tool in _ENDPOINT_HINTS:
+        text = pattern.sub(tool, text)
+    return _ANY_ENDPOINT.sub("", text)
 
 
 def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError:
     """Turn any smartcolab error into a ToolError whose text tells the model what to do."""
     where = f" (runtime {runtime[:80]!r})" if runtime else ""
-    msg = exc.message
+    msg = for_model(exc.message)
     hint: str
     if isinstance(exc, RuntimeUnreachable):
         hint = ("Re-run the notebook's serving cell, or call connect_runtime with its new URL "
@@ -84,6 +115,15 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
                 "runtime of another kind (list_runtimes).")
     elif isinstance(exc, InvalidInput):
         hint = "Fix the argument and call again."
+    elif isinstance(exc, LocalPathRefused):
+        hint = ("Uploads read only from the local save directory and --upload-root "
+                "directories: copy the file there, or ask the user to add the directory.")
+    elif isinstance(exc, FileExistsOnRuntime):
+        hint = "Pass overwrite=true to replace it, or choose another path."
+    elif isinstance(exc, (PayloadTooLarge, InsufficientStorage, LocalWriteFailed)):
+        hint = "Free space (or choose a smaller file), then call again."
+    elif isinstance(exc, ChecksumMismatch):
+        hint = "The copy did not match its sha256 and was not kept: call again."
     else:
         hint = "If this persists, call check_colab_connection."
     return ToolError(f"{exc.code}{where}: {msg}\nWhat to do: {hint}")

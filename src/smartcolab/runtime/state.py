@@ -13,7 +13,7 @@ from pathlib import Path
 
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.engine.jobs import Job, job_dir, log_finished, make_view
-from smartcolab.runtime.engine.sessions import KernelSession, new_record
+from smartcolab.runtime.engine.sessions import KernelSession, busy, new_record
 from smartcolab.runtime.engine.store import JobRecord, JobStore
 from smartcolab.runtime.files.uploads import UploadLedger
 from smartcolab.runtime.host import resources
@@ -192,6 +192,8 @@ class SessionManager:
         if self.closing:
             raise ShuttingDown("the runtime is shutting down; no new jobs are accepted")
         session = self.session(req.session)
+        if req.if_idle and (session.running is not None or session.queue):
+            raise busy(session)
         if len(session.queue) >= self.config.max_queued_per_session:
             raise QueueFull(f"session {req.session!r} already has {len(session.queue)} queued "
                             "jobs; wait for some to finish", retry_after=5.0)

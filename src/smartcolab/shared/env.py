@@ -41,3 +41,5 @@ CLIENT = "SMARTCOLAB_CLIENT"
 IDLE_MINUTES = "SMARTCOLAB_IDLE_MINUTES"
 # Other tokens the local daemon's environment (hence its kernels') never carries.
 JUPYTERHUB_TOKEN = "JUPYTERHUB_API_TOKEN"
+# The colab kind: a Python 3.12+ that has google-colab-cli, when the bridge is older.
+COLAB_PYTHON = "SMARTCOLAB_COLAB_PYTHON"

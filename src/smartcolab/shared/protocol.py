@@ -123,6 +123,9 @@ class JobSubmit(Model):
     )
     force: StrictBool = Field(default=False, description="run even when available RAM is low")
     client: str | None = Field(default=None, max_length=200, description="free-form submitter label")
+    if_idle: StrictBool = Field(default=False, description=(
+        "refuse with 409 session_busy (naming the running job) instead of queueing when the "
+        "session is running or has queued jobs"))
 
 
 class TextBlock(Open):
@@ -140,6 +143,7 @@ class OutputAttachment(Open):
     data: str | None = Field(default=None, description="the data as the kernel sent it; "
                              "None when it was over the size cap (then only on the runtime)")
     size: int = 0
+    kept_as: str | None = Field(default=None, description="its file in the job's folder")
 
 
 class RichOutput(Open):
@@ -149,6 +153,8 @@ class RichOutput(Open):
     image_mime: str | None = None
     image_base64: str | None = None
     image_bytes: int | None = None
+    image_kept_as: str | None = Field(default=None, description="the image's file in the "
+                                      "job's folder (GET /jobs/{id}/files/{name})")
     attachments: list[OutputAttachment] = Field(default_factory=list)
     execution_count: int | None = None
 
@@ -169,6 +175,21 @@ class Resources(Open):
     warnings: list[str] = Field(default_factory=list)
 
 
+OutputKind = Literal["stdout", "stderr", "display", "result", "error"]
+
+
+class OutputItem(Open):
+    """One piece of a job's output, in the order output happened (``shared/flow.py``)."""
+
+    kind: OutputKind
+    text: str = ""
+    at: int = Field(default=0, description="cursor position where this piece starts")
+    end: int = Field(default=0, description="cursor position after it")
+    output: int | None = Field(default=None, description="index in the result's outputs")
+    after_end: bool = Field(default=False, description=(
+        "printed after the job had ended, by a thread it started"))
+
+
 class JobResult(Open):
     stdout: TextBlock = Field(default_factory=TextBlock)
     stderr: TextBlock = Field(default_factory=TextBlock)
@@ -178,6 +199,9 @@ class JobResult(Open):
     resources: Resources | None = None
     message: str | None = None
     state_lost: bool = False
+    flow: list[OutputItem] = Field(default_factory=list, description=(
+        "stdout, stderr, displays and the error in the order they happened (capped head + "
+        "tail: a gap between one item's end and the next one's at was left out)"))
 
 
 class JobView(Open):

@@ -21,6 +21,7 @@ JOBS = "/jobs"
 JOB = "/jobs/{job_id}"
 JOB_CANCEL = "/jobs/{job_id}/cancel"
 JOB_OUTPUT = "/jobs/{job_id}/output"
+JOB_FILE = "/jobs/{job_id}/files/{name}"  # an output kept in the job's folder
 # Sessions and their saved variables.
 SESSIONS = "/sessions"
 SESSION = "/sessions/{name}"

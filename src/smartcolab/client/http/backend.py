@@ -25,7 +25,7 @@ class HttpBackend(RuntimeClient, RuntimeBackend):
     """A ``RuntimeClient`` that is also the runtime server's backend."""
 
     kind_label: ClassVar[str] = "a smartcolab runtime server"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.RELEASE}
 
     def __init__(self, url: str, secret: str | None, *, retry: RetryPolicy = RetryPolicy(),
                  name: str | None = None) -> None:

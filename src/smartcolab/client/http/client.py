@@ -360,7 +360,9 @@ class RuntimeClient:
         """Submit a job; safe to retry: the runtime runs one job per job id."""
         wait = max(0.0, min(wait, MAX_WAIT_S))
         return check_job_view(await self._post_model(
-            JobView, routes.JOBS, json=job.model_dump(mode="json"), idempotent=True,
+            # if_idle only when set: a runtime that predates it would refuse the field.
+            JobView, routes.JOBS, idempotent=True,
+            json=job.model_dump(mode="json", exclude=None if job.if_idle else {"if_idle"}),
             timeout=wait + LONG_POLL_SLACK_S, wait=wait or None), job.job_id)
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
@@ -386,6 +388,12 @@ class RuntimeClient:
                                      offset=offset, limit=limit)
         check_job_id(page.job_id, job_id)
         return page
+
+    async def job_file(self, job_id: str, name: str) -> bytes | None:
+        """An output kept in the job's folder (its name from ``RichOutput.image_kept_as``)."""
+        response = await self.request("GET", routes.fill(routes.JOB_FILE, job_id=job_id,
+                                                         name=name))
+        return response.content
 
     # ------------------------------------------------------------ sessions
     async def sessions(self) -> SessionList:

@@ -93,7 +93,7 @@ class _JupyterRanges:
 
     def __init__(self, rest: JupyterRest) -> None:
         self.rest = rest
-        self.http = httpx2.Client(base_url=rest.url, headers=rest.headers,
+        self.http = httpx2.Client(base_url=rest.url, auth=rest.auth,
                                   follow_redirects=False,
                                   timeout=httpx2.Timeout(600.0, connect=10.0))
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, message
 from smartcolab.shared.display import choose
+from smartcolab.shared.flow import FlowRecord
 from smartcolab.shared.protocol import (
     TERMINAL_STATUSES,
     ErrorInfo,
@@ -73,6 +74,8 @@ class JobRecord:
     stdout: str = ""
     stderr: str = ""
     outputs: list[RichOutput] = field(default_factory=list)
+    # The output in the order it happened, positioned in characters of ``output``.
+    flow: FlowRecord = field(default_factory=lambda: FlowRecord(2 * MAX_TEXT_CHARS, len))
     error: ErrorInfo | None = None
     execution_count: int | None = None
     message: str | None = None
@@ -112,7 +115,7 @@ class JobRecord:
             result = JobResult(stdout=_cap(self.stdout), stderr=_cap(self.stderr),
                                outputs=self.outputs, error=self.error,
                                execution_count=self.execution_count, message=self.message,
-                               state_lost=self.state_lost)
+                               state_lost=self.state_lost, flow=self.flow.items())
         duration = (self.finished_at or time.time()) - self.started_at if self.started_at else None
         return JobView(
             job_id=self.job_id, session=self.session, status=self.status,  # type: ignore[arg-type]
@@ -156,22 +159,29 @@ def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
     content = msg.get("content") or {}
     if kind == "stream":
         text = str(content.get("text", ""))
-        if content.get("name") == "stderr":
+        err = content.get("name") == "stderr"
+        if err:
             rec.stderr += text
         else:
             rec.stdout += text
+        at = rec.total_chars
         rec.append(text)
+        rec.flow.add("stderr" if err else "stdout", text, at=at, end=rec.total_chars)
     elif kind in ("display_data", "execute_result"):
         out = _rich(kind, content)
+        at = rec.total_chars
         rec.outputs.append(out)
         if out.text:
             rec.append(out.text + "\n")
         else:
             rec.touch()
+        rec.flow.add("result" if kind == "execute_result" else "display", out.text or "",
+                     at=at, end=rec.total_chars, output=len(rec.outputs) - 1)
     elif kind == "error":
         rec.error = ErrorInfo(ename=str(content.get("ename", "")),
                               evalue=str(content.get("evalue", "")),
                               traceback=[str(t) for t in content.get("traceback", [])])
+        rec.flow.add("error", "", at=rec.total_chars, end=rec.total_chars)
     elif kind == "execute_reply":
         rec.execution_count = content.get("execution_count")
         return True

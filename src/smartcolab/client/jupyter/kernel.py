@@ -8,6 +8,11 @@ routes each incoming message to the request it answers.  It keeps one
 ``session_id`` for its whole life: when the socket drops, Jupyter Server buffers
 the kernel's messages for that session id and replays them on reconnection, so a
 cell that was running keeps its output.
+
+Who may call is decided by a ``RequestAuth`` (an ``httpx2.Auth``): by default the
+server's token in an ``Authorization`` header; a proxy in front of the server (Colab's
+runtime proxy) plugs in its own headers and query parameters, applied alike to REST
+calls, file streams and the kernel WebSocket, and refreshed before they expire.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 from websockets.asyncio.client import ClientConnection, connect
@@ -44,15 +50,48 @@ READ_TIMEOUT_S = 60.0
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # one plot or a big print can be large
 
 
-class JupyterRest:
-    """Token-authenticated REST calls to one Jupyter Server (or JupyterHub user server)."""
+class RequestAuth(httpx2.Auth):
+    """Headers and query parameters that authorise each request to a Jupyter Server.
 
-    def __init__(self, url: str, token: str | None) -> None:
+    The default sends the server's token.  A subclass for a proxy overrides
+    ``headers``/``params`` (read on every request and WebSocket connection, so a
+    refreshed token applies at once) and ``fresh``, awaited before each REST call and
+    each WebSocket connection: the place to renew a token that is about to expire.
+    """
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}
+
+    def params(self) -> dict[str, str]:
+        return {}
+
+    async def fresh(self) -> None:
+        """Renew what is about to expire (the default has nothing that expires)."""
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers.update(self.headers())
+        params = self.params()
+        if params:
+            request.url = request.url.copy_merge_params(params)
+        yield request
+
+
+class JupyterRest:
+    """Authorised REST calls to one Jupyter Server (or JupyterHub user server)."""
+
+    def __init__(self, url: str, token: str | None, *, auth: RequestAuth | None = None) -> None:
         self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"token {token}"} if token else {}
+        self.auth = auth or RequestAuth(token)
         self.http = httpx2.AsyncClient(
-            base_url=self.url, headers=self.headers, follow_redirects=False,
+            base_url=self.url, auth=self.auth, follow_redirects=False,
             timeout=httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.auth.headers()
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -61,6 +100,7 @@ class JupyterRest:
                    params: dict[str, str] | None = None, timeout: float | None = None,
                    what: str = "") -> Any:
         """One request; the JSON answer (or None); a ``SmartColabError`` on failure."""
+        await self.auth.fresh()
         try:
             response = await self.http.request(
                 method, path, json=json_body, params=params,
@@ -131,7 +171,7 @@ class KernelChannel:
         self.session_id = uuid.uuid4().hex
         base = rest.url.replace("http", "ws", 1)
         self._uri = f"{base}/api/kernels/{kernel_id}/channels?session_id={self.session_id}"
-        self._headers = dict(rest.headers)
+        self._auth = rest.auth
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -147,7 +187,10 @@ class KernelChannel:
             last: BaseException | None = None
             for attempt in range(JUPYTER_RETRY.attempts):
                 try:
-                    self._ws = await connect(self._uri, additional_headers=self._headers,
+                    await self._auth.fresh()
+                    params = self._auth.params()
+                    uri = f"{self._uri}&{urlencode(params)}" if params else self._uri
+                    self._ws = await connect(uri, additional_headers=self._auth.headers(),
                                              max_size=MAX_MESSAGE_BYTES, open_timeout=CONNECT_TIMEOUT_S,
                                              compression=None)
                     _no_delay(self._ws)

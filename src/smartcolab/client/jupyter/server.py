@@ -32,7 +32,7 @@ from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
-from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel
+from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, RequestAuth
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared import kernel_code as kc
@@ -131,12 +131,12 @@ class JupyterBackend(RuntimeBackend):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES})
 
     def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
-                 name: str | None = None) -> None:
+                 name: str | None = None, auth: RequestAuth | None = None) -> None:
         self.url = url.rstrip("/")
         self.name = name or self.url
         self.kernel_name = kernel_name
         self.last_epoch: str | None = None
-        self.rest = JupyterRest(self.url, token)
+        self.rest = JupyterRest(self.url, token, auth=auth)
         self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
         self._sessions: dict[str, KernelSession] = {}
         self._jobs: dict[str, JobRecord] = {}
@@ -349,6 +349,16 @@ class JupyterBackend(RuntimeBackend):
                                 details={"job_id": job.job_id})
         if rec is None:
             sess = await self._session(job.session)
+            # A job that has ended is not "busy" while the worker still settles after it.
+            running = sess.running if sess.running and sess.running.status not in \
+                TERMINAL_STATUSES else None
+            if job.if_idle and (running is not None or not sess.queue.empty()):
+                raise SessionBusy(f"session {job.session!r} is busy; nothing was queued", details={
+                    "session": job.session,
+                    "running_job": running.job_id if running else None,
+                    "running_for_s": round(time.time() - running.started_at, 1)
+                    if running and running.started_at else None,
+                    "queued": sess.queue.qsize()})
             rec = JobRecord(job_id=job.job_id, session=job.session, code=job.code,
                             timeout=job.timeout, client=job.client, epoch=sess.epoch or "")
             self._jobs[job.job_id] = rec

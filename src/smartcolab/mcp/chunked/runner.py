@@ -35,7 +35,7 @@ from smartcolab.mcp.chunked.build import (
 )
 from smartcolab.mcp.chunked.checkpoints import Checkpoint, CheckpointStore
 from smartcolab.shared.errors import Conflict, JobNotFound, SessionNotFound
-from smartcolab.shared.protocol import JobSubmit, JobView
+from smartcolab.shared.protocol import TERMINAL_STATUSES, JobSubmit, JobView
 
 __all__ = ["ChunkedRunner", "Outcome", "ProgressFn"]
 
@@ -282,15 +282,19 @@ class ChunkedRunner:
             notes.append(f"job {job_id} never reached the runtime; it is submitted now")
             self.store.update(cp.name, pending_job=None, pending_start=None, pending_kind=None)
             return None
-        notes.append(f"found job {job_id} from an interrupted call ({view.status}); its "
-                     "result is used, it is not run again")
+        found = view.status
         started = time.monotonic()
         view = await self._follow(view)
         if view.status == "cancelled":
             # Cancelled with the call that submitted it: run it again under a new id.
+            notes.append(f"found job {job_id} from an interrupted call: it was cancelled "
+                         "with that call, so its part runs again now as a new job")
             self.store.update(cp.name, attempt=cp.attempt + 1, pending_job=None,
                               pending_start=None, pending_kind=None)
             return None
+        waited = "" if found in TERMINAL_STATUSES else f" (it was {found}; waited for it)"
+        notes.append(f"found job {job_id} from an interrupted call{waited}: it "
+                     f"{view.status}, and that outcome is used; it was not run again")
         if cp.pending_kind == "setup":
             return self._setup_done(cp.name, view, notes)
         assert cp.pending_start is not None

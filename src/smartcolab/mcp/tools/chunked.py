@@ -11,7 +11,7 @@ running batch; it resumes later from the last recorded batch.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
@@ -25,18 +25,16 @@ from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
 from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.results import cap_text
 from smartcolab.mcp.tool_errors import to_tool_error, translated
-from smartcolab.shared.errors import Conflict, InvalidInput, SmartColabError
+from smartcolab.shared.errors import Conflict, SmartColabError
 from smartcolab.shared.protocol import NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
 PREVIEW_VALUES = 10
 
-CheckpointName = Annotated[str, Field(
-    pattern=NAME_PATTERN, description="Name of the checkpoint (letters, digits, '_', '.', '-').")]
+CheckpointName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Wait = Annotated[float | None, Field(
-    ge=0, le=3600, description="Seconds to wait for a running operation (default: the wait "
-                               "budget, about 50 s); 0 returns at once.")]
+    ge=0, le=3600, description="Seconds to wait, at most about 50 s; 0: at once.")]
 
 
 def _values_text(values: list[tuple[int, Any, bool]]) -> str:
@@ -118,48 +116,32 @@ def show(deps: BridgeDeps, cp: Checkpoint, notes: list[str], **kw: Any) -> CallT
 
 async def run_chunked_operation(
     loop_code: Annotated[str, Field(min_length=1, description=(
-        "The loop body, run once per index (the index variable is set for you). "
-        "Any Python statements: several lines, nested blocks, continue, break."))],
+        "Loop body run for each index (any statements, continue, break)."))],
     n_iterations: Annotated[int, Field(ge=0, description="Indices 0..n-1 are run.")],
     checkpoint_name: CheckpointName,
     ctx: BridgeContext,
     batch_size: Annotated[int, Field(ge=1, le=1_000_000, description=(
-        "Iterations per remote job; each batch is recorded when it succeeds."))] = 100,
+        "Iterations per remote job."))] = 100,
     setup_code: Annotated[str, Field(description=(
-        "Run once before the first batch, and again whenever the runtime lost its "
-        "variables (restart, new VM). Imports, data loading, accumulators."))] = "",
-    index_var: Annotated[str, Field(description="Name of the index variable.")] = "i",
+        "Run first, and again whenever the runtime lost its variables."))] = "",
+    index_var: Annotated[str, Field(description="Index variable name.")] = "i",
     collect: Annotated[str | None, Field(description=(
-        "Optional expression evaluated after each iteration; its value is kept in the "
-        "checkpoint (JSON, else its repr), e.g. 'loss' or 'results[i]'."))] = None,
-    restart: Annotated[bool, Field(description=(
-        "Discard an existing checkpoint of this name and start from 0."))] = False,
+        "Expression kept after each iteration, e.g. 'loss'."))] = None,
+    restart: Annotated[bool, Field(description="Discard the checkpoint, start at 0.")] = False,
     batch_timeout: Annotated[float | None, Field(gt=0, description=(
-        "Seconds one batch may run before it is interrupted."))] = DEFAULT_BATCH_TIMEOUT_S,
+        "Seconds one batch may run."))] = DEFAULT_BATCH_TIMEOUT_S,
     wait: Wait = None,
     session: SessionName = "main",
     runtime: RuntimeName = None,
-    engine: Annotated[Literal["kernel", "dask"], Field(description=(
-        "'kernel': batches run one after another in the runtime's kernel. 'dask': "
-        "batches run in parallel on a Dask cluster (give `scheduler`); bodies must not "
-        "depend on earlier indices, setup_code runs once per worker."))] = "kernel",
-    scheduler: Annotated[str | None, Field(max_length=300, description=(
-        "Dask scheduler address for engine='dask', e.g. tcp://10.0.0.5:8786."))] = None,
+    dask_scheduler: Annotated[str | None, Field(max_length=300, description=(
+        "Run batches in parallel on this Dask scheduler (tcp://HOST:8786), not the "
+        "kernel: iterations independent, setup_code per worker."))] = None,
 ) -> CallToolResult:
-    """Run a long loop on the runtime in batches, with a local checkpoint that resumes.
-
-    Use for loops too long for one call (processing many files, many training
-    steps): `loop_code` runs for index_var = 0..n_iterations-1, `batch_size`
-    iterations per remote job. After each successful batch the checkpoint records
-    the iterations done and the `collect` values. A failing batch stops the
-    operation at the failing index (traceback and output returned); the checkpoint
-    stays at the last successful batch. Calling again with the same inputs
-    resumes after it (after the bridge or the runtime restarted too: setup_code is
-    re-run when the runtime lost its variables); different inputs for an existing
-    name are refused unless restart=true. Write the body so that re-running an
-    index is harmless (e.g. results[i] = ...), since a failed batch is retried
-    from its start. Returns by the wait budget: if still running it says so and
-    continues in the background; follow it with get_checkpoint.
+    """Run a long loop in batches with a local checkpoint: loop_code runs for index_var
+    = 0..n_iterations-1, batch_size per job, each good batch recorded with its collect
+    values. A failing batch stops it (index, traceback); the same inputs again resume
+    after the last good batch, even after restarts (other inputs need restart=true).
+    Rerunning an index must be harmless. After about 50 s: follow with get_checkpoint.
     """
     deps = deps_of(ctx)
     ops = deps.chunked
@@ -177,11 +159,9 @@ async def run_chunked_operation(
                     "discard it with delete_checkpoint first.",
                     details={"checkpoint": checkpoint_name})
             notes.append("already running in the background: waiting for it")
-        elif engine == "dask":
-            if not scheduler:
-                raise InvalidInput("engine='dask' needs scheduler='tcp://HOST:8786' (the "
-                                   "address of a running Dask scheduler)")
-            fan_out = DaskRunner(ops.store, scheduler=scheduler, batch_timeout=batch_timeout)
+        elif dask_scheduler is not None:
+            fan_out = DaskRunner(ops.store, scheduler=dask_scheduler,
+                                 batch_timeout=batch_timeout)
             op = ops.start(fan_out, spec, fan_out.prepare(spec, restart=restart))
         else:
             rt, client = await deps.registry.client(runtime)
@@ -189,7 +169,7 @@ async def run_chunked_operation(
                                    batch_timeout=batch_timeout)
             # Changed inputs are refused here, before anything starts.
             op = ops.start(runner, spec, runner.prepare(spec, restart=restart))
-        budget = deps.settings.wait_budget_s if wait is None else wait
+        budget = deps.settings.wait_budget_s if wait is None else min(wait, deps.settings.wait_budget_s)
         outcome = await ops.wait(op, ctx, budget, stop_on_cancel=True)
         if outcome is not None:
             notes += outcome.notes
@@ -199,16 +179,11 @@ async def run_chunked_operation(
 async def get_checkpoint(
     name: CheckpointName, ctx: BridgeContext, wait: Wait = 0,
     values_offset: Annotated[int, Field(ge=0, description=(
-        "First index of collected values to return (default: the latest few)."))] = 0,
-    values_limit: Annotated[int, Field(ge=1, le=10_000, description=(
-        "How many collected values to return."))] = PREVIEW_VALUES,
+        "First value to return (default: the latest)."))] = 0,
+    values_limit: Annotated[int, Field(ge=1, le=10_000)] = PREVIEW_VALUES,
 ) -> CallToolResult:
-    """Progress and results of a chunked operation: iterations done, status, collected
-    values, the last batches' output, the error of a failed batch, timing.
-
-    If the operation runs in the background, `wait` seconds (up to the budget) wait
-    for it to finish, with progress. Page through collected values with
-    values_offset / values_limit.
+    """A chunked operation's status, iterations done, collected values (paged), last
+    output, error and timing; waits only if `wait` is given.
     """
     deps = deps_of(ctx)
     ops = deps.chunked
@@ -234,7 +209,7 @@ async def get_checkpoint(
 
 
 async def list_checkpoints(ctx: BridgeContext) -> CallToolResult:
-    """All chunked-operation checkpoints on this machine: name, status, progress."""
+    """The chunked-operation checkpoints on this machine: name, status, progress."""
     ops = deps_of(ctx).chunked
     items = [{**cp.summary(), "status": "running" if ops.running(cp.name) else cp.status}
              for cp in ops.store.all()]
@@ -245,10 +220,8 @@ async def list_checkpoints(ctx: BridgeContext) -> CallToolResult:
 
 
 async def delete_checkpoint(name: CheckpointName, ctx: BridgeContext) -> CallToolResult:
-    """Delete a checkpoint and its collected values; a running operation is stopped first.
-
-    Variables on the runtime are left alone.
-    """
+    """Delete a checkpoint and its values, stopping its operation; runtime variables
+    are kept."""
     ops = deps_of(ctx).chunked
     with translated():
         op = ops.running(name)
@@ -263,8 +236,8 @@ async def delete_checkpoint(name: CheckpointName, ctx: BridgeContext) -> CallToo
 
 
 TOOLS = [
-    ToolDef(run_chunked_operation, "Run a loop in checkpointed batches", RUNS),
-    ToolDef(get_checkpoint, "Chunked operation progress", READS_LOCAL),
-    ToolDef(list_checkpoints, "List checkpoints", READS_LOCAL),
-    ToolDef(delete_checkpoint, "Delete a checkpoint", DELETES_LOCAL),
+    ToolDef(run_chunked_operation, None, RUNS),
+    ToolDef(get_checkpoint, None, READS_LOCAL),
+    ToolDef(list_checkpoints, None, READS_LOCAL),
+    ToolDef(delete_checkpoint, None, DELETES_LOCAL),
 ]

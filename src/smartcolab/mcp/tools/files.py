@@ -27,8 +27,7 @@ MB = 1024 * 1024
 PROGRESS_EVERY_S = 0.5
 
 RemotePath = Annotated[str, Field(
-    max_length=4096, description="Path relative to the runtime's working root (e.g. /content "
-                                 "on Colab); '' is the root itself.")]
+    max_length=4096, description="Path under the runtime's working root; '' is the root.")]
 
 
 def _allowed_local(path: str, roots: tuple[Path, ...]) -> Path:
@@ -71,18 +70,14 @@ def mcp_progress(ctx: Context[Any, Any], verb: str, *, every_s: float = PROGRESS
 
 async def list_colab_files(
     path: RemotePath = "",
-    pattern: Annotated[str | None, Field(
-        max_length=200, description="Glob on names, e.g. '*.csv'.")] = None,
+    pattern: Annotated[str | None, Field(max_length=200, description="Glob, e.g. '*.csv'.")] = None,
     recursive: Annotated[bool, Field(description="Include subdirectories.")] = False,
-    limit: Annotated[int, Field(ge=1, le=1000, description="Most entries.")] = 200,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200,
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:
-    """List files on the runtime (name, type, size, modification time).
-
-    Paths are relative to the runtime's working root (/content on Colab,
-    /kaggle/working on Kaggle). Use before download_from_colab.
-    """
+    """Files on the runtime (type, size, modified), under its working root (/content on
+    Colab, /kaggle/working on Kaggle)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -104,16 +99,12 @@ async def download_from_colab(
     path: RemotePath,
     ctx: BridgeContext,
     local_name: Annotated[str | None, Field(
-        max_length=255, description="File name in the local save directory "
-                                    "(default: the remote name).")] = None,
+        max_length=255, description="Local file name (default: the remote name).")] = None,
     overwrite: Annotated[bool, Field(description="Replace an existing local file.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Copy a file (or a whole directory) from the runtime into the local save directory.
-
-    Resumable and verified (sha256); the file appears only once complete. Returns the
-    local path, size and digest.
-    """
+    """Copy a runtime file or directory into the local save directory (resumable,
+    sha256-verified). Returns path, size, sha256."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -141,19 +132,16 @@ async def download_from_colab(
 async def upload_to_colab(
     local_path: Annotated[str, Field(
         min_length=1, max_length=4096,
-        description="Local file, relative to the local save directory or absolute "
-                    "under an allowed upload directory.")],
+        description="Relative to the save directory, or absolute under an upload "
+                    "root.")],
     ctx: BridgeContext,
     remote_path: Annotated[str | None, Field(
-        max_length=4096, description="Destination relative to the runtime's root "
-                                     "(default: the file name at the root).")] = None,
+        max_length=4096, description="Destination (default: its name at the root).")] = None,
     overwrite: Annotated[bool, Field(description="Replace an existing remote file.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Copy a local file to the runtime (verified with sha256, written atomically).
-
-    Reads only from the local save directory and any --upload-root directories.
-    """
+    """Copy a local file (from the save directory or an --upload-root) to the runtime,
+    sha256-verified, written atomically."""
     deps = deps_of(ctx)
     with translated(runtime):
         source = _allowed_local(local_path, deps.settings.upload_roots)
@@ -168,7 +156,7 @@ async def upload_to_colab(
 
 
 TOOLS = [
-    ToolDef(list_colab_files, "List runtime files", READS_REMOTE),
-    ToolDef(download_from_colab, "Download from runtime", ADDS),
-    ToolDef(upload_to_colab, "Upload to runtime", REPLACES_REMOTE),
+    ToolDef(list_colab_files, None, READS_REMOTE),
+    ToolDef(download_from_colab, None, ADDS),
+    ToolDef(upload_to_colab, None, REPLACES_REMOTE),
 ]

@@ -7,6 +7,7 @@ journal and say so.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, TextContent
@@ -15,11 +16,11 @@ from pydantic import Field
 from smartcolab.client.journal import JournalEntry
 from smartcolab.mcp.annotations import READS_REMOTE, REPLACES_REMOTE
 from smartcolab.mcp.app import TOOL_META as MONITOR
-from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
+from smartcolab.mcp.deps import BridgeContext, BridgeDeps, BridgeSettings, deps_of
 from smartcolab.mcp.downloads import fetch_downloads
 from smartcolab.mcp.jobflow import Followed, follow, render
 from smartcolab.mcp.params import JobId, RuntimeName, ToolDef
-from smartcolab.mcp.results import cap_text
+from smartcolab.mcp.results import fetch_kept
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import RuntimeUnreachable
 from smartcolab.shared.protocol import MAX_WAIT_S, TERMINAL_STATUSES, JobView
@@ -64,26 +65,30 @@ async def get_job(
     job_id: JobId, ctx: BridgeContext,
     wait: Annotated[float | None, Field(
         ge=0, le=3600,
-        description="Seconds to wait for the job to finish (default: the wait budget, "
-                    "about 50 s); 0 returns at once.")] = None,
+        description="Seconds to wait for the end; at most and by default the wait "
+                    "budget (about 50 s); 0: at once.")] = None,
+    from_start: Annotated[bool, Field(
+        description="All output from the start, not only what you were not shown.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Status of a job, and its new output since you last looked; waits for it to end.
-
-    Use after run_code_long or run_code_quick returned "running". Waits up to the
-    wait budget, reporting progress, and returns the full result (output, value,
-    plots, error) once the job has ended. If the runtime is unreachable, answers
-    from this bridge's local journal and says so.
+    """A job's status and the output you were not shown yet; waits for its end (then
+    the full result: output, value, plots, error) or `wait` seconds. Waiting never
+    stops the job (cancel_job does). If the runtime is unreachable, answers from the
+    local journal and says so.
     """
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
+    started = time.monotonic()
     with translated(name):
-        budget = deps.settings.wait_budget_s if wait is None else wait
+        budget = min(deps.settings.wait_budget_s, deps.settings.wait_budget_s if wait is None
+                     else wait)
         spec, client = await deps.registry.client(name)
+        since = None if from_start else deps.cursors.get(ctx, job_id)
         try:
+            # A plain long-poll: cancelling it leaves the job alone.
             view = await client.get_job(
                 job_id, wait=min(deps.settings.progress_interval_s, budget, MAX_WAIT_S),
-                since=deps.cursors.get(job_id))
+                since=since)
         except RuntimeUnreachable as exc:
             entry = deps.journal.get(job_id)
             if entry is None:
@@ -93,9 +98,15 @@ async def get_job(
             return CallToolResult(content=[TextContent(type="text", text=text)],
                                   structured_content={"source": "journal",
                                                       **_journal_dict(entry)})
-        followed = await follow(deps, ctx, spec, client, view,
-                                budget_s=max(0.0, budget - deps.settings.progress_interval_s))
-        notes: list[str] = []
+        left = budget - (time.monotonic() - started)
+        followed = await follow(deps, ctx, spec, client, view, budget_s=max(0.0, left),
+                                cancel_on_cancel=False)
+        followed.waited_s = time.monotonic() - started
+        followed.shown_before = since or 0
+        notes = await fetch_kept(client, followed.view)
+        if wait is not None and wait > deps.settings.wait_budget_s:
+            notes.append(f"wait={wait:g} is over the wait budget: waited at most "
+                         f"{deps.settings.wait_budget_s:g} s.")
         pending = deps.pending_downloads.get(job_id)
         if pending and followed.view.status in TERMINAL_STATUSES:
             del deps.pending_downloads[job_id]
@@ -106,10 +117,8 @@ async def get_job(
 
 async def cancel_job(job_id: JobId, ctx: BridgeContext,
                      runtime: RuntimeName = None) -> CallToolResult:
-    """Stop a queued or running job (the kernel is interrupted; variables survive).
-
-    Cancelling a job that has already ended changes nothing and returns its state.
-    """
+    """Stop a queued or running job (kernel interrupted, variables kept); an ended job
+    is left as it is."""
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
     with translated(name):
@@ -121,7 +130,7 @@ async def cancel_job(job_id: JobId, ctx: BridgeContext,
 
 
 async def list_jobs(
-    limit: Annotated[int, Field(ge=1, le=200, description="Most jobs to list.")] = 20,
+    limit: Annotated[int, Field(ge=1, le=200)] = 20,
     status: Annotated[Literal["queued", "running", "succeeded", "failed", "timed_out",
                               "cancelled", "lost"] | None,
                       Field(description="Only jobs with this status.")] = None,
@@ -129,11 +138,8 @@ async def list_jobs(
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:
-    """List recent jobs on a runtime, newest first (id, status, session, start, duration, code).
-
-    If the runtime is unreachable, lists the jobs this bridge submitted to it from
-    its local journal, and says so.
-    """
+    """Recent jobs, newest first (id, status, session, start, duration, code); from the
+    local journal, saying so, if the runtime is unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -162,39 +168,55 @@ async def list_jobs(
                  "client": v.client} for v in jobs]})
 
 
+# Room for the page's header line within the result cap.
+PAGE_HEADER_CHARS = 300
+
+
 async def get_job_output(
     job_id: JobId,
-    offset: Annotated[int, Field(ge=0, description="Byte offset to start from.")] = 0,
-    limit: Annotated[int, Field(ge=1, le=200_000,
-                                description="Most bytes to return.")] = 20_000,
+    offset: Annotated[int, Field(ge=0, description="Byte offset (a page's next_offset).")] = 0,
+    limit: Annotated[int, Field(ge=1, description=(
+        "Characters per page; default and most: what fits the result cap."))] = 19_700,
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:
-    """Read a job's full text output page by page (when a result said it was truncated).
-
-    Returns the text from `offset`, the next offset to pass, and the total size.
-    """
+    """A page of a job's full raw output from a byte offset, as large as a result may
+    be, with the next offset and the total size."""
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
+    most = _page_chars(deps.settings)
     with translated(name):
         _, client = await deps.registry.client(name)
-        page = await client.job_output(job_id, offset=offset,
-                                       limit=min(limit, deps.settings.max_result_chars))
-        text, _ = cap_text(page.text, deps.settings.max_result_chars)
+        # Offsets are bytes of UTF-8: a page of n bytes has at most n characters.
+        page = await client.job_output(job_id, offset=offset, limit=min(limit, most))
+        text = page.text[:most]
+        left = max(0, page.total_bytes - page.next_offset)
         more = ("end of output." if page.complete else
-                f"more: call get_job_output(job_id={job_id!r}, offset={page.next_offset}).")
-        header = (f"job {job_id} output bytes {page.offset}-{page.next_offset} of "
-                  f"{page.total_bytes}; {more}")
+                f"next: get_job_output(job_id={job_id!r}, offset={page.next_offset}); "
+                f"{left:,} bytes after this page"
+                + (f" (about {-(-left // max(1, len(text))):,} pages of this size)."
+                   if left and text else "."))
+        lowered = (f" (limit lowered to {most:,}: the result cap)" if limit > most else "")
+        header = (f"job {job_id} output, bytes {page.offset:,}-{page.next_offset:,} of "
+                  f"{page.total_bytes:,}: {len(text):,} characters{lowered}; {more}")
         return CallToolResult(
             content=[TextContent(type="text", text=f"{header}\n{text}")],
             structured_content={"job_id": job_id, "offset": page.offset,
-                                "next_offset": page.next_offset,
+                                "next_offset": page.next_offset, "chars": len(text),
                                 "total_bytes": page.total_bytes, "complete": page.complete})
 
 
+def _page_chars(settings: BridgeSettings) -> int:
+    return max(100, settings.max_result_chars - PAGE_HEADER_CHARS)
+
+
+def _output_defaults(settings: BridgeSettings) -> dict[str, int]:
+    return {"limit": _page_chars(settings)}
+
+
 TOOLS = [
-    ToolDef(get_job, "Wait for / inspect a job", READS_REMOTE, meta=MONITOR),
-    ToolDef(cancel_job, "Cancel a job", REPLACES_REMOTE),
-    ToolDef(list_jobs, "List jobs", READS_REMOTE),
-    ToolDef(get_job_output, "Page through a job's output", READS_REMOTE),
+    ToolDef(get_job, None, READS_REMOTE, meta=MONITOR),
+    ToolDef(cancel_job, None, REPLACES_REMOTE),
+    ToolDef(list_jobs, None, READS_REMOTE),
+    ToolDef(get_job_output, None, READS_REMOTE, defaults=_output_defaults),
 ]

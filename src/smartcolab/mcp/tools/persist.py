@@ -18,11 +18,9 @@ from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.protocol import NAME_PATTERN, RestoreRequest, SaveRequest, VariableProblem
 
-Names = Annotated[list[str], Field(max_length=1000, description=(
-    "Variable names; empty = all user variables (save) or all in the snapshot (restore)."))]
+Names = Annotated[list[str], Field(max_length=1000, description="Variable names; empty: all.")]
 Snapshot = Annotated[str | None, Field(pattern=NAME_PATTERN, description=(
-    "Snapshot name (letters, digits, . _ -); default: the session's name. "
-    "'autosave-<session>' holds automatic saves when the runtime has them on."))]
+    "Default: the session's name; autosave-SESSION holds autosaves."))]
 
 
 def _problems(title: str, problems: list[VariableProblem]) -> list[str]:
@@ -40,15 +38,9 @@ def _result(lines: list[str], structured: dict[str, object]) -> CallToolResult:
 async def save_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B006
                                snapshot: Snapshot = None, session: SessionName = "main",
                                runtime: RuntimeName = None) -> CallToolResult:
-    """Save a session's variables on the runtime's persistent disk (Drive on Colab when
-    the notebook mounted it, /kaggle/working on Kaggle), so they survive a kernel restart,
-    a crash or a new Colab VM.
-
-    Use after expensive steps (a trained model, a cleaned DataFrame). Objects that
-    cannot be pickled (generators, locks, open files) are reported, not fatal; the
-    rest is saved. Saving again under the same snapshot name replaces it. Restore
-    with restore_colab_variables.
-    """
+    """Save a session's variables to the runtime's persistent disk (Drive on Colab if
+    mounted) to survive restarts and new VMs. Unpicklable objects are reported; the
+    same snapshot name replaces."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -64,13 +56,9 @@ async def save_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B
 async def restore_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B006
                                   snapshot: Snapshot = None, session: SessionName = "main",
                                   runtime: RuntimeName = None) -> CallToolResult:
-    """Load variables saved by save_colab_variables into a session, typically a fresh
-    kernel after a restart, a crash or STATE LOST.
-
-    Existing variables with the same names are overwritten. Variables that cannot be
-    rebuilt (e.g. instances of a class defined in the old kernel, without cloudpickle)
-    are reported with the reason; re-define the class and restore again.
-    """
+    """Load saved variables into a session (e.g. after a restart or STATE LOST). Ones
+    that cannot be rebuilt (a class from the old kernel) are reported: define it,
+    restore again."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -87,6 +75,6 @@ async def restore_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa
 
 
 TOOLS = [
-    ToolDef(save_colab_variables, "Save variables to disk", ADDS),
-    ToolDef(restore_colab_variables, "Restore saved variables", REPLACES_REMOTE),
+    ToolDef(save_colab_variables, None, ADDS),
+    ToolDef(restore_colab_variables, None, REPLACES_REMOTE),
 ]

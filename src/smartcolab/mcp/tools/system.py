@@ -8,13 +8,15 @@ from typing import Annotated, Any, Literal
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
+from smartcolab.client.backend import Capability
 from smartcolab.client.registry import check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
-from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, RUNS
+from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, deps_of
 from smartcolab.mcp.jobflow import epoch_note
 from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.tool_errors import translated
+from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import CleanupRequest, Probe
 
 
@@ -29,11 +31,8 @@ def _gb(n: int | None) -> str:
 
 async def check_colab_connection(ctx: BridgeContext,
                                  runtime: RuntimeName = None) -> CallToolResult:
-    """Check that a runtime answers and that the secret is accepted; quick (seconds).
-
-    Returns the URL, the round-trip latency, the server version and epoch. Call this
-    first when other tools report the runtime unreachable.
-    """
+    """Check that a runtime answers and accepts its secret (URL, latency, version,
+    epoch); call it first when it seems unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -49,25 +48,43 @@ async def check_colab_connection(ctx: BridgeContext,
                      f"{latency_ms:.0f} ms for two round trips; secret accepted).", info)
 
 
-async def probe_colab_environment(ctx: BridgeContext, runtime: RuntimeName = None) -> Probe:
-    """Describe the runtime's machine: platform, GPU(s), CPU, RAM, disk, key packages.
-
-    Call before heavy work to choose batch sizes or check that a GPU is attached.
-    """
+async def probe_colab_environment(ctx: BridgeContext,
+                                  runtime: RuntimeName = None) -> CallToolResult:
+    """The runtime's machine: platform, GPUs, CPU, RAM, disk, key packages; check it
+    before heavy work."""
     deps = deps_of(ctx)
     with translated(runtime):
-        _, client = await deps.registry.client(runtime)
-        return await client.probe()
+        spec, client = await deps.registry.client(runtime)
+        probe = await client.probe()
+        return _text(probe_text(spec.name, probe), probe.model_dump(mode="json"))
+
+
+def probe_text(name: str, p: Probe) -> str:
+    """A probe as lines a model reads at a glance (the structured content has it all)."""
+    gpus = "; ".join(f"{g.name} ({g.memory_used_mb:,}/{g.memory_total_mb:,} MB used"
+                     + (f", {g.utilization_pct:.0f}% busy" if g.utilization_pct is not None
+                        else "") + ")" for g in p.gpus) or "none"
+    left = (f", about {p.session_time_left_s / 3600:.1f} h left"
+            if p.session_time_left_s is not None else "")
+    lines = [f"runtime {name!r}: {p.platform}, accelerator {p.accelerator}, Python {p.python}, "
+             f"server {p.version} (epoch {p.epoch}), up {p.server_uptime_s / 60:.0f} min{left}",
+             f"CPU: {p.cpu_count} cores, load {', '.join(f'{x:.2f}' for x in p.load_avg)}",
+             f"RAM: {_gb(p.ram_available_bytes)} free of {_gb(p.ram_total_bytes)}",
+             f"disk {p.disk_root}: {_gb(p.disk_free_bytes)} free of {_gb(p.disk_total_bytes)}",
+             f"GPUs: {gpus}",
+             "packages: " + (", ".join(f"{k} {v}" for k, v in sorted(p.packages.items()))
+                             or "none found")]
+    lines += [f"note: {n}" for n in p.notes]
+    return "\n".join(lines)
 
 
 async def list_colab_variables(
     ctx: BridgeContext,
     session: SessionName = "main",
-    include_private: Annotated[bool, Field(
-        description="Also list names starting with an underscore.")] = False,
+    include_private: Annotated[bool, Field(description="Also names starting with '_'.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """List the variables defined in a session: name, type, shape/length, size, preview."""
+    """Variables of a session: name, type, shape or length, size, preview."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -91,17 +108,13 @@ async def list_colab_variables(
 async def cleanup_colab(
     ctx: BridgeContext,
     session: SessionName = "main",
-    reset: Annotated[bool, Field(description="Delete EVERY user variable (like %reset).")] = False,
+    reset: Annotated[bool, Field(description="Delete EVERY user variable.")] = False,
     names: Annotated[list[str], Field(
-        max_length=1000, description="Delete just these variables.")] = [],  # noqa: B006
+        max_length=1000, description="Delete these variables.")] = [],  # noqa: B006
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Free memory on the runtime without restarting it.
-
-    Always runs garbage collection, closes matplotlib figures and empties the GPU
-    cache; deletes variables only when asked (`names`, or `reset=true` for all).
-    Returns the memory freed.
-    """
+    """Free memory without a restart (gc, figures, GPU cache; deletes variables only if
+    asked)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -118,11 +131,8 @@ async def cleanup_colab(
 
 async def restart_colab_runtime(ctx: BridgeContext, session: SessionName = "main",
                                 runtime: RuntimeName = None) -> CallToolResult:
-    """Restart a session's Python kernel: ALL its variables and imports are lost.
-
-    Use when the kernel is wedged, memory cannot be freed, or after installing
-    packages that need a restart. Files on disk are kept.
-    """
+    """Restart a session's kernel: ALL variables and imports are lost, files stay. For
+    a wedged kernel or stuck memory."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -134,7 +144,8 @@ async def restart_colab_runtime(ctx: BridgeContext, session: SessionName = "main
 
 
 async def list_runtimes(ctx: BridgeContext) -> CallToolResult:
-    """List the configured runtimes (name, URL, description) and which is the default."""
+    """Configured runtimes (name, URL, description). Every tool's `runtime` argument
+    takes one of these names; omitted: the default."""
     deps = deps_of(ctx)
     specs = deps.registry.specs()
     rows = [f"{'*' if s.name == deps.registry.default else ' '} {s.name}: {s.url}"
@@ -145,36 +156,34 @@ async def list_runtimes(ctx: BridgeContext) -> CallToolResult:
 
 async def connect_runtime(
     name: Annotated[str, Field(description="Runtime name, e.g. 'colab'; new names are added.")],
-    url: Annotated[str, Field(description="The runtime's URL as printed by the notebook.")],
+    url: Annotated[str, Field(description="The URL the notebook printed.")],
     ctx: BridgeContext,
     secret_name: Annotated[str | None, Field(
-        max_length=64, description="Use the secret stored for this runtime name with "
-                                   "'smartcolab runtimes add NAME URL --ask-secret'. "
-                                   "Default: the name's current or stored secret.")] = None,
+        max_length=64, description="Name its secret was stored under ('smartcolab "
+                                   "runtimes add ... --ask-secret'); default: name.")] = None,
     secret_env: Annotated[str | None, Field(
-        max_length=128, description="Or: an environment variable of the bridge that holds "
-                                    "the secret (COLAB_TOKEN, JUPYTER_TOKEN, SMARTCOLAB_SECRET*, "
-                                    "or one the runtimes file names).")] = None,
+        max_length=128, description="Or the bridge's environment variable holding it, "
+                                    "e.g. COLAB_TOKEN.")] = None,
     secret: Annotated[str | None, Field(
         min_length=1, max_length=4096,
-        description="Only if the user insists on typing the secret into the chat: it stays "
-                    "in the transcript. Needs secret_in_transcript=true.")] = None,
+        description="A raw secret (stays in the transcript); needs "
+                    "secret_in_transcript=true.")] = None,
     secret_in_transcript: Annotated[bool, Field(
-        description="The user accepts that a raw secret passes through the model.")] = False,
-    make_default: Annotated[bool, Field(
-        description="Use this runtime when a tool call names none.")] = True,
-    kind: Annotated[Literal["runtime", "jupyter"] | None, Field(
-        description="'runtime': a smartcolab runtime server; 'jupyter': a plain Jupyter "
-                    "Server or JupyterHub user server (secret = its token). Default: the "
-                    "name's current kind, else 'runtime'.")] = None,
+        description="The user accepts a raw secret passing through the chat.")] = False,
+    make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
+    kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
+        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
+                    "secret) or 'colab' (url https://colab.research.google.com, no secret; "
+                    "after 'smartcolab runtimes add NAME --kind colab').")] = None,
+    accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
+                           | None, Field(description="Kind 'colab': the machine (default "
+                                                     "CPU).")] = None,
+    keep_unreachable: Annotated[bool, Field(
+        description="Keep the new URL even if the check fails.")] = False,
 ) -> CallToolResult:
-    """Point a runtime name at a new URL, without restarting the MCP client.
-
-    Use when the notebook was restarted and printed a new tunnel URL. Never ask the
-    user to paste a secret into the chat: the secret is found by reference (the one
-    stored with `smartcolab runtimes add NAME URL --ask-secret` in a terminal, or an
-    environment variable); a raw `secret` works only with secret_in_transcript=true.
-    The connection is checked before this returns.
+    """Point a runtime name at a new URL (e.g. a new tunnel URL), checked before it
+    returns. Never ask the user to paste a secret into the chat: name it (secret_name,
+    secret_env). A URL that fails the check is not kept unless keep_unreachable=true.
     """
     deps = deps_of(ctx)
     with translated(name):
@@ -183,23 +192,59 @@ async def connect_runtime(
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
                                known=deps.registry.specs())
+        options = None if accelerator is None else {"accelerator": accelerator}
+        previous = next((s for s in deps.registry.specs() if s.name == name), None)
+        was_default = deps.registry.default
         spec = await deps.registry.connect(name, url, token, make_default=make_default,
-                                           kind=kind)
+                                           kind=kind, options=options)
         deps.epochs.forget_runtime(name)
-        _, client = await deps.registry.client(name)
-        health = await client.health()
-        await client.sessions()
+        try:
+            _, client = await deps.registry.client(name)
+            health = await client.health()
+            await client.sessions()
+        except SmartColabError as exc:
+            if keep_unreachable:
+                return _text(f"runtime {name!r} now points at {spec.url}, kept although the "
+                             f"check failed ({exc.code}: {exc.message})",
+                             {**spec.public(), "default": deps.registry.default,
+                              "reachable": False})
+            await deps.registry.undo_connect(name, previous, was_default)
+            kept = (f"{name!r} still points at {previous.url}" if previous
+                    else f"{name!r} was not added")
+            exc.message = (f"{exc.message}\nThe connection check failed, so {kept} "
+                           "(keep_unreachable=true keeps a URL that cannot be reached now).")
+            raise
         return _text(f"runtime {name!r} now points at {spec.url} (status {health.status}, "
                      f"epoch {health.epoch})" + (" and is the default." if make_default else "."),
                      {**spec.public(), "default": deps.registry.default,
-                      "epoch": health.epoch})
+                      "epoch": health.epoch, "reachable": True})
+
+
+async def release_runtime(
+    ctx: BridgeContext,
+    runtime: Annotated[str, Field(description="A runtime of kind 'colab'.")],
+) -> CallToolResult:
+    """Give a Colab-assigned runtime back now (frees its GPU and quota). All on it is
+    lost (variables, files not on Drive or downloaded); the next call assigns a fresh
+    one."""
+    deps = deps_of(ctx)
+    with translated(runtime):
+        _, client = await deps.registry.client(runtime)
+        client.require(Capability.RELEASE)
+        released = await client.release()
+        deps.epochs.forget_runtime(runtime)
+        return _text(f"runtime {runtime!r} " + ("was released: its state is gone; the next call "
+                     "assigns a fresh one." if released else "held no Colab runtime."),
+                     {"runtime": runtime, "released": released})
+
 
 TOOLS = [
-    ToolDef(check_colab_connection, "Check runtime connection", READS_REMOTE),
-    ToolDef(probe_colab_environment, "Probe runtime machine", READS_REMOTE),
-    ToolDef(list_colab_variables, "List variables", READS_REMOTE),
-    ToolDef(cleanup_colab, "Free runtime memory", RUNS),
-    ToolDef(restart_colab_runtime, "Restart kernel", RUNS),
-    ToolDef(list_runtimes, "List runtimes", READS_LOCAL),
-    ToolDef(connect_runtime, "Connect a runtime", ADDS),
+    ToolDef(check_colab_connection, None, READS_REMOTE),
+    ToolDef(probe_colab_environment, None, READS_REMOTE),
+    ToolDef(list_colab_variables, None, READS_REMOTE),
+    ToolDef(cleanup_colab, None, RUNS),
+    ToolDef(restart_colab_runtime, None, RUNS),
+    ToolDef(list_runtimes, None, READS_LOCAL),
+    ToolDef(connect_runtime, None, ADDS),
+    ToolDef(release_runtime, None, REPLACES_REMOTE),
 ]

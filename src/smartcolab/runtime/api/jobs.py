@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from smartcolab.runtime.engine import introspect
 from smartcolab.runtime.engine.jobs import job_dir
@@ -12,7 +13,7 @@ from smartcolab.runtime.engine.output import read_page
 from smartcolab.runtime.security import guard
 from smartcolab.runtime.state import RuntimeState, SessionManager
 from smartcolab.shared import routes
-from smartcolab.shared.errors import InvalidInput, RangeNotSatisfiable
+from smartcolab.shared.errors import InvalidInput, NotFound, RangeNotSatisfiable
 from smartcolab.shared.protocol import (
     JOB_ID_PATTERN,
     MAX_WAIT_S,
@@ -131,6 +132,24 @@ async def job_output(request: Request, job_id: JobId,
     finished = live is None or live.terminal
     return OutputPage(job_id=job_id, offset=offset, next_offset=next_offset, total_bytes=total,
                       text=text, complete=finished and next_offset >= total)
+
+
+KeptName = Annotated[str, Path(pattern=r"^output-\d{3}\.[a-z0-9][a-z0-9.-]{0,30}$",
+                              description="the kept output's file name")]
+
+
+@router.get(routes.JOB_FILE, response_class=FileResponse)
+async def job_file(request: Request, job_id: JobId, name: KeptName) -> FileResponse:
+    """An output kept in the job's folder: an image or display format over the size cap
+    that the job's result could not carry (named in ``image_kept_as`` / ``kept_as``)."""
+    manager = _manager(request)
+    rec, _ = manager.find(job_id)
+    assert rec is not None
+    path = job_dir(manager.config, job_id) / name
+    if not path.is_file():
+        raise NotFound(f"job {job_id!r} kept no output named {name!r}",
+                       details={"job_id": job_id, "name": name})
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 # ---------------------------------------------------------------- sessions

@@ -82,6 +82,29 @@ class Job:
                     self.control.stop = "cancelled"
         self.notify()
 
+    def on_late(self, msg_type: str, content: dict[str, Any]) -> bool:
+        """Output that came after the job ended, from a thread it started: appended to its
+        output and to its result's ordered record; True when the record changed."""
+        if not self.terminal or msg_type not in ("stream", "display_data", "execute_result",
+                                                 "error"):
+            return False
+        out = self.out
+        out.after_end = True
+        try:
+            if msg_type == "error":  # a thread's error is not the job's: keep only its text
+                tb = [str(f) for f in content.get("traceback", [])]
+                msg_type, content = "stream", {"name": "stderr", "text": "\n".join(tb) + "\n"}
+            out.handle(msg_type, content)
+        except OSError as exc:
+            log.warning("job %s: could not keep output after its end: %s", self.rec.job_id, exc)
+        finally:
+            out.spill.close()  # reopened by the next late write: no descriptor per old job
+        self.rec.output_bytes = self.output_bytes
+        if self.rec.result is not None:
+            self.rec.result.flow = out.flow.items()
+        self.notify()
+        return True
+
     async def wait(self, *, since: int | None, wait_s: float) -> None:
         """Until terminal, or (when ``since`` is given) output past ``since``, or ``wait_s``."""
         deadline = time.monotonic() + wait_s
@@ -127,7 +150,8 @@ def outcome_status(job: Job, outcome: RunOutcome, grace_s: float) -> tuple[str, 
     """The terminal status and the result of a job from how its run ended (``shared.stop``)."""
     out = job.out
     result = JobResult(stdout=out.stdout.block(), stderr=out.stderr.block(), outputs=out.outputs,
-                       error=out.error, execution_count=outcome.execution_count)
+                       error=out.error, execution_count=outcome.execution_count,
+                       flow=out.flow.items())
     failed = outcome.reply_status not in (None, "ok") or out.error is not None
     cause = describe_exit(outcome.exit_code) if outcome.kind == "died" else None
     judged = verdict(Ending(outcome.kind, outcome.reason, failed=failed, cause=cause),
@@ -178,7 +202,8 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
     if outcome is None:
         status, result = "failed", JobResult(stdout=job.out.stdout.block(),
                                              stderr=job.out.stderr.block(), state_lost=True,
-                                             message="; ".join(job.out.notes))
+                                             message="; ".join(job.out.notes),
+                                             flow=job.out.flow.items())
     else:
         status, result = outcome_status(job, outcome, config.kill_grace_s)
     after = await snapshot(with_gpu)

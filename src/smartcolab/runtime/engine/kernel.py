@@ -5,12 +5,17 @@ and follows its iopub messages until the kernel goes idle, while watching three
 things: the deadline (interrupt, then restart after a grace period: C-level loops
 ignore SIGINT), a stop request from outside (cancel, session restart, shutdown), and
 the kernel process itself (``os._exit``, a segfault or the OOM killer end it).
+
+Output whose parent is not the running request (a thread started by an earlier cell;
+kernelside/prepare.py makes threads keep their cell's parent header) goes to
+``on_other``, during a run and between runs (``listen_idle``), instead of being dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -31,10 +36,13 @@ from smartcolab.shared.errors import KernelUnavailable
 from smartcolab.shared.kernel_code import call, parse
 from smartcolab.shared.stop import EndingKind, StopPolicy, StopReason
 
+log = logging.getLogger(__name__)
+
 # How often a quiet run checks its deadline, stop requests and the kernel process.
 POLL_S = 0.05
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
+IDLE_POLL_S = 60.0
 SECRET_ENV_NAMES = (env_names.SECRET,)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
@@ -72,6 +80,8 @@ async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
 
 
 OnMessage = Callable[[str, dict[str, Any]], None]
+# (parent msg_id, msg_type, content) of output that is not the running request's.
+OnOther = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass
@@ -80,6 +90,7 @@ class RunControl:
 
     deadline: float | None = None  # time.monotonic() value
     stop: StopReason | None = None
+    msg_id: str | None = None  # the execute request's, once sent
     # "restart" and "shutdown" skip the interrupt: the kernel is restarted at once.
 
 
@@ -141,6 +152,8 @@ class Kernel:
         self.km: AsyncKernelManager | None = None
         self.kc: AsyncKernelClient | None = None
         self.flow_control = False
+        self.on_other: OnOther | None = None
+        self._idle: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -177,6 +190,7 @@ class Kernel:
         return kc
 
     async def _connect(self) -> None:
+        await self.stop_idle()
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
@@ -194,12 +208,14 @@ class Kernel:
         self.flow_control = parse("".join(said)) is True
         if not self.flow_control:
             # A kernel that drops output when its queue is full needs our long queue too.
+            await self.stop_idle()
             self.kc.stop_channels()
             self.kc = await self._client(short_queue=False)
 
     async def restart(self) -> None:
         """Kill and start the kernel again; a fresh client leaves stale messages behind."""
         assert self.km is not None
+        await self.stop_idle()
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
@@ -221,6 +237,7 @@ class Kernel:
         return code if isinstance(code, int) else None
 
     async def shutdown(self) -> None:
+        await self.stop_idle()
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
@@ -236,13 +253,25 @@ class Kernel:
         """Execute ``code``, passing each output message to ``on_message``.
 
         ``on_sent`` is called once the request is on its way: bookkeeping done there
-        overlaps with the kernel receiving it instead of delaying it.
+        overlaps with the kernel receiving it instead of delaying it.  Between runs,
+        other requests' output still reaches ``on_other``.
         """
+        await self.stop_idle()
+        try:
+            return await self._run(code, on_message, control, grace_s=grace_s,
+                                   store_history=store_history, on_sent=on_sent)
+        finally:
+            self.listen_idle()
+
+    async def _run(self, code: str, on_message: OnMessage, control: RunControl, *,
+                   grace_s: float, store_history: bool,
+                   on_sent: Callable[[], None] | None) -> RunOutcome:
         kc = self.kc
         if kc is None:
             raise KernelUnavailable("the kernel is not running; restart the session")
         msg_id = kc.execute(code, store_history=store_history, allow_stdin=False,
                             stop_on_error=False)
+        control.msg_id = msg_id
         if on_sent is not None:
             on_sent()
         policy = StopPolicy(grace_s=grace_s, deadline=control.deadline)
@@ -265,6 +294,7 @@ class Kernel:
                                       execution_count=execution_count)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                self._other(msg)
                 continue
             msg_type, content = msg["msg_type"], msg["content"]
             if msg_type == "status":
@@ -283,6 +313,35 @@ class Kernel:
             return RunOutcome("interrupted", policy.reason, reply_status, execution_count,
                               stop_latency_s=policy.latency())
         return RunOutcome("completed", None, reply_status, execution_count)
+
+    def _other(self, msg: dict[str, Any]) -> None:
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        if self.on_other is not None and parent and msg.get("msg_type") != "status":
+            self.on_other(str(parent), str(msg.get("msg_type")), msg.get("content") or {})
+
+    def listen_idle(self) -> None:
+        """Between runs, pass output to ``on_other`` as it comes (threads of ended cells)."""
+        if self._idle is not None and self._idle.done():
+            self._idle = None
+        if self.kc is not None and self.on_other is not None and self._idle is None:
+            self._idle = asyncio.create_task(self._idle_loop(self.kc), name="kernel-idle")
+
+    async def _idle_loop(self, kc: AsyncKernelClient) -> None:
+        while True:
+            try:
+                # Cancelled only at the poll: a message is never half taken.
+                self._other(await _next_msg(kc, IDLE_POLL_S))
+            except Empty:
+                continue
+            except Exception as exc:  # a broken channel: the next run or restart will say
+                log.debug("idle iopub reader stopped: %s", exc)
+                return
+
+    async def stop_idle(self) -> None:
+        task, self._idle = self._idle, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})  # (a cancellation of the caller still propagates)
 
     async def _reply_status(self, kc: AsyncKernelClient, msg_id: str) -> str | None:
         deadline = time.monotonic() + REPLY_TIMEOUT_S

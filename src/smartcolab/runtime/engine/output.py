@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from smartcolab.shared.display import choose, image_extension
+from smartcolab.shared.flow import FlowRecord
 from smartcolab.shared.protocol import ErrorInfo, OutputAttachment, RichOutput, TextBlock
 from smartcolab.shared.terminal import strip_ansi
 
@@ -205,6 +206,10 @@ class JobOutput:
         self.stdout = HeadTail(text_limit)
         self.stderr = HeadTail(text_limit)
         self.outputs: list[RichOutput] = []
+        # Everything above in the order it happened, positioned in the spill file.
+        self.flow = FlowRecord(text_limit)
+        # Set once the job has ended: what still comes is a thread's (``Job.on_late``).
+        self.after_end = False
         self.error: ErrorInfo | None = None
         self.notes: list[str] = []
         self._images_seen = 0
@@ -215,8 +220,12 @@ class JobOutput:
         """Take one iopub message (``stream``, ``execute_result``, ``display_data``, ``error``)."""
         if msg_type == "stream":
             text = str(content.get("text", ""))
-            (self.stderr if content.get("name") == "stderr" else self.stdout).append(text)
+            err = content.get("name") == "stderr"
+            (self.stderr if err else self.stdout).append(text)
+            at = self.spill.size
             self.spill.write(text)
+            self.flow.add("stderr" if err else "stdout", text, at=at, end=self.spill.size,
+                          after_end=self.after_end)
         elif msg_type in ("execute_result", "display_data", "update_display_data"):
             self._rich("execute_result" if msg_type == "execute_result" else "display_data",
                        content)
@@ -224,13 +233,17 @@ class JobOutput:
             tb = _cap_traceback([str(f) for f in content.get("traceback", [])])
             self.error = ErrorInfo(ename=str(content.get("ename", "Error")),
                                    evalue=str(content.get("evalue", "")), traceback=tb)
+            at = self.spill.size
             self.spill.write("\n".join(tb) + "\n")
+            # The error's text is in ``error``: the record only marks where it happened.
+            self.flow.add("error", "", at=at, end=self.spill.size, after_end=self.after_end)
 
     def _rich(self, kind: Literal["execute_result", "display_data"],
               content: dict[str, Any]) -> None:
         shown = choose(content.get("data") or {})
         count = content.get("execution_count") if kind == "execute_result" else None
         out = RichOutput(type=kind, execution_count=count if isinstance(count, int) else None)
+        at = self.spill.size
         if shown.text:
             self.spill.write(shown.text if shown.text.endswith("\n") else shown.text + "\n")
             out.text = cap_head_tail(shown.text, self.text_limit)[0]
@@ -243,7 +256,12 @@ class JobOutput:
             return
         if out.image_base64 is None and not out.attachments and len(self.outputs) >= MAX_TEXT_OUTPUTS:
             self._texts_dropped += 1
+            self.flow.add("display", out.text or "", at=at, end=self.spill.size,
+                          after_end=self.after_end)
             return
+        self.flow.add("result" if kind == "execute_result" else "display", out.text or "",
+                      at=at, end=self.spill.size, output=len(self.outputs),
+                      after_end=self.after_end)
         self.outputs.append(out)
 
     def _keep(self, data: bytes, extension: str) -> str | None:
@@ -264,7 +282,7 @@ class JobOutput:
             self.notes.append(f"an {mime} output was not valid base64 and was dropped")
             return
         out.image_mime, out.image_bytes = mime, len(data)
-        kept_as = self._keep(data, image_extension(mime))
+        kept_as = out.image_kept_as = self._keep(data, image_extension(mime))
         returned = sum(1 for o in self.outputs if o.image_base64)
         where = f" (kept on the runtime as {kept_as} in the job's folder)" if kept_as else ""
         if len(data) > self.max_image_bytes:
@@ -278,9 +296,10 @@ class JobOutput:
 
     def _attach(self, out: RichOutput, mime: str, data: str, extension: str) -> None:
         size = len(data.encode("utf-8"))
-        self._keep(data.encode("utf-8"), extension)
+        kept_as = self._keep(data.encode("utf-8"), extension)
         over = size > self.max_image_bytes
-        out.attachments.append(OutputAttachment(mime=mime, size=size, data=None if over else data))
+        out.attachments.append(OutputAttachment(mime=mime, size=size, data=None if over else data,
+                                                kept_as=kept_as))
         if over:
             self.notes.append(f"a {mime} output ({size} bytes) is over the "
                               f"{self.max_image_bytes}-byte limit: kept on the runtime only")

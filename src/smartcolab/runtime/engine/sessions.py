@@ -19,9 +19,9 @@ import contextlib
 import errno
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.engine import persist
@@ -37,6 +37,8 @@ log = logging.getLogger("smartcolab.runtime")
 INTROSPECT_TIMEOUT_S = 60.0
 SHUTDOWN_INTERRUPT_S = 1.0
 SHUTDOWN_WAIT_S = 10.0
+# Threads of this many recent jobs keep their output with the job that started them.
+REMEMBERED_REQUESTS = 64
 
 Status = Literal["starting", "idle", "busy", "restarting", "dead"]
 
@@ -60,10 +62,20 @@ class KernelSession:
         self.lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        # The last jobs' execute requests: where a thread's later output belongs.
+        self._by_request: OrderedDict[str, Job] = OrderedDict()
 
     def _new_kernel(self) -> Kernel:
-        return Kernel(kernel_name=self.config.kernel_name, cwd=self.config.working_root,
-                      secret=self.config.secret)
+        kernel = Kernel(kernel_name=self.config.kernel_name, cwd=self.config.working_root,
+                        secret=self.config.secret)
+        kernel.on_other = self._late
+        return kernel
+
+    def _late(self, parent: str, msg_type: str, content: dict[str, Any]) -> None:
+        """Output of a thread that an ended job started: kept with that job."""
+        job = self._by_request.get(parent)
+        if job is not None and job.on_late(msg_type, content):
+            self._record(job)
 
     @property
     def epoch(self) -> str:
@@ -172,6 +184,7 @@ class KernelSession:
                                         epoch=self.epoch, on_start=self._record)
             finally:
                 self.running = None
+                self._remember(job)
             if outcome is None:
                 await self._recover()
                 self._lost_state()
@@ -182,6 +195,12 @@ class KernelSession:
             if self.status == "busy":
                 self.status = "idle"
             self._record(job)
+
+    def _remember(self, job: Job) -> None:
+        if job.control.msg_id is not None:
+            self._by_request[job.control.msg_id] = job
+            while len(self._by_request) > REMEMBERED_REQUESTS:
+                self._by_request.popitem(last=False)
 
     def cancel(self, job: Job, message: str = "cancelled before it started") -> None:
         """Remove a queued job, or ask the running one to stop (interrupt, restart after grace)."""
@@ -288,3 +307,17 @@ def new_record(job_id: str, session: KernelSession, code: str, timeout: float | 
     return JobRecord(job_id=job_id, session=session.name, status="queued", code=code,
                      timeout=timeout, client=client, created_at=time.time(),
                      epoch=session.epoch)
+
+
+def busy(session: KernelSession) -> SessionBusy:
+    """The refusal of a job submitted with ``if_idle`` to a session that is not idle."""
+    running = session.running
+    started = running.rec.started_at if running else None
+    details: dict[str, object] = {
+        "session": session.name, "running_job": running.rec.job_id if running else None,
+        "running_for_s": round(time.time() - started, 1) if started else None,
+        "running_code": running.rec.code[:200] if running else None,
+        "queued": len(session.queue), "queued_jobs": [j.rec.job_id for j in session.queue][:5]}
+    which = f"job {running.rec.job_id!r}" if running else f"{len(session.queue)} queued job(s)"
+    return SessionBusy(f"session {session.name!r} is busy with {which}; nothing was queued",
+                       details=details)
