@@ -34,11 +34,19 @@ export SMARTCOLAB_ARTIFACTS=${SMARTCOLAB_ARTIFACTS:-results/artifacts}
 # in pytest and in the Python subprocesses of ours it starts ([tool.coverage] in
 # pyproject.toml; the hook in tests/support/coverage_hook); the floor (fail_under) holds
 # for the whole suite, not for a selection given as arguments.
+# In parallel (pytest-xdist): most tests wait on subprocesses, kernels and the network, so
+# more workers than the 2 cores pay (README, Development: measured figures). Arguments
+# come after the defaults and win: `-n 0` runs serially.
 rm -f .coverage .coverage.*
 export COVERAGE_FILE="$PWD/.coverage" SMARTCOLAB_COVERAGE_RC="$PWD/pyproject.toml"
 export PYTHONPATH="$PWD/tests/support/coverage_hook${PYTHONPATH:+:$PYTHONPATH}"
+# Keep compiled bytecode (__pycache__, git-ignored) even where the environment turns it
+# off: hundreds of Python processes start from the same sources in one run, and pytest
+# caches its rewritten test modules the same way.
+unset PYTHONDONTWRITEBYTECODE
+workers=(-n "${SMARTCOLAB_TEST_WORKERS:-4}" --dist worksteal)
 set +e
-.venv/bin/python -m coverage run -m pytest "$@"
+.venv/bin/python -m coverage run -m pytest "${workers[@]}" "$@"
 status=$?
 set -e
 floor=()

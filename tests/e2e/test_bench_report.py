@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.runtime_proc import subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,5 +42,5 @@ def test_report_quick_smoke(tmp_path: Path) -> None:
 
 def test_report_refuses_an_unknown_module(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--only", "nope"],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
+                          env=subprocess_env(), capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     assert proc.returncode == 2 and "unknown bench module" in proc.stderr

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smartcolab.cli.app import app
-from support.runtime_proc import RuntimeProc, subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, RuntimeProc, subprocess_env
 
 runner = CliRunner()
 
@@ -197,9 +197,9 @@ def test_real_process_with_embedded_runtime(tmp_path: Path) -> None:
     try:
         proc = subprocess.run([sys.executable, "-m", "smartcolab", "exec",
                                "import os; print(os.getcwd()); raise SystemExit(3)"],
-                              cwd=work, env=env, capture_output=True, text=True, timeout=90)
+                              cwd=work, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
         again = subprocess.run([sys.executable, "-m", "smartcolab", "exec", "print('again')"],
-                               cwd=work, env=env, capture_output=True, text=True, timeout=90)
+                               cwd=work, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     finally:
         stop_daemons_under(tmp_path)
     assert proc.stdout.splitlines()[0] == str(work.resolve())

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from smartcolab.cli import client_config
+from smartcolab.cli import client_config, common
 from smartcolab.cli.app import app
-from support.runtime_proc import RuntimeProc, subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, RuntimeProc, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -32,6 +32,9 @@ NO_ENV = {"COLAB_URL": "", "COLAB_TOKEN": "", "COLUMNS": "200"}
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    # The CLI's consoles read COLUMNS once, when first imported, which in a shared test
+    # process may be at 80 columns: set the width these tables are checked at.
+    common.out.width = common.err.width = 200
     result = runner.invoke(app, list(args), env={**NO_ENV, **(env or {})})
     return result.exit_code, result.stdout, result.stderr
 
@@ -278,7 +281,7 @@ def test_bundle_writes_the_wheel_a_notebook_installs(tmp_path: Path) -> None:
     assert (target / "bin" / "smartcolab").is_file()
     shown = subprocess.run([sys.executable, "-c", "import smartcolab; print(smartcolab.__file__)"],
                            env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True,
-                           text=True, timeout=60, check=True).stdout
+                           text=True, timeout=PROCESS_TIMEOUT_S, check=True).stdout
     assert shown.startswith(str(target))
     # The same files give the same wheel.
     again = Path(invoke("bundle", "--out", str(tmp_path / "c"))[1].strip())

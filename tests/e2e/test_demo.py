@@ -20,7 +20,7 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     env.pop("COLAB_URL", None)
     proc = subprocess.run([sys.executable, "-m", "smartcolab", "demo", "--out",
                            str(tmp_path / "out"), "--json"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=420)
     report = json.loads(proc.stdout)
     steps = {s["name"]: s for s in report["steps"]}
     assert list(steps) == EXPECTED_STEPS, proc.stderr[-2000:]

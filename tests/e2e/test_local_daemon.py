@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 from support.bridge_helpers import text_of
 from support.daemons import alive, bridge_params, daemon_pids, stop_daemons_under, wait_gone
+from support.runtime_proc import PROCESS_TIMEOUT_S
 
 pytestmark = pytest.mark.anyio
 
@@ -153,7 +154,7 @@ def make_venv(path: Path, *, with_ipykernel: bool) -> Path:
     python = path / "bin" / "python"
     purelib = Path(subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, timeout=60).stdout.strip())
+        check=True, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S).stdout.strip())
     if with_ipykernel:
         (purelib / "bridge_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     (purelib / "only_in_second_venv.py").write_text("VALUE = 'from the second venv'\n")
@@ -221,3 +222,28 @@ async def test_stale_runtime_files_are_replaced(tmp: Path) -> None:
     assert started and third.pid not in (first.pid, second.pid, os.getpid())
     info = read_info(spec.directory)
     assert info is not None and info.pid == third.pid
+
+
+async def test_the_runtime_file_names_the_secret_after_a_rotation(tmp: Path) -> None:
+    """A rotated secret reaches the runtime file before the rotation answers, so the next
+    bridge or CLI call that reads it is let in (and the old secret is not)."""
+    from smartcolab.client.http.client import NO_RETRY, RuntimeClient
+    from smartcolab.client.local.daemon import DaemonSpec, ensure_daemon, read_info
+    from smartcolab.shared import routes
+    from smartcolab.shared.errors import Unauthorized
+
+    spec = DaemonSpec(base=tmp / "local", root=tmp / "ws")
+    with anyio.fail_after(120):
+        info, _ = await ensure_daemon(spec)
+        async with RuntimeClient(info.url, info.secret, retry=NO_RETRY) as old:
+            rotated = (await old.request("POST", routes.AUTH_ROTATE)).json()["secret"]
+            after = read_info(spec.directory)
+            assert after is not None and (after.pid, after.url) == (info.pid, info.url)
+            assert after.secret == rotated != info.secret
+            with pytest.raises(Unauthorized):
+                await old.sessions()
+        async with RuntimeClient(after.url, after.secret, retry=NO_RETRY) as new:
+            assert (await new.sessions()).sessions == []
+        again, started = await ensure_daemon(spec)
+    assert (again.pid, again.secret, started) == (info.pid, rotated, False)
+    assert oct(os.stat(spec.directory / "runtime.json").st_mode & 0o777) == "0o600"

@@ -26,7 +26,7 @@ from smartcolab.mcp.http_transport import (
 from smartcolab.mcp.server import serve_http
 from smartcolab.shared.errors import InvalidInput
 from support.bridge_helpers import make_config
-from support.runtime_proc import subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env
 
 pytestmark = pytest.mark.anyio
 TOKEN = "a-test-token-of-enough-length"
@@ -163,7 +163,7 @@ def test_cli_short_token_refused_and_empty_token_generated(tmp_path: Path) -> No
                           "SMARTCOLAB_MCP_TOKEN": "short"})
     cmd = [sys.executable, "-m", "smartcolab", "mcp", "--transport", "http", "--port", "0",
            "--log-level", "WARNING"]
-    short = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    short = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     assert short.returncode == 2 and f"at least {MIN_TOKEN_CHARS}" in short.stderr
     env["SMARTCOLAB_MCP_TOKEN"] = ""
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,

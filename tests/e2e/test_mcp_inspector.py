@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.runtime_proc import SRC, RuntimeProc
+from support.runtime_proc import PROCESS_TIMEOUT_S, SRC, RuntimeProc
 
 REPO = SRC.parent
 INSPECTOR = REPO / "node_modules" / ".bin" / "mcp-inspector"
@@ -25,9 +25,11 @@ def inspector(tmp: Path, runtime: RuntimeProc, *method_args: str) -> dict[str, o
     env_args = ["-e", f"PYTHONPATH={SRC}", "-e", f"CHECKPOINT_DIR={tmp / 'ckpt'}",
                 "-e", f"LOCAL_SAVE_DIR={tmp / 'saved'}", "-e", f"COLAB_URL={runtime.url}",
                 "-e", f"COLAB_TOKEN={runtime.secret}"]
-    cmd = [str(INSPECTOR), "--cli", "--format", "json", "-q", *env_args, *method_args,
+    # A loaded machine can take longer than the default 15 s to start the bridge.
+    cmd = [str(INSPECTOR), "--cli", "--format", "json", "-q", "--connect-timeout", "120000",
+           *env_args, *method_args,
            "--", sys.executable, "-m", "smartcolab", "mcp", "--log-level", "WARNING"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=tmp)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, cwd=tmp)
     assert done.returncode == 0, done.stderr + done.stdout
     out: dict[str, object] = json.loads(done.stdout)
     return out

@@ -20,6 +20,7 @@ import httpx2
 import pytest
 
 from smartcolab.runtime.server import ServerHandle, serve_in_thread
+from support.runtime_proc import PROCESS_TIMEOUT_S
 
 SECRET = "disk-full-secret-0123456789"
 
@@ -29,13 +30,13 @@ def tiny_state(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "state"
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=PROCESS_TIMEOUT_S)
 
 
 def fill(mount: Path, leave: int) -> Path:

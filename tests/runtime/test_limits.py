@@ -27,7 +27,7 @@ from smartcolab.shared.protocol import (
     canonical_request,
     sign,
 )
-from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, RuntimeProc, start_runtime, subprocess_env
 
 LOCKOUT_S = 2
 LIMIT_ARGS = ("--max-body-kb", "4", "--max-header-kb", "4", "--max-query-kb", "1",
@@ -177,6 +177,6 @@ def test_bad_cidr_is_refused_at_start(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "smartcolab", "serve", "--port", "0", "--root", str(tmp_path),
          "--allow-cidr", "10.0.0.0/33"],
-        capture_output=True, text=True, timeout=60, env=subprocess_env())
+        capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, env=subprocess_env())
     assert out.returncode == 2
     assert "10.0.0.0/33" in out.stderr and "CIDR" in out.stderr

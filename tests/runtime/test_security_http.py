@@ -26,7 +26,7 @@ from smartcolab.shared.protocol import (
     canonical_request,
     sign,
 )
-from support.runtime_proc import subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env
 
 SECRET = "security-test-secret-0123456789"
 
@@ -235,7 +235,7 @@ def test_openapi_states_the_constraints(rt: ServerHandle) -> None:
 def test_insecure_no_auth_is_gone(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "smartcolab", "serve", "--port", "0",
                           "--root", str(tmp_path), "--insecure-no-auth"],
-                         capture_output=True, text=True, timeout=60, env=subprocess_env())
+                         capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S, env=subprocess_env())
     assert out.returncode == 2 and "removed" in out.stderr
 
 

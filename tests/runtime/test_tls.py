@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from smartcolab.client.http.client import NO_RETRY, RuntimeClient
 from smartcolab.shared.errors import RuntimeUnreachable
-from support.runtime_proc import subprocess_env
+from support.runtime_proc import START_TIMEOUT_S, subprocess_env
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +61,7 @@ def tls_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
          "--tls-key", str(key), "--plain-logs"],
         stdout=log, stderr=subprocess.STDOUT, env=subprocess_env({"SMARTCOLAB_SECRET": secret}))
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_TIMEOUT_S
         context = ssl.create_default_context(cafile=str(cert))
         url = ""
         while True:

@@ -23,7 +23,7 @@ from support.hosted_helpers import (
     pid_alive,
     read_record,
 )
-from support.runtime_proc import start_runtime, subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, start_runtime, subprocess_env
 
 
 @pytest.fixture
@@ -172,6 +172,6 @@ def test_cli_serve_ngrok_without_token_exits_with_the_fix(tmp_path: Path) -> Non
     env.pop("NGROK_AUTHTOKEN", None)
     result = subprocess.run(
         [sys.executable, "-m", "smartcolab", "serve", "--port", "0", "--root", str(tmp_path),
-         "--tunnel", "ngrok"], env=env, capture_output=True, text=True, timeout=60)
+         "--tunnel", "ngrok"], env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
     assert result.returncode == 2
     assert "NGROK_AUTHTOKEN" in result.stderr and "Traceback" not in result.stderr

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx2
 
-START_TIMEOUT_S = 60.0
+# A guard against a server that never starts, not a bound on how fast it starts: a
+# whole-suite run in parallel on a loaded 2-core machine took over 60 s to start one.
+START_TIMEOUT_S = 240.0
 
 
 @dataclass(frozen=True)

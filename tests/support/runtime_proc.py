@@ -18,7 +18,11 @@ from pathlib import Path
 import httpx2
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-START_TIMEOUT_S = 60.0
+# A guard against a server that never starts, not a bound on how fast it starts: a
+# whole-suite run in parallel on a loaded 2-core machine took over 60 s to start one.
+START_TIMEOUT_S = 240.0
+# The same guard for one of our CLI processes run to its end (`serve --help`, `exec`).
+PROCESS_TIMEOUT_S = 240.0
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -17,11 +17,14 @@ from smartcolab.client.http.client import NO_RETRY, RetryPolicy, RuntimeClient
 from smartcolab.shared.errors import (
     Conflict,
     JobNotFound,
+    NotARuntime,
     NotFound,
     RateLimited,
     RuntimeMisbehaved,
+    RuntimeNotAnswering,
     RuntimeUnreachable,
     SmartColabError,
+    TunnelDown,
     Unavailable,
 )
 from smartcolab.shared.protocol import (
@@ -186,33 +189,65 @@ async def test_a_tunnel_error_page_means_the_runtime_is_not_answering(status: in
     assert "<html" not in str(exc.value).lower()
 
 
-# Pages the client does not map yet: each ends as a bare "HTTP N without an error
-# body" (or a JSONDecodeError), which tells the user nothing about the tunnel.
+# Pages of a tunnel whose endpoint is gone, or whose runtime does not answer in time.
 NGROK_3200 = ("<!DOCTYPE html><html><body>The endpoint abc.ngrok-free.app is offline."
               "<p>ERR_NGROK_3200</p></body></html>")
 CLOUDFLARE_524 = "<html><title>524: A timeout occurred</title>Error code 524</html>"
 CLOUDFLARE_1033 = "<html><title>Cloudflare Tunnel error</title>Error 1033</html>"
 
 
-@pytest.mark.xfail(strict=True, reason="client/http/client.py maps only 502/503/504 tunnel "
-                   "pages; ngrok's offline endpoint (404) and Cloudflare's 524/530 are not")
-@pytest.mark.parametrize(("status", "page"), [(404, NGROK_3200), (524, CLOUDFLARE_524),
-                                              (530, CLOUDFLARE_1033)])
-async def test_other_tunnel_error_pages_are_clear_too(status: int, page: str) -> None:
+@pytest.mark.parametrize(("status", "page", "error", "code", "says"), [
+    (404, NGROK_3200, TunnelDown, "tunnel_down", "ERR_NGROK_3200"),
+    (530, CLOUDFLARE_1033, TunnelDown, "tunnel_down", "Cloudflare error 1033"),
+    (524, CLOUDFLARE_524, RuntimeNotAnswering, "runtime_not_answering", "timed out"),
+])
+async def test_other_tunnel_error_pages_are_clear_too(
+        status: int, page: str, error: type[RuntimeUnreachable], code: str, says: str) -> None:
     reply = httpx2.Response(status, headers={"content-type": "text/html"}, text=page)
     async with client(lambda r: reply) as c:
-        with pytest.raises(RuntimeUnreachable, match="tunnel"):
+        with pytest.raises(error, match=f"tunnel .*HTTP {status}") as exc:
+            await c.probe()
+    assert exc.value.code == code and isinstance(exc.value, RuntimeUnreachable)
+    message = str(exc.value)
+    assert says in message and "<html" not in message.lower()
+    assert "serving cell" in message and "connect_runtime" in message  # what to do
+    assert exc.value.details["status"] == status
+
+
+async def test_an_offline_tunnel_is_not_retried_a_busy_one_is() -> None:
+    """An offline endpoint's URL never comes back; a 524 may pass once the runtime answers."""
+    asked: list[str] = []
+
+    def offline(request: httpx2.Request) -> httpx2.Response:
+        asked.append("offline")
+        return httpx2.Response(404, headers={"content-type": "text/html"}, text=NGROK_3200)
+
+    async with client(offline, retry=FAST) as c:
+        with pytest.raises(TunnelDown):
+            await c.health()
+    assert asked == ["offline"]
+
+    replies = iter([httpx2.Response(524, text=CLOUDFLARE_524),
+                    httpx2.Response(200, json={"status": "ok", "version": "x", "epoch": "e"})])
+    async with client(lambda r: next(replies), retry=FAST) as c:
+        assert (await c.health()).status == "ok"
+
+
+async def test_a_404_page_of_no_tunnel_stays_a_plain_not_found() -> None:
+    reply = httpx2.Response(404, headers={"content-type": "text/html"}, text="<html>nope</html>")
+    async with client(lambda r: reply) as c:
+        with pytest.raises(NotFound, match="HTTP 404 without an error body"):
             await c.probe()
 
 
-@pytest.mark.xfail(strict=True, reason="a 200 HTML page (ngrok's browser warning) reaches "
-                   "the caller as a JSONDecodeError, not a SmartColabError")
 async def test_an_html_page_with_status_200_is_a_clear_error() -> None:
     page = httpx2.Response(200, headers={"content-type": "text/html"},
                            text="<html>You are about to visit abc.ngrok-free.app</html>")
-    async with client(lambda r: page) as c:
-        with pytest.raises(SmartColabError):
+    async with client(lambda r: page, retry=FAST) as c:
+        with pytest.raises(NotARuntime, match="text/html instead of the runtime's JSON") as exc:
             await c.health()
+    assert exc.value.code == "not_a_runtime" and isinstance(exc.value, SmartColabError)
+    assert "connect_runtime" in str(exc.value) and "<html" not in str(exc.value).lower()
 
 
 async def test_a_compressed_answer_is_refused_unread() -> None:

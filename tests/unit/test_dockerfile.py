@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.runtime_proc import subprocess_env
+from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_entrypoint_flags_are_real_serve_options() -> None:
     assert any(c.split()[-1] == "/usr/local/bin/smartcolab-entrypoint" for c in instructions("COPY"))
     help_text = subprocess.run([sys.executable, "-m", "smartcolab", "serve", "--help"],
                                capture_output=True, text=True, env=subprocess_env({"COLUMNS": "200"}),
-                               timeout=60, check=True).stdout
+                               timeout=PROCESS_TIMEOUT_S, check=True).stdout
     options = set(re.findall(r"--[a-z][a-z0-9-]+", help_text))
     for flag in (a for a in cmd if a.startswith("--")):
         assert flag in options, flag

@@ -15,8 +15,11 @@ from smartcolab.shared.errors import (
     InvalidInput,
     KernelUnavailable,
     LowMemory,
+    NotARuntime,
     RateLimited,
+    RuntimeNotAnswering,
     RuntimeUnreachable,
+    TunnelDown,
 )
 from smartcolab.shared.protocol import API_VERSION, H_API_VERSION, H_NONCE
 
@@ -59,6 +62,9 @@ def test_a_retry_after_hint_replaces_the_backoff_up_to_the_cap() -> None:
 
 def test_which_errors_are_worth_another_try() -> None:
     assert retryable(RuntimeUnreachable("down"))
+    assert retryable(RuntimeNotAnswering("a tunnel's 524"))
+    assert not retryable(TunnelDown("ERR_NGROK_3200"))  # that URL does not come back
+    assert not retryable(NotARuntime("a web page"))
     assert retryable(RateLimited("slow down"))
     assert retryable(KernelUnavailable("restarting"))
     assert not retryable(LowMemory("full"))  # another try would only repeat

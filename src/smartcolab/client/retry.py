@@ -32,7 +32,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from smartcolab.shared.errors import RateLimited, RuntimeUnreachable, Unavailable
+from smartcolab.shared.errors import (
+    NotARuntime,
+    RateLimited,
+    RuntimeUnreachable,
+    TunnelDown,
+    Unavailable,
+)
 
 __all__ = ["JUPYTER_RETRY", "NO_RETRY", "RetryPolicy", "retryable"]
 
@@ -51,7 +57,10 @@ def _say_retry(state: RetryCallState) -> None:
 
 def retryable(exc: BaseException) -> bool:
     """Worth another try: the runtime was unreachable, rate-limited us, or is restarting
-    a kernel.  Any other error would only repeat."""
+    a kernel.  Any other error would only repeat, and so would an offline tunnel or a web
+    page in the runtime's place: their URL does not come back."""
+    if isinstance(exc, (TunnelDown, NotARuntime)):
+        return False
     if isinstance(exc, (RuntimeUnreachable, RateLimited)):
         return True
     return isinstance(exc, Unavailable) and exc.code in ("unavailable", "kernel_unavailable")

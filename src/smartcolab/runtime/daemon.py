@@ -50,7 +50,6 @@ from smartcolab.shared.private import private_dir, private_umask, write_private_
 log = logging.getLogger("smartcolab.runtime.daemon")
 
 
-
 @dataclass(frozen=True)
 class DaemonOptions:
     directory: Path
@@ -174,6 +173,14 @@ def run_daemon(opts: DaemonOptions) -> None:
         "idle_timeout_s": opts.idle_timeout_s, "started_at": time.time(),
         "version": __version__}
     runtime_file = opts.directory / RUNTIME_FILE
+
+    def secret_rotated(secret: str) -> None:
+        # The runtime file is how every later bridge and CLI call finds the secret: it
+        # must name the new one before the rotation answers, or they would all get 401.
+        info["secret"] = secret
+        write_private_json(runtime_file, info)
+
+    state.secret_listeners.append(secret_rotated)
 
     async def main() -> None:
         watcher = asyncio.ensure_future(_watch(server, state, activity, opts, info))

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from smartcolab.runtime.config import RuntimeConfig
@@ -276,6 +277,9 @@ class RuntimeState:
         self._manager: SessionManager | None = None
         self.uploads = UploadLedger(config.state_dir)
         self._sweeper: asyncio.Task[None] | None = None
+        # Called with the new secret before a rotation answers (the local daemon
+        # rewrites its runtime file, so the next reader never holds a dead secret).
+        self.secret_listeners: list[Callable[[str], None]] = []
 
     @property
     def manager(self) -> SessionManager:
@@ -309,6 +313,8 @@ class RuntimeState:
         self.redactor.add(new_secret)
         self.auth.rotate(new_secret)
         self.config.secret = new_secret
+        for listener in self.secret_listeners:
+            listener(new_secret)
 
     def epoch(self) -> str:
         """The runtime epoch: changes whenever any kernel's state is lost."""

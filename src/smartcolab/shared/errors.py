@@ -38,6 +38,9 @@ class in one function (``error_from_body`` here); the MCP server turns them into
     ├── TunnelFailed                     502 tunnel_failed (raised where the server starts)
     └── ClientSideError                  (never sent by a runtime; raised locally)
         ├── RuntimeUnreachable           502 runtime_unreachable
+        │   ├── TunnelDown               502 tunnel_down (the tunnel's endpoint is gone)
+        │   ├── RuntimeNotAnswering      502 runtime_not_answering (tunnel up, runtime not)
+        │   └── NotARuntime              502 not_a_runtime (a web page, not our JSON)
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
@@ -71,6 +74,7 @@ __all__ = [
     "LocalPathRefused",
     "LocalWriteFailed",
     "LowMemory",
+    "NotARuntime",
     "NotFound",
     "OriginNotAllowed",
     "PathOutsideRoots",
@@ -79,6 +83,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "RateLimited",
     "RuntimeMisbehaved",
+    "RuntimeNotAnswering",
     "RuntimeUnreachable",
     "SessionBusy",
     "SessionExists",
@@ -86,6 +91,7 @@ __all__ = [
     "ShuttingDown",
     "SmartColabError",
     "StateLost",
+    "TunnelDown",
     "TunnelFailed",
     "Unauthorized",
     "Unavailable",
@@ -241,6 +247,26 @@ class ClientSideError(SmartColabError):
 
 class RuntimeUnreachable(ClientSideError):
     status, code = 502, "runtime_unreachable"
+
+
+class TunnelDown(RuntimeUnreachable):
+    """The public tunnel's endpoint is offline (ngrok ERR_NGROK_3200, Cloudflare 530/1033):
+    its URL will not come back; the notebook's tunnel cell opens a new one."""
+
+    status, code = 502, "tunnel_down"
+
+
+class RuntimeNotAnswering(RuntimeUnreachable):
+    """The tunnel answered with its own error page: the runtime behind it is not answering."""
+
+    status, code = 502, "runtime_not_answering"
+
+
+class NotARuntime(RuntimeUnreachable):
+    """The URL answered with a web page instead of the runtime's JSON (an interstitial,
+    a login page, another service): the URL does not reach a runtime."""
+
+    status, code = 502, "not_a_runtime"
 
 
 class ChecksumMismatch(ClientSideError):

@@ -6,7 +6,9 @@ start-up.  Coverage's own ``patch = subprocess`` would start it in all of them: 
 Jupyter Server and Dask workers too, which never run a file of ours (code reaches kernels
 as source text) and whose start-up CPU the tracer nearly doubled on the 2-core machine.
 So coverage starts here only for ``smartcolab`` itself (``-m smartcolab``, the console
-script), ``-c`` code that imports it, and scripts of this repository (``bench/``).
+script), ``-c`` code that imports it, scripts of this repository (``bench/``), and
+pytest-xdist's workers (execnet starts them with its bootstrap line as ``-c`` code): they
+run the tests, so they must be measured from their first import, as the main pytest is.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[3]
 _TAKES_VALUE = {"-X", "-W", "-Q"}
+# How execnet (pytest-xdist's transport) starts a worker: ``python -u -c <this>``.
+_EXECNET_BOOTSTRAP = "import sys;exec(eval(sys.stdin.readline()))"
 
 
 def _ours(argv: list[str]) -> bool:
@@ -26,7 +30,8 @@ def _ours(argv: list[str]) -> bool:
             module = next(args, "")
             return module == "smartcolab" or module.startswith("smartcolab.")
         if arg == "-c":
-            return "smartcolab" in next(args, "")
+            code = next(args, "")
+            return "smartcolab" in code or code == _EXECNET_BOOTSTRAP
         if arg in _TAKES_VALUE:
             next(args, None)
         elif not arg.startswith("-"):

@@ -25,6 +25,7 @@ import httpx2
 from pydantic import BaseModel
 
 from smartcolab import __version__
+from smartcolab.client.http.tunnel_pages import not_a_runtime, tunnel_error
 from smartcolab.client.retry import NO_RETRY as NO_RETRY
 from smartcolab.client.retry import RetryPolicy as RetryPolicy
 from smartcolab.client.untrusted import check_job_id, check_job_view, check_session_view
@@ -316,17 +317,13 @@ class RuntimeClient:
                 details={"url": self.url, "runtime_api": version, "client_api": API_VERSION})
         if response.status_code < 400:
             return
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        exc: SmartColabError = error_from_body(response.status_code, body)
-        if body is None and response.status_code in (502, 503, 504):
-            # A tunnel's own error page (ngrok, Cloudflare): the runtime is not answering.
-            exc = RuntimeUnreachable(
-                f"the tunnel in front of {self.url} answered HTTP {response.status_code}: the "
-                "runtime behind it is not answering. Re-run the notebook's serving cell, then "
-                "retry.", details={"url": self.url, "status": response.status_code})
+        exc: SmartColabError | None = tunnel_error(self.url, response)
+        if exc is None:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            exc = error_from_body(response.status_code, body)
         retry_after = response.headers.get("Retry-After")
         if retry_after and exc.retry_after is None:
             with suppress(ValueError):
@@ -336,14 +333,21 @@ class RuntimeClient:
     async def _get_model(self, model: type[M], path: str, *, timeout: float | None = None,
                          **params: Any) -> M:
         response = await self.request("GET", path, params=params, timeout=timeout)
-        return model.model_validate(response.json())
+        return model.model_validate(self._json(response))
 
     async def _post_model(self, model: type[M], path: str, *, json: Any = None,
                           idempotent: bool = False, timeout: float | None = None,
                           **params: Any) -> M:
         response = await self.request("POST", path, params=params, json=json,
                                       idempotent=idempotent, timeout=timeout)
-        return model.model_validate(response.json())
+        return model.model_validate(self._json(response))
+
+    def _json(self, response: httpx2.Response) -> Any:
+        """The answer's JSON; anything else (a web page in the runtime's place) is refused."""
+        try:
+            return response.json()
+        except ValueError:
+            raise not_a_runtime(self.url, response) from None
 
     # ------------------------------------------------------------ system
     async def health(self) -> Health:

@@ -7,9 +7,8 @@ the kernel (``POST /api/kernels/{id}/interrupt``, repeated while the cell runs);
 cell has not ended ``INTERRUPT_GRACE_S`` later (C-level loops ignore SIGINT) it restarts
 the kernel (``POST /api/kernels/{id}/restart``) and says that the state is gone.  The
 policy and the status it leads to are ``shared/stop.py``'s, as on our runtime server.  A job's
-record does not survive the bridge process: the code goes on running in the
-kernel, but its output after that is not recorded (the bridge's journal keeps
-what was seen).
+record here does not survive the bridge process, but the kernel's job agent keeps the job's
+output and status on the runtime's disk (``durable.py``), where a new bridge finds them.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +36,18 @@ from smartcolab.shared.protocol import (
 from smartcolab.shared.stop import Ending, StopPolicy, verdict
 
 INTERRUPT_GRACE_S = 5.0
+IDLE_AFTER_REPLY_S = 10.0
+UNTAKEN_S = 3.0  # a request no kernel has begun is checked this often (``run_cell``)
+UNTAKEN: dict[str, Any] = {"_sc_untaken": True}
 # Each repeat is an HTTP request, and the kernel's answer to the first comes back through
 # the server's relay: repeating faster would often hit a cell that is already stopping.
 INTERRUPT_REPEAT_S = 1.0
 MAX_TEXT_CHARS = 200_000  # per stream in a result (head + tail); the full text stays pageable
 MAX_VIEW_CHARS = 64_000  # new output in one view
 MAX_KEPT_CHARS = 32_000_000  # output kept per job for get_job_output
-TRACKING_NOTE = ("This runtime is a plain Jupyter Server: it has no job store, so this bridge "
-                 "tracks the job. If the bridge restarts, the code keeps running in the kernel "
-                 "but its later output is not recorded.")
+TRACKING_NOTE = ("This runtime is a plain Jupyter Server: it has no job store of its own, so "
+                 "the job agent in its kernel records the job on the runtime's disk "
+                 "(smartcolab-jobs/). If the bridge restarts, get_job re-attaches to it there.")
 
 
 def _cap(text: str, limit: int = MAX_TEXT_CHARS) -> TextBlock:
@@ -81,6 +84,7 @@ class JobRecord:
     message: str | None = None
     state_lost: bool = False
     cancel_requested: bool = False
+    spilled: bool = False  # the kernel's job agent ran it: its whole output is on disk
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     # The running cell's message queue, so cancel and kernel deaths can wake it.
     inbox: asyncio.Queue[dict[str, Any] | None] | None = field(default=None, repr=False)
@@ -140,7 +144,7 @@ class JobRecord:
                 await asyncio.wait_for(self.wake.wait(), seconds)
 
 
-def _rich(msg_type: str, content: dict[str, Any]) -> RichOutput:
+def rich_output(msg_type: str, content: dict[str, Any]) -> RichOutput:
     shown = choose(content.get("data") or {})
     image = shown.image_base64
     return RichOutput(type=msg_type,  # type: ignore[arg-type]
@@ -168,7 +172,7 @@ def _collect(rec: JobRecord, msg: dict[str, Any]) -> bool:
         rec.append(text)
         rec.flow.add("stderr" if err else "stdout", text, at=at, end=rec.total_chars)
     elif kind in ("display_data", "execute_result"):
-        out = _rich(kind, content)
+        out = rich_output(kind, content)
         at = rec.total_chars
         rec.outputs.append(out)
         if out.text:
@@ -210,19 +214,29 @@ def _lifecycle_ending(state: str, policy: StopPolicy, taken: bool) -> Ending | N
 
 
 async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
-                   silent: bool = False, on_restart: Any = None,
+                   silent: bool = False, on_restart: Any = None, code: str | None = None,
                    user_expressions: dict[str, str] | None = None,
-                   until_reply: bool = False) -> dict[str, Any]:
+                   until_reply: bool = False,
+                   done_at_reply: Callable[[dict[str, Any]], bool] | None = None,
+                   lost_request: Callable[[], Awaitable[bool]] | None = None,
+                   ) -> dict[str, Any]:
     """Execute ``rec.code``, collecting output into ``rec``; enforce timeout and cancel
     (``shared.stop``).  Returns the ``execute_reply`` content ({} when there was none).
 
     Leaves ``rec.status`` as the outcome (``succeeded``/``failed``/``timed_out``/
     ``cancelled``/``lost``) but does not call ``finish``: the caller does.
     ``until_reply``: return at the reply without waiting for IOPub's ``idle`` (the
-    caller needs only the reply, e.g. ``user_expressions``).
+    caller needs only the reply, e.g. ``user_expressions``); ``done_at_reply``: the same,
+    decided by the reply's content (a job cell that found no agent ran nothing).  After
+    the reply, IOPub's ``idle`` is awaited at most ``IDLE_AFTER_REPLY_S``: a WebSocket
+    whose IOPub is not yet bound to a restarted kernel never brings it.
+    ``lost_request``: asked every ``UNTAKEN_S`` while no kernel has begun the request; True
+    (e.g. the kernel is idle: the request went to a process that died) returns
+    ``UNTAKEN`` at once, so the caller can send it again.
     """
     msg = message("execute_request", {
-        "code": rec.code, "silent": silent, "store_history": not silent,
+        "code": rec.code if code is None else code, "silent": silent,
+        "store_history": not silent and code is None,  # a job cell: the agent's run_cell stores it
         "user_expressions": user_expressions or {}, "allow_stdin": False,
         "stop_on_error": True}, session=channel.session_id)
     msg_id = msg["header"]["msg_id"]
@@ -234,6 +248,8 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
     ending: Ending | None = None
     reply: dict[str, Any] = {}
     idle = taken = False
+    reply_at: float | None = None
+    checked_at = time.monotonic()
     try:
         while not ((idle or until_reply) and reply):
             action = policy.next_action("cancelled" if rec.cancel_requested else None)
@@ -246,8 +262,20 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
                     on_restart()
                 ending = Ending("restarted", policy.reason)
                 break
+            wait_s = policy.wait_s()
+            if lost_request is not None and not taken and not reply:
+                if time.monotonic() - checked_at >= UNTAKEN_S:
+                    checked_at = time.monotonic()
+                    if await lost_request():
+                        return dict(UNTAKEN)
+                wait_s = UNTAKEN_S if wait_s is None else min(wait_s, UNTAKEN_S)
+            if reply_at is not None:
+                left = reply_at + IDLE_AFTER_REPLY_S - time.monotonic()
+                if left <= 0:
+                    break
+                wait_s = left if wait_s is None else min(wait_s, left)
             try:
-                got = await asyncio.wait_for(queue.get(), policy.wait_s())
+                got = await asyncio.wait_for(queue.get(), wait_s)
             except asyncio.TimeoutError:
                 continue
             if got is None:
@@ -279,6 +307,9 @@ async def run_cell(rest: JupyterRest, channel: KernelChannel, rec: JobRecord, *,
                 policy.cell_ending()
             if _collect(rec, got):
                 reply = got.get("content") or {"status": None}
+                reply_at = time.monotonic()
+                if done_at_reply is not None and done_at_reply(reply):
+                    break
     finally:
         channel.forget(msg_id)
         rec.inbox = None

@@ -7,13 +7,17 @@ API (``files.py``).  Nothing of ours is installed on that side.
 
 * A session ``NAME`` is the Jupyter session at path ``smartcolab-NAME`` (its kernel
   starts in the server's root directory); a bridge that restarts finds it again.
-* Jobs are tracked here, in the bridge (``jobs.py``), one at a time per
-  session, with the timeout enforced by interrupt, then restart.
+* Jobs run one at a time per session through the kernel's job agent
+  (``kernelside/job_agent.py``, installed by the bridge, ``durable.py``): each job is one
+  execute request, its output and status are also spilled to the runtime's disk, its
+  deadline is enforced by the bridge (interrupt, then restart) and, with no bridge
+  connected, by the agent's watchdog.  A new bridge re-attaches to a job from its files.
 * The epoch is ``<kernel id>-<token>``: the token lives in the kernel's ``builtins``
   and is drawn again whenever it is missing, so a restart or crash (ours or not)
-  changes the epoch and the tools report the state as lost.  It is read before every
-  job (one silent execute): a restart by someone else is announced on the WebSocket
-  only after the fact.
+  changes the epoch and the tools report the state as lost.  It comes back with every
+  job, as a user expression of the job's own execute request: a restart by someone
+  else is announced on the WebSocket only after the fact, and a new kernel process has
+  no agent, so it runs nothing and the bridge installs the agent and sends the job again.
 * After a restart forced by a timeout the token must change within ``RESTART_VERIFY_S``
   (the old process, stuck with SIGINT blocked, may outlive the restart); if it does not,
   the Jupyter session is deleted (its kernel shut down) and created again.
@@ -30,17 +34,24 @@ from typing import Any, ClassVar, Literal
 
 from smartcolab.client.backend import Capability, RuntimeBackend
 from smartcolab.client.http.transfer import DownloadResult
+from smartcolab.client.http.transfer_dir import ArchiveResult
+from smartcolab.client.jupyter import dirs, durable
+from smartcolab.client.jupyter import jobs as jobs_mod
+from smartcolab.client.jupyter.durable import SpillReader
 from smartcolab.client.jupyter.files import JupyterFiles
 from smartcolab.client.jupyter.jobs import TRACKING_NOTE, JobRecord, run_cell, wake
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, RequestAuth
+from smartcolab.client.jupyter.reattach import EarlierJobs
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.client.retry import RetryPolicy
 from smartcolab.shared import kernel_code as kc
 from smartcolab.shared.errors import (
+    InvalidInput,
     JobIdConflict,
     JobNotFound,
     KernelUnavailable,
     NotFound,
+    RuntimeUnreachable,
     SessionBusy,
     SmartColabError,
 )
@@ -55,7 +66,11 @@ from smartcolab.shared.protocol import (
     JobSubmit,
     JobView,
     OutputPage,
+    PersistManifest,
     Probe,
+    RestoreReport,
+    RestoreRequest,
+    SaveRequest,
     SessionList,
     SessionView,
     UploadResult,
@@ -66,7 +81,9 @@ from smartcolab.shared.protocol import (
 log = logging.getLogger(__name__)
 
 SESSION_PREFIX = "smartcolab-"
-RESTART_VERIFY_S = 10.0  # a forced restart must show a new epoch token within this
+PERSIST_DIR = "smartcolab-persist"  # snapshots, under the server's root (the runtime's disk)
+RESTART_VERIFY_S = 10.0
+MAX_RESENDS = 20  # a job request nobody took is sent again (every jobs.UNTAKEN_S)  # a forced restart must show a new epoch token within this
 BUSY_WAIT_S = 10.0
 INTERNAL_TIMEOUT_S = 60.0
 MAX_JOBS_KEPT = 2000
@@ -128,7 +145,8 @@ class JupyterBackend(RuntimeBackend):
     """Drives one Jupyter Server through REST + WebSockets, with jobs tracked here."""
 
     kind_label: ClassVar[str] = "a Jupyter Server"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FILES})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.FILES, Capability.PERSISTENCE, Capability.ARCHIVES})
 
     def __init__(self, url: str, token: str | None, *, kernel_name: str = "python3",
                  name: str | None = None, auth: RequestAuth | None = None) -> None:
@@ -140,6 +158,8 @@ class JupyterBackend(RuntimeBackend):
         self.files = JupyterFiles(self.rest, self._sha256_in_kernel)
         self._sessions: dict[str, KernelSession] = {}
         self._jobs: dict[str, JobRecord] = {}
+        self.spill = SpillReader(self.rest)
+        self.earlier = EarlierJobs(self.rest, self.spill, self._kernel_of)
         self._open_lock = asyncio.Lock()
         self._version: str | None = None
 
@@ -314,12 +334,10 @@ class JupyterBackend(RuntimeBackend):
                 rec.status, rec.started_at = "running", time.time()
                 rec.touch()
                 try:
-                    # Read before every job: a restart by someone else (JupyterLab, the hub's
-                    # culler) announces itself on the WebSocket only after the fact.
-                    rec.epoch = before = await self._epoch_retry(sess)
+                    rec.epoch = before = sess.epoch or ""
                     forced = sess.forced_restarts
-                    await run_cell(self.rest, await sess.fresh_channel(), rec,
-                                   on_restart=sess.forced_restart)
+                    await self._run_job(sess, rec)
+                    before = before or rec.epoch
                     if rec.state_lost:
                         with contextlib.suppress(Exception):
                             rec.epoch = await (self._settle(sess, before)
@@ -327,12 +345,99 @@ class JupyterBackend(RuntimeBackend):
                                                else self._epoch(sess))
                 except Exception as exc:  # the job must end, whatever broke
                     rec.status = "lost"
-                    rec.message = f"the job could not run on the Jupyter Server: {exc}"
+                    rec.message = await self._lost_note(exc)
                 finally:
                     sess.running = None
                     if rec.execution_count:
                         sess.execution_count = rec.execution_count
                     rec.finish(rec.status)
+
+    async def _run_job(self, sess: KernelSession, rec: JobRecord) -> None:
+        """The job as one execute request through the agent (lock held); its epoch comes
+        back in the same reply.  A kernel without the agent runs nothing: install, resend."""
+        cell = durable.job_cell(rec.job_id, rec.code, rec.timeout, rec.session, rec.created_at)
+        installs = resends = 0
+        while True:
+            reply = await run_cell(self.rest, await sess.fresh_channel(), rec, code=cell,
+                                   on_restart=sess.forced_restart,
+                                   user_expressions=durable.job_expressions(rec.job_id),
+                                   done_at_reply=lambda r: not durable.agent_present(r),
+                                   lost_request=lambda: self._kernel_not_busy(sess))
+            if reply == jobs_mod.UNTAKEN and resends < MAX_RESENDS:
+                # Sent to a process that died (e.g. killed by the agent's watchdog; its
+                # restart gets new ports) or not taken at all: send it again on a fresh
+                # WebSocket.  The agent never runs a job id twice (``_from_files``).
+                sess.stale, rec.status, resends = True, "running", resends + 1
+                continue
+            if not reply or reply == jobs_mod.UNTAKEN:
+                return  # ended by a kernel event; the caller settles the epoch
+            token = kc.expression_value(reply, "epoch")
+            if durable.agent_present(reply):
+                rec.spilled = True
+                rec.epoch = self._note_epoch(sess, token) if token else rec.epoch
+                if durable.duplicate(reply):  # an earlier copy of this request ran it
+                    await self._from_files(rec)
+                return
+            if installs:
+                raise KernelUnavailable(f"the job agent did not start in the kernel of "
+                                        f"session {sess.name!r}")
+            if token is None and sess.last_epoch is not None:
+                sess.stale = True  # a new process: its IOPub may not be bound to our socket yet
+            rec.status, rec.error, rec.message = "running", None, None
+            await self._install_agent(sess)
+            installs += 1
+            rec.epoch = sess.epoch or rec.epoch
+
+    async def _from_files(self, rec: JobRecord) -> None:
+        """Fill ``rec`` from the job's spill files, once the job (run by an earlier copy of
+        its request, whose messages went to a closed WebSocket) has ended."""
+        att = await self.earlier.attach(rec.job_id)
+        view = await self.earlier.view(att, wait=0.0, since=None)
+        while not att.ended:
+            view = await self.earlier.view(att, wait=INTERNAL_TIMEOUT_S, since=att.total)
+        text = await self.spill.page(rec.job_id, 0, att.total, att.total)
+        rec.output, rec.dropped = text, 0
+        result = view.result
+        if result is not None:
+            rec.stdout, rec.stderr = result.stdout.text, result.stderr.text
+            rec.outputs, rec.error = list(result.outputs), result.error
+            rec.execution_count, rec.state_lost = result.execution_count, result.state_lost
+        rec.status = att.job_status
+        rec.touch()
+
+    async def _kernel_of(self, session: str) -> str:
+        return (await self._session(session)).kernel_id
+
+    async def _kernel_not_busy(self, sess: KernelSession) -> bool:
+        """No process is working on anything: a request we sent and nobody took is lost."""
+        model = await self.rest.call("GET", f"/api/kernels/{sess.kernel_id}", what="kernel")
+        return bool(model) and model.get("execution_state") != "busy"
+
+    async def _install_agent(self, sess: KernelSession) -> None:
+        rec, _ = await self._run_internal(sess, durable.install_cell(
+            jobs_mod.INTERRUPT_GRACE_S, jobs_mod.INTERRUPT_REPEAT_S))
+        self._note_epoch(sess, str(kc.parse(rec.stdout)["epoch"]))
+
+    def _note_epoch(self, sess: KernelSession, token: str) -> str:
+        """Record the epoch read from the kernel; a changed one wants a fresh WebSocket."""
+        epoch = f"{sess.kernel_id[:8]}-{token}"
+        if sess.last_epoch is not None and epoch != sess.last_epoch:
+            sess.stale = True
+        sess.epoch = sess.last_epoch = self.last_epoch = epoch
+        sess.epoch_connects = sess.channel.connects
+        return epoch
+
+    async def _lost_note(self, exc: Exception) -> str:
+        """Why a job's end was not seen; a Jupyter Server that vanished is said plainly."""
+        if isinstance(exc, (KernelUnavailable, RuntimeUnreachable)):
+            try:
+                await self.rest.call("GET", "/api/status", timeout=5.0, what="status")
+            except SmartColabError:
+                return (f"the Jupyter Server at {self.url} stopped answering while the job ran "
+                        f"({exc}). The output seen until then is kept; whether the code "
+                        "finished is unknown. If the server comes back, get_job reads the job "
+                        "from its files; if it was replaced, re-run the job.")
+        return f"the job could not run on the Jupyter Server: {exc}"
 
     def _record(self, job_id: str) -> JobRecord:
         rec = self._jobs.get(job_id)
@@ -378,6 +483,8 @@ class JupyterBackend(RuntimeBackend):
 
     async def get_job(self, job_id: str, *, wait: float = 0.0, since: int | None = None) -> JobView:
         """Wait up to ``wait`` s for the job to end or print something after ``since``."""
+        if job_id not in self._jobs:
+            return await self.earlier.view(await self.earlier.attach(job_id), wait=wait, since=since)
         rec = self._record(job_id)
         deadline = time.monotonic() + max(0.0, wait)
         while rec.status not in TERMINAL_STATUSES and rec.total_chars <= (since or 0):
@@ -388,6 +495,8 @@ class JupyterBackend(RuntimeBackend):
         return rec.view(since)
 
     async def cancel_job(self, job_id: str) -> JobView:
+        if job_id not in self._jobs:  # an earlier bridge's job: the kernel's watchdog stops it
+            return await self.earlier.cancel(job_id, wait=INTERNAL_TIMEOUT_S)
         rec = self._record(job_id)
         if rec.status == "queued":
             rec.message = "cancelled before it started"
@@ -409,7 +518,17 @@ class JupyterBackend(RuntimeBackend):
         return JobList(jobs=[r.view(r.total_chars) for r in recs[:limit]])
 
     async def job_output(self, job_id: str, *, offset: int = 0, limit: int = 65536) -> OutputPage:
-        return self._record(job_id).page(offset, limit)
+        rec = self._jobs.get(job_id)
+        if rec is not None and not (rec.spilled and offset < rec.dropped):
+            return rec.page(offset, limit)
+        if rec is not None:  # the front was dropped from memory: the spill files have it
+            total = rec.total_chars
+            text = await self.spill.page(job_id, offset, limit, total)
+            nxt = offset + len(text)
+            return OutputPage(job_id=job_id, offset=offset, next_offset=nxt, total_bytes=total,
+                              text=text, complete=rec.status in TERMINAL_STATUSES and
+                              nxt >= total)
+        return await self.earlier.page(job_id, offset, limit)
 
     # ------------------------------------------------------------ inspection
     async def _server_version(self) -> str:
@@ -444,6 +563,32 @@ class JupyterBackend(RuntimeBackend):
             "cleanup", "cleanup", {"reset": req.reset, "names": req.names}))
         return CleanupReport(session=session, epoch=epoch, **kc.parse(out))
 
+    # ------------------------------------------------------------ persistence (runtime's disk)
+    async def save_variables(self, session: str = "main",
+                             request: SaveRequest | None = None) -> PersistManifest:
+        """Pickle the session's variables into ``smartcolab-persist/<snapshot>/``."""
+        req = request or SaveRequest()
+        _check_names(req.names)
+        sess = await self._session(session)
+        _, out, _ = await self._internal(session, kc.call("persist", "save", {
+            "directory": PERSIST_DIR, "snapshot": req.snapshot or session, "names": req.names,
+            "session": session, "epoch": sess.epoch or sess.last_epoch or ""}))
+        return PersistManifest.model_validate(kc.parse(out))
+
+    async def restore_variables(self, session: str = "main",
+                                request: RestoreRequest | None = None) -> RestoreReport:
+        """Load a snapshot saved on this server into the session (e.g. after a restart)."""
+        req = request or RestoreRequest()
+        _check_names(req.names)
+        snapshot = req.snapshot or session
+        if await self.spill.json(f"{PERSIST_DIR}/{snapshot}/manifest.json") is None:
+            raise NotFound(f"no snapshot {snapshot!r} under {PERSIST_DIR}/ on the Jupyter "
+                           "Server; save_variables makes one",
+                           details={"snapshot": snapshot})
+        _, out, epoch = await self._internal(session, kc.call("persist", "restore", {
+            "directory": PERSIST_DIR, "snapshot": snapshot, "names": req.names}))
+        return RestoreReport(snapshot=snapshot, session=session, epoch=epoch, **kc.parse(out))
+
     async def _sha256_in_kernel(self, path: str) -> dict[str, Any]:
         """sha256 and size of a file, computed inside the kernel (relative to the root)."""
         _, out, _ = await self._internal("main", kc.call("files", "sha256", {"path": path}))
@@ -467,8 +612,25 @@ class JupyterBackend(RuntimeBackend):
         return await self.files.download(remote_path, save_dir, local_name,
                                          overwrite=overwrite, progress=progress)
 
+    async def download_dir(self, remote_dir: str, save_dir: str | os.PathLike[str],
+                           local_name: str | None = None, *, overwrite: bool = False,
+                           progress: ProgressFn | None = None) -> ArchiveResult:
+        """Packed in the kernel of session 'main', fetched as one file (``dirs.py``)."""
+        async def internal(code: str) -> str:
+            return (await self._internal("main", code))[1]
+
+        return await dirs.download_dir(self.files, internal, remote_dir, save_dir, local_name,
+                                       overwrite=overwrite, progress=progress)
+
     async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
                      overwrite: bool = False, progress: ProgressFn | None = None
                      ) -> UploadResult:
         return await self.files.upload(local_path, remote_path, overwrite=overwrite,
                                        progress=progress)
+
+
+def _check_names(names: list[str]) -> None:
+    bad = [n for n in names if not n.isidentifier()]
+    if bad:
+        raise InvalidInput(f"not Python variable names: {', '.join(map(repr, bad[:10]))}",
+                           details={"names": bad[:50]})
