@@ -3,18 +3,21 @@ work, cut connections for resume, and a fake span source for answers that must b
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import pytest
 
-from smartcolab.client import spans
+from smartcolab.client import resumable, spans
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.resumable import RangeReply, fetch, verify_and_publish
@@ -184,23 +187,65 @@ async def test_corrupted_bytes_fail_the_whole_file_digest(tmp_path: Path) -> Non
     assert leftovers(tmp_path) == []
 
 
+def span_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("span-")]
+
+
 async def test_a_cancelled_parallel_download_stops_every_stream_and_resumes(
         runtime: RuntimeProc, tmp_path: Path) -> None:
-    async with client_for(runtime) as c:
-        with anyio.fail_after(60):
-            with anyio.CancelScope() as scope:
-                def cancel_early(done: int, total: int | None) -> None:
-                    if done > 0:
-                        scope.cancel()
+    # Every stream stalls mid-body (held by the proxy), so the cancel surely lands
+    # mid-download, and a stream blocked in a read must be woken to stop.
+    with CutProxy(runtime.port, cuts=0, hold_after=64 * KB) as proxy:
+        async with client_for(runtime, proxy.url) as c:
+            with anyio.fail_after(60):
+                with anyio.CancelScope() as scope:
+                    def cancel_when_stalled(done: int, total: int | None) -> None:
+                        if done > 0 and proxy.held == 4:  # every stream is stuck mid-body
+                            scope.cancel()
 
-                await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
-                                        progress=cancel_early)
-        assert scope.cancelled_caught and not (tmp_path / "big.bin").exists()
-        record = (tmp_path / "big.bin.part.json").read_text()
-        part = (tmp_path / "big.bin.part").read_bytes()
-        await anyio.sleep(0.3)  # the streams were waited for before the cancel went on
-        assert (tmp_path / "big.bin.part.json").read_text() == record
-        assert (tmp_path / "big.bin.part").read_bytes() == part
-        with anyio.fail_after(60):
-            again = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+                    await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
+                                            progress=cancel_when_stalled)
+            assert scope.cancelled_caught and not (tmp_path / "big.bin").exists()
+            # Stalled streams were closed under their reads, not left to a read timeout.
+            assert proxy.held == 4 and span_threads() == []
+            record = (tmp_path / "big.bin.part.json").read_text()
+            part = (tmp_path / "big.bin.part").read_bytes()
+            proxy.release()  # a stream still alive would now go on writing
+            await anyio.sleep(0.3)
+            assert (tmp_path / "big.bin.part.json").read_text() == record
+            assert (tmp_path / "big.bin.part").read_bytes() == part
+            held = sum(d - a for a, d, _ in json.loads(record)["spans"])
+            assert 0 < held < len(DATA)
+            with anyio.fail_after(60):
+                again = await transfer.download(c, "big.bin", tmp_path, streams=4,
+                                                min_span=SPAN)
+    assert again.resumed_from == held
     assert again.sha256 == sha(DATA) and again.path.read_bytes() == DATA
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+async def test_a_cancel_during_publishing_waits_for_it_then_takes_effect(
+        runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finishing step runs in a thread asyncio cannot cancel: the caller waits for it."""
+    loop = asyncio.get_running_loop()
+    real = resumable.verify_and_publish
+
+    def on_loop(fn: Callable[[], object]) -> None:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(lambda: (fn(), done.set_result(None)))
+        done.result(10)
+
+    def cancel_then_publish(*args: object) -> None:
+        on_loop(scope.cancel)
+        for _ in range(3):  # loop rounds: a cancel that reached the caller has run by now
+            on_loop(lambda: None)
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resumable, "verify_and_publish", cancel_then_publish)
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60), anyio.CancelScope() as scope:
+            await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+        # Told "cancelled" only once the step was whole: published, record dropped.
+        assert scope.cancelled_caught
+        assert leftovers(tmp_path) == ["big.bin"]
+        assert (tmp_path / "big.bin").read_bytes() == DATA

@@ -6,6 +6,8 @@
 ``down_after`` cuts a connection once that many bytes went server -> client,
 ``up_after`` once that many went client -> server; only the first ``cuts``
 connections are cut (``None`` = every one), later ones pass through untouched.
+``hold_after`` stalls every connection once that many bytes went server -> client,
+until ``release()`` (a stream that hangs mid-body, for tests of stopping).
 The cut is abrupt (RST), like a tunnel dropping.  Threads only, no event loop, so
 it works under any test style.
 """
@@ -24,11 +26,14 @@ _BUF = 64 * 1024
 class CutProxy:
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1",
                  down_after: int | None = None, up_after: int | None = None,
-                 cuts: int | None = 1) -> None:
+                 cuts: int | None = 1, hold_after: int | None = None) -> None:
         self.target = (target_host, target_port)
         self.down_after = down_after
         self.up_after = up_after
         self.cuts_left = cuts
+        self.hold_after = hold_after
+        self.held = 0  # connections that reached hold_after and were stalled
+        self._released = threading.Event()
         self.connections = 0
         self.cut_count = 0
         self._lock = threading.Lock()
@@ -51,8 +56,13 @@ class CutProxy:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def release(self) -> None:
+        """Let stalled connections (and later ones) go on."""
+        self._released.set()
+
     def close(self) -> None:
         self._stop.set()
+        self._released.set()
         self._listener.close()
         with self._lock:
             socks = list(self._socks)
@@ -90,15 +100,27 @@ class CutProxy:
                     self.cuts_left -= 1
                 self._socks += [client, upstream]
             state = {"closed": False}
-            self._spawn(self._pump, upstream, client, self.down_after if cut else None, state)
+            self._spawn(self._pump, upstream, client, self.down_after if cut else None, state,
+                        self.hold_after)
             self._spawn(self._pump, client, upstream, self.up_after if cut else None, state)
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
-              state: dict[str, bool]) -> None:
+              state: dict[str, bool], hold: int | None = None) -> None:
         sent = 0
         try:
             while True:
                 data = src.recv(_BUF)
+                if hold is not None and data and sent + len(data) >= hold:
+                    dst.sendall(data[:hold - sent])
+                    sent, data = hold, data[hold - sent:]
+                    hold = None
+                    with self._lock:
+                        self.held += 1
+                    self._released.wait()
+                    if self._stop.is_set():
+                        return
+                    if not data:
+                        continue
                 if not data:
                     with contextlib.suppress(OSError):
                         dst.shutdown(socket.SHUT_WR)

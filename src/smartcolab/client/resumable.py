@@ -26,12 +26,13 @@ import hashlib
 import inspect
 import json
 import os
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -70,6 +71,23 @@ class RangeReply:
     chunks: Iterator[bytes]  # decoded when ``encoding`` was asked for, raw otherwise
     wire: Any = None  # a callable giving bytes received on the wire so far, if known
     content_range: str | None = None  # the Content-Range header as sent (spans check it)
+    # Closes the reply from another thread, waking a read blocked on it (when stopping).
+    abort: Callable[[], None] | None = None
+
+
+def socket_closer(response: Any) -> Callable[[], None]:
+    """An ``abort`` for an HTTP response being read in another thread.
+
+    ``shutdown`` (not ``close``) of its socket is what wakes a ``recv`` blocked on it;
+    the read then fails as a transport error and the stream's owner sees it stopped.
+    """
+    def abort() -> None:
+        stream = getattr(response, "extensions", {}).get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+    return abort
 
 
 class RangeSource(Protocol):
@@ -125,6 +143,15 @@ class _Job:
     wire: int = 0
     used_gzip: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
+    guard: threading.Lock = field(default_factory=threading.Lock)  # for ``abort``
+    abort: Callable[[], None] | None = None  # the open reply's, while one is open
+
+    def halt(self) -> None:
+        """Stop the thread now, waking it if it is blocked in a read."""
+        with self.guard:
+            self.stop.set()
+            if self.abort is not None:
+                self.abort()
 
 
 async def report(progress: ProgressFn | None, done: int, total: int | None) -> None:
@@ -198,7 +225,7 @@ async def _fetch_spans(source: SpanSource, remote: str, part: Path, meta: Path, 
         discard(part, meta)  # hostile or stale bytes are not kept for a resume
         raise
     except BaseException:
-        job.stop.set()
+        spans.stop(job)
         with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_S):
             await asyncio.wait({task})
         if task.done() and not task.cancelled():
@@ -219,7 +246,7 @@ async def _run(job: _Job, progress: ProgressFn | None) -> None:
             await report(progress, job.offset, job.total)
         task.result()
     except BaseException:
-        job.stop.set()
+        job.halt()
         with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE_S):
             await asyncio.wait({task})
         if task.done() and not task.cancelled():
@@ -243,6 +270,8 @@ def _receive(job: _Job) -> None:
                         raise RuntimeUnreachable(
                             f"the download ended at {job.offset} of {job.total} bytes")
                 except RuntimeUnreachable as exc:
+                    if job.stop.is_set():  # its reply was closed under it: not a drop
+                        raise Stopped("download stopped") from exc
                     failures = 1 if job.offset > before else failures + 1
                     if failures >= job.attempts or job.tries >= MAX_TOTAL_ATTEMPTS:
                         f.flush()
@@ -263,6 +292,10 @@ def _one_attempt(job: _Job, f: Any) -> None:
     gzip_now = job.compress and job.offset == 0
     with job.source.open_range(job.remote, job.offset, job.version, gzip_now) as reply:
         _check_reply(job, reply, gzip_now)
+        with job.guard:
+            if job.stop.is_set():
+                raise Stopped("download stopped")
+            job.abort = reply.abort
         if not reply.partial and job.offset:
             # The whole file came back (no Range support, or If-Range failed): start over.
             job.offset = 0
@@ -287,6 +320,8 @@ def _one_attempt(job: _Job, f: Any) -> None:
                 if job.offset - flushed >= WRITEBACK_EVERY:
                     flushed = _start_writeback(f, flushed, job.offset)
         finally:
+            with job.guard:
+                job.abort = None
             job.wire += reply.wire() if callable(reply.wire) else 0
 
 
@@ -330,3 +365,37 @@ def verify_and_publish(got: Fetched, expected_sha256: str | None, final: Path, o
             "download again", details={"local": got.sha256, "remote": expected_sha256})
     publish(got.part, final, overwrite)
     discard(got.meta)
+
+
+T = TypeVar("T")
+
+
+async def run_to_end(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a thread to its end even if the caller is cancelled meanwhile.
+
+    A thread cannot be cancelled: a cancel that lands while it runs would tell the
+    caller "cancelled" while the thread goes on (publishing a file, dropping its
+    record) behind its back.  So the caller waits for it, shielded, and the cancel
+    takes effect once it is done: state is either as before or wholly changed.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    cancelled: asyncio.CancelledError | None = None
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError as exc:  # a plain task.cancel(): still wait
+                cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancel is what propagates
+        raise cancelled
+    result = task.result()
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    return result
+
+
+async def publish_verified(got: Fetched, expected_sha256: str | None, final: Path,
+                           overwrite: bool, remote: str) -> None:
+    """:func:`verify_and_publish` as one step a cancel cannot cut in two."""
+    await run_to_end(verify_and_publish, got, expected_sha256, final, overwrite, remote)

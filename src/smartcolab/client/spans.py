@@ -28,6 +28,7 @@ import itertools
 import os
 import re
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,9 @@ class SpanJob:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Condition = field(default_factory=threading.Condition)
     save_lock: threading.Lock = field(default_factory=threading.Lock)  # one writer of the record
+    # The open replies' aborts (closing a reply from the stopping side wakes a stream
+    # blocked in a read at once, instead of at its read timeout).
+    aborts: dict[int, Callable[[], None]] = field(default_factory=dict)
     tries: int = 0
     wire: int = 0
     hashed: int = 0
@@ -161,9 +165,7 @@ def run_spans(job: SpanJob) -> str:
         try:
             digest = _follow_hash(job, fd)
         finally:
-            job.stop.set()
-            with job.lock:
-                job.lock.notify_all()
+            stop(job)
             for w in workers:
                 w.join()
             with contextlib.suppress(OSError):
@@ -206,12 +208,20 @@ def _follow_hash(job: SpanJob, fd: int) -> str:
     return h.hexdigest()
 
 
+def stop(job: SpanJob) -> None:
+    """Stop every stream now: a stalled one is woken by closing its reply under it."""
+    with job.lock:
+        job.stop.set()
+        job.lock.notify_all()
+        for abort in job.aborts.values():
+            abort()
+
+
 def _fail(job: SpanJob, exc: BaseException) -> None:
     with job.lock:
         if job.error is None:
             job.error = exc
-        job.stop.set()
-        job.lock.notify_all()
+    stop(job)
 
 
 def _worker(job: SpanJob, fd: int, span: Span) -> None:
@@ -227,6 +237,8 @@ def _worker(job: SpanJob, fd: int, span: Span) -> None:
                     raise RuntimeUnreachable(f"a span ended at {span.done} of [{span.start}, "
                                              f"{span.end})")
             except RuntimeUnreachable as exc:
+                if job.stop.is_set():
+                    return  # stopped from outside (its reply was closed): not a drop
                 span.failures = 1 if span.done > before else span.failures + 1
                 if span.failures >= job.attempts or tries >= job.max_tries:
                     raise RuntimeUnreachable(
@@ -246,6 +258,11 @@ def _one_span(job: SpanJob, fd: int, span: Span) -> None:
     with job.source.open_span(job.remote, span.done, span.end - 1, job.version) as reply:
         check_span_reply(job, reply, span)
         saved = span.done
+        with job.lock:  # registered under the lock stop() holds: none is missed
+            if job.stop.is_set():
+                return
+            if callable(reply.abort):
+                job.aborts[id(reply)] = reply.abort
         try:
             for chunk in reply.chunks:
                 if job.stop.is_set():
@@ -264,6 +281,7 @@ def _one_span(job: SpanJob, fd: int, span: Span) -> None:
                     saved = span.done
         finally:
             with job.lock:
+                job.aborts.pop(id(reply), None)
                 job.wire += reply.wire() if callable(reply.wire) else 0
 
 

@@ -40,6 +40,7 @@ from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.params import build_tools
+from smartcolab.mcp.stdio import stdio_streams
 from smartcolab.mcp.tasks import TaskManager, with_tasks
 from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.tools import chunked as tools_chunked
@@ -178,7 +179,10 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
 
 
 async def serve_stdio(config: BridgeConfig) -> None:
-    await build_server(config).run_stdio_async()
+    # The SDK's run_stdio_async with our transport (mcp/stdio.py: no thread hop per message).
+    lowlevel = build_server(config)._lowlevel_server
+    async with stdio_streams() as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
 # Sent with the SSE priming event: when a client that lost its stream tries again.

@@ -28,7 +28,13 @@ from smartcolab.client.local_files import (
     refuse_existing,
     remote_name,
 )
-from smartcolab.client.resumable import RangeReply, fetch, report, verify_and_publish
+from smartcolab.client.resumable import (
+    RangeReply,
+    fetch,
+    publish_verified,
+    report,
+    socket_closer,
+)
 from smartcolab.client.spans import MIN_SPAN
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared import routes
@@ -154,7 +160,8 @@ class HttpRanges:
             chunks = resp.iter_bytes() if compress and encoding == "gzip" else resp.iter_raw()
             yield RangeReply(partial=resp.status_code == 206, version=resp.headers.get("etag"),
                              encoding=encoding, chunks=chunks,
-                             wire=lambda: resp.num_bytes_downloaded)
+                             wire=lambda: resp.num_bytes_downloaded,
+                             abort=socket_closer(resp))
 
     @contextlib.contextmanager
     def open_span(self, remote: str, start: int, end: int,
@@ -167,6 +174,7 @@ class HttpRanges:
             yield RangeReply(partial=resp.status_code == 206, version=resp.headers.get("etag"),
                              encoding=resp.headers.get("content-encoding", "").strip().lower(),
                              chunks=resp.iter_raw(), wire=lambda: resp.num_bytes_downloaded,
+                             abort=socket_closer(resp),
                              content_range=resp.headers.get("content-range"))
 
     def backoff(self, failures: int) -> float:
@@ -213,8 +221,7 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
     if remote_stat.etag != got.version:
         # The remote file changed since: verify against the version we got, if still there.
         remote_stat = await stat(client, remote_path, with_hash=True)
-    await asyncio.to_thread(verify_and_publish, got, remote_stat.sha256, final, overwrite,
-                            remote_path)
+    await publish_verified(got, remote_stat.sha256, final, overwrite, remote_path)
     return DownloadResult(path=final, size=got.size, sha256=got.sha256,
                           resumed_from=got.resumed_from, attempts=got.attempts,
                           wire_bytes=got.wire_bytes, compressed=got.compressed)

@@ -39,7 +39,13 @@ from smartcolab.client.local_files import (
     refuse_existing,
     remote_name,
 )
-from smartcolab.client.resumable import RangeReply, fetch, report, verify_and_publish
+from smartcolab.client.resumable import (
+    RangeReply,
+    fetch,
+    publish_verified,
+    report,
+    socket_closer,
+)
 from smartcolab.client.retry import JUPYTER_RETRY
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared.errors import (
@@ -108,7 +114,8 @@ class _JupyterRanges:
                     self.rest.raise_for_status(resp, f"download '{remote[:200]}'")
                 yield RangeReply(partial=resp.status_code == 206, version=None,
                                  encoding=resp.headers.get("content-encoding", "").strip().lower(),
-                                 chunks=resp.iter_raw(), wire=lambda: resp.num_bytes_downloaded)
+                                 chunks=resp.iter_raw(), wire=lambda: resp.num_bytes_downloaded,
+                                 abort=socket_closer(resp))
         except httpx2.TransportError as exc:
             raise self.rest.unreachable(exc) from exc
 
@@ -194,7 +201,7 @@ class JupyterFiles:
         with _JupyterRanges(self.rest) as source:
             got = await fetch(source, remote, final, size=head.size, version=head.etag,
                               attempts=JUPYTER_RETRY.attempts, progress=progress, limits=limits)
-        await asyncio.to_thread(verify_and_publish, got, head.sha256, final, overwrite, remote)
+        await publish_verified(got, head.sha256, final, overwrite, remote)
         return DownloadResult(path=final, size=got.size, sha256=got.sha256,
                               resumed_from=got.resumed_from, attempts=got.attempts,
                               wire_bytes=got.wire_bytes)
