@@ -180,7 +180,13 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
 
 async def serve_stdio(config: BridgeConfig) -> None:
     # The SDK's run_stdio_async with our transport (mcp/stdio.py: no thread hop per message).
-    lowlevel = build_server(config)._lowlevel_server
+    # It needs the SDK's low-level server, a private attribute: an SDK without it gets
+    # the SDK's own stdio loop rather than a bridge that cannot start.
+    server = build_server(config)
+    lowlevel = getattr(server, "_lowlevel_server", None)
+    if lowlevel is None:
+        await server.run_stdio_async()
+        return
     async with stdio_streams() as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
