@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,9 @@ import mcp.types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from mcp import Client, StdioServerParameters
-from support.bridge_helpers import text_of
-from support.runtime_proc import RuntimeProc, subprocess_env
+from mcp import Client
+from support.bridge_helpers import stdio_params, text_of
+from support.runtime_proc import RuntimeProc
 
 pytestmark = pytest.mark.anyio
 
@@ -34,14 +33,6 @@ for colour in ("red", "green", "blue"):
     display(Image(data=buf.getvalue()))
 print("drawn")
 """
-
-
-def bridge(tmp: Path, runtime: RuntimeProc) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"],
-                                 env=env, cwd=str(tmp))
 
 
 @pytest.mark.filterwarnings("ignore:The logging capability is deprecated")
@@ -69,7 +60,7 @@ async def test_log_notifications_follow_set_level(runtime: RuntimeProc, tmp_path
         return [(g.level, g.logger) for g in got if job_id in str(g.data)]
 
     with anyio.fail_after(120):
-        async with Client(bridge(tmp_path, runtime), mode="legacy",
+        async with Client(stdio_params(tmp_path, runtime), mode="legacy",
                           logging_callback=on_log) as client:
             caps = client.server_capabilities
             assert caps.logging is not None and caps.prompts is None
@@ -99,7 +90,7 @@ async def test_log_notifications_follow_set_level(runtime: RuntimeProc, tmp_path
 async def test_saved_files_and_job_output_as_resources(runtime: RuntimeProc,
                                                        tmp_path: Path) -> None:
     with anyio.fail_after(90):
-        async with Client(bridge(tmp_path, runtime), mode="legacy") as client:
+        async with Client(stdio_params(tmp_path, runtime), mode="legacy") as client:
             templates = {t.uri_template for t in
                          (await client.list_resource_templates()).resource_templates}
             assert {"smartcolab://jobs/{job_id}/output/{page}",

@@ -10,26 +10,16 @@ import anyio
 import httpx2
 import pytest
 
-from mcp import Client, StdioServerParameters
-from support.bridge_helpers import text_of
+from mcp import Client
+from support.bridge_helpers import stdio_params, text_of
 from support.daemons import stop_daemons_under
 from support.runtime_proc import RuntimeProc, subprocess_env
 
 pytestmark = pytest.mark.anyio
 
 
-def stdio_params(tmp: Path, extra_env: dict[str, str], *args: str) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          **extra_env})
-    if "COLAB_URL" not in extra_env:
-        env.pop("COLAB_URL", None)
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING", *args],
-                                 env=env, cwd=str(tmp))
-
-
 async def test_stdio_bridge_runs_code_on_a_remote_runtime(runtime: RuntimeProc, tmp_path: Path) -> None:
-    params = stdio_params(tmp_path, {"COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
+    params = stdio_params(tmp_path, runtime)
     with anyio.fail_after(240):
         async with Client(params) as client:
             names = {t.name for t in (await client.list_tools()).tools}
@@ -43,7 +33,7 @@ async def test_stdio_bridge_runs_code_on_a_remote_runtime(runtime: RuntimeProc, 
 
 
 async def test_local_runtime_outlives_the_bridge_until_local_stop(tmp_path: Path) -> None:
-    params = stdio_params(tmp_path, {"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml")})
+    params = stdio_params(tmp_path, None, env={"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml")})
     cli_env = subprocess_env({"CHECKPOINT_DIR": str(tmp_path / "ckpt")})
     try:
         with anyio.fail_after(120):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,8 +19,8 @@ from mcp.shared.exceptions import MCPError
 from pydantic import TypeAdapter
 
 from mcp import Client, StdioServerParameters
-from support.bridge_helpers import text_of
-from support.runtime_proc import RuntimeProc, subprocess_env
+from support.bridge_helpers import stdio_params, text_of
+from support.runtime_proc import RuntimeProc
 
 pytestmark = pytest.mark.anyio
 
@@ -40,14 +39,6 @@ async def raw(client: Client, method: str, params: dict[str, Any]) -> dict[str, 
         # CreateTaskResult is the right answer to one with ``task``: send it bare.
         return await client.session._dispatcher.send_raw_request(method, params, {})
     return await client.session.send_request(Raw(method=method, params=params), ANY)
-
-
-def bridge(tmp: Path, runtime: RuntimeProc) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"],
-                                 env=env, cwd=str(tmp))
 
 
 def gated(gate: Path, text: str) -> str:
@@ -70,7 +61,7 @@ async def poll_until(client: Client, task_id: str, statuses: set[str]) -> dict[s
 
 async def test_legacy_tasks_create_poll_restart_result_cancel(runtime: RuntimeProc,
                                                               tmp_path: Path) -> None:
-    params = bridge(tmp_path, runtime)
+    params = stdio_params(tmp_path, runtime)
     gate, never = tmp_path / "gate", tmp_path / "never"
     with anyio.fail_after(120):
         async with legacy(params) as client:
@@ -121,7 +112,7 @@ async def test_legacy_tasks_create_poll_restart_result_cancel(runtime: RuntimePr
 
 async def test_a_download_task_and_the_ttl(runtime: RuntimeProc, tmp_path: Path) -> None:
     with anyio.fail_after(90):
-        async with legacy(bridge(tmp_path, runtime)) as client:
+        async with legacy(stdio_params(tmp_path, runtime)) as client:
             await client.call_tool("run_code_quick", {
                 "code": "open('task-download.txt', 'w').write('fetched by a task')"})
             created = await raw(client, "tools/call", {
@@ -148,7 +139,7 @@ async def test_a_download_task_and_the_ttl(runtime: RuntimeProc, tmp_path: Path)
 async def test_without_tasks_a_call_is_unchanged(runtime: RuntimeProc, tmp_path: Path) -> None:
     """No ``task`` in the call: today's answer (wait budget, then the result itself)."""
     with anyio.fail_after(60):
-        async with legacy(bridge(tmp_path, runtime)) as client:
+        async with legacy(stdio_params(tmp_path, runtime)) as client:
             result = await client.call_tool("run_code_long", {"code": "print(6 * 7)"})
             assert result.structured_content is not None
             assert result.structured_content["status"] == "succeeded"
@@ -200,7 +191,7 @@ async def test_2026_extension_task_through_the_sdk_extension_api(runtime: Runtim
     ext = TasksClient()
     gate = tmp_path / "gate"
     with anyio.fail_after(90):
-        async with Client(bridge(tmp_path, runtime), extensions=[ext]) as client:
+        async with Client(stdio_params(tmp_path, runtime), extensions=[ext]) as client:
             assert client.protocol_version == "2026-07-28"
             caps = client.server_capabilities
             assert caps.extensions and "io.modelcontextprotocol/tasks" in caps.extensions
@@ -221,7 +212,7 @@ async def test_2026_extension_task_through_the_sdk_extension_api(runtime: Runtim
             quick = await client.call_tool("run_code_quick", {"code": "print(1 + 1)"})
             assert "2" in text_of(quick) and len(ext.created) == 1
         # A 2026 client that does not declare the extension: plain results, no task methods.
-        async with Client(bridge(tmp_path, runtime)) as plain:
+        async with Client(stdio_params(tmp_path, runtime)) as plain:
             assert plain.protocol_version == "2026-07-28"
             result = await plain.call_tool("run_code_long", {"code": "print('plain')"})
             assert "plain" in text_of(result) and result.structured_content is not None

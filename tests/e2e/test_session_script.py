@@ -15,7 +15,6 @@ It takes about two and a half minutes (the loop alone is 90 s): marked ``slow``,
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ import anyio
 import pytest
 from mcp.types import CallToolResult, ImageContent, TextContent
 
-from mcp import Client, StdioServerParameters
-from support.runtime_proc import RuntimeProc, subprocess_env
+from mcp import Client
+from support.bridge_helpers import stdio_params
+from support.runtime_proc import RuntimeProc
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timing]
 
@@ -81,14 +81,6 @@ def ok(result: CallToolResult) -> str:
     text = text_of(result)
     assert not result.is_error, text
     return text
-
-
-def stdio(tmp: Path, runtime: RuntimeProc) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"],
-                                 env=env, cwd=str(tmp))
 
 
 WRITE_CSV = """
@@ -163,7 +155,7 @@ async def test_a_scripted_data_science_session(runtime: RuntimeProc, tmp_path: P
     notes.write_bytes(notes_bytes)
     tape: Tape | None = None
     try:
-        async with Client(stdio(tmp_path, runtime)) as client:
+        async with Client(stdio_params(tmp_path, runtime)) as client:
             tape = Tape(client)
             ok(await tape.call("check_colab_connection"))                                   # 1
             ok(await tape.call("probe_colab_environment"))                                  # 2

@@ -4,26 +4,17 @@ client was shown is not shown again after its bridge restarts."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from mcp import Client, StdioServerParameters
+from mcp import Client
 from smartcolab.shared.protocol import TERMINAL_STATUSES
-from support.bridge_helpers import text_of
-from support.runtime_proc import RuntimeProc, subprocess_env
+from support.bridge_helpers import stdio_params, text_of
+from support.runtime_proc import RuntimeProc
 
 pytestmark = pytest.mark.anyio
-
-
-def _params(tmp: Path, runtime: RuntimeProc, *args: str) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING", *args],
-                                 env=env, cwd=str(tmp))
 
 
 async def _until_over(client: Client, job_id: str) -> str:
@@ -42,7 +33,7 @@ async def test_a_cancelled_get_job_leaves_the_job_running(runtime: RuntimeProc,
     code = ("import time\nfor i in range(25):\n    print('tick', i, flush=True)\n"
             "    time.sleep(0.2)\nprint('all done')")
     with anyio.fail_after(120):
-        async with Client(_params(tmp_path, runtime)) as client:
+        async with Client(stdio_params(tmp_path, runtime)) as client:
             await client.call_tool("run_code_quick", {"code": "1", "session": "stdiowait"})
             started = await client.call_tool("run_code_long", {
                 "code": code, "session": "stdiowait", "background": True})
@@ -60,12 +51,12 @@ async def test_shown_output_is_not_repeated_after_a_bridge_restart(runtime: Runt
                                                                    tmp_path: Path) -> None:
     code = "import time\nprint('early-AAA', flush=True)\ntime.sleep(4)\nprint('late-BBB')"
     with anyio.fail_after(120):
-        async with Client(_params(tmp_path, runtime, "--wait-budget", "1.5")) as client:
+        async with Client(stdio_params(tmp_path, runtime, "--wait-budget", "1.5")) as client:
             first = await client.call_tool("run_code_long", {"code": code, "session": "restart"})
             assert first.structured_content and first.structured_content["status"] == "running"
             assert "early-AAA" in text_of(first)
             job_id = first.structured_content["job_id"]
         # A new bridge process on the same checkpoint directory: the same client lease.
-        async with Client(_params(tmp_path, runtime)) as client:
+        async with Client(stdio_params(tmp_path, runtime)) as client:
             final = await _until_over(client, job_id)
     assert "late-BBB" in final and "early-AAA" not in final, final

@@ -8,7 +8,6 @@ after all of them in the same process.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from mcp import Client, StdioServerParameters
-from support.bridge_helpers import text_of
-from support.runtime_proc import RuntimeProc, subprocess_env
+from mcp import Client
+from support.bridge_helpers import stdio_params, text_of
+from support.runtime_proc import RuntimeProc
 
 pytestmark = pytest.mark.anyio
 HUGE = "x" * 3_000_000  # over the runtime's 1,000,000-character code limit
@@ -43,19 +42,11 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def params(tmp: Path, runtime: RuntimeProc) -> StdioServerParameters:
-    env = subprocess_env({"CHECKPOINT_DIR": str(tmp / "ckpt"), "LOCAL_SAVE_DIR": str(tmp / "saved"),
-                          "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret})
-    return StdioServerParameters(command=sys.executable,
-                                 args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"],
-                                 env=env, cwd=str(tmp))
-
-
 async def test_malformed_calls_get_clear_errors_and_the_bridge_stays_up(
         runtime: RuntimeProc, tmp_path: Path) -> None:
     answers: list[str] = []
     with anyio.fail_after(120):
-        async with Client(params(tmp_path, runtime)) as client:
+        async with Client(stdio_params(tmp_path, runtime)) as client:
             for tool, args, needle in MALFORMED:
                 try:
                     result = await client.call_tool(tool, args)
