@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 
 @dataclass(frozen=True)
 class TaskRow:
-    """An MCP task (mcp/tasks.py): who asked, for what, and where it stands.
+    """An MCP task (mcp/extensions/tasks.py): who asked, for what, and where it stands.
 
     ``result``/``error`` are JSON text (the final tool result, or a JSON-RPC error).
     """

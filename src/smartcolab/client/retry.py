@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 def _say_retry(state: RetryCallState) -> None:
-    # A reconnection in progress: an info line (and an MCP log notification, mcp/logs.py).
+    # A reconnection in progress: an info line (and an MCP log notification, mcp/extensions/logs.py).
     exc = state.outcome.exception() if state.outcome else None
     pause = state.next_action.sleep if state.next_action else 0.0
     log.info("retrying in %.1f s after %s (attempt %d)", pause, exc, state.attempt_number)

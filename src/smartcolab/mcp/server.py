@@ -33,16 +33,16 @@ from smartcolab.client.registry import (
     default_factories,
 )
 from smartcolab.client.retry import RetryPolicy
-from smartcolab.mcp import logs, resources
 from smartcolab.mcp.app import advertise_on_handshake, monitor_extension
 from smartcolab.mcp.chunked.checkpoints import CheckpointStore
 from smartcolab.mcp.chunked.ops import ChunkedOps
 from smartcolab.mcp.cursors import ShownCursors
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
+from smartcolab.mcp.extensions import logs, resources
+from smartcolab.mcp.extensions.tasks import TaskManager, with_tasks
+from smartcolab.mcp.extensions.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.params import build_tools
 from smartcolab.mcp.stdio import stdio_streams
-from smartcolab.mcp.tasks import TaskManager, with_tasks
-from smartcolab.mcp.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files

@@ -1,6 +1,6 @@
 """MCP tasks for tool calls that can outlive a wait: create, follow, cancel, expire.
 
-Wire-neutral: ``mcp/tasks_wire.py`` speaks the 2025-11-25 methods and the 2026-07-28
+Wire-neutral: ``mcp/extensions/tasks_wire.py`` speaks the 2025-11-25 methods and the 2026-07-28
 extension on top of this.  Decisions:
 
 * The store is the bridge's journal (``tasks`` table): a task survives a bridge

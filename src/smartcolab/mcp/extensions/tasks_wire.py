@@ -44,8 +44,14 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from smartcolab.client.journal import TaskRow
 from smartcolab.mcp.deps import BridgeDeps
-from smartcolab.mcp.resources import add_links
-from smartcolab.mcp.tasks import POLL_INTERVAL_MS, TASK_TOOLS, CallTool, TaskManager, TaskNotFound
+from smartcolab.mcp.extensions.resources import add_links
+from smartcolab.mcp.extensions.tasks import (
+    POLL_INTERVAL_MS,
+    TASK_TOOLS,
+    CallTool,
+    TaskManager,
+    TaskNotFound,
+)
 
 EXTENSION_ID = "io.modelcontextprotocol/tasks"
 LEGACY_VERSION = "2025-11-25"
