@@ -228,3 +228,21 @@ async def test_an_upload_refusal_says_what_to_do(tmp_path: Path) -> None:
     text = text_of(refused)
     assert refused.is_error and "local_path_refused" in text
     assert "check_colab_connection" not in text and "--upload-root" in text
+
+
+async def test_connect_runtime_needs_a_url_except_for_kind_colab(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no stored Colab sign-in here
+    monkeypatch.delenv("SMARTCOLAB_COLAB_PYTHON", raising=False)
+    async with Client(build_server(config(tmp_path, FakeBackend()))) as client:
+        plain = await call(client, "connect_runtime", {"name": "box"})
+        colab = await call(client, "connect_runtime", {"name": "gpu", "kind": "colab"})
+        listing = await call(client, "list_runtimes", {})
+    assert plain.is_error and "url: needed" in text_of(plain)
+    # Kind colab needs no URL: it gets as far as the official package, which a bridge
+    # under 3.11 with no 3.12 named cannot run (it says how to get one), or, under 3.12,
+    # as far as the one-time sign-in it asks for.
+    assert colab.is_error and "url: needed" not in text_of(colab)
+    assert "google-colab-cli" in text_of(colab) or "sign in" in text_of(colab), text_of(colab)
+    assert listing.structured_content is not None
+    assert [r["name"] for r in listing.structured_content["runtimes"]] == ["fake"]

@@ -9,6 +9,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from smartcolab.client.backend import Capability
+from smartcolab.client.colab.service import COLAB_DOMAIN
 from smartcolab.client.registry import check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
 from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
@@ -16,7 +17,7 @@ from smartcolab.mcp.deps import BridgeContext, deps_of
 from smartcolab.mcp.jobflow import epoch_note
 from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.tool_errors import translated
-from smartcolab.shared.errors import SmartColabError
+from smartcolab.shared.errors import InvalidInput, SmartColabError
 from smartcolab.shared.protocol import CleanupRequest, Probe
 
 
@@ -156,8 +157,8 @@ async def list_runtimes(ctx: BridgeContext) -> CallToolResult:
 
 async def connect_runtime(
     name: Annotated[str, Field(description="Runtime name, e.g. 'colab'; new names are added.")],
-    url: Annotated[str, Field(description="The URL the notebook printed.")],
     ctx: BridgeContext,
+    url: Annotated[str | None, Field(description="The URL the notebook printed.")] = None,
     secret_name: Annotated[str | None, Field(
         max_length=64, description="Name its secret was stored under ('smartcolab "
                                    "runtimes add ... --ask-secret'); default: name.")] = None,
@@ -173,8 +174,8 @@ async def connect_runtime(
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
     kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
         description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
-                    "secret) or 'colab' (url https://colab.research.google.com, no secret; "
-                    "after 'smartcolab runtimes add NAME --kind colab').")] = None,
+                    "secret) or 'colab' (no url, no secret; after 'smartcolab runtimes add "
+                    "NAME --kind colab').")] = None,
     accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
                            | None, Field(description="Kind 'colab': the machine (default "
                                                      "CPU).")] = None,
@@ -188,6 +189,11 @@ async def connect_runtime(
     deps = deps_of(ctx)
     with translated(name):
         check_name(name)
+        if url is None:
+            if kind != "colab":
+                raise InvalidInput("url: needed (the URL the notebook or server printed); "
+                                   "only kind 'colab' finds its runtime without one")
+            url = COLAB_DOMAIN
         check_url(url)  # before the secret: a bad name or URL is the error to show
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
