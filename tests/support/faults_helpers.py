@@ -22,7 +22,7 @@ class StallProxy(CutProxy):
         self.stalled = 0
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
-              state: dict[str, bool]) -> None:
+              state: dict[str, bool], hold: int | None = None) -> None:
         # The upstream -> client pump of a stalled connection reads and drops.
         with self._lock:
             stall = (self.stalls_left > 0 and src.getpeername()[1] == self.target[1]
@@ -32,7 +32,7 @@ class StallProxy(CutProxy):
                 self.stalled += 1
                 state["counted"] = True
         if not stall:
-            super()._pump(src, dst, limit, state)
+            super()._pump(src, dst, limit, state, hold)
             return
         with contextlib.suppress(OSError):
             while src.recv(65536):
