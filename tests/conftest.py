@@ -39,7 +39,9 @@ async def inproc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InPr
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
     """One real runtime server for the whole session (tests must not break it)."""
     root = tmp_path_factory.mktemp("runtime-root")
-    proc = start_runtime(Path(root))
+    # Shared by every test a worker runs, and tests name sessions of their own: which
+    # tests meet here depends on scheduling, so the default cap of 16 is too low for it.
+    proc = start_runtime(Path(root), "--max-sessions", "64")
     try:
         yield proc
     finally:
