@@ -30,6 +30,10 @@ log = logging.getLogger("smartcolab.runtime")
 # long for more of it, so chatty jobs cost fewer requests.  The first output after a quiet
 # spell is answered at once (a printed line reaches the client in one-way delay).
 COALESCE_S = 0.2
+# Output a thread prints after its job ended is kept up to this much: past it, a thread
+# printing without end would cost a file write and a store write per message, and slow
+# the jobs that run meanwhile.
+LATE_OUTPUT_CAP = 1024 * 1024
 
 
 def job_dir(config: RuntimeConfig, job_id: str) -> Path:
@@ -52,6 +56,7 @@ class Job:
         self._changed = asyncio.Event()
         self._last_output = float("-inf")
         self._burst = False  # the latest output came within COALESCE_S of the one before
+        self.late_bytes = 0  # output kept after the job ended (LATE_OUTPUT_CAP)
 
     @property
     def terminal(self) -> bool:
@@ -88,6 +93,9 @@ class Job:
         if not self.terminal or msg_type not in ("stream", "display_data", "execute_result",
                                                  "error"):
             return False
+        if self.late_bytes >= LATE_OUTPUT_CAP:
+            return False
+        self.late_bytes += len(str(content.get("text", ""))) or 1
         out = self.out
         out.after_end = True
         try:
