@@ -91,20 +91,27 @@ async def bridge_roundtrip(repeats: int, tmp: Path) -> dict[str, Any]:
         async with Client(params) as client:
             for _ in range(3):
                 await client.call_tool("run_code_quick", {"code": "1+1"})
-            samples, local = [], []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                result = await client.call_tool("run_code_quick", {"code": "1+1"})
-                samples.append(time.perf_counter() - t0)
-                assert not result.is_error
-                # A tool that never leaves the bridge: the MCP + stdio share of a call.
-                t0 = time.perf_counter()
-                await client.call_tool("list_runtimes", {})
-                local.append(time.perf_counter() - t0)
+            samples, local = await quick_and_local(client, repeats)
     finally:
         runtime.stop()
     return {"median_ms": statistics.median(samples) * 1000, "samples": len(samples),
             "http_layer": http, "mcp_stdio_only_median_ms": statistics.median(local) * 1000}
+
+
+async def quick_and_local(client: Any, calls: int) -> tuple[list[float], list[float]]:
+    """Seconds per ``run_code_quick`` of ``1+1``, and per ``list_runtimes``: a tool that
+    never leaves the bridge, so the MCP + stdio share of a call."""
+    quick: list[float] = []
+    local: list[float] = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        result = await client.call_tool("run_code_quick", {"code": "1+1"})
+        quick.append(time.perf_counter() - t0)
+        assert not result.is_error
+        t0 = time.perf_counter()
+        await client.call_tool("list_runtimes", {})
+        local.append(time.perf_counter() - t0)
+    return quick, local
 
 
 async def cold_start(repeats: int, tmp: Path) -> dict[str, Any]:

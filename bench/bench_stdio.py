@@ -28,6 +28,7 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
+from bench_bridge import quick_and_local  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
 
@@ -48,19 +49,10 @@ def raw_samples(kc: Any, calls: int) -> list[float]:
 async def bridge_samples(env: dict[str, str], calls: int) -> tuple[list[float], list[float]]:
     params = StdioServerParameters(command=sys.executable, env=env,
                                    args=["-m", "smartcolab", "mcp", "--log-level", "WARNING"])
-    quick, local = [], []
     async with Client(params) as client:
         for _ in range(3):
             await client.call_tool("run_code_quick", {"code": "1+1"})
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            result = await client.call_tool("run_code_quick", {"code": "1+1"})
-            quick.append(time.perf_counter() - t0)
-            assert not result.is_error
-            t0 = time.perf_counter()
-            await client.call_tool("list_runtimes", {})
-            local.append(time.perf_counter() - t0)
-    return quick, local
+        return await quick_and_local(client, calls)
 
 
 def ms(samples: list[float]) -> float:

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "src"), str(ROOT / "tests")]
 
-from bench_bridge import http_roundtrip, raw_kernel_roundtrip  # noqa: E402
+from bench_bridge import http_roundtrip, quick_and_local, raw_kernel_roundtrip  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
 from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
@@ -68,18 +68,11 @@ async def measure(calls: int, tmp: Path, prof: Path) -> dict[str, Any]:
                               "CHECKPOINT_DIR": str(tmp / "ck")})
         params = StdioServerParameters(command=sys.executable, env=env, args=[
             str(HERE / "_profiled_bridge.py"), str(prof), "mcp", "--log-level", "WARNING"])
-        quick, local, profiled = [], [], []
+        profiled: list[float] = []
         async with Client(params) as client:
             for _ in range(5):
                 await client.call_tool("run_code_quick", {"code": "1+1"})
-            for _ in range(calls):  # not profiled: the wall times
-                t0 = time.perf_counter()
-                result = await client.call_tool("run_code_quick", {"code": "1+1"})
-                quick.append(time.perf_counter() - t0)
-                assert not result.is_error
-                t0 = time.perf_counter()
-                await client.call_tool("list_runtimes", {})
-                local.append(time.perf_counter() - t0)
+            quick, local = await quick_and_local(client, calls)  # not profiled: wall times
             pid = int(prof.with_name(prof.name + ".pid").read_text())
             os.kill(pid, signal.SIGUSR1)
             await asyncio.sleep(0.2)
