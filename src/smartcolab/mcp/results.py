@@ -189,6 +189,10 @@ async def fetch_kept(client: RuntimeBackend, view: JobView) -> list[str]:
                 continue
             if data is None:
                 continue
+            if len(data) != size:  # the runtime stated the size it then sent: hold it to it
+                notes.append(f"an output kept on the runtime ({name}) was refused: it sent "
+                             f"{len(data):,} bytes where it stated {size:,}.")
+                continue
             if isinstance(target, RichOutput):
                 target.image_base64 = base64.b64encode(data).decode()
             else:
