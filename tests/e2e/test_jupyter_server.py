@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 from smartcolab.client.jupyter import jobs as jupyter_jobs
 from smartcolab.client.jupyter import server as jupyter_server
+from smartcolab.client.jupyter import session as jupyter_session
 from smartcolab.client.registry import RuntimeSpec
 from smartcolab.mcp.deps import BridgeDeps, BridgeSettings
 from smartcolab.mcp.server import BridgeConfig, build_server, open_bridge
@@ -134,7 +135,7 @@ async def test_a_cell_that_ignores_the_interrupt_gets_a_fresh_kernel(
 async def test_an_old_kernel_that_survives_its_restart_is_replaced(
         jupyter: JupyterProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jupyter_jobs, "INTERRUPT_GRACE_S", 1.0)
-    monkeypatch.setattr(jupyter_server, "RESTART_VERIFY_S", 2.0)
+    monkeypatch.setattr(jupyter_session, "RESTART_VERIFY_S", 2.0)
     async with jbridge(jupyter, tmp_path) as (client, deps):
         backend = (await deps.registry.client("hub"))[1]
         assert isinstance(backend, jupyter_server.JupyterBackend)
