@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smartcolab.cli import app as cli
-from smartcolab.mcp.deps import BridgeSettings
+from smartcolab.mcp.settings import DEFAULT_WAIT_BUDGET_S, BridgeSettings
 from smartcolab.runtime.config import (
     DEFAULT_TRUSTED_PROXIES,
     KIB,
@@ -68,3 +68,10 @@ def test_one_config_builder_resolves_paths_and_defaults(tmp_path: Path,
     plain = build_config(secret=None, trusted_proxies=None)
     assert plain.roots == [working_dir()] and plain.secret and plain.secret != "s"
     assert plain.trusted_proxies == list(DEFAULT_TRUSTED_PROXIES) == []  # only the tunnel agent, by pid
+
+
+def test_the_default_wait_budget_answers_within_a_clients_patience() -> None:
+    # Claude Desktop gives up on a tool call after about 60 s; a call answers within its
+    # budget plus a few seconds of work (the scripted session checks 55 s end to end with
+    # a shorter budget, tests/e2e/test_session_script.py).
+    assert DEFAULT_WAIT_BUDGET_S + 5 <= 55

@@ -12,7 +12,11 @@ import typer
 
 from smartcolab import __version__
 from smartcolab.cli import help_format
-from smartcolab.mcp.deps import DEFAULT_MAX_IMAGES, DEFAULT_MAX_RESULT_CHARS, DEFAULT_WAIT_BUDGET_S
+from smartcolab.mcp.settings import (
+    DEFAULT_MAX_IMAGES,
+    DEFAULT_MAX_RESULT_CHARS,
+    DEFAULT_WAIT_BUDGET_S,
+)
 from smartcolab.runtime import config as rc
 from smartcolab.shared import env as env_names
 from smartcolab.shared.protocol import LONG_TIMEOUT_S, QUICK_TIMEOUT_S
@@ -258,8 +262,8 @@ def mcp(
 
     from smartcolab.cli.local import local_options
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
-    from smartcolab.mcp.deps import BridgeSettings
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
+    from smartcolab.mcp.settings import BridgeSettings
     from smartcolab.shared.errors import SmartColabError
     from smartcolab.shared.private import private_dir, private_umask
 
