@@ -17,9 +17,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.runtime import notebook
@@ -148,6 +146,11 @@ async def test_the_notebook_runs_end_to_end(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("SMARTCOLAB_STOP_AT_END", "1")
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-test")
     monkeypatch.setenv("SMARTCOLAB_ROOT", str(work))
+    # Imported here, not at collection: nbformat's jsonschema builds a grammar at import
+    # (about 4 s of CPU), paid by every pytest-xdist worker that collects this module.
+    import nbformat
+    from nbclient import NotebookClient
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     client = NotebookClient(nb, timeout=120, kernel_name="python3",
