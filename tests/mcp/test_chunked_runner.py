@@ -311,9 +311,13 @@ async def test_a_pending_batch_that_was_cancelled_says_it_runs_again(
 async def test_cancelled_run_is_paused_then_resumes(client: RuntimeClient, tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     v = uuid.uuid4().hex[:6]
+    # From index 10 on, iterations wait at a gate opened only for the resumed run: the
+    # batch the cancel interrupts cannot finish first (it did, on a loaded machine).
+    gate = tmp_path / "gate"
+    loop_code = (f"import os, time\nwhile i >= 10 and not os.path.exists({str(gate)!r}):\n"
+                 f"    time.sleep(0.02)\ntime.sleep(0.05)\nout_{v}[i] = -i")
     spec = make_spec(checkpoint_name=uniq("cancel"), n_iterations=30, batch_size=5,
-                     setup_code=f"out_{v} = {{}}",
-                     loop_code=f"import time\ntime.sleep(0.05)\nout_{v}[i] = -i", collect="-i")
+                     setup_code=f"out_{v} = {{}}", loop_code=loop_code, collect="-i")
     reached = asyncio.Event()
 
     async def on_progress(done: int, total: int, message: str) -> None:
@@ -333,6 +337,7 @@ async def test_cancelled_run_is_paused_then_resumes(client: RuntimeClient, tmp_p
     if cp.pending_job:  # the interrupted batch was cancelled on the runtime, not left running
         view = await client.get_job(cp.pending_job)
         assert view.status == "cancelled"
+    gate.touch()
     with anyio.fail_after(60):
         out = await ChunkedRunner(store, client, runtime="t").run(spec)
     assert out.status == "done"
