@@ -169,7 +169,9 @@ async def test_cancel_of_an_earlier_bridges_job(jupyter: JupyterProc, tmp_path: 
                            until=lambda st: st.get("state") == "running")
     async with jbridge(jupyter, tmp_path) as (client, _):
         with anyio.fail_after(60):
-            running = await client.call_tool("get_job", {"job_id": job_id})
+            # No wait: the job prints nothing and never ends, so a wait would last the whole
+            # budget (50 s) for the same answer.
+            running = await client.call_tool("get_job", {"job_id": job_id, "wait": 0})
             assert running.structured_content is not None, text_of(running)
             assert running.structured_content["status"] == "running", text_of(running)
             cancelled = await client.call_tool("cancel_job", {"job_id": job_id})
@@ -187,7 +189,7 @@ async def test_a_kernel_restarted_under_an_attached_job_is_reported(
     async with jbridge(jupyter, tmp_path) as (client, deps):
         with anyio.fail_after(60):
             backend = (await deps.registry.client("hub"))[1]
-            await client.call_tool("get_job", {"job_id": job_id})
+            await client.call_tool("get_job", {"job_id": job_id, "wait": 0})  # attach, no wait
             kernel_id = backend._sessions["rs"].kernel_id  # type: ignore[attr-defined]
             async with httpx2.AsyncClient() as http:
                 r = await http.post(f"{jupyter.url}/api/kernels/{kernel_id}/restart",
