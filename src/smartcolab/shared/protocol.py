@@ -420,6 +420,34 @@ class UploadResult(Open):
     overwritten: bool
 
 
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+
+class UploadCreate(Model):
+    """Start an upload in parts: the whole file's size and sha256 are stated up front."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=SHA256_PATTERN, description="of the whole file, lowercase hex")
+    overwrite: StrictBool = False
+    part_size: int | None = Field(default=None, gt=0, description="asked for; the runtime "
+                                  "clamps it to its limits and states the one it chose")
+
+
+class UploadSession(Open):
+    """An upload in parts: part ``n`` is bytes ``[n * part_size, min(size, (n+1) * part_size))``."""
+
+    upload_id: str
+    path: str
+    size: int
+    sha256: str
+    part_size: int
+    parts: int
+    received: list[int]
+    expires_in_s: float
+
+
 class DeleteResult(Open):
     path: str
     deleted: bool

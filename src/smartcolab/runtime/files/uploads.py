@@ -63,7 +63,7 @@ class UploadLedger:
             except OSError:
                 continue
             # Only ever a temp file of ours, never what an entry might otherwise name.
-            if tmp.name.startswith(UPLOAD_TMP_MARK) and tmp.name.endswith(".tmp"):
+            if tmp.name.startswith(UPLOAD_TMP_MARK) and tmp.name.endswith((".tmp", ".part")):
                 with contextlib.suppress(OSError):
                     size = tmp.lstat().st_size
                     os.unlink(tmp)

@@ -1,0 +1,197 @@
+"""Upload in parts: up to N parallel part PUTs into one upload, one sha256 over the whole.
+
+A tunnel that caps each stream caps a single streamed upload too; parts over parallel
+connections fill the link (bench/bench_wan.py).  The runtime's part API
+(``runtime/files/parts.py``): create (size and whole-file sha256 stated), PUT each
+part at its offset (its own digest signed), status, commit (the runtime hashes the
+whole file before anything is published), abort.
+
+Resumable within a call: a part cut off is sent again (a part counts on the runtime
+only once complete and matching its digest; one already in is answered 409
+``part_received`` and taken as done).  A runtime without the part API (404 on create,
+not ``upload_not_found``) gets ``None`` back: the caller sends one stream instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smartcolab.client.http.client import RuntimeClient
+from smartcolab.client.local_files import ProgressFn
+from smartcolab.client.resumable import report
+from smartcolab.shared import routes
+from smartcolab.shared.errors import (
+    ChecksumMismatch,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RuntimeUnreachable,
+    SmartColabError,
+)
+from smartcolab.shared.protocol import (
+    H_CONTENT_SHA256,
+    FileStat,
+    UploadCreate,
+    UploadResult,
+    UploadSession,
+)
+
+log = logging.getLogger("smartcolab.client.transfer")
+PART_SIZE = 16 * 1024 * 1024
+# A file under this goes as one stream: a second part costs a request more than it gains.
+MIN_PARALLEL = 2 * PART_SIZE
+PART_TIMEOUT_S = 600.0
+
+
+@dataclass
+class _Run:
+    client: RuntimeClient
+    path: Path
+    session: UploadSession
+    progress: ProgressFn | None
+    attempts: int
+    done_bytes: int = 0
+    failures: int = 0
+    queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+
+def _read_part(path: Path, offset: int, length: int) -> tuple[bytes, str]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+async def _send_part(run: _Run, index: int) -> None:
+    s = run.session
+    offset = index * s.part_size
+    length = min(s.size, offset + s.part_size) - offset
+    data, digest = await asyncio.to_thread(_read_part, run.path, offset, length)
+    if len(data) != length:
+        raise ChecksumMismatch(f"{run.path} shrank while it was uploaded; nothing was written")
+    try:
+        await run.client.request(
+            "PUT", routes.FILES_UPLOAD_PART,
+            params={"upload_id": s.upload_id, "offset": offset},
+            headers={H_CONTENT_SHA256: digest}, content=data, idempotent=False,
+            timeout=PART_TIMEOUT_S)
+    except Conflict as exc:
+        if exc.details.get("reason") != "part_received":
+            raise
+        # An earlier attempt landed but its answer was lost.
+    run.done_bytes += length
+    await report(run.progress, run.done_bytes, s.size)
+
+
+async def _worker(run: _Run) -> None:
+    while True:
+        try:
+            index = run.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        try:
+            await _send_part(run, index)
+        except (RuntimeUnreachable, Conflict, InvalidInput) as exc:
+            retryable = isinstance(exc, RuntimeUnreachable) or exc.details.get("reason") in (
+                "part_in_flight", "checksum_mismatch", "part_interrupted")
+            run.failures += 1
+            if not retryable or run.failures >= run.attempts:
+                raise
+            log.info("part %d of %s: %s; sending it again", index, run.path, exc)
+            await asyncio.sleep(run.client.retry.delay(run.failures))
+            run.queue.put_nowait(index)
+
+
+async def _create(client: RuntimeClient, body: UploadCreate) -> UploadSession | None:
+    try:
+        r = await client.request("POST", routes.FILES_UPLOADS,
+                                 json=body.model_dump(), idempotent=False)
+    except NotFound as exc:
+        if exc.details.get("reason") == "upload_not_found":
+            raise
+        log.info("the runtime has no part API (404 on POST %s): one stream",
+                 routes.FILES_UPLOADS)
+        return None
+    return UploadSession.model_validate_json(r.content)
+
+
+async def _commit(run: _Run, remote_path: str) -> UploadResult:
+    s = run.session
+    url = routes.fill(routes.FILES_UPLOAD_COMMIT, upload_id=s.upload_id)
+    lost = False
+    while True:
+        try:
+            r = await run.client.request("POST", url, idempotent=False, timeout=PART_TIMEOUT_S)
+            return UploadResult.model_validate_json(r.content)
+        except RuntimeUnreachable:
+            run.failures += 1
+            if run.failures >= run.attempts:
+                raise
+            lost = True
+            await asyncio.sleep(run.client.retry.delay(run.failures))
+        except NotFound:
+            if not lost:
+                raise
+            # The commit landed but its answer was lost: the file says so.
+            r = await run.client.request("GET", routes.FILES_STAT,
+                                         params={"path": remote_path, "hash": "true"})
+            if FileStat.model_validate_json(r.content).sha256 != s.sha256:
+                raise
+            return UploadResult(path=s.path, size=s.size, sha256=s.sha256, overwritten=False)
+
+
+async def upload_parts(client: RuntimeClient, path: Path, size: int, digest: str,
+                       remote_path: str, *, overwrite: bool, progress: ProgressFn | None,
+                       streams: int, attempts: int, part_size: int = PART_SIZE,
+                       ) -> UploadResult | None:
+    """Upload ``path`` in parts over up to ``streams`` connections; ``None`` when the
+    runtime has no part API (the caller then sends one stream)."""
+    session = await _create(client, UploadCreate(path=remote_path, size=size, sha256=digest,
+                                                 overwrite=overwrite, part_size=part_size))
+    if session is None:
+        return None
+    run = _Run(client, path, session, progress, max(attempts, 2 * streams))
+    for index in range(session.parts):
+        run.queue.put_nowait(index)
+    try:
+        await _all_parts(run, streams)
+        result = await _commit(run, remote_path)
+    except BaseException as exc:
+        await _abort(client, session)
+        if isinstance(exc, InvalidInput) and exc.details.get("reason") == "checksum_mismatch":
+            raise ChecksumMismatch(f"{path} changed while it was uploaded (or was corrupted on "
+                                   "the way); nothing was written; upload again",
+                                   details=exc.details) from exc
+        raise
+    if result.sha256 != digest or result.size != size:
+        raise ChecksumMismatch(f"the runtime stored {result.size} bytes with sha256 "
+                               f"{result.sha256}, expected {size} bytes with {digest}")
+    return result
+
+
+async def _all_parts(run: _Run, streams: int) -> None:
+    """The workers until the queue is empty; the first failure cancels the others."""
+    tasks = [asyncio.ensure_future(_worker(run))
+             for _ in range(min(streams, run.session.parts))]
+    try:
+        for done in asyncio.as_completed(tasks):
+            await done
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _abort(client: RuntimeClient, session: UploadSession) -> None:
+    with contextlib.suppress(SmartColabError, OSError):
+        await asyncio.shield(client.request(
+            "DELETE", routes.fill(routes.FILES_UPLOAD, upload_id=session.upload_id),
+            idempotent=False, timeout=30.0))
+
+
+__all__ = ["MIN_PARALLEL", "PART_SIZE", "upload_parts"]
