@@ -255,7 +255,7 @@ def bench_upload(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) -> d
 
 
 def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
-        upload: bool = True) -> dict[str, Any]:
+        upload: bool = True, download: bool = True) -> dict[str, Any]:
     """Start a runtime on a temp root, measure, clean up; returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="sc-bench-files-", dir=base_dir))
     proc = None
@@ -265,7 +265,7 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
         make_file(root / "big.bin", size_mb)
         shutil.copyfile(root / "big.bin", work / "src.bin")
         proc = start_runtime(root)
-        return {"download": bench_download(proc, size_mb, repeats, work),
+        return {"download": bench_download(proc, size_mb, repeats, work) if download else None,
                 "upload": bench_upload(proc, size_mb, repeats, work) if upload else None,
                 "cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
     finally:
@@ -277,14 +277,16 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
 def print_table(res: dict[str, Any]) -> None:
     d, u = res["download"], res["upload"]
     load = res.get("load_avg")
-    print(f"file transfer over loopback, {d['size_mb']} MB, median of {d['repeats']}")
+    first = d or u
+    print(f"file transfer over loopback, {first['size_mb']} MB, median of {first['repeats']}")
     print(f"{'':28}{'ours MB/s':>12}{'curl MB/s':>12}{'ratio':>8}{'peak RSS MB':>13}")
-    print(f"{'download (sha256 verified)':28}{d['ours_mb_s']:>12}{d['curl_mb_s']:>12}"
-          f"{d['ratio_vs_curl']:>8}{d['client_peak_rss_mb']:>13}")
-    print(f"{'download, one stream':28}{d['ours_1_mb_s']:>12}{d['curl_mb_s']:>12}"
-          f"{d['ratio_1_vs_curl']:>8}")
-    print(f"{'curl + sha256sum + fsync':28}{d['curl_sha_fsync_mb_s']:>12}{'':>12}"
-          f"{'':>8}  ours/that: {d['ratio_vs_curl_sha_fsync']}")
+    if d:
+        print(f"{'download (sha256 verified)':28}{d['ours_mb_s']:>12}{d['curl_mb_s']:>12}"
+              f"{d['ratio_vs_curl']:>8}{d['client_peak_rss_mb']:>13}")
+        print(f"{'download, one stream':28}{d['ours_1_mb_s']:>12}{d['curl_mb_s']:>12}"
+              f"{d['ratio_1_vs_curl']:>8}")
+        print(f"{'curl + sha256sum + fsync':28}{d['curl_sha_fsync_mb_s']:>12}{'':>12}"
+              f"{'':>8}  ours/that: {d['ratio_vs_curl_sha_fsync']}")
     if u:
         print(f"{'upload (sha256 declared)':28}{u['ours_mb_s']:>12}{u['curl_mb_s']:>12}"
               f"{u['ratio_vs_curl']:>8}{u['client_peak_rss_mb']:>13}")
@@ -293,9 +295,14 @@ def print_table(res: dict[str, Any]) -> None:
         print(f"{'upload vs 4 curls at once':28}{u['ours_mb_s']:>12}{u['curl_4_mb_s']:>12}"
               f"{u['ratio_vs_curl_4']:>8}")
     print(f"load average at the end: {load}")
-    print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
-    print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (user {d['ours_user_s_per_gib']}; "
-          f"incl. sha256 and fsync), curl {d['curl_cpu_s_per_gib']}")
+    if u:
+        print(f"upload CPU s/GiB: ours {u['ours_cpu_s_per_gib']} (one stream "
+              f"{u['ours_1_cpu_s_per_gib']})")
+    if d:
+        print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
+        print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (user "
+              f"{d['ours_user_s_per_gib']}; incl. sha256 and fsync), curl "
+              f"{d['curl_cpu_s_per_gib']}")
 
 
 def main() -> None:
@@ -303,6 +310,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-upload", action="store_true")
+    ap.add_argument("--no-download", action="store_true")
     ap.add_argument("--dir", default=None, help="where the temp files go (default: $TMPDIR)")
     ap.add_argument("--child", choices=["download", "upload"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -312,7 +320,8 @@ def main() -> None:
     if args.child:
         _child(args.child, args.url, args.remote, args.local)
         return
-    res = run(args.size_mb, args.repeats, args.dir, upload=not args.no_upload)
+    res = run(args.size_mb, args.repeats, args.dir, upload=not args.no_upload,
+              download=not args.no_download)
     print_table(res)
     out = HERE / "results" / "files.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,9 @@ async def test_parts_in_any_order_are_published_only_at_commit(inproc: InProcRun
         assert stat.S_IMODE(tmp.stat().st_mode) == 0o600 and tmp.stat().st_size == len(DATA)
         await asyncio.gather(*(put_part(c, s, *part_of(DATA, i)) for i in (2, 0)))
         assert (await status(c, s)).received == [0, 2]
+        # The whole file's hash follows the run of parts from the start, not part 2 yet.
+        open_upload = inproc.app.state.sc_parts.get(s.upload_id)
+        assert open_upload.hashed_parts == 1
         assert not (root / target).exists()
         listing = (await c.request("GET", routes.FILES)).json()
         assert not any(".sc-upload-" in e["name"] for e in listing["entries"])

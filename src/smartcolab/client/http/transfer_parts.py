@@ -18,11 +18,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
-from smartcolab.client.local_files import ProgressFn
+from smartcolab.client.local_files import IO_CHUNK, ProgressFn
 from smartcolab.client.resumable import report
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
@@ -42,10 +44,16 @@ from smartcolab.shared.protocol import (
 )
 
 log = logging.getLogger("smartcolab.client.transfer")
-PART_SIZE = 16 * 1024 * 1024
-# A file under this goes as one stream: a second part costs a request more than it gains.
-MIN_PARALLEL = 2 * PART_SIZE
+MIN_PART = 8 * 1024 * 1024
+MAX_PART = 64 * 1024 * 1024
 PART_TIMEOUT_S = 600.0
+
+
+def part_size_for(size: int, streams: int) -> int:
+    """One part per stream up to ``MAX_PART``: each part costs its stream a round trip
+    (the answer) with nothing in flight, so fewer, larger parts fill a long link better;
+    the part is streamed from the file, so its size costs no memory."""
+    return max(MIN_PART, min(MAX_PART, -(-size // max(1, streams))))
 
 
 @dataclass
@@ -60,26 +68,50 @@ class _Run:
     queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
 
-def _read_part(path: Path, offset: int, length: int) -> tuple[bytes, str]:
+def _hash_part(path: Path, offset: int, length: int) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
         f.seek(offset)
-        data = f.read(length)
-    return data, hashlib.sha256(data).hexdigest()
+        left = length
+        while left > 0:
+            chunk = f.read(min(IO_CHUNK, left))
+            if not chunk:
+                raise ChecksumMismatch(f"{path} shrank while it was uploaded; nothing was "
+                                       "written")
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+async def _part_chunks(path: Path, offset: int, length: int) -> AsyncIterator[bytes]:
+    """The part read again as it is sent (from the page cache: it was just hashed)."""
+    f: BinaryIO = await asyncio.to_thread(open, path, "rb")
+    try:
+        await asyncio.to_thread(f.seek, offset)
+        left = length
+        while left > 0:
+            chunk = await asyncio.to_thread(f.read, min(IO_CHUNK, left))
+            if not chunk:
+                return  # shorter than stated: the runtime refuses the part
+            left -= len(chunk)
+            yield chunk
+    finally:
+        f.close()
 
 
 async def _send_part(run: _Run, index: int) -> None:
     s = run.session
     offset = index * s.part_size
     length = min(s.size, offset + s.part_size) - offset
-    data, digest = await asyncio.to_thread(_read_part, run.path, offset, length)
-    if len(data) != length:
-        raise ChecksumMismatch(f"{run.path} shrank while it was uploaded; nothing was written")
+    digest = await asyncio.to_thread(_hash_part, run.path, offset, length)
     try:
-        await run.client.request(
-            "PUT", routes.FILES_UPLOAD_PART,
-            params={"upload_id": s.upload_id, "offset": offset},
-            headers={H_CONTENT_SHA256: digest}, content=data, idempotent=False,
-            timeout=PART_TIMEOUT_S)
+        async with run.client.stream(
+                "PUT", routes.FILES_UPLOAD_PART,
+                params={"upload_id": s.upload_id, "offset": offset},
+                headers={H_CONTENT_SHA256: digest, "Content-Length": str(length)},
+                content=_part_chunks(run.path, offset, length),
+                timeout=PART_TIMEOUT_S) as resp:
+            await resp.aread()
     except Conflict as exc:
         if exc.details.get("reason") != "part_received":
             raise
@@ -102,9 +134,28 @@ async def _worker(run: _Run) -> None:
             run.failures += 1
             if not retryable or run.failures >= run.attempts:
                 raise
-            log.info("part %d of %s: %s; sending it again", index, run.path, exc)
             await asyncio.sleep(run.client.retry.delay(run.failures))
+            # A refusal sent before the body was read can reach us as a reset connection,
+            # and an answer can be lost after the part landed: the runtime says which.
+            if await _landed(run, index):
+                continue
+            log.info("part %d of %s: %s; sending it again", index, run.path, exc)
             run.queue.put_nowait(index)
+
+
+async def _landed(run: _Run, index: int) -> bool:
+    s = run.session
+    try:
+        r = await run.client.request("GET", routes.fill(routes.FILES_UPLOAD,
+                                                        upload_id=s.upload_id))
+    except RuntimeUnreachable:
+        return False
+    if index not in UploadSession.model_validate_json(r.content).received:
+        return False
+    length = min(s.size, (index + 1) * s.part_size) - index * s.part_size
+    run.done_bytes += length
+    await report(run.progress, run.done_bytes, s.size)
+    return True
 
 
 async def _create(client: RuntimeClient, body: UploadCreate) -> UploadSession | None:
@@ -147,12 +198,13 @@ async def _commit(run: _Run, remote_path: str) -> UploadResult:
 
 async def upload_parts(client: RuntimeClient, path: Path, size: int, digest: str,
                        remote_path: str, *, overwrite: bool, progress: ProgressFn | None,
-                       streams: int, attempts: int, part_size: int = PART_SIZE,
+                       streams: int, attempts: int, part_size: int | None = None,
                        ) -> UploadResult | None:
     """Upload ``path`` in parts over up to ``streams`` connections; ``None`` when the
     runtime has no part API (the caller then sends one stream)."""
     session = await _create(client, UploadCreate(path=remote_path, size=size, sha256=digest,
-                                                 overwrite=overwrite, part_size=part_size))
+                                                 overwrite=overwrite,
+                                                 part_size=part_size or part_size_for(size, streams)))
     if session is None:
         return None
     run = _Run(client, path, session, progress, max(attempts, 2 * streams))
@@ -194,4 +246,4 @@ async def _abort(client: RuntimeClient, session: UploadSession) -> None:
             idempotent=False, timeout=30.0))
 
 
-__all__ = ["MIN_PARALLEL", "PART_SIZE", "upload_parts"]
+__all__ = ["MIN_PART", "part_size_for", "upload_parts"]

@@ -16,7 +16,7 @@ import re
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from starlette.requests import ClientDisconnect
 
 from smartcolab.runtime.api.files import UPLOAD_IDLE_S, _files
@@ -106,7 +106,7 @@ def _declared(request: Request) -> str | None:
 
 
 @part_router.put(routes.FILES_UPLOAD_PART, status_code=204)
-async def put_part(request: Request, upload_id: UploadId,
+async def put_part(request: Request, background: BackgroundTasks, upload_id: UploadId,
                    offset: Annotated[int, Query(ge=0, le=2**62)]) -> None:
     """One part, streamed to its place in the ``.part`` file; it counts once complete and
     matching its declared digest."""
@@ -125,6 +125,8 @@ async def put_part(request: Request, upload_id: UploadId,
         ok = True
     finally:
         parts.end_part(upload, index, ok)
+    # After the answer: the whole file's sha256 follows the parts, off the part's path.
+    background.add_task(parts.advance_hash, upload)
 
 
 async def _receive(request: Request, parts: PartUploads, upload: PartUpload, offset: int) -> str:

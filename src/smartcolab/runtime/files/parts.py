@@ -9,8 +9,11 @@ streamed upload too; parts sent over parallel connections fill the link.  The ru
 * a part is written with positioned writes into ``.sc-upload-<id>.part`` beside the
   destination (mode 0600, written down in the upload ledger, hidden from listings), and
   counts as received only once all its bytes arrived and matched its declared digest;
-* commit hashes the whole file, compares it with the sha256 stated at creation, fsyncs
-  and only then links it into place: nothing half-written is ever published;
+* the whole file's sha256 follows the parts as they land (after each part's answer, the
+  run of received parts from the start is hashed, read back from the page cache), so
+  commit hashes only what is left, compares the digest with the one stated at
+  creation, fsyncs and only then links the file into place: nothing half-written is
+  ever published;
 * the upload lives in this process: ``status`` lists the parts received, so a client
   cut off resends only the missing ones; an upload idle past ``IDLE_S`` is dropped, and
   a restart sweeps its file through the ledger.
@@ -68,6 +71,10 @@ class PartUpload:
     touched: float = field(default_factory=time.monotonic)
     committing: bool = False
     closed: bool = False
+    # The whole file's sha256 over parts [0, hashed_parts), advanced under hash_lock.
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    hashed_parts: int = 0
+    hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def parts(self) -> int:
@@ -234,6 +241,26 @@ class PartUploads:
         if last_out:
             self._cleanup(upload)
 
+    def advance_hash(self, upload: PartUpload, *, wait: bool = False) -> None:
+        """Hash the received parts that follow the hashed ones (after a part's answer;
+        at commit with ``wait``).  Without ``wait`` it leaves the work to a thread that
+        is already at it (commit catches up whatever that one missed)."""
+        if not upload.hash_lock.acquire(blocking=wait):
+            return
+        try:
+            while True:
+                with self._lock:
+                    index = upload.hashed_parts
+                    if upload.closed or index not in upload.received:
+                        return
+                start, end = upload.part_range(index)
+                _hash_into(upload.hasher, upload.fd, start, end)
+                upload.hashed_parts = index + 1
+        except OSError:  # the upload was aborted meanwhile: its file is gone
+            return
+        finally:
+            upload.hash_lock.release()
+
     # ------------------------------------------------------------ end
     def commit(self, upload_id: str, mode: int) -> tuple[PartUpload, bool]:
         """Hash the whole file, check it, fsync, publish; returns (upload, overwritten)."""
@@ -249,7 +276,10 @@ class PartUploads:
                                                            "missing": missing[:100]})
             upload.committing = True
         try:
-            digest = _hash_fd(upload.fd, upload.size)
+            self.advance_hash(upload, wait=True)
+            if upload.hashed_parts != upload.parts:
+                raise OSError(f"read back {upload.hashed_parts} of {upload.parts} parts")
+            digest = upload.hasher.copy().hexdigest()
             if digest != upload.sha256:
                 # The parts are kept: the client may resend the ones it doubts, or abort.
                 raise InvalidInput(f"the uploaded parts hash to {digest}, not the declared "
@@ -331,16 +361,14 @@ def _drop(fd: int, tmp: Path, ledger: UploadLedger, token: str) -> None:
     ledger.end(token)
 
 
-def _hash_fd(fd: int, size: int) -> str:
-    h = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(HASH_CHUNK, size - offset), offset)
+def _hash_into(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
+    offset = start
+    while offset < end:
+        chunk = os.pread(fd, min(HASH_CHUNK, end - offset), offset)
         if not chunk:
-            break
+            raise OSError(f"the part file ends at {offset}, before {end}")
         h.update(chunk)
         offset += len(chunk)
-    return h.hexdigest()
 
 
 def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
