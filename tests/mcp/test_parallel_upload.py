@@ -84,18 +84,38 @@ async def test_parallel_upload_resends_the_parts_cut_off(server: ServerHandle,
     assert leftovers(server) == []
 
 
+@pytest.mark.parametrize("change", ["shrink", "flip"])
 async def test_a_file_changed_during_the_upload_is_refused_and_nothing_kept(
-        server: ServerHandle, source: Path) -> None:
-    def change_last_part(done: int, total: int | None) -> None:
-        # The last part is read only after a first part landed: it carries the change.
+        server: ServerHandle, source: Path, change: str) -> None:
+    def change_file(done: int, total: int | None) -> None:
+        # After a first part landed: the parts read from now on see the change.
         with open(source, "r+b") as f:
-            f.seek(len(DATA) - 1)
-            f.write(bytes([DATA[-1] ^ 0xFF]))
+            if change == "shrink":
+                f.truncate(len(DATA) - PART)
+            else:
+                f.seek(len(DATA) - 1)
+                f.write(bytes([DATA[-1] ^ 0xFF]))
 
     async with RuntimeClient(server.url, server.secret, retry=FAST) as c:
-        with anyio.fail_after(60), pytest.raises(ChecksumMismatch):
-            await transfer.upload(c, source, "changed.bin", streams=2, part_size=PART,
-                                  progress=change_last_part)
+        if change == "shrink":
+            with anyio.fail_after(60), pytest.raises(ChecksumMismatch):
+                await transfer.upload(c, source, "changed.bin", streams=2, part_size=PART,
+                                      progress=change_file)
+        else:
+            # The whole file's sha256 is computed beside the parts: it may or may not
+            # have read the last byte before the change; either way what is published
+            # is one consistent version of the file, or nothing.
+            try:
+                with anyio.fail_after(60):
+                    res = await transfer.upload(c, source, "changed.bin", streams=2,
+                                                part_size=PART, progress=change_file)
+            except ChecksumMismatch:
+                assert not (server.config.roots[0] / "changed.bin").exists()
+            else:
+                published = (server.config.roots[0] / "changed.bin").read_bytes()
+                flipped = DATA[:-1] + bytes([DATA[-1] ^ 0xFF])
+                assert published == flipped and res.sha256 == sha(flipped)
+                (server.config.roots[0] / "changed.bin").unlink()
     assert not (server.config.roots[0] / "changed.bin").exists()
     assert leftovers(server) == []  # the upload was aborted
 

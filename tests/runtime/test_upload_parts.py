@@ -50,10 +50,10 @@ def name() -> str:
 
 
 async def create(c: RuntimeClient, path: str, data: bytes = DATA, *, digest: str | None = None,
-                 overwrite: bool = False) -> UploadSession:
+                 overwrite: bool = False, state_digest: bool = True) -> UploadSession:
     r = await c.request("POST", routes.FILES_UPLOADS, idempotent=False, json={
-        "path": path, "size": len(data), "sha256": digest or sha(data), "overwrite": overwrite,
-        "part_size": PART})
+        "path": path, "size": len(data), "overwrite": overwrite, "part_size": PART,
+        **({"sha256": digest or sha(data)} if state_digest else {})})
     return UploadSession.model_validate_json(r.content)
 
 
@@ -69,9 +69,9 @@ async def status(c: RuntimeClient, s: UploadSession) -> UploadSession:
     return UploadSession.model_validate_json(r.content)
 
 
-async def commit(c: RuntimeClient, s: UploadSession) -> UploadResult:
+async def commit(c: RuntimeClient, s: UploadSession, digest: str | None = None) -> UploadResult:
     r = await c.request("POST", routes.fill(routes.FILES_UPLOAD_COMMIT, upload_id=s.upload_id),
-                        idempotent=False)
+                        idempotent=False, json={"sha256": digest} if digest else None)
     return UploadResult.model_validate_json(r.content)
 
 
@@ -231,6 +231,30 @@ async def test_create_checks_the_destination_and_the_limits(inproc: InProcRuntim
         s = await create(c, "one-more.bin", b"tiny")
         await put_part(c, s, 0, b"tiny")
         assert (await commit(c, s)).size == 4
+
+
+async def test_the_whole_sha256_may_come_with_the_commit(inproc: InProcRuntime) -> None:
+    root = inproc.config.roots[0]
+    target = name()
+    async with inproc.client() as c:
+        s = await create(c, target, state_digest=False)
+        assert s.sha256 is None
+        for i in range(3):
+            await put_part(c, s, *part_of(DATA, i))
+        with pytest.raises(InvalidInput) as missing:
+            await commit(c, s)
+        assert reason(missing) == "sha256_missing"
+        with pytest.raises(InvalidInput) as wrong:
+            await commit(c, s, sha(b"another file"))
+        assert reason(wrong) == "checksum_mismatch" and not (root / target).exists()
+        assert (await commit(c, s, sha(DATA))).sha256 == sha(DATA)
+        assert (root / target).read_bytes() == DATA
+        stated = await create(c, name())
+        await put_part(c, stated, *part_of(DATA, 0))
+        with pytest.raises(InvalidInput) as differs:
+            await commit(c, stated, sha(b"another file"))
+        assert reason(differs) == "sha256_differs"
+        await abort(c, stated)
 
 
 def test_idle_uploads_expire(tmp_path: Path) -> None:

@@ -425,11 +425,13 @@ UPLOAD_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 
 
 class UploadCreate(Model):
-    """Start an upload in parts: the whole file's size and sha256 are stated up front."""
+    """Start an upload in parts: the whole file's size up front, its sha256 here or at commit."""
 
     path: str = Field(min_length=1, max_length=4096)
     size: int = Field(ge=0)
-    sha256: str = Field(pattern=SHA256_PATTERN, description="of the whole file, lowercase hex")
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN,
+                               description="of the whole file, lowercase hex; if left out "
+                                           "here, it must come with the commit")
     overwrite: StrictBool = False
     part_size: int | None = Field(default=None, gt=0, description="asked for; the runtime "
                                   "clamps it to its limits and states the one it chose")
@@ -441,11 +443,17 @@ class UploadSession(Open):
     upload_id: str
     path: str
     size: int
-    sha256: str
+    sha256: str | None
     part_size: int
     parts: int
     received: list[int]
     expires_in_s: float
+
+
+class UploadCommit(Model):
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN,
+                               description="of the whole file, if not stated at creation "
+                                           "(the client hashed it while the parts went)")
 
 
 class DeleteResult(Open):

@@ -25,6 +25,7 @@ from smartcolab.client.local_files import (
     IO_CHUNK,
     ProgressFn,
     hash_local,
+    local_file,
     local_target,
     refuse_existing,
     remote_name,
@@ -254,13 +255,23 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
     that caps each stream is filled), checked by the runtime against the one sha256
     before it is published; a runtime without the part API (404) gets the single stream.
     """
-    path, size, digest = await asyncio.to_thread(hash_local, local_path)
+    path, size = await asyncio.to_thread(local_file, local_path)
     if streams > 1 and size >= 2 * (part_size or MIN_PART):
-        parted = await upload_parts(client, path, size, digest, remote_path,
-                                    overwrite=overwrite, progress=progress, streams=streams,
-                                    attempts=attempts, part_size=part_size)
+        # The whole file's sha256 is computed while the parts go; the commit states it.
+        hashing = asyncio.ensure_future(asyncio.to_thread(hash_local, path))
+        try:
+            parted = await upload_parts(client, path, size, hashing, remote_path,
+                                        overwrite=overwrite, progress=progress,
+                                        streams=streams, attempts=attempts,
+                                        part_size=part_size)
+        finally:
+            if not hashing.done():
+                hashing.cancel()
+            with contextlib.suppress(BaseException):
+                await hashing
         if parted is not None:
             return parted
+    path, size, digest = await asyncio.to_thread(hash_local, path)
     failures = 0
     while True:
         try:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -171,13 +171,14 @@ async def _create(client: RuntimeClient, body: UploadCreate) -> UploadSession | 
     return UploadSession.model_validate_json(r.content)
 
 
-async def _commit(run: _Run, remote_path: str) -> UploadResult:
+async def _commit(run: _Run, remote_path: str, digest: str) -> UploadResult:
     s = run.session
     url = routes.fill(routes.FILES_UPLOAD_COMMIT, upload_id=s.upload_id)
     lost = False
     while True:
         try:
-            r = await run.client.request("POST", url, idempotent=False, timeout=PART_TIMEOUT_S)
+            r = await run.client.request("POST", url, json={"sha256": digest},
+                                         idempotent=False, timeout=PART_TIMEOUT_S)
             return UploadResult.model_validate_json(r.content)
         except RuntimeUnreachable:
             run.failures += 1
@@ -191,20 +192,24 @@ async def _commit(run: _Run, remote_path: str) -> UploadResult:
             # The commit landed but its answer was lost: the file says so.
             r = await run.client.request("GET", routes.FILES_STAT,
                                          params={"path": remote_path, "hash": "true"})
-            if FileStat.model_validate_json(r.content).sha256 != s.sha256:
+            if FileStat.model_validate_json(r.content).sha256 != digest:
                 raise
-            return UploadResult(path=s.path, size=s.size, sha256=s.sha256, overwritten=False)
+            return UploadResult(path=s.path, size=s.size, sha256=digest, overwritten=False)
 
 
-async def upload_parts(client: RuntimeClient, path: Path, size: int, digest: str,
-                       remote_path: str, *, overwrite: bool, progress: ProgressFn | None,
-                       streams: int, attempts: int, part_size: int | None = None,
-                       ) -> UploadResult | None:
+async def upload_parts(client: RuntimeClient, path: Path, size: int,
+                       hashing: Awaitable[tuple[Path, int, str]], remote_path: str, *,
+                       overwrite: bool, progress: ProgressFn | None, streams: int,
+                       attempts: int, part_size: int | None = None) -> UploadResult | None:
     """Upload ``path`` in parts over up to ``streams`` connections; ``None`` when the
-    runtime has no part API (the caller then sends one stream)."""
-    session = await _create(client, UploadCreate(path=remote_path, size=size, sha256=digest,
-                                                 overwrite=overwrite,
-                                                 part_size=part_size or part_size_for(size, streams)))
+    runtime has no part API (the caller then sends one stream).
+
+    ``hashing`` is the whole file's sha256 being computed meanwhile (``hash_local``): the
+    parts do not wait for it, the commit states it.
+    """
+    session = await _create(client, UploadCreate(
+        path=remote_path, size=size, overwrite=overwrite,
+        part_size=part_size or part_size_for(size, streams)))
     if session is None:
         return None
     run = _Run(client, path, session, progress, max(attempts, 2 * streams))
@@ -212,7 +217,11 @@ async def upload_parts(client: RuntimeClient, path: Path, size: int, digest: str
         run.queue.put_nowait(index)
     try:
         await _all_parts(run, streams)
-        result = await _commit(run, remote_path)
+        _, hashed_size, digest = await hashing
+        if hashed_size != size:
+            raise ChecksumMismatch(f"{path} changed size while it was uploaded; nothing was "
+                                   "written; upload again")
+        result = await _commit(run, remote_path, digest)
     except BaseException as exc:
         await _abort(client, session)
         if isinstance(exc, InvalidInput) and exc.details.get("reason") == "checksum_mismatch":

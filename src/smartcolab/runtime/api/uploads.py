@@ -29,6 +29,7 @@ from smartcolab.shared.protocol import (
     H_CONTENT_SHA256,
     H_SIGNATURE,
     UPLOAD_ID_PATTERN,
+    UploadCommit,
     UploadCreate,
     UploadResult,
     UploadSession,
@@ -77,13 +78,17 @@ async def upload_status(request: Request, upload_id: str) -> UploadSession:
 
 
 @router.post(routes.FILES_UPLOAD_COMMIT, response_model=UploadResult)
-async def commit_upload(request: Request, upload_id: str) -> UploadResult:
-    """Every part in: the whole file's sha256 is checked, then it is fsynced and published."""
+async def commit_upload(request: Request, upload_id: str,
+                        body: UploadCommit | None = None) -> UploadResult:
+    """Every part in: the whole file's sha256 (stated at creation or here) is checked,
+    then the file is fsynced and published."""
     parts = _parts(request)
-    upload, overwritten = await asyncio.to_thread(parts.commit, _check_id(upload_id), file_mode())
+    upload, overwritten = await asyncio.to_thread(
+        parts.commit, _check_id(upload_id), file_mode(), body.sha256 if body else None)
+    digest = upload.sha256 or ""
     st = await asyncio.to_thread(upload.target.path.stat)
-    _files(request).remember((str(upload.target.path), st.st_size, st.st_mtime_ns), upload.sha256)
-    return UploadResult(path=upload.target.rel, size=upload.size, sha256=upload.sha256,
+    _files(request).remember((str(upload.target.path), st.st_size, st.st_mtime_ns), digest)
+    return UploadResult(path=upload.target.rel, size=upload.size, sha256=digest,
                         overwritten=overwritten)
 
 

@@ -60,7 +60,7 @@ class PartUpload:
     upload_id: str
     target: Confined
     size: int
-    sha256: str
+    sha256: str | None
     overwrite: bool
     part_size: int
     tmp: Path
@@ -114,7 +114,8 @@ class PartUploads:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ life cycle
-    def create(self, target: Confined, rel_path: str, size: int, sha256: str, overwrite: bool,
+    def create(self, target: Confined, rel_path: str, size: int, sha256: str | None,
+               overwrite: bool,
                part_size: int | None) -> PartUpload:
         """Check the destination and the limits, then reserve the ``.part`` file."""
         if size > self.max_bytes:
@@ -151,7 +152,7 @@ class PartUploads:
             self._open[upload_id] = upload
         return upload
 
-    def _reserve(self, upload_id: str, target: Confined, size: int, sha256: str,
+    def _reserve(self, upload_id: str, target: Confined, size: int, sha256: str | None,
                  overwrite: bool, part: int) -> PartUpload:
         parent = target.path.parent
         parent.mkdir(parents=True, exist_ok=True)
@@ -262,9 +263,17 @@ class PartUploads:
             upload.hash_lock.release()
 
     # ------------------------------------------------------------ end
-    def commit(self, upload_id: str, mode: int) -> tuple[PartUpload, bool]:
+    def commit(self, upload_id: str, mode: int,
+               sha256: str | None = None) -> tuple[PartUpload, bool]:
         """Hash the whole file, check it, fsync, publish; returns (upload, overwritten)."""
         upload = self.get(upload_id)
+        if sha256 is not None and upload.sha256 is not None and sha256 != upload.sha256:
+            raise InvalidInput("the commit states another sha256 than the upload's creation; "
+                               "nothing was written", details={"reason": "sha256_differs"})
+        expected = sha256 or upload.sha256
+        if expected is None:
+            raise InvalidInput("state the whole file's sha256 (at creation or in the commit); "
+                               "nothing was written", details={"reason": "sha256_missing"})
         with self._lock:
             if upload.committing:
                 raise Conflict("the upload is already being committed",
@@ -280,10 +289,10 @@ class PartUploads:
             if upload.hashed_parts != upload.parts:
                 raise OSError(f"read back {upload.hashed_parts} of {upload.parts} parts")
             digest = upload.hasher.copy().hexdigest()
-            if digest != upload.sha256:
+            if digest != expected:
                 # The parts are kept: the client may resend the ones it doubts, or abort.
                 raise InvalidInput(f"the uploaded parts hash to {digest}, not the declared "
-                                   f"{upload.sha256}; nothing was written",
+                                   f"{expected}; nothing was written",
                                    details={"reason": "checksum_mismatch", "received": digest})
             existed = upload.target.path.exists()
             os.fchmod(upload.fd, mode)
@@ -293,6 +302,7 @@ class PartUploads:
             with self._lock:
                 upload.committing = False
             raise
+        upload.sha256 = digest
         self._forget(upload, remove_file=False)
         return upload, existed and upload.overwrite
 
