@@ -272,6 +272,21 @@ def test_idle_uploads_expire(tmp_path: Path) -> None:
         parts.get(upload.upload_id)
 
 
+def test_a_restart_sweeps_the_part_file_of_an_unfinished_upload(tmp_path: Path) -> None:
+    from smartcolab.runtime.files.service import FileService
+    from smartcolab.runtime.files.uploads import UploadLedger
+
+    state = tmp_path / "state"
+    parts = PartUploads(UploadLedger(state), 10**9)
+    upload = parts.create(FileService([tmp_path], state).confine("y.bin"), "y.bin", 10, None,
+                          False, None)
+    parts.write(upload, 0, b"0123")
+    assert upload.tmp.exists()
+    # A new process (the old one was killed): its ledger sweeps what the old one left.
+    assert UploadLedger(state).sweep(all_inactive=True) == (1, 10)
+    assert not upload.tmp.exists() and not (tmp_path / "y.bin").exists()
+
+
 # ---------------------------------------------------------------- a real server
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
