@@ -3,6 +3,7 @@ loopback, through a proxy that cuts connections; the single-stream fallbacks in 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ import pytest
 
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
+from smartcolab.client.http.transfer_parts import upload_parts
+from smartcolab.client.local_files import hash_local
 from smartcolab.runtime.files.parts import MIN_PART
 from smartcolab.runtime.server import ServerHandle, serve_in_thread
 from smartcolab.shared import routes
@@ -56,14 +59,19 @@ def source(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("check_parts", [False, True])
 async def test_parallel_upload_is_verified_and_uses_several_streams(
-        server: ServerHandle, source: Path) -> None:
+        server: ServerHandle, source: Path, check_parts: bool) -> None:
     seen: list[int] = []
     with CutProxy(port_of(server), cuts=0) as proxy:
         async with RuntimeClient(proxy.url, server.secret, retry=FAST) as c:
             with anyio.fail_after(60):
-                res = await transfer.upload(c, source, "par.bin", streams=4, part_size=PART,
-                                            progress=lambda d, t: seen.append(d))
+                hashing = asyncio.ensure_future(asyncio.to_thread(hash_local, source))
+                res = await upload_parts(c, source, len(DATA), hashing, "par.bin",
+                                         overwrite=True, streams=4, part_size=PART,
+                                         attempts=3, check_parts=check_parts,
+                                         progress=lambda d, t: seen.append(d))
+                assert res is not None
         assert proxy.connections >= 3  # the parts went over more than one connection
     assert (res.path, res.size, res.sha256) == ("par.bin", len(DATA), sha(DATA))
     assert (server.config.roots[0] / "par.bin").read_bytes() == DATA

@@ -257,6 +257,26 @@ async def test_the_whole_sha256_may_come_with_the_commit(inproc: InProcRuntime) 
         await abort(c, stated)
 
 
+async def test_parts_checked_only_at_commit(inproc: InProcRuntime) -> None:
+    """check=commit: a signed part declares no digest of its own; the whole file's sha256
+    (signed, in the commit) still decides what is published."""
+    root = inproc.config.roots[0]
+    target = name()
+    corrupted = DATA[:PART] + bytes([DATA[PART] ^ 1]) + DATA[PART + 1:]
+    async with inproc.client() as c:
+        s = await create(c, target, state_digest=False)
+        for i in range(3):
+            offset, body = part_of(corrupted, i)
+            await c.request("PUT", routes.FILES_UPLOAD_PART, idempotent=False, content=body,
+                            params={"upload_id": s.upload_id, "offset": offset,
+                                    "check": "commit"})
+        assert (await status(c, s)).received == [0, 1, 2]
+        with pytest.raises(InvalidInput) as wrong:
+            await commit(c, s, sha(DATA))
+        assert reason(wrong) == "checksum_mismatch" and not (root / target).exists()
+        await abort(c, s)
+
+
 def test_idle_uploads_expire(tmp_path: Path) -> None:
     from smartcolab.runtime.files.service import FileService
     from smartcolab.runtime.files.uploads import UploadLedger

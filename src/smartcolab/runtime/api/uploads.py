@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, BackgroundTasks, Query, Request
@@ -112,17 +112,22 @@ def _declared(request: Request) -> str | None:
 
 @part_router.put(routes.FILES_UPLOAD_PART, status_code=204)
 async def put_part(request: Request, background: BackgroundTasks, upload_id: UploadId,
-                   offset: Annotated[int, Query(ge=0, le=2**62)]) -> None:
-    """One part, streamed to its place in the ``.part`` file; it counts once complete and
-    matching its declared digest."""
-    declared = _declared(request)
+                   offset: Annotated[int, Query(ge=0, le=2**62)],
+                   check: Annotated[Literal["part", "commit"], Query(
+                       description="part: the part's sha256 declared in X-SC-Content-SHA256 "
+                                   "is checked; commit: only the whole file's sha256 at commit "
+                                   "checks the bytes (one hash pass less on both sides)")] = "part",
+                   ) -> None:
+    """One part, streamed to its place in the ``.part`` file; it counts once complete (and
+    matching its declared digest, unless ``check=commit``)."""
+    declared = _declared(request) if check == "part" else None
     length_header = request.headers.get("content-length")
     length = int(length_header) if length_header and length_header.isdigit() else None
     parts = _parts(request)
     upload, index = parts.begin_part(upload_id, offset, length)
     ok = False
     try:
-        digest = await _receive(request, parts, upload, offset)
+        digest = await _receive(request, parts, upload, offset, hashed=declared is not None)
         if declared is not None and digest != declared:
             raise InvalidInput(f"part {index} hashes to {digest}, not the declared {declared}; "
                                "it was not accepted: send it again",
@@ -134,9 +139,11 @@ async def put_part(request: Request, background: BackgroundTasks, upload_id: Upl
     background.add_task(parts.advance_hash, upload)
 
 
-async def _receive(request: Request, parts: PartUploads, upload: PartUpload, offset: int) -> str:
+async def _receive(request: Request, parts: PartUploads, upload: PartUpload, offset: int, *,
+                   hashed: bool) -> str:
+    """The part's bytes into place; their sha256 if ``hashed`` (else empty)."""
     start, end = upload.part_range(offset // upload.part_size)
-    h = hashlib.sha256()
+    h = hashlib.sha256() if hashed else None
     pos = start
     buf = bytearray()
     stream = request.stream()
@@ -168,10 +175,11 @@ async def _receive(request: Request, parts: PartUploads, upload: PartUpload, off
     if pos != end:
         raise BadRequest(f"received {pos - start} of the part's {end - start} bytes; it was "
                          "not accepted", details={"reason": "bad_part_length"})
-    return h.hexdigest()
+    return h.hexdigest() if h is not None else ""
 
 
 def _write_and_hash(parts: PartUploads, upload: PartUpload, pos: int, data: bytes,
-                    h: hashlib._Hash) -> None:
-    h.update(data)
+                    h: hashlib._Hash | None) -> None:
+    if h is not None:
+        h.update(data)
     parts.write(upload, pos, data)
