@@ -249,39 +249,3 @@ async def test_a_cancel_during_publishing_waits_for_it_then_takes_effect(
         assert scope.cancelled_caught
         assert leftovers(tmp_path) == ["big.bin"]
         assert (tmp_path / "big.bin").read_bytes() == DATA
-
-
-def test_large_files_are_cut_in_blocks_taken_in_order() -> None:
-    gib, mib = 1024 ** 3, 1024 ** 2
-    blocks = spans.plan_spans(0, gib, 4)
-    assert len(blocks) == gib // spans.BLOCK and {s.end - s.start for s in blocks} == {spans.BLOCK}
-    assert len(spans.plan_spans(0, 48 * mib, 4)) == 4  # one span per stream when smaller
-    resumed = spans.plan_spans(5, 100 * mib, 4, block=30 * mib)
-    assert (resumed[0].start, resumed[0].done, resumed[0].end) == (0, 5, 5)
-    assert resumed[-1].end == 100 * mib and len(resumed) == 5
-
-
-@pytest.mark.parametrize("stash_max", [64 * 1024 * KB, 100 * KB, 0])
-async def test_landed_bytes_are_hashed_from_memory_when_they_fit(
-        runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        stash_max: int) -> None:
-    monkeypatch.setattr(spans, "BLOCK", SPAN)
-    monkeypatch.setattr(spans, "STASH_MAX", stash_max)
-    jobs: list[spans.SpanJob] = []
-
-    def recording(job: spans.SpanJob) -> str:
-        jobs.append(job)
-        return spans.run_spans(job)
-
-    monkeypatch.setattr(resumable, "run_spans", recording)
-    async with client_for(runtime) as c:
-        with anyio.fail_after(60):
-            res = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
-    assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
-    [job] = jobs
-    assert len(job.spans) == -(-len(DATA) // SPAN) and res.attempts == len(job.spans)
-    assert job.stash == {} and job.stash_bytes == 0
-    if stash_max >= len(DATA):
-        assert job.from_memory == len(DATA)  # nothing read back
-    elif stash_max == 0:
-        assert job.from_memory == 0

@@ -6,11 +6,8 @@ What stays as in the single-stream skeleton (``client/resumable.py``):
 
 * the ``.part`` file is never a finished file; it is published only after its sha256
   matched the runtime's (one digest over the whole file, computed while the bytes
-  arrive: a hasher thread follows the contiguous prefix that is complete);
-* the file is cut in blocks of at most ``BLOCK`` that the streams take in order, so
-  the bytes that land stay close behind the hashed prefix: each chunk is kept in
-  memory (up to ``STASH_MAX`` in all) until the hasher reaches it, and only what did
-  not fit is read back from the page cache;
+  arrive: a hasher thread follows the contiguous prefix that is complete, reading it
+  back from the page cache, so nothing is held in memory but one chunk per stream);
 * resumable: ``NAME.part.json`` records each span's ``[start, done, end)``; after a
   drop or a later call, each span continues from its ``done``;
 * every answer is checked before its first byte is written: a ``206`` whose
@@ -47,11 +44,6 @@ from smartcolab.shared.errors import (
 
 # Below this many bytes per stream a second stream costs more (a request) than it gains.
 MIN_SPAN = 8 * 1024 * 1024
-# Streams take blocks of at most this, in order: the landed bytes stay near the hashed
-# prefix.  Each block costs its stream one request (a round trip with nothing in flight).
-BLOCK = 16 * 1024 * 1024
-# Landed chunks kept for the hasher; past this they are read back from the page cache.
-STASH_MAX = 64 * 1024 * 1024
 SAVE_EVERY = 16 * 1024 * 1024
 WRITEBACK_EVERY = 64 * 1024 * 1024
 # Positioned reads and writes (several streams, one file descriptor): POSIX only; where
@@ -98,16 +90,10 @@ class SpanJob:
     # The open replies' aborts (closing a reply from the stopping side wakes a stream
     # blocked in a read at once, instead of at its read timeout).
     aborts: dict[int, Callable[[], None]] = field(default_factory=dict)
-    streams: int = 1
     tries: int = 0
     wire: int = 0
     hashed: int = 0
     error: BaseException | None = None
-    # Landed chunks by offset, not yet hashed (see the module docstring).
-    stash: dict[int, bytes] = field(default_factory=dict)
-    stash_bytes: int = 0
-    from_memory: int = 0  # bytes hashed from the stash, not read back
-    claimed: int = 0  # spans handed to a stream so far (in order)
 
     @property
     def received(self) -> int:
@@ -125,17 +111,12 @@ class SpanJob:
         return at
 
 
-def plan_spans(offset: int, total: int, streams: int, min_span: int = MIN_SPAN,
-               block: int | None = None) -> list[Span]:
-    """``[0, offset)`` held, ``[offset, total)`` cut into spans of at least ``min_span``
-    bytes: one per stream, or blocks of ``block`` when that is smaller."""
+def plan_spans(offset: int, total: int, streams: int, min_span: int = MIN_SPAN) -> list[Span]:
+    """``[0, offset)`` held, ``[offset, total)`` cut into at most ``streams`` spans of at
+    least ``min_span`` bytes each."""
     left = total - offset
     n = max(1, min(streams, left // max(1, min_span)))
     step = -(-left // n)
-    block = block or BLOCK
-    if n > 1 and step > block:
-        step = max(block, min_span)
-        n = -(-left // step)
     cuts = [offset + i * step for i in range(n)] + [total]
     held = [Span(0, offset, offset)] if offset else []
     return held + [Span(a, a, b) for a, b in itertools.pairwise(cuts) if b > a]
@@ -176,10 +157,9 @@ def run_spans(job: SpanJob) -> str:
     try:
         os.ftruncate(fd, job.total)
         save(job)
-        pending = sum(1 for s in job.spans if s.done < s.end)
-        workers = [threading.Thread(target=_stream, args=(job, fd), daemon=True,
-                                    name=f"span-{i}")
-                   for i in range(min(max(1, job.streams), pending))]
+        workers = [threading.Thread(target=_worker, args=(job, fd, s), daemon=True,
+                                    name=f"span-{i}") for i, s in enumerate(job.spans)
+                   if s.done < s.end]
         for w in workers:
             w.start()
         try:
@@ -190,9 +170,6 @@ def run_spans(job: SpanJob) -> str:
                 w.join()
             with contextlib.suppress(OSError):
                 save(job)
-            with job.lock:
-                job.stash.clear()
-                job.stash_bytes = 0
         if job.error is not None:
             raise job.error
         os.fsync(fd)
@@ -215,20 +192,7 @@ def _follow_hash(job: SpanJob, fd: int) -> str:
                 return ""
             ready = job.contiguous()
         while job.hashed < ready:
-            with job.lock:
-                kept = job.stash.pop(job.hashed, None)
-                if kept is not None:
-                    job.stash_bytes -= len(kept)
-                    limit = ready
-                else:  # read back only up to the next kept chunk
-                    limit = min((k for k in job.stash if k > job.hashed), default=ready)
-            if kept is not None and job.hashed + len(kept) <= ready:
-                h.update(kept)
-                job.hashed += len(kept)
-                job.from_memory += len(kept)
-                continue
-            chunk = os.pread(fd, min(IO_CHUNK, limit - job.hashed, ready - job.hashed),
-                             job.hashed)
+            chunk = os.pread(fd, min(IO_CHUNK, ready - job.hashed), job.hashed)
             if not chunk:
                 raise OSError(f"could not read back {job.part} at {job.hashed}")
             h.update(chunk)
@@ -258,20 +222,6 @@ def _fail(job: SpanJob, exc: BaseException) -> None:
         if job.error is None:
             job.error = exc
     stop(job)
-
-
-def _stream(job: SpanJob, fd: int) -> None:
-    """One stream: the next span not yet taken, in file order, until none is left."""
-    while not job.stop.is_set():
-        with job.lock:
-            while job.claimed < len(job.spans) and \
-                    job.spans[job.claimed].done >= job.spans[job.claimed].end:
-                job.claimed += 1
-            if job.claimed >= len(job.spans):
-                return
-            span = job.spans[job.claimed]
-            job.claimed += 1
-        _worker(job, fd, span)
 
 
 def _worker(job: SpanJob, fd: int, span: Span) -> None:
@@ -324,9 +274,6 @@ def _one_span(job: SpanJob, fd: int, span: Span) -> None:
                         details={"span": [span.done, span.end - 1]})
                 os.pwrite(fd, chunk, span.done)
                 with job.lock:
-                    if span.done >= job.hashed and job.stash_bytes + len(chunk) <= STASH_MAX:
-                        job.stash[span.done] = bytes(chunk)
-                        job.stash_bytes += len(chunk)
                     span.done += len(chunk)
                     job.lock.notify_all()
                 if span.done - saved >= SAVE_EVERY:
