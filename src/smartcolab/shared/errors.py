@@ -47,7 +47,8 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── LocalWriteFailed             507 local_write_failed
         ├── RuntimeMisbehaved            502 runtime_misbehaved
         ├── UnknownRuntime               404 unknown_runtime
-        └── IncompatibleRuntime          502 incompatible_runtime
+        ├── IncompatibleRuntime          502 incompatible_runtime
+        └── PageError                    502 page_error (a Colab page refused a tool call)
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ __all__ = [
     "NotARuntime",
     "NotFound",
     "OriginNotAllowed",
+    "PageError",
     "PathOutsideRoots",
     "PayloadTooLarge",
     "QueueFull",
@@ -302,6 +304,13 @@ class IncompatibleRuntime(ClientSideError):
     """The runtime speaks another version of the wire protocol (``protocol.API_VERSION``)."""
 
     status, code = 502, "incompatible_runtime"
+
+
+class PageError(ClientSideError):
+    """A Colab page (the colab-tab kind) answered a tool call with an error: its own
+    words are in the message (a cell id it does not know, a refused edit...)."""
+
+    status, code = 502, "page_error"
 
 
 def _all_subclasses(cls: type[SmartColabError]) -> list[type[SmartColabError]]:
