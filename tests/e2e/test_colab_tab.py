@@ -107,3 +107,90 @@ async def test_a_cell_that_never_ends_is_stopped_by_our_deadline(
     # The kernel and its state are kept: the next job runs in it.
     after = structured(await call(client, "run_code_quick", {"code": "print('still here')"}))
     assert after["status"] == "succeeded"
+
+
+WAITS_FOR_GO = ("import time\nfor i in range(3):\n    print('step', i)\n"
+                "while not go:\n    time.sleep(0.05)\nprint('done')")
+
+
+async def test_a_background_job_is_followed_while_it_runs_and_cancelled(
+        tab: tuple[Client, BridgeDeps, FakeColabPage]) -> None:
+    client, _, _ = tab
+    assert structured(await call(client, "run_code_quick", {"code": "go = False"}))[
+        "status"] == "succeeded"
+    started = structured(await call(client, "run_code_long", {"code": WAITS_FOR_GO,
+                                                              "background": True}))
+    job_id = started["job_id"]
+    assert started["status"] in ("queued", "running")
+    # Its output is followed while it runs: the job waits for a flag nobody sets yet.
+    seen = ""
+    with anyio.fail_after(60):
+        while "step 2" not in seen:
+            got = structured(await call(client, "get_job", {"job_id": job_id, "wait": 2}))
+            assert got["status"] == "running"
+            seen += text_of(await call(client, "get_job", {"job_id": job_id, "wait": 0,
+                                                           "from_start": True}))
+    # The session is busy: quick code is refused at once, naming the job.
+    busy = await call(client, "run_code_quick", {"code": "print('no')"})
+    assert busy.is_error and busy.structured_content is not None
+    assert busy.structured_content["status"] == "session_busy"
+    assert busy.structured_content["running_job"] == job_id
+    listed = text_of(await call(client, "list_jobs", {}))
+    assert job_id in listed
+    stopped = await call(client, "cancel_job", {"job_id": job_id})
+    assert stopped.structured_content is not None
+    assert stopped.structured_content["status"] == "cancelled", text_of(stopped)
+    assert "done" not in text_of(stopped)
+
+
+async def test_a_page_reload_mid_job_leaves_the_job_running_and_followed(
+        tab: tuple[Client, BridgeDeps, FakeColabPage]) -> None:
+    client, _, page = tab
+    started = structured(await call(client, "run_code_long", {
+        "code": "import time\nprint('before')\nfor _ in range(60):\n    time.sleep(0.05)\n"
+                "print('after')", "background": True}))
+    job_id = started["job_id"]
+    await page.reload()  # a new socket, a new MCP session; the kernel and its thread go on
+    assert page.connections == 2
+    got = structured(await call(client, "get_job", {"job_id": job_id, "wait": 0}))
+    assert got["status"] in ("running", "succeeded")
+    await page.reload()
+    done = structured(await call(client, "get_job", {"job_id": job_id, "wait": 60}))
+    assert done["status"] == "succeeded"
+    whole = text_of(await call(client, "get_job_output", {"job_id": job_id}))
+    assert "before" in whole and "after" in whole
+    assert page.connections == 3
+    assert sum(c.source.startswith("# smartcolab control cell") for c in page.cells) == 1
+
+
+async def test_a_closed_tab_gives_the_link_to_reopen(tmp_path: Path) -> None:
+    async with bridge(tab_config(tmp_path, "tab1", wait_budget_s=60)) as (client, deps):
+        backend = (await deps.registry.client("tab1"))[1]
+        backend.reconnect_s = 0.5  # type: ignore[attr-defined]
+        async with open_tab(client, "tab1") as page:
+            assert structured(await call(client, "run_code_quick", {"code": "1"}))[
+                "status"] == "succeeded"
+            await page.close()
+            gone = await call(client, "run_code_quick", {"code": "2"})
+            assert gone.is_error
+            message = text_of(gone)
+            assert "closed or is reloading" in message
+            assert "https://colab.google.com/notebooks/empty.ipynb#mcpProxyToken=" in message
+
+
+async def test_two_tabs_are_two_runtimes(tmp_path: Path) -> None:
+    async with bridge(tab_config(tmp_path, "left", "right", wait_budget_s=60)) as (client, _), \
+            open_tab(client, "left") as left, open_tab(client, "right") as right:
+        a = structured(await call(client, "run_code_quick",
+                                  {"code": "import os\nwho = 'left'\nos.getpid()",
+                                   "runtime": "left"}))
+        b = structured(await call(client, "run_code_quick",
+                                  {"code": "import os\nwho = 'right'\nos.getpid()",
+                                   "runtime": "right"}))
+        assert a["status"] == b["status"] == "succeeded"
+        assert "= 'left'" in text_of(await call(
+            client, "list_colab_variables", {"runtime": "left"}))
+        assert "= 'right'" in text_of(await call(
+            client, "list_colab_variables", {"runtime": "right"}))
+        assert any(c.source.startswith("%%smartcolab_job " + a["job_id"]) for c in left.cells)
+        assert not any(a["job_id"] in c.source for c in right.cells)

@@ -125,3 +125,25 @@ def test_the_watchdog_decides_from_deadline_and_stop_request() -> None:
     assert tab_watchdog.overdue(status, None, 106.0, grace=5, margin=1) == "timed_out"
     stop = {"reason": "cancelled", "at": 50.0}
     assert tab_watchdog.overdue({"deadline": None}, stop, 56.0, grace=5, margin=1) == "cancelled"
+
+
+def test_jobs_run_one_at_a_time_and_a_queued_one_can_be_cancelled(
+        tmp_path: Path, streams: pytest.CaptureFixture[str]) -> None:
+    import builtins
+
+    agent = make(tmp_path, [])
+    gate = builtins.__dict__.setdefault("_tab_test_gate", {"go": False})
+    agent.start("j-first", "import builtins, time\n"
+                "while not builtins._tab_test_gate['go']:\n    time.sleep(0.01)", timeout=30)
+    agent.start("j-second", "print('second ran')", timeout=30)
+    agent.start("j-third", "print('third ran')", timeout=30)
+    assert agent.poll("j-second", 0, 0.2, 100)["status"]["state"] == "queued"
+    agent.stop("j-third")
+    third = wait_ended(agent, "j-third")
+    assert third["status"]["ending"] == {"kind": "interrupted", "reason": "cancelled",
+                                         "failed": True}
+    assert third["text"] == ""
+    gate["go"] = True
+    assert wait_ended(agent, "j-second")["text"] == "second ran\n"
+    assert wait_ended(agent, "j-first")["status"]["ending"]["kind"] == "completed"
+    del builtins.__dict__["_tab_test_gate"]

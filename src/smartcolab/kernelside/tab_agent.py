@@ -90,7 +90,8 @@ class Run:
 
     def __init__(self, job: Job, timeout: float | None) -> None:
         self.job = job
-        self.deadline = None if timeout is None else time.time() + timeout
+        self.timeout = timeout
+        self.deadline: float | None = None  # set when the job starts
         self.thread: threading.Thread | None = None
         self.reason: str | None = None  # why it is being stopped: timed_out / cancelled
         self.stopping_since: float | None = None
@@ -111,6 +112,7 @@ class TabAgent:
         self.runs: dict[str, Run] = {}
         self.by_thread: dict[int, Job] = {}
         self.lock = threading.Lock()
+        self.serial = threading.Lock()  # held by the job that runs
         self.watchdog: Any = None
         os.makedirs(self.root, exist_ok=True)
         self._save_running()
@@ -146,10 +148,10 @@ class TabAgent:
             return {"job_id": job_id, "started": False, "duplicate": True}
         self.hook_streams()
         now = time.time()
-        status = {"job_id": job_id, "session": session, "code": code, "state": "running",
+        status = {"job_id": job_id, "session": session, "code": code, "state": "queued",
                   "mode": "thread", "epoch": self.epoch, "pid": self.pid, "timeout": timeout,
-                  "created_at": created_at or now, "started_at": now, "finished_at": None,
-                  "deadline": None if timeout is None else now + timeout}
+                  "created_at": created_at or now, "started_at": None, "finished_at": None,
+                  "deadline": None}
         job = Job(self.root, job_id, status)
         job.streams = {"stdout": Capped(RESULT_CHARS), "stderr": Capped(RESULT_CHARS)}
         run = Run(job, timeout)
@@ -164,8 +166,26 @@ class TabAgent:
 
     def _execute(self, run: Run, code: str) -> None:
         job = run.job
-        self.by_thread[threading.get_ident()] = job
         ending: dict[str, Any] = {"kind": "completed", "reason": None, "failed": False}
+        # One job at a time, as a session's jobs elsewhere; a cancel reaches a queued one.
+        while not self.serial.acquire(timeout=MONITOR_S):
+            if run.reason is not None:
+                job.open = False
+                ending.update(kind="interrupted", reason=run.reason, failed=True)
+                self._finish(run, ending)
+                return
+        try:
+            self._run(run, code, ending)
+        finally:
+            self.serial.release()
+
+    def _run(self, run: Run, code: str, ending: dict[str, Any]) -> None:
+        job = run.job
+        now = time.time()
+        run.deadline = None if run.timeout is None else now + run.timeout
+        job.spill.save_status(state="running", started_at=now, deadline=run.deadline)
+        self._save_running()
+        self.by_thread[threading.get_ident()] = job
         try:
             _run_code(job, code)
         except BaseException as exc:
@@ -181,7 +201,7 @@ class TabAgent:
 
     def _finish(self, run: Run, ending: dict[str, Any]) -> None:
         job = run.job
-        if job.spill.status.get("state") != "running":
+        if job.spill.status.get("state") not in ("running", "queued"):
             return  # already recorded as restarted
         result = {"stdout": job.streams["stdout"].block(), "stderr": job.streams["stderr"].block(),
                   "outputs": job.outputs, "error": job.error, "execution_count": None}
@@ -279,7 +299,13 @@ class TabAgent:
         raise ValueError(f"unknown op {op!r}")
 
     def summary(self, job_id: str) -> dict[str, Any]:
-        status = read_json(os.path.join(self.root, job_id, STATUS)) or {}
+        """The job's status; a live one's output size as of now (its file lags behind)."""
+        run = self.runs.get(job_id)
+        if run is not None:
+            with run.job.spill.lock:
+                status = {**run.job.spill.status, "total_chars": run.job.spill.total}
+        else:
+            status = read_json(os.path.join(self.root, job_id, STATUS)) or {}
         status.pop("code", None)
         return status
 
@@ -288,12 +314,10 @@ class TabAgent:
         more came), its result once ended; waits up to ``wait`` s for something new."""
         end = time.time() + wait
         status = self.summary(job_id)
-        while (status and status.get("state") == "running" and time.time() < end
+        while (status and status.get("state") in ("running", "queued") and time.time() < end
                and int(status.get("total_chars") or 0) <= since):
             time.sleep(0.05)
-            run = self.runs.get(job_id)
-            status = dict(run.job.spill.status) if run is not None else self.summary(job_id)
-            status.pop("code", None)
+            status = self.summary(job_id)
         if not status:
             return {"job_id": job_id, "found": False}
         total = int(status.get("total_chars") or 0)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from smartcolab import __version__
 from smartcolab.client.backend import Attachment, AttachProgress, Capability, RuntimeBackend
@@ -40,6 +40,7 @@ from smartcolab.shared.protocol import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECONNECT_S = 10.0  # a call waits this long for a reloading tab to come back
 PROGRESS_EVERY_S = 2.0
@@ -97,6 +98,15 @@ class TabBackend(RuntimeBackend):
             "already started go on in the notebook's kernel.",
             details={"runtime": self.name, "link": relay.link})
 
+    async def _on_page(self, call: Awaitable[T]) -> T:
+        """``call``, its ending by a tab that went away told with the link to reopen it."""
+        try:
+            return await call
+        except RuntimeUnreachable as exc:
+            if exc.details.get("link"):
+                raise
+            raise self._absent() from exc
+
     async def _page(self) -> PageTools:
         relay = await self._relay()
         page = await relay.wait_page(self.reconnect_s if relay.connections else 0.0)
@@ -143,12 +153,12 @@ class TabBackend(RuntimeBackend):
         return self.last_epoch
 
     async def health(self) -> Health:
-        return Health(status="ok", version=__version__, epoch=await self._epoch())
+        return Health(status="ok", version=__version__, epoch=await self._on_page(self._epoch()))
 
     async def _call(self, module: str, function: str, args: dict[str, Any] | None = None) -> Any:
-        await self.control.ensure_agent()
-        answer = await self.control.ask({"op": "call", "module": module, "function": function,
-                                         "args": args or {}})
+        await self._on_page(self.control.ensure_agent())
+        answer = await self._on_page(self.control.ask({
+            "op": "call", "module": module, "function": function, "args": args or {}}))
         if "error" in answer:
             raise RuntimeMisbehaved(f"the Colab page's kernel failed {module}: "
                                     f"{str(answer['error'])[:300]}")
@@ -163,30 +173,30 @@ class TabBackend(RuntimeBackend):
                             "that kernel's age"])
 
     async def submit(self, job: JobSubmit, *, wait: float = 0.0) -> JobView:
-        return await self.jobs.submit(job, wait=wait)
+        return await self._on_page(self.jobs.submit(job, wait=wait))
 
     async def get_job(self, job_id: str, *, wait: float = 0.0,
                       since: int | None = None) -> JobView:
-        return await self.jobs.get_job(job_id, wait=wait, since=since)
+        return await self._on_page(self.jobs.get_job(job_id, wait=wait, since=since))
 
     async def cancel_job(self, job_id: str) -> JobView:
-        return await self.jobs.cancel_job(job_id)
+        return await self._on_page(self.jobs.cancel_job(job_id))
 
     async def list_jobs(self, *, limit: int = 50, session: str | None = None,
                         status: str | None = None) -> JobList:
-        views = await self.jobs.list_jobs(limit)
+        views = await self._on_page(self.jobs.list_jobs(limit))
         return JobList(jobs=[v for v in views if status is None or v.status == status])
 
     async def job_output(self, job_id: str, *, offset: int = 0,
                          limit: int = 65536) -> OutputPage:
-        return await self.jobs.job_output(job_id, offset=offset, limit=limit)
+        return await self._on_page(self.jobs.job_output(job_id, offset=offset, limit=limit))
 
     async def sessions(self) -> SessionList:
         return SessionList(sessions=[await self.create_session("main")])
 
     async def create_session(self, name: str) -> SessionView:
         _check_session(name)
-        hello = await self.control.ensure_agent()
+        hello = await self._on_page(self.control.ensure_agent())
         epoch = f"tab-{hello.get('epoch', '')}"
         self.last_epoch = epoch
         running = [j.get("job_id") for j in hello.get("jobs") or []

@@ -18,6 +18,7 @@ from smartcolab.client.jupyter.durable import AttachedJob
 from smartcolab.shared.errors import (
     JobNotFound,
     RuntimeMisbehaved,
+    SessionBusy,
     Unsupported,
 )
 from smartcolab.shared.protocol import JobSubmit, JobView, OutputPage
@@ -32,6 +33,22 @@ def _check_session(session: str) -> None:
     if session != "main":
         raise Unsupported(f"session {session!r}: a Colab tab has one kernel, the notebook's; "
                           "use session 'main'", details={"session": session})
+
+
+def _refuse_if_busy(hello: dict[str, Any]) -> None:
+    """``SessionBusy`` naming the running job when the kernel's agent has one (or queued)."""
+    jobs = [j for j in hello.get("jobs") or [] if isinstance(j, dict)]
+    running = [j for j in jobs if j.get("state") == "running"]
+    queued = [j for j in jobs if j.get("state") == "queued"]
+    if not running and not queued:
+        return
+    first = running[0] if running else None
+    started = first.get("started_at") if first else None
+    raise SessionBusy("session 'main' of the Colab tab is busy", details={
+        "session": "main", "running_job": first.get("job_id") if first else None,
+        "running_for_s": time.time() - started if isinstance(started, (int, float)) else None,
+        "running_code": str(first.get("code") or "") if first else None,
+        "queued": len(queued), "queued_jobs": [j.get("job_id") for j in queued]})
 
 
 class TabJobs:
@@ -50,7 +67,9 @@ class TabJobs:
         rec = self.known.get(job_id)
         code = rec.code if rec is not None else str(status.get("code") or "")
         rec = self.known[job_id] = AttachedJob(job_id, code, status, EPOCH_PREFIX)
-        if status.get("state") == "ended":
+        if status.get("state") == "queued":
+            rec.job_status = "queued"
+        elif status.get("state") == "ended":
             result = answer.get("result")
             rec.judge(result if isinstance(result, dict) else None,
                       status.get("timeout"), cells.GRACE_S)
@@ -68,7 +87,9 @@ class TabJobs:
         _check_session(job.session)
         if job.job_id in self.known:  # a retried submission: never run twice
             return await self.get_job(job.job_id, wait=wait)
-        await self.control.ensure_agent()
+        hello = await self.control.ensure_agent()
+        if job.if_idle:
+            _refuse_if_busy(hello)
         page = await self.control._page()
         source = cells.job_cell(job.job_id, job.code, job.timeout, job.session)
         cell_id = await page.add_code_cell(source, await self.control.index_before_control(page))
@@ -86,25 +107,35 @@ class TabJobs:
         return await self.get_job(job.job_id, wait=wait)
 
     async def get_job(self, job_id: str, *, wait: float = 0.0,
-                      since: int | None = None) -> JobView:
+                      since: int | None = None, until_end: bool = False) -> JobView:
+        """The job from ``since``; waits up to ``wait`` for new output or its end (only
+        its end with ``until_end``)."""
         since = since or 0
+        watch = since
         end = time.monotonic() + max(0.0, wait)
         while True:
             left = max(0.0, end - time.monotonic())
-            answer = await self.control.ask({"op": "poll", "job_id": job_id, "since": since,
+            answer = await self.control.ask({"op": "poll", "job_id": job_id, "since": watch,
                                              "wait": min(left, POLL_WAIT_S),
                                              "limit": MAX_TEXT})
             rec = self._record(job_id, answer)
-            if rec.ended or rec.total > since or time.monotonic() >= end:
+            if rec.ended or (rec.total > watch and not until_end) or time.monotonic() >= end:
+                if watch != since:  # the text from ``since``, not from the last look
+                    answer = await self.control.ask({"op": "poll", "job_id": job_id,
+                                                     "since": since, "limit": MAX_TEXT})
+                    rec = self._record(job_id, answer)
                 return self._view(rec, answer, since)
+            if until_end:
+                watch = rec.total
 
     async def cancel_job(self, job_id: str) -> JobView:
         answer = await self.control.ask({"op": "stop", "job_id": job_id, "reason": "cancelled"})
         rec = self._record(job_id, answer)
         if rec.ended:
             return self._view(rec, answer, 0)
-        # The agent interrupts within a moment; the caller follows the rest.
-        return await self.get_job(job_id, wait=cells.GRACE_S + 1.0)
+        # The agent interrupts within a moment (a thread blocked in native code: a restart
+        # after the grace); past this the caller follows the rest.
+        return await self.get_job(job_id, wait=cells.GRACE_S + 2.0, until_end=True)
 
     async def job_output(self, job_id: str, *, offset: int = 0,
                          limit: int = 65536) -> OutputPage:
