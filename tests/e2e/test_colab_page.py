@@ -12,7 +12,7 @@ from mcp.types import CallToolResult, JSONRPCRequest, JSONRPCResponse, TextConte
 from websockets.exceptions import InvalidStatus
 
 from smartcolab.client.colabtab.page import PageTools
-from smartcolab.shared.errors import PageError, RuntimeMisbehaved, RuntimeUnreachable
+from smartcolab.shared.errors import PageError, RuntimeMisbehaved, TabDisconnected
 from support.fake_colab_page import FakeColabPage
 from support.page_relay import Relay, page_relay
 
@@ -110,7 +110,7 @@ async def test_reload_reconnects_and_the_kernel_keeps_its_state(
         relay: Relay, page: FakeColabPage, tools: PageTools) -> None:
     await tools.run_code_cell(await tools.add_code_cell("kept = 'yes'"))
     await page.reload()
-    with pytest.raises(RuntimeUnreachable):
+    with pytest.raises(TabDisconnected):
         await tools.get_cells()
     again = await relay.next_page()
     ran = await again.run_code_cell(await again.add_code_cell("kept"))
@@ -181,7 +181,7 @@ async def test_a_frame_past_the_cap_ends_the_connection_with_a_clear_error() -> 
         fat = {"cells": [{"cellId": "a", "cellType": "code", "source": "y" * 100_000}]}
         async with FakeColabPage(relay.port, relay.token, tamper=_hostile({"get_cells": fat})):
             tools = await relay.next_page()
-            with pytest.raises(RuntimeUnreachable, match="disconnected"):
+            with pytest.raises(TabDisconnected, match="disconnected"):
                 await tools.get_cells()
 
 

@@ -6,7 +6,7 @@ and names what is missing, and every answer is parsed defensively by
 :mod:`.pagecells`: the page runs in a browser we do not control, so what it says is
 untrusted (sizes capped, ids checked, an unknown shape is a clear ``RuntimeMisbehaved``,
 never a crash).  A tool call the page answers with ``isError`` raises ``PageError`` with
-the page's words; a connection that ends under a call raises ``RuntimeUnreachable``.
+the page's words; a connection that ends under a call raises ``TabDisconnected``.
 
 ``run_code_cell`` blocks until the cell ends, with no limit (the page has no interrupt):
 callers bound it themselves (``anyio.move_on_after``), the page's cell goes on running.
@@ -34,8 +34,8 @@ from smartcolab.shared.errors import (
     IncompatibleRuntime,
     PageError,
     RuntimeMisbehaved,
-    RuntimeUnreachable,
     SmartColabError,
+    TabDisconnected,
 )
 
 __all__ = ["PAGE_TOOLS", "Cell", "CellOutput", "PageTools"]
@@ -174,7 +174,7 @@ class PageTools:
         except SmartColabError:
             raise
         except TimeoutError as exc:
-            raise RuntimeUnreachable(f"the Colab page did not answer {what} within {limit:g} s; "
+            raise TabDisconnected(f"the Colab page did not answer {what} within {limit:g} s; "
                                      "is the tab still open and awake?") from exc
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
@@ -189,8 +189,8 @@ class PageTools:
                                     f"{_clip(str(exc))}", details={"tool": what}) from exc
 
 
-def _gone(what: str) -> RuntimeUnreachable:
-    return RuntimeUnreachable(f"the Colab tab disconnected during {what} (closed or reloaded); "
+def _gone(what: str) -> TabDisconnected:
+    return TabDisconnected(f"the Colab tab disconnected during {what} (closed or reloaded); "
                               "reopen it or wait for it to reconnect")
 
 
