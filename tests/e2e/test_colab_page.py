@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -232,3 +233,17 @@ async def test_wsframe_passes_bad_frames_on_as_exceptions_and_ends_with_the_sock
             await ended.wait()
     assert isinstance(got[0], ValueError) and isinstance(got[1], ValueError)
     assert "binary" in str(got[1]) and isinstance(got[2], SessionMessage) and len(got) == 3
+
+
+async def test_a_page_that_answers_in_plain_text_is_still_understood(relay: Relay) -> None:
+    def tamper(tool: str, answer: Any) -> Any:
+        # Text content only, no structured content; add_* say only "ok".
+        text = "ok" if tool.startswith("add_") else json.dumps(answer)
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+
+    async with FakeColabPage(relay.port, relay.token, tamper=tamper) as page:
+        tools = await relay.next_page()
+        first = await tools.add_code_cell("a = 1")
+        second = await tools.add_text_cell("note", index=0)
+        assert [c.cell_id for c in page.cells] == [second, first]
+        assert [c.source for c in await tools.get_cells()] == ["note", "a = 1"]
