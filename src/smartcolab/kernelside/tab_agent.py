@@ -169,7 +169,7 @@ class TabAgent:
         try:
             _run_code(job, code)
         except BaseException as exc:
-            job.error = _error_of(exc)
+            job.error = _error_of(_without_agent_frames(exc))
             ending["failed"] = True
             if isinstance(exc, KeyboardInterrupt) and run.reason is not None:
                 ending.update(kind="interrupted", reason=run.reason)
@@ -356,6 +356,14 @@ def _run_code(job: Job, code: str) -> None:
             else:
                 data, metadata = {"text/plain": repr(value)}, {}
             job.add_display("execute_result", data, metadata)
+
+
+def _without_agent_frames(exc: BaseException) -> BaseException:
+    """The exception with its traceback starting at the job's own code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<smartcolab"):
+        tb = tb.tb_next
+    return exc.with_traceback(tb) if tb is not None else exc
 
 
 def _job_magic(agent: TabAgent) -> Callable[[str, str], None]:

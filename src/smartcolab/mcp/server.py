@@ -100,6 +100,8 @@ class BridgeConfig:
     # One backend factory per runtime kind (default: our runtime server and Jupyter
     # Server, with ``retry``); tests register a fake backend here.
     factories: Mapping[str, BackendFactory] | None = None
+    # A colab-tab runtime opens its link in a browser (False: the link is only shown).
+    open_browser: bool = True
 
 
 @asynccontextmanager
@@ -109,7 +111,7 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
     journal, and let go of this bridge's lease on the local daemon (the daemon stays)."""
     s = config.settings
     factories = config.factories if config.factories is not None else default_factories(
-        config.retry)
+        config.retry, open_browser=config.open_browser)
     async with AsyncExitStack() as stack:
         journal = Journal(s.checkpoint_dir)
         stack.callback(journal.close)
