@@ -144,7 +144,10 @@ async def test_reading_many_cells_is_capped_and_says_where_to_go_on(tmp_path: Pa
 
 
 async def test_bad_arguments_and_page_refusals(tmp_path: Path) -> None:
-    async with tab_bridge(tmp_path) as (client, _, _):
+    async with tab_bridge(tmp_path) as (client, tools, _):
+        note = await tools.add_text_cell("words")
+        run_note = await call(client, "notebook_edit_cell",
+                              {"runtime": "tab", "cell_id": note, "code": "1", "run": True})
         spaces = await call(client, "notebook_edit_cell",
                             {"runtime": "tab", "cell_id": "a b", "code": "1"})
         zero = await call(client, "notebook_read_cells", {"runtime": "tab", "count": 0})
@@ -154,3 +157,5 @@ async def test_bad_arguments_and_page_refusals(tmp_path: Path) -> None:
     assert zero.is_error and "count" in text_of(zero)
     assert missing.is_error and "page_error (runtime 'tab')" in text_of(missing)
     assert "not found" in text_of(missing) and "notebook_read_cells" in text_of(missing)
+    assert run_note.is_error and "page_error" in text_of(run_note)
+    assert "is not a code cell" in text_of(run_note)

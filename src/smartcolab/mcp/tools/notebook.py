@@ -26,6 +26,7 @@ from smartcolab.mcp.jobflow import Progress
 from smartcolab.mcp.params import ToolDef
 from smartcolab.mcp.results import RenderOptions, cap_text, render_images, short_traceback
 from smartcolab.mcp.tool_errors import translated
+from smartcolab.shared.errors import SmartColabError
 from smartcolab.shared.protocol import MAX_CODE_CHARS, NAME_PATTERN, RichOutput
 from smartcolab.shared.terminal import render
 
@@ -196,6 +197,7 @@ async def _run_with_deadline(ctx: BridgeContext, deps: BridgeDeps, page: PageToo
     """The ended cell, or None when the wait budget ran out first (progress meanwhile)."""
     progress = Progress(ctx)
     ran: list[Cell] = []
+    failed: list[SmartColabError] = []
     async with anyio.create_task_group() as tg:
         async def tick() -> None:
             while True:
@@ -204,8 +206,13 @@ async def _run_with_deadline(ctx: BridgeContext, deps: BridgeDeps, page: PageToo
 
         tg.start_soon(tick)
         with anyio.move_on_after(deps.settings.wait_budget_s):
-            ran.append(await page.run_code_cell(cell_id))
+            try:
+                ran.append(await page.run_code_cell(cell_id))
+            except SmartColabError as exc:  # raised below, not wrapped in an exception group
+                failed.append(exc)
         tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
     return ran[0] if ran else None
 
 
