@@ -28,6 +28,11 @@ async def test_notes_reads_and_edits_in_a_connected_tab(tmp_path: Path) -> None:
             "runtime": "tab1", "cell_id": "usercell1", "code": "print(base + 2)",
             "run": True}))
         read = await call(client, "notebook_read_cells", {"runtime": "tab1"})
+        job_cell = next(c for c in page.cells if c.source.startswith("%%smartcolab_job"))
+        refused = await call(client, "notebook_edit_cell", {
+            "runtime": "tab1", "cell_id": job_cell.cell_id, "code": "base = 0"})
+    assert refused.is_error and "is a smartcolab job cell" in text_of(refused)
+    assert job_cell.source.endswith("base = 40")
     assert ran["running"] is False and ran["failed"] is False
     assert page.cells[0].cell_id == note["cell_id"] and page.cells[0].source == "## Results"
     cells = structured(read)["cells"]
@@ -35,3 +40,4 @@ async def test_notes_reads_and_edits_in_a_connected_tab(tmp_path: Path) -> None:
     assert mine.source == "print(base + 2)" and mine.outputs[0]["text"] == "42\n"
     text = text_of(read)
     assert "%%smartcolab_job" in text and "42" in text  # the job's cell and the edited one
+    assert "[a smartcolab job cell]" in text and "[smartcolab's control cell]" in text

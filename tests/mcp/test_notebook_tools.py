@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp.types import CallToolResult, ImageContent
+from mcp.types import CallToolResult, ImageContent, TextContent
 
 from mcp import Client
 from smartcolab.client.backend import Capability
@@ -21,7 +21,7 @@ from smartcolab.mcp.deps import BridgeSettings
 from smartcolab.mcp.server import BridgeConfig, build_server
 from support.bridge_helpers import text_of
 from support.fake_backend import FakeBackend
-from support.fake_colab_page import FakeColabPage
+from support.fake_colab_page import FakeColabPage, Tamper
 from support.page_relay import page_relay
 
 pytestmark = pytest.mark.anyio
@@ -50,11 +50,11 @@ def config(tmp: Path, backend: FakeBackend, **settings: Any) -> BridgeConfig:
 
 
 @asynccontextmanager
-async def tab_bridge(tmp: Path, **settings: Any
+async def tab_bridge(tmp: Path, tamper: Tamper | None = None, **settings: Any
                      ) -> AsyncIterator[tuple[Client, PageTools, FakeColabPage]]:
     backend = TabBackend("tab", capabilities=frozenset({Capability.NOTEBOOK}))
     async with page_relay(call_timeout_s=30) as relay, \
-            FakeColabPage(relay.port, relay.token) as page:
+            FakeColabPage(relay.port, relay.token, tamper=tamper) as page:
         backend.page = await relay.next_page()
         async with Client(build_server(config(tmp, backend, **settings))) as client:
             yield client, backend.page, page
@@ -155,7 +155,21 @@ async def test_bad_arguments_and_page_refusals(tmp_path: Path) -> None:
                              {"runtime": "tab", "cell_id": "nosuchcell", "code": "1"})
     assert spaces.is_error and "cell_id" in text_of(spaces)
     assert zero.is_error and "count" in text_of(zero)
-    assert missing.is_error and "page_error (runtime 'tab')" in text_of(missing)
-    assert "not found" in text_of(missing) and "notebook_read_cells" in text_of(missing)
+    assert missing.is_error and "invalid_input (runtime 'tab')" in text_of(missing)
+    assert "no cell 'nosuchcell'" in text_of(missing) and "notebook_read_cells" in text_of(missing)
     assert run_note.is_error and "page_error" in text_of(run_note)
     assert "is not a code cell" in text_of(run_note)
+
+
+async def test_a_page_that_answers_a_run_with_done_only_is_read_back(tmp_path: Path) -> None:
+    def done_only(tool: str, answer: Any) -> Any:
+        if tool != "run_code_cell":
+            return answer
+        return CallToolResult(content=[TextContent(type="text", text="done")])
+
+    async with tab_bridge(tmp_path, tamper=done_only) as (client, tools, _):
+        cell_id = await tools.add_code_cell("")
+        ran = await call(client, "notebook_edit_cell", {
+            "runtime": "tab", "cell_id": cell_id, "code": "print('read back')", "run": True})
+    assert not ran.is_error and "updated and run" in text_of(ran)
+    assert "read back" in text_of(ran)

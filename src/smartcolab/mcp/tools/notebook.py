@@ -19,6 +19,7 @@ import anyio
 from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
+from smartcolab.client.colabtab.cells import CONTROL_FIRST, JOB_FIRST, SETUP_FIRST
 from smartcolab.client.colabtab.page import Cell, CellOutput, PageTools
 from smartcolab.mcp.annotations import ADDS_NEW, READS_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
@@ -26,7 +27,7 @@ from smartcolab.mcp.jobflow import Progress
 from smartcolab.mcp.params import ToolDef
 from smartcolab.mcp.results import RenderOptions, cap_text, render_images, short_traceback
 from smartcolab.mcp.tool_errors import translated
-from smartcolab.shared.errors import SmartColabError
+from smartcolab.shared.errors import InvalidInput, SmartColabError
 from smartcolab.shared.protocol import MAX_CODE_CHARS, NAME_PATTERN, RichOutput
 from smartcolab.shared.terminal import render
 
@@ -35,6 +36,11 @@ CellId = Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]
 Index = Annotated[int | None, Field(ge=0)]
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 MAX_READ_CELLS = 200
+# The first lines of the cells the colab-tab kind writes itself: they are read like any
+# other cell, and never edited here (the control cell is how the bridge reaches the kernel).
+OWN_CELLS = {SETUP_FIRST.split(":")[0]: "smartcolab's setup cell",
+             CONTROL_FIRST.split(":")[0]: "smartcolab's control cell",
+             JOB_FIRST + " ": "a smartcolab job cell"}
 
 
 def _opts(deps: BridgeDeps) -> RenderOptions:
@@ -82,9 +88,16 @@ def _outputs_text(outputs: tuple[CellOutput, ...], images: list[RichOutput]) -> 
     return render("\n".join(p.rstrip("\n") for p in parts))
 
 
+def _own(cell: Cell) -> str | None:
+    return next((what for first, what in OWN_CELLS.items() if cell.source.startswith(first)),
+                None)
+
+
 def _cell_text(index: int, cell: Cell, budget: int, images: list[RichOutput],
                with_outputs: bool = True) -> str:
     state = " (running)" if cell.running else ""
+    if (own := _own(cell)) is not None:
+        state += f" [{own}]"
     count = f" In[{cell.execution_count}]" if cell.execution_count is not None else ""
     source, _ = cap_text(cell.source, max(200, budget // 3))
     text = f"[{index}] {cell.cell_type} cell {cell.cell_id}{count}{state}\n{source}"
@@ -131,8 +144,9 @@ async def notebook_read_cells(
         cells = await page.get_cells(include_outputs=include_outputs)
         wanted = cells[start:start + count]
         images: list[RichOutput] = []
-        parts = [f"{len(cells)} cells in {runtime!r}; showing {start}.."
-                 f"{start + len(wanted) - 1 if wanted else start - 1}:"]
+        parts = [f"{len(cells)} cells in {runtime!r}" + (
+            f"; showing {start}..{start + len(wanted) - 1}:" if wanted
+            else f"; none from index {start}.")]
         used = len(parts[0])
         shown: list[Cell] = []
         for offset, cell in enumerate(wanted):
@@ -165,21 +179,25 @@ async def notebook_edit_cell(ctx: BridgeContext, runtime: TabName, cell_id: Cell
     opts = _opts(deps)
     with translated(runtime):
         page = await _page(deps, runtime)
+        await _editable(page, runtime, cell_id)
         await page.update_cell(cell_id, code)
         head = f"cell {cell_id} of {runtime!r} updated"
         if not run:
             return _result(head + ".", [], {"runtime": runtime, "cell_id": cell_id})
-        ran = await _run_with_deadline(ctx, deps, page, cell_id)
-        waited = deps.settings.wait_budget_s
-        if ran is None:  # the deadline won: what the page shows now
-            ran = next((c for c in await page.get_cells() if c.cell_id == cell_id), None)
-            head += (f"; it still runs after {waited:g} s and keeps running in the notebook "
-                     "(the page offers no interrupt: stop it there). Read it later with "
-                     "notebook_read_cells")
-            running = True
+        finished = await _run_with_deadline(ctx, deps, page, cell_id)
+        now: Cell | None = None
+        if finished is None or not finished.outputs:  # past the deadline, or a page that
+            # said only "done": the cell as the page shows it now
+            now = next((c for c in await page.get_cells() if c.cell_id == cell_id), None)
+        running = finished is None and (now is None or now.running is not False)
+        ran = now if now is not None and (finished is None or not now.running) else finished
+        if running:
+            head += (f"; it still runs after {deps.settings.wait_budget_s:g} s and keeps "
+                     "running in the notebook, whose kernel runs nothing else meanwhile (the "
+                     "page offers no interrupt: ask the user to stop it there). Read it later "
+                     "with notebook_read_cells")
         else:
             head += " and run"
-            running = False
         images: list[RichOutput] = []
         body = _outputs_text(ran.outputs, images) if ran is not None else ""
         text, _ = cap_text(body, max(200, opts.max_chars - len(head) - 200))
@@ -190,6 +208,18 @@ async def notebook_edit_cell(ctx: BridgeContext, runtime: TabName, cell_id: Cell
         return _result("\n\n".join(parts), content, {
             "runtime": runtime, "cell_id": cell_id, "running": running, "failed": failed,
             "execution_count": ran.execution_count if ran is not None else None}, failed)
+
+
+async def _editable(page: PageTools, runtime: str, cell_id: str) -> None:
+    """Refuse a cell the page does not have, and the cells the colab-tab kind wrote."""
+    cell = next((c for c in await page.get_cells(include_outputs=False)
+                 if c.cell_id == cell_id), None)
+    if cell is None:
+        raise InvalidInput(f"the notebook of {runtime!r} has no cell {cell_id!r} "
+                           "(notebook_read_cells lists them)")
+    if (own := _own(cell)) is not None:
+        raise InvalidInput(f"cell {cell_id!r} is {own}; it is not edited here. Run code with "
+                           "run_code_quick / run_code_long, or edit a cell of your own")
 
 
 async def _run_with_deadline(ctx: BridgeContext, deps: BridgeDeps, page: PageTools,
