@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, JSONRPCRequest, JSONRPCResponse, TextConte
 from websockets.exceptions import InvalidStatus
 
 from smartcolab.client.colabtab.page import PageTools
-from smartcolab.shared.errors import PageError, RuntimeMisbehaved, TabDisconnected
+from smartcolab.shared.errors import InvalidInput, PageError, RuntimeMisbehaved, TabDisconnected
 from support.fake_colab_page import FakeColabPage
 from support.page_relay import Relay, page_relay
 
@@ -116,6 +116,43 @@ async def test_reload_reconnects_and_the_kernel_keeps_its_state(
     again = await relay.next_page()
     ran = await again.run_code_cell(await again.add_code_cell("kept"))
     assert ran.outputs[0].text == "'yes'" and page.connections == 2
+
+
+async def test_a_cell_runs_on_through_a_reload_and_is_followed_by_the_new_connection(
+        relay: Relay, page: FakeColabPage, tools: PageTools) -> None:
+    code = ("import os, time\nprint('before', flush=True)\n"
+            "while not os.path.exists('go'):\n    time.sleep(0.05)\nprint('after')")
+    cell_id = await tools.add_code_cell(code)
+    failed: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await tools.run_code_cell(cell_id)  # its connection goes away under it
+        except TabDisconnected as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            while True:
+                if any(c.running and c.outputs for c in page.cells):
+                    break
+                await anyio.sleep(0.05)
+        await page.reload()
+    assert failed
+    again = await relay.next_page()
+    (cell,) = await again.get_cells()
+    assert cell.running is True and cell.outputs[0].text == "before\n"
+    with pytest.raises(InvalidInput):
+        await again.move_cell(cell_id, -1)
+    (page.kernel_dir / "go").touch()
+    with anyio.fail_after(60):
+        while True:
+            (cell,) = await again.get_cells()
+            if not cell.running:
+                break
+            await anyio.sleep(0.05)
+    assert cell.outputs[0].text == "before\nafter\n"
 
 
 async def test_wrong_token_and_origin_are_refused(relay: Relay) -> None:

@@ -32,6 +32,7 @@ from smartcolab.client.colabtab.pagecells import (
 )
 from smartcolab.shared.errors import (
     IncompatibleRuntime,
+    InvalidInput,
     PageError,
     RuntimeMisbehaved,
     SmartColabError,
@@ -108,7 +109,8 @@ class PageTools:
         await self._call("delete_cell", {"cellId": check_cell_id(cell_id)})
 
     async def move_cell(self, cell_id: str, index: int) -> None:
-        await self._call("move_cell", {"cellId": check_cell_id(cell_id), "cellIndex": index})
+        await self._call("move_cell", {"cellId": check_cell_id(cell_id),
+                                       "cellIndex": _check_index(index)})
 
     async def get_cells(self, include_outputs: bool = True) -> list[Cell]:
         """Every cell in order; a running cell comes with its outputs so far."""
@@ -131,9 +133,7 @@ class PageTools:
     async def _index(self, index: int | None) -> int:
         if index is None:
             return len(await self.get_cells(include_outputs=False))
-        if index < 0:
-            raise ValueError(f"a cell index is 0 or more, not {index}")
-        return index
+        return _check_index(index)
 
     async def _new_cell_id(self, answer: Any, index: int, source: str) -> str:
         cell_id = answer.get("cellId") if isinstance(answer, dict) else None
@@ -187,6 +187,12 @@ class PageTools:
         except Exception as exc:  # the SDK refused the page's answer (shape, output schema)
             raise RuntimeMisbehaved(f"the Colab page answered {what} with something unreadable: "
                                     f"{_clip(str(exc))}", details={"tool": what}) from exc
+
+
+def _check_index(index: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidInput(f"a cell index is a whole number, 0 or more, not {index!r}")
+    return index
 
 
 def _gone(what: str) -> TabDisconnected:
