@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,6 +143,7 @@ class FakeColabPage:
             self._kc.stop_channels()
         if self._km is not None:
             await self._km.shutdown_kernel(now=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- the socket ------------------------------------------------------------------
 
