@@ -121,7 +121,7 @@ def _label(runtime: str, ids: list[str]) -> str:
 async def notebook_add_note(ctx: BridgeContext, runtime: TabName,
                             text: Annotated[str, Field(min_length=1, max_length=MAX_CODE_CHARS)],
                             index: Index = None) -> CallToolResult:
-    """Add a Markdown note to a colab-tab runtime's notebook (index: default the end)."""
+    """Add a Markdown note to a colab-tab notebook (index: default the end)."""
     deps = deps_of(ctx)
     with translated(runtime):
         page = await _page(deps, runtime)
@@ -136,7 +136,7 @@ async def notebook_read_cells(
         start: Annotated[int, Field(ge=0)] = 0,
         count: Annotated[int, Field(ge=1, le=MAX_READ_CELLS)] = 20,
         include_outputs: bool = True) -> CallToolResult:
-    """Read a colab-tab notebook's cells: ids, source, outputs (so far, if running)."""
+    """A colab-tab notebook's cells: ids, source, outputs (so far, if running)."""
     deps = deps_of(ctx)
     opts = _opts(deps)
     with translated(runtime):
