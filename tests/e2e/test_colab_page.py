@@ -284,3 +284,17 @@ async def test_a_page_that_answers_in_plain_text_is_still_understood(relay: Rela
         second = await tools.add_text_cell("note", index=0)
         assert [c.cell_id for c in page.cells] == [second, first]
         assert [c.source for c in await tools.get_cells()] == ["note", "a = 1"]
+
+
+async def test_the_page_sees_how_the_relay_closed_it() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def busy(ws: ServerConnection) -> None:
+        await ws.close(code=1013, reason="a page is already connected")
+
+    async with serve(busy, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with FakeColabPage(port, "token") as page:
+            with anyio.fail_after(30):
+                await page.wait_closed()
+            assert page.close_code == 1013

@@ -106,6 +106,7 @@ class FakeColabPage:
         self.cells: list[FakeCell] = []
         self.calls: list[str] = []  # tool names in the order they arrived
         self.connections = 0
+        self.close_code: int | None = None  # how the other end closed the last socket
         self._tg: TaskGroup | None = None
         self._ws: ClientConnection | None = None
         self._served: anyio.Event | None = None
@@ -169,6 +170,7 @@ class FakeColabPage:
                 await self._server.run(read, write, self._server.create_initialization_options())
         finally:
             await ws.close()
+            self.close_code = ws.close_code
             served.set()
 
     async def close(self) -> None:
@@ -185,7 +187,7 @@ class FakeColabPage:
         await self.connect()
 
     async def wait_closed(self) -> None:
-        """Until the other end closes the socket."""
+        """Until the other end closes the socket (``close_code`` then says how)."""
         if self._served is not None:
             await self._served.wait()
 
