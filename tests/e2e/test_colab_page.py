@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from mcp.types import CallToolResult, JSONRPCRequest, JSONRPCResponse, TextConte
 from websockets.exceptions import InvalidStatus
 
 from smartcolab.client.colabtab.page import PageTools
-from smartcolab.shared.errors import PageError, RuntimeMisbehaved, RuntimeUnreachable
+from smartcolab.shared.errors import InvalidInput, PageError, RuntimeMisbehaved, TabDisconnected
 from support.fake_colab_page import FakeColabPage
 from support.page_relay import Relay, page_relay
 
@@ -110,11 +111,48 @@ async def test_reload_reconnects_and_the_kernel_keeps_its_state(
         relay: Relay, page: FakeColabPage, tools: PageTools) -> None:
     await tools.run_code_cell(await tools.add_code_cell("kept = 'yes'"))
     await page.reload()
-    with pytest.raises(RuntimeUnreachable):
+    with pytest.raises(TabDisconnected):
         await tools.get_cells()
     again = await relay.next_page()
     ran = await again.run_code_cell(await again.add_code_cell("kept"))
     assert ran.outputs[0].text == "'yes'" and page.connections == 2
+
+
+async def test_a_cell_runs_on_through_a_reload_and_is_followed_by_the_new_connection(
+        relay: Relay, page: FakeColabPage, tools: PageTools) -> None:
+    code = ("import os, time\nprint('before', flush=True)\n"
+            "while not os.path.exists('go'):\n    time.sleep(0.05)\nprint('after')")
+    cell_id = await tools.add_code_cell(code)
+    failed: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await tools.run_code_cell(cell_id)  # its connection goes away under it
+        except TabDisconnected as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            while True:
+                if any(c.running and c.outputs for c in page.cells):
+                    break
+                await anyio.sleep(0.05)
+        await page.reload()
+    assert failed
+    again = await relay.next_page()
+    (cell,) = await again.get_cells()
+    assert cell.running is True and cell.outputs[0].text == "before\n"
+    with pytest.raises(InvalidInput):
+        await again.move_cell(cell_id, -1)
+    (page.kernel_dir / "go").touch()
+    with anyio.fail_after(60):
+        while True:
+            (cell,) = await again.get_cells()
+            if not cell.running:
+                break
+            await anyio.sleep(0.05)
+    assert cell.outputs[0].text == "before\nafter\n"
 
 
 async def test_wrong_token_and_origin_are_refused(relay: Relay) -> None:
@@ -181,7 +219,7 @@ async def test_a_frame_past_the_cap_ends_the_connection_with_a_clear_error() -> 
         fat = {"cells": [{"cellId": "a", "cellType": "code", "source": "y" * 100_000}]}
         async with FakeColabPage(relay.port, relay.token, tamper=_hostile({"get_cells": fat})):
             tools = await relay.next_page()
-            with pytest.raises(RuntimeUnreachable, match="disconnected"):
+            with pytest.raises(TabDisconnected, match="disconnected"):
                 await tools.get_cells()
 
 
@@ -232,3 +270,31 @@ async def test_wsframe_passes_bad_frames_on_as_exceptions_and_ends_with_the_sock
             await ended.wait()
     assert isinstance(got[0], ValueError) and isinstance(got[1], ValueError)
     assert "binary" in str(got[1]) and isinstance(got[2], SessionMessage) and len(got) == 3
+
+
+async def test_a_page_that_answers_in_plain_text_is_still_understood(relay: Relay) -> None:
+    def tamper(tool: str, answer: Any) -> Any:
+        # Text content only, no structured content; add_* say only "ok".
+        text = "ok" if tool.startswith("add_") else json.dumps(answer)
+        return CallToolResult(content=[TextContent(type="text", text=text)])
+
+    async with FakeColabPage(relay.port, relay.token, tamper=tamper) as page:
+        tools = await relay.next_page()
+        first = await tools.add_code_cell("a = 1")
+        second = await tools.add_text_cell("note", index=0)
+        assert [c.cell_id for c in page.cells] == [second, first]
+        assert [c.source for c in await tools.get_cells()] == ["note", "a = 1"]
+
+
+async def test_the_page_sees_how_the_relay_closed_it() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def busy(ws: ServerConnection) -> None:
+        await ws.close(code=1013, reason="a page is already connected")
+
+    async with serve(busy, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with FakeColabPage(port, "token") as page:
+            with anyio.fail_after(30):
+                await page.wait_closed()
+            assert page.close_code == 1013

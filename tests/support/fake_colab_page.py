@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class FakeColabPage:
         self.cells: list[FakeCell] = []
         self.calls: list[str] = []  # tool names in the order they arrived
         self.connections = 0
+        self.close_code: int | None = None  # how the other end closed the last socket
         self._tg: TaskGroup | None = None
         self._ws: ClientConnection | None = None
         self._served: anyio.Event | None = None
@@ -142,6 +144,7 @@ class FakeColabPage:
             self._kc.stop_channels()
         if self._km is not None:
             await self._km.shutdown_kernel(now=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- the socket ------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class FakeColabPage:
                 await self._server.run(read, write, self._server.create_initialization_options())
         finally:
             await ws.close()
+            self.close_code = ws.close_code
             served.set()
 
     async def close(self) -> None:
@@ -183,7 +187,7 @@ class FakeColabPage:
         await self.connect()
 
     async def wait_closed(self) -> None:
-        """Until the other end closes the socket."""
+        """Until the other end closes the socket (``close_code`` then says how)."""
         if self._served is not None:
             await self._served.wait()
 

@@ -47,6 +47,7 @@ from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
 from smartcolab.mcp.tools import jobs as tools_jobs
+from smartcolab.mcp.tools import notebook as tools_notebook
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
@@ -61,6 +62,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_files,
     tools_chunked,
     tools_persist,
+    tools_notebook,
 ]
 
 INSTRUCTIONS = """\

@@ -40,7 +40,8 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── RuntimeUnreachable           502 runtime_unreachable
         │   ├── TunnelDown               502 tunnel_down (the tunnel's endpoint is gone)
         │   ├── RuntimeNotAnswering      502 runtime_not_answering (tunnel up, runtime not)
-        │   └── NotARuntime              502 not_a_runtime (a web page, not our JSON)
+        │   ├── NotARuntime              502 not_a_runtime (a web page, not our JSON)
+        │   └── TabDisconnected          502 tab_disconnected (a Colab tab closed or reloaded)
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
@@ -93,6 +94,7 @@ __all__ = [
     "ShuttingDown",
     "SmartColabError",
     "StateLost",
+    "TabDisconnected",
     "TunnelDown",
     "TunnelFailed",
     "Unauthorized",
@@ -269,6 +271,13 @@ class NotARuntime(RuntimeUnreachable):
     a login page, another service): the URL does not reach a runtime."""
 
     status, code = 502, "not_a_runtime"
+
+
+class TabDisconnected(RuntimeUnreachable):
+    """The Colab tab of a colab-tab runtime went away under a call (closed, reloaded,
+    asleep): a reloaded tab reconnects by itself, a closed one must be opened again."""
+
+    status, code = 502, "tab_disconnected"
 
 
 class ChecksumMismatch(ClientSideError):

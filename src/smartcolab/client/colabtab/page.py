@@ -6,7 +6,7 @@ and names what is missing, and every answer is parsed defensively by
 :mod:`.pagecells`: the page runs in a browser we do not control, so what it says is
 untrusted (sizes capped, ids checked, an unknown shape is a clear ``RuntimeMisbehaved``,
 never a crash).  A tool call the page answers with ``isError`` raises ``PageError`` with
-the page's words; a connection that ends under a call raises ``RuntimeUnreachable``.
+the page's words; a connection that ends under a call raises ``TabDisconnected``.
 
 ``run_code_cell`` blocks until the cell ends, with no limit (the page has no interrupt):
 callers bound it themselves (``anyio.move_on_after``), the page's cell goes on running.
@@ -32,10 +32,11 @@ from smartcolab.client.colabtab.pagecells import (
 )
 from smartcolab.shared.errors import (
     IncompatibleRuntime,
+    InvalidInput,
     PageError,
     RuntimeMisbehaved,
-    RuntimeUnreachable,
     SmartColabError,
+    TabDisconnected,
 )
 
 __all__ = ["PAGE_TOOLS", "Cell", "CellOutput", "PageTools"]
@@ -108,7 +109,8 @@ class PageTools:
         await self._call("delete_cell", {"cellId": check_cell_id(cell_id)})
 
     async def move_cell(self, cell_id: str, index: int) -> None:
-        await self._call("move_cell", {"cellId": check_cell_id(cell_id), "cellIndex": index})
+        await self._call("move_cell", {"cellId": check_cell_id(cell_id),
+                                       "cellIndex": _check_index(index)})
 
     async def get_cells(self, include_outputs: bool = True) -> list[Cell]:
         """Every cell in order; a running cell comes with its outputs so far."""
@@ -131,9 +133,7 @@ class PageTools:
     async def _index(self, index: int | None) -> int:
         if index is None:
             return len(await self.get_cells(include_outputs=False))
-        if index < 0:
-            raise ValueError(f"a cell index is 0 or more, not {index}")
-        return index
+        return _check_index(index)
 
     async def _new_cell_id(self, answer: Any, index: int, source: str) -> str:
         cell_id = answer.get("cellId") if isinstance(answer, dict) else None
@@ -174,7 +174,7 @@ class PageTools:
         except SmartColabError:
             raise
         except TimeoutError as exc:
-            raise RuntimeUnreachable(f"the Colab page did not answer {what} within {limit:g} s; "
+            raise TabDisconnected(f"the Colab page did not answer {what} within {limit:g} s; "
                                      "is the tab still open and awake?") from exc
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
@@ -189,8 +189,14 @@ class PageTools:
                                     f"{_clip(str(exc))}", details={"tool": what}) from exc
 
 
-def _gone(what: str) -> RuntimeUnreachable:
-    return RuntimeUnreachable(f"the Colab tab disconnected during {what} (closed or reloaded); "
+def _check_index(index: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidInput(f"a cell index is a whole number, 0 or more, not {index!r}")
+    return index
+
+
+def _gone(what: str) -> TabDisconnected:
+    return TabDisconnected(f"the Colab tab disconnected during {what} (closed or reloaded); "
                               "reopen it or wait for it to reconnect")
 
 
