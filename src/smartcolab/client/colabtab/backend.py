@@ -109,7 +109,8 @@ class TabBackend(RuntimeBackend):
 
     async def _page(self) -> PageTools:
         relay = await self._relay()
-        page = await relay.wait_page(self.reconnect_s if relay.connections else 0.0)
+        page = await relay.wait_page(self.reconnect_s if relay.connections or relay.connecting
+                                     else 0.0)
         if page is None:
             raise self._absent()
         return page

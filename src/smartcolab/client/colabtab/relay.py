@@ -79,6 +79,11 @@ class Relay:
         return link_for(self.port, self.token)
 
     @property
+    def connecting(self) -> bool:
+        """A page is connected and its MCP session being set up."""
+        return self._live and self.page is None
+
+    @property
     def started(self) -> bool:
         return self._server is not None
 
