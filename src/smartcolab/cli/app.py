@@ -358,10 +358,12 @@ def config(
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
     from smartcolab.cli.local import local_app
+    from smartcolab.cli.tab import tab_app
     from smartcolab.cli.user import register
 
     register(app)
     app.add_typer(local_app, name="local")
+    app.add_typer(tab_app, name="tab")
 
 
 _register_user_commands()
