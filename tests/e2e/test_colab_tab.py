@@ -194,3 +194,25 @@ async def test_two_tabs_are_two_runtimes(tmp_path: Path) -> None:
             client, "list_colab_variables", {"runtime": "right"}))
         assert any(c.source.startswith("%%smartcolab_job " + a["job_id"]) for c in left.cells)
         assert not any(a["job_id"] in c.source for c in right.cells)
+
+
+async def test_small_files_go_both_ways_and_big_ones_get_a_plain_message(
+        tab: tuple[Client, BridgeDeps, FakeColabPage]) -> None:
+    client, deps, page = tab
+    payload = bytes(range(256)) * 3000  # 768,000 bytes: two chunks each way
+    (deps.settings.save_dir / "data.bin").parent.mkdir(parents=True, exist_ok=True)
+    (deps.settings.save_dir / "data.bin").write_bytes(payload)
+    up = structured(await call(client, "upload_to_colab", {"local_path": "data.bin",
+                                                            "remote_path": "in/data.bin"}))
+    assert up["size"] == len(payload)
+    assert (page.kernel_dir / "in" / "data.bin").read_bytes() == payload
+    listed = text_of(await call(client, "list_colab_files", {"path": "in"}))
+    assert "data.bin" in listed
+    down = structured(await call(client, "download_from_colab", {"path": "in/data.bin",
+                                                                 "local_name": "back.bin"}))
+    assert await anyio.Path(down["path"]).read_bytes() == payload
+    (page.kernel_dir / "big.bin").write_bytes(b"\0" * (8 * 1024 * 1024 + 1))
+    big = await call(client, "download_from_colab", {"path": "big.bin"})
+    assert big.is_error
+    assert "Google Drive" in text_of(big) and "kind 'colab'" in text_of(big)
+    assert not (deps.settings.save_dir / "big.bin").exists()

@@ -51,6 +51,7 @@ MAGIC = "smartcolab_job"
 VERSION = 1
 RESULT_CHARS = 50_000  # per stream in a result: the answer travels through a page's output
 MAX_TEXT = 64_000  # characters of text in one answer
+OUTPUTS_BUDGET = 600_000  # characters of rich outputs (images) in one answer
 MONITOR_S = 0.05
 MAX_WAIT_S = 5.0
 
@@ -326,7 +327,7 @@ class TabAgent:
                                   "offset": start,
                                   "text": self._text(job_id, start, total)}
         if status.get("state") == "ended":
-            answer["result"] = read_json(os.path.join(self.root, job_id, RESULT))
+            answer["result"] = _fit(read_json(os.path.join(self.root, job_id, RESULT)))
         return answer
 
     def page(self, job_id: str, offset: int, limit: int) -> dict[str, Any]:
@@ -380,6 +381,24 @@ def _run_code(job: Job, code: str) -> None:
             else:
                 data, metadata = {"text/plain": repr(value)}, {}
             job.add_display("execute_result", data, metadata)
+
+
+def _fit(result: dict[str, Any] | None, budget: int = OUTPUTS_BUDGET) -> dict[str, Any] | None:
+    """The result with its rich outputs' big values dropped past ``budget`` characters: an
+    answer travels as one page output, which the bridge caps."""
+    if result is None:
+        return None
+    for output in result.get("outputs") or []:
+        data = output.get("data") or {}
+        for mime in [m for m in data if m != "text/plain"]:
+            size = len(json.dumps(data[mime]))
+            if size > budget:
+                del data[mime]
+                data.setdefault("text/plain", f"[{mime} output of {size:,} characters left out "
+                                              "of this answer]")
+            else:
+                budget -= size
+    return result
 
 
 def _without_agent_frames(exc: BaseException) -> BaseException:

@@ -13,6 +13,7 @@ with the link to open it again).  Jobs run on in the kernel meanwhile.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
@@ -20,13 +21,18 @@ from typing import Any, ClassVar, TypeVar
 from smartcolab import __version__
 from smartcolab.client.backend import Attachment, AttachProgress, Capability, RuntimeBackend
 from smartcolab.client.colabtab.control import Control
+from smartcolab.client.colabtab.files import TabFiles
 from smartcolab.client.colabtab.jobs import TabJobs, _check_session
 from smartcolab.client.colabtab.page import PageTools
 from smartcolab.client.colabtab.relay import Relay
+from smartcolab.client.http.transfer import DownloadResult
+from smartcolab.client.local_files import ProgressFn
 from smartcolab.shared.errors import RuntimeMisbehaved, RuntimeUnreachable, Unsupported
 from smartcolab.shared.protocol import (
     CleanupReport,
     CleanupRequest,
+    FileList,
+    FileStat,
     Health,
     JobList,
     JobSubmit,
@@ -35,6 +41,7 @@ from smartcolab.shared.protocol import (
     Probe,
     SessionList,
     SessionView,
+    UploadResult,
     VariableInfo,
     VariableList,
 )
@@ -51,7 +58,8 @@ class TabBackend(RuntimeBackend):
     """A runtime that is a Colab notebook open in the user's browser."""
 
     kind_label: ClassVar[str] = "a Colab tab"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.NOTEBOOK})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.NOTEBOOK,
+                                                                Capability.FILES})
 
     def __init__(self, name: str, *, opener: Opener | None = None, root: str | None = None,
                  reconnect_s: float = RECONNECT_S, relay: Relay | None = None) -> None:
@@ -64,6 +72,7 @@ class TabBackend(RuntimeBackend):
         self.opened = False
         self.control = Control(self._page, root=root)
         self.jobs = TabJobs(self.control)
+        self.files = TabFiles(self.control)
         self.started_at = time.time()
 
     @property
@@ -231,3 +240,25 @@ class TabBackend(RuntimeBackend):
         if not isinstance(value, dict):
             raise RuntimeMisbehaved("the Colab page's kernel answered the cleanup with no object")
         return CleanupReport(session=session, epoch=await self._epoch(), **value)
+
+    # ------------------------------------------------------------ files (small only)
+    async def list_files(self, path: str = "", *, recursive: bool = False,
+                         pattern: str | None = None, limit: int = 1000) -> FileList:
+        return await self._on_page(self.files.list_files(path, recursive=recursive,
+                                                         pattern=pattern, limit=limit))
+
+    async def stat(self, path: str, *, with_hash: bool = True) -> FileStat:
+        return await self._on_page(self.files.stat(path, with_hash=with_hash))
+
+    async def download(self, remote_path: str, save_dir: str | os.PathLike[str],
+                       local_name: str | None = None, *, overwrite: bool = False,
+                       progress: ProgressFn | None = None,
+                       compress: bool = False) -> DownloadResult:
+        return await self._on_page(self.files.download(
+            remote_path, save_dir, local_name, overwrite=overwrite, progress=progress))
+
+    async def upload(self, local_path: str | os.PathLike[str], remote_path: str, *,
+                     overwrite: bool = False, progress: ProgressFn | None = None
+                     ) -> UploadResult:
+        return await self._on_page(self.files.upload(local_path, remote_path,
+                                                     overwrite=overwrite, progress=progress))
