@@ -119,3 +119,26 @@ def test_a_blocked_thread_past_its_deadline_restarts_the_kernel(tmp_path: Path) 
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_new_kernel_reports_the_jobs_of_the_one_that_died(tmp_path: Path) -> None:
+    setup = cells.setup_cell(str(tmp_path))
+    first, kc1 = start_new_kernel(kernel_name="python3")
+    try:
+        run(kc1, setup)
+        run(kc1, cells.job_cell("j-died", "import time\nprint('started')\ntime.sleep(600)", None))
+        seen = ask(kc1, {"op": "poll", "job_id": "j-died", "since": 0, "wait": 5})
+        assert seen["text"] == "started\n", seen
+    finally:
+        kc1.stop_channels()
+        first.shutdown_kernel(now=True)  # the notebook's kernel restarted under the job
+    second, kc2 = start_new_kernel(kernel_name="python3")
+    try:
+        assert ask(kc2, {"op": "poll", "job_id": "j-died"}) == {"agent": None}
+        run(kc2, setup)
+        seen = ask(kc2, {"op": "poll", "job_id": "j-died", "since": 0})
+        assert seen["status"]["ending"]["kind"] == "died"
+        assert seen["text"] == "started\n"  # its output outlived its kernel
+    finally:
+        kc2.stop_channels()
+        second.shutdown_kernel(now=True)

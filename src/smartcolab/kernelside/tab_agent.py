@@ -307,6 +307,11 @@ class TabAgent:
                 status = {**run.job.spill.status, "total_chars": run.job.spill.total}
         else:
             status = read_json(os.path.join(self.root, job_id, STATUS)) or {}
+            if status.get("state") in ("running", "queued") and status.get("pid") != self.pid:
+                # Its kernel process is gone (a restart from the notebook, a crash); its
+                # status file lags its output by up to STATUS_EVERY_S.
+                status.update(state="ended", total_chars=self._spilled(job_id),
+                              ending={"kind": "died", "reason": None, "failed": True})
         status.pop("code", None)
         return status
 
@@ -335,6 +340,18 @@ class TabAgent:
         total = int(status.get("total_chars") or 0)
         return {"job_id": job_id, "found": bool(status), "status": status, "offset": offset,
                 "text": self._text(job_id, offset, min(total, offset + limit))}
+
+    def _spilled(self, job_id: str) -> int:
+        """The characters in a job's segment files."""
+        total, index = 0, 0
+        while True:
+            try:
+                with open(os.path.join(self.root, job_id, segment_name(index)),
+                          encoding="utf-8", newline="") as fh:
+                    total += len(fh.read())
+            except OSError:
+                return total
+            index += 1
 
     def _text(self, job_id: str, start: int, end: int) -> str:
         parts: list[str] = []
@@ -417,7 +434,8 @@ def _job_magic(agent: TabAgent) -> Callable[[str, str], None]:
         started = agent.start(job_id, cell, None if timeout in (None, "none") else float(timeout),
                               opts.get("--session", "main"))
         what = ("already ran: not run again" if started["duplicate"]
-                else "started in a kernel thread" + (f" (deadline {timeout} s)" if timeout else ""))
+                else "started in a kernel thread" + (
+                    f" (deadline {timeout} s)" if timeout not in (None, "none") else ""))
         print(f"smartcolab job {job_id} {what}; the bridge follows its output.")
     return smartcolab_job
 

@@ -118,6 +118,9 @@ class TabJobs:
             answer = await self.control.ask({"op": "poll", "job_id": job_id, "since": watch,
                                              "wait": min(left, POLL_WAIT_S),
                                              "limit": MAX_TEXT})
+            if answer.get("agent", 1) is None:  # a new kernel process: install, ask again
+                await self.control.ensure_agent()
+                continue
             rec = self._record(job_id, answer)
             if rec.ended or (rec.total > watch and not until_end) or time.monotonic() >= end:
                 if watch != since:  # the text from ``since``, not from the last look
