@@ -27,7 +27,12 @@ from smartcolab.client.colabtab.page import PageTools
 from smartcolab.client.colabtab.relay import Relay
 from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.local_files import ProgressFn
-from smartcolab.shared.errors import RuntimeMisbehaved, RuntimeUnreachable, Unsupported
+from smartcolab.shared.errors import (
+    RuntimeMisbehaved,
+    RuntimeUnreachable,
+    TabDisconnected,
+    Unsupported,
+)
 from smartcolab.shared.protocol import (
     CleanupReport,
     CleanupRequest,
@@ -96,12 +101,12 @@ class TabBackend(RuntimeBackend):
         except Exception:  # a broken browser setup: the link is printed instead
             return False
 
-    def _absent(self) -> RuntimeUnreachable:
+    def _absent(self) -> TabDisconnected:
         relay = self.relay
         why = (f"its page failed the check: {relay.last_error.message}. " if relay.last_error
                else "its tab was closed or is reloading. " if relay.connections
                else "no Colab tab has connected yet. ")
-        return RuntimeUnreachable(
+        return TabDisconnected(
             f"runtime {self.name!r} (a Colab tab) is not connected: {why}Open {relay.link} in "
             "the browser where you use Colab (it connects by itself), then try again; jobs "
             "already started go on in the notebook's kernel.",
