@@ -216,3 +216,20 @@ async def test_small_files_go_both_ways_and_big_ones_get_a_plain_message(
     assert big.is_error
     assert "Google Drive" in text_of(big) and "kind 'colab'" in text_of(big)
     assert not (deps.settings.save_dir / "big.bin").exists()
+
+
+async def test_waiting_for_the_tab_reports_progress_with_the_link(tmp_path: Path) -> None:
+    notes: list[str] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        notes.append(message or "")
+
+    async with bridge(tab_config(tmp_path, "tab1", wait_budget_s=60)) as (client, _):
+        with anyio.fail_after(60):
+            waited = await client.call_tool("connect_runtime", {
+                "name": "tab1", "kind": "colab-tab", "wait": 2.5},
+                progress_callback=progress)
+    answer = structured(waited)
+    assert answer["connected"] is False
+    assert notes and all(answer["link"] in note for note in notes)
+    assert "has not connected yet" in text_of(waited)

@@ -17,7 +17,7 @@ import anyio
 
 from smartcolab.client.colabtab import cells
 from smartcolab.client.colabtab.page import Cell, PageTools
-from smartcolab.shared.errors import RuntimeMisbehaved, RuntimeNotAnswering
+from smartcolab.shared.errors import PageError, RuntimeMisbehaved, RuntimeNotAnswering
 
 ASK_TIMEOUT_S = 30.0  # the control cell must run within this (a busy kernel queues it)
 SETUP_TIMEOUT_S = 60.0
@@ -73,9 +73,7 @@ class Control:
             code, nonce = cells.control_cell(request)
             try:
                 await page.update_cell(cell_id, code)
-            except RuntimeMisbehaved:
-                raise
-            except Exception:
+            except PageError:
                 self._cell = None  # deleted by the user? find or add it again, once
                 cell_id = await self._cell_id(page)
                 await page.update_cell(cell_id, code)
