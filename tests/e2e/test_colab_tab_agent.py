@@ -142,3 +142,16 @@ def test_a_new_kernel_reports_the_jobs_of_the_one_that_died(tmp_path: Path) -> N
     finally:
         kc2.stop_channels()
         second.shutdown_kernel(now=True)
+
+
+def test_a_jobs_plot_comes_back_as_an_image(kernel: BlockingKernelClient, setup: str) -> None:
+    run(kernel, setup)
+    run(kernel, "%matplotlib inline")  # Colab's default
+    run(kernel, cells.job_cell("j-plot", "import matplotlib.pyplot as plt\n"
+                                         "plt.plot([1, 3, 2])\nprint('drawn')", timeout=60))
+    end = time.monotonic() + 60
+    seen = ask(kernel, {"op": "poll", "job_id": "j-plot", "since": 0})
+    while seen["status"]["state"] != "ended" and time.monotonic() < end:
+        seen = ask(kernel, {"op": "poll", "job_id": "j-plot", "since": 0, "wait": 2})
+    assert seen["result"]["error"] is None
+    assert any("image/png" in o["data"] for o in seen["result"]["outputs"])

@@ -17,7 +17,6 @@ process, does the same ``margin_s`` later.  Stdlib only.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import contextlib
 import ctypes
@@ -45,13 +44,13 @@ from .job_agent import (
     segment_name,
     write_json,
 )
+from .tab_exec import Router, _fit, _run_code, _without_agent_frames, hold_figures
 
 NAME = "__smartcolab_tab__"
 MAGIC = "smartcolab_job"
 VERSION = 1
 RESULT_CHARS = 50_000  # per stream in a result: the answer travels through a page's output
 MAX_TEXT = 64_000  # characters of text in one answer
-OUTPUTS_BUDGET = 600_000  # characters of rich outputs (images) in one answer
 MONITOR_S = 0.05
 MAX_WAIT_S = 5.0
 
@@ -64,26 +63,6 @@ def running_name(pid: int) -> str:
 def answer_line(nonce: str, data: Any) -> str:
     """One answer as the bridge finds it in the control cell's output."""
     return f"[smartcolab {nonce}]{json.dumps(data)}[/smartcolab {nonce}]"
-
-
-class Router:
-    """Stands for ``sys.stdout``/``sys.stderr``: the kernel's stream as before, and a copy
-    to the job whose thread writes (other threads' writes go only to the kernel)."""
-
-    smartcolab_router = True
-
-    def __init__(self, stream: Any, name: str, agent: TabAgent) -> None:
-        self._stream, self._name, self._agent = stream, name, agent
-
-    def write(self, text: str) -> int:
-        written: int = self._stream.write(text)
-        job = self._agent.by_thread.get(threading.get_ident())
-        if job is not None and job.open and isinstance(text, str) and text:
-            job.add_text(self._name, text)
-        return written
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._stream, attr)
 
 
 class Run:
@@ -278,6 +257,8 @@ class TabAgent:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         answer.setdefault("epoch", self.epoch)
         print(answer_line(nonce, answer))
+        if any(r.job.open for r in self.runs.values()):
+            hold_figures()
 
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
@@ -375,55 +356,6 @@ class TabAgent:
             return getattr(load(sources)[module], function)(**args)
         finally:
             unload([name for name, _ in sources])
-
-
-def _run_code(job: Job, code: str) -> None:
-    """Run a cell's code in this thread: IPython's transforms (magics, ``!``), the last
-    expression's value shown as a cell's would be."""
-    shell = _shell()
-    source = code if shell is None else shell.transform_cell(code)
-    namespace = vars(sys.modules["__main__"]) if shell is None else shell.user_ns
-    tree = ast.parse(source, filename=f"<job {job.spill.status['job_id']}>")
-    last = None
-    tail = tree.body[-1] if tree.body else None
-    if isinstance(tail, ast.Expr):
-        tree.body.pop()
-        last = ast.Expression(tail.value)
-    exec(compile(tree, "<job>", "exec"), namespace)
-    if last is not None:
-        value = eval(compile(last, "<job>", "eval"), namespace)
-        if value is not None:
-            if shell is not None:
-                data, metadata = shell.display_formatter.format(value)
-            else:
-                data, metadata = {"text/plain": repr(value)}, {}
-            job.add_display("execute_result", data, metadata)
-
-
-def _fit(result: dict[str, Any] | None, budget: int = OUTPUTS_BUDGET) -> dict[str, Any] | None:
-    """The result with its rich outputs' big values dropped past ``budget`` characters: an
-    answer travels as one page output, which the bridge caps."""
-    if result is None:
-        return None
-    for output in result.get("outputs") or []:
-        data = output.get("data") or {}
-        for mime in [m for m in data if m != "text/plain"]:
-            size = len(json.dumps(data[mime]))
-            if size > budget:
-                del data[mime]
-                data.setdefault("text/plain", f"[{mime} output of {size:,} characters left out "
-                                              "of this answer]")
-            else:
-                budget -= size
-    return result
-
-
-def _without_agent_frames(exc: BaseException) -> BaseException:
-    """The exception with its traceback starting at the job's own code."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<smartcolab"):
-        tb = tb.tb_next
-    return exc.with_traceback(tb) if tb is not None else exc
 
 
 def _job_magic(agent: TabAgent) -> Callable[[str, str], None]:
