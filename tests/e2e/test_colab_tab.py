@@ -92,6 +92,10 @@ async def test_quick_code_runs_in_a_visible_cell_and_returns_its_output(
     assert sum(s.startswith("# smartcolab setup") for s in sources) == 1
     variables = await call(client, "list_colab_variables", {})
     assert "x: int" in text_of(variables)
+    probe = structured(await call(client, "probe_colab_environment", {}))
+    assert probe["cpu_count"] >= 1 and probe["epoch"].startswith("tab-")
+    checked = structured(await call(client, "check_colab_connection", {}))
+    assert checked["authenticated"] is True and checked["epoch"] == probe["epoch"]
 
 
 async def test_a_cell_that_never_ends_is_stopped_by_our_deadline(
