@@ -155,3 +155,27 @@ def test_a_jobs_plot_comes_back_as_an_image(kernel: BlockingKernelClient, setup:
         seen = ask(kernel, {"op": "poll", "job_id": "j-plot", "since": 0, "wait": 2})
     assert seen["result"]["error"] is None
     assert any("image/png" in o["data"] for o in seen["result"]["outputs"])
+
+
+def test_a_job_holding_the_gil_is_ended_by_the_watchdog_process(tmp_path: Path) -> None:
+    """Native code that never releases the GIL starves the agent's monitor thread too; the
+    watchdog process ends the kernel ``margin_s`` after the monitor would have."""
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        run(kc, cells.setup_cell(str(tmp_path)))
+        # A C-level loop: no bytecode boundary for an async exception, no GIL release
+        # (not even for the launcher cell to finish: it is sent, not awaited).
+        kc.execute(cells.job_cell("j-gil", "sum(range(10**14))", timeout=0.5))
+        end = time.monotonic() + 120
+        while km.is_alive() and time.monotonic() < end:
+            time.sleep(0.2)
+        assert not km.is_alive()
+        ending = json.loads((tmp_path / "j-gil" / "status.json").read_text())["ending"]
+        assert ending == {"kind": "restarted", "reason": "timed_out", "failed": True}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
