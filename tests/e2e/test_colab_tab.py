@@ -237,3 +237,22 @@ async def test_waiting_for_the_tab_reports_progress_with_the_link(tmp_path: Path
     assert answer["connected"] is False
     assert notes and all(answer["link"] in note for note in notes)
     assert "has not connected yet" in text_of(waited)
+
+
+async def test_a_users_long_cell_holds_the_control_cell_and_the_answer_says_so(
+        tab: tuple[Client, BridgeDeps, FakeColabPage]) -> None:
+    client, deps, _ = tab
+    done = structured(await call(client, "run_code_quick", {"code": "print('first')"}))
+    backend = (await deps.registry.client("tab1"))[1]
+    backend.control.ask_timeout_s = 1.0  # type: ignore[attr-defined]
+    tools = await backend.notebook()
+    users = await tools.add_code_cell("import time\ntime.sleep(6)")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tools.run_code_cell, users)  # the user runs a slow cell by hand
+        await anyio.sleep(0.5)
+        held = await call(client, "list_colab_variables", {})
+        assert held.is_error
+        assert "another cell is running in the notebook" in text_of(held)
+    backend.control.ask_timeout_s = 30.0  # type: ignore[attr-defined]
+    again = structured(await call(client, "get_job", {"job_id": done["job_id"], "wait": 0}))
+    assert again["status"] == "succeeded"

@@ -29,7 +29,6 @@ from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.local_files import ProgressFn
 from smartcolab.shared.errors import (
     RuntimeMisbehaved,
-    RuntimeUnreachable,
     TabDisconnected,
     Unsupported,
 )
@@ -56,6 +55,7 @@ T = TypeVar("T")
 
 RECONNECT_S = 10.0  # a call waits this long for a reloading tab to come back
 PROGRESS_EVERY_S = 2.0
+GONE_S = 1.0  # how long a call that lost its page waits for the relay to see it go
 Opener = Callable[[str], bool]  # webbrowser.open: True when a browser took the link
 
 
@@ -116,8 +116,10 @@ class TabBackend(RuntimeBackend):
         """``call``, its ending by a tab that went away told with the link to reopen it."""
         try:
             return await call
-        except RuntimeUnreachable as exc:
-            if exc.details.get("link"):
+        except TabDisconnected as exc:
+            # A socket that ended is seen by the relay a moment later; a page that is
+            # still there was only slow, and the error's own words say so.
+            if exc.details.get("link") or not await self.relay.wait_gone(GONE_S):
                 raise
             raise self._absent() from exc
 

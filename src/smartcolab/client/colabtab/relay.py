@@ -116,6 +116,13 @@ class Relay:
                 await changed.wait()
         return self.page
 
+    async def wait_gone(self, wait_s: float) -> bool:
+        """True when no page is connected, waiting up to ``wait_s`` for one to go."""
+        with anyio.move_on_after(wait_s):
+            while self.page is not None:
+                await self._changed.wait()
+        return self.page is None
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
