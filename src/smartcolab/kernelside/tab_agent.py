@@ -118,6 +118,11 @@ class TabAgent:
 
             routed.smartcolab_router = True  # type: ignore[attr-defined]
             pub.publish = routed
+        hold_figures(self.busy)
+
+    def busy(self) -> bool:
+        """A job of this kernel is running (or waiting to)."""
+        return any(r.job.open for r in list(self.runs.values()))
 
     # ------------------------------------------------------------ jobs
     def start(self, job_id: str, code: str, timeout: float | None = None, session: str = "main",
@@ -257,8 +262,7 @@ class TabAgent:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         answer.setdefault("epoch", self.epoch)
         print(answer_line(nonce, answer))
-        if any(r.job.open for r in self.runs.values()):
-            hold_figures()
+        hold_figures(self.busy)  # a job may have loaded matplotlib since it started
 
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")

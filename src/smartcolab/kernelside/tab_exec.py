@@ -9,6 +9,7 @@ import ast
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .job_agent import Job, _shell
@@ -80,12 +81,21 @@ def _show_figures(before: set[int]) -> None:
         pyplot.close(num)
 
 
-def hold_figures() -> None:
-    """Keep the inline backend from showing a running job's figures under the control
-    cell (it shows what was drawn after every cell, whichever thread drew it)."""
-    inline = sys.modules.get("matplotlib_inline.backend_inline")
-    if inline is not None:
-        inline.show._draw_called = False
+def hold_figures(busy: Callable[[], bool]) -> None:
+    """Keep the inline backend from showing a running job's figures under another cell: it
+    shows whatever was drawn after every cell, whichever thread drew it.  Its hook is
+    wrapped to wait while ``busy()``; the job shows its own figures when it ends."""
+    shell = _shell()
+    hooks: list[Any] = [] if shell is None else shell.events.callbacks.get("post_execute", [])
+    for index, hook in enumerate(hooks):
+        if getattr(hook, "__name__", "") != "flush_figures":
+            continue
+
+        def held(hook: Any = hook) -> Any:
+            return None if busy() else hook()
+
+        held.__name__ = "smartcolab_held_flush"
+        hooks[index] = held
 
 
 def _fit(result: dict[str, Any] | None, budget: int = OUTPUTS_BUDGET) -> dict[str, Any] | None:
