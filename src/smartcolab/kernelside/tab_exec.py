@@ -74,10 +74,10 @@ def _show_figures(before: set[int]) -> None:
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None or "inline" not in str(pyplot.get_backend()):
         return
-    from IPython.display import display
-
+    shell = _shell()
     for num in sorted(_figures() - before):
-        display(pyplot.figure(num))  # type: ignore[no-untyped-call]
+        data, metadata = shell.display_formatter.format(pyplot.figure(num))
+        shell.display_pub.publish(data, metadata)  # as IPython's display() does
         pyplot.close(num)
 
 
