@@ -35,7 +35,10 @@ def open_tab(
         "--no-browser", help="Print the link only (also $SMARTCOLAB_NO_BROWSER).")] = False,
     stay: Annotated[bool, typer.Option(help="Keep the tab connected until Ctrl-C.")] = False,
 ) -> None:
-    """Print the link that connects a Colab tab, wait for it, and optionally run code in it."""
+    """Print the link that connects a Colab tab, wait for it, and optionally run code in it.
+
+    Example: smartcolab tab open nb --exec "import torch; print(torch.cuda.is_available())"
+    """
     from smartcolab.client.colabtab.backend import TabBackend
     from smartcolab.client.follow import new_job_id
     from smartcolab.client.registry import check_name
