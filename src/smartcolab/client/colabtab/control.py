@@ -45,6 +45,10 @@ class Control:
         self._lock = anyio.Lock()
         self._cell: tuple[PageTools, str] | None = None  # (the page it lives in, its id)
 
+    async def page(self) -> PageTools:
+        """The connected page's tools (a clear error with the link when there is none)."""
+        return await self._page()
+
     async def _cell_id(self, page: PageTools) -> str:
         if self._cell is not None and self._cell[0] is page:
             return self._cell[1]

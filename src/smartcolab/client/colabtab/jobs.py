@@ -90,7 +90,7 @@ class TabJobs:
         hello = await self.control.ensure_agent()
         if job.if_idle:
             _refuse_if_busy(hello)
-        page = await self.control._page()
+        page = await self.control.page()
         source = cells.job_cell(job.job_id, job.code, job.timeout, job.session)
         cell_id = await page.add_code_cell(source, await self.control.index_before_control(page))
         done = await self.control.run_visible(page, cell_id, LAUNCH_TIMEOUT_S, "job's cell")
