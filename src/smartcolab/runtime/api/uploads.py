@@ -20,7 +20,8 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from starlette.requests import ClientDisconnect
 
 from smartcolab.runtime.api.files import UPLOAD_IDLE_S, _files
-from smartcolab.runtime.files.parts import PartUpload, PartUploads, file_mode
+from smartcolab.runtime.files.parts import PartUpload, PartUploads
+from smartcolab.runtime.files.publish import file_mode
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import routes
 from smartcolab.shared.errors import BadRequest, InvalidInput

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smartcolab.runtime.files.publish import publish as _publish
 from smartcolab.runtime.files.service import UPLOAD_TMP_MARK, Confined
 from smartcolab.runtime.files.uploads import UploadLedger
 from smartcolab.shared.errors import (
@@ -89,16 +90,6 @@ def choose_part_size(size: int, asked: int | None) -> int:
     part = min(MAX_PART, max(MIN_PART, asked or DEFAULT_PART))
     # Never more than MAX_PARTS parts: a huge file gets bigger parts.
     return max(part, math.ceil(size / MAX_PARTS)) if size else part
-
-
-def file_mode() -> int:
-    """The mode a file created with 0666 gets under this process's umask (read, not set:
-    setting it to read it would race with other threads creating files)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    return 0o644
 
 
 class PartUploads:
@@ -323,12 +314,6 @@ class PartUploads:
             self._forget(upload, remove_file=True)
         return len(idle)
 
-    def close_all(self) -> None:
-        with self._lock:
-            uploads = [u for u in self._open.values() if u.fd >= 0]
-        for upload in uploads:
-            self._forget(upload, remove_file=True)
-
     def _forget(self, upload: PartUpload, *, remove_file: bool) -> None:
         with self._lock:
             if self._open.get(upload.upload_id) is upload:
@@ -379,27 +364,3 @@ def _hash_into(h: hashlib._Hash, fd: int, start: int, end: int) -> None:
             raise OSError(f"the part file ends at {offset}, before {end}")
         h.update(chunk)
         offset += len(chunk)
-
-
-def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Link the checked, fsynced file into place (never clobbering a file that appeared
-    meanwhile unless asked to overwrite), then fsync the directory."""
-    if overwrite:
-        os.replace(tmp, dest)
-    else:
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise FileExistsOnRuntime("the file appeared during the upload; pass "
-                                      "overwrite=true to replace it") from None
-        except OSError:  # filesystems without hard links (some FUSE mounts)
-            if dest.exists():
-                raise FileExistsOnRuntime("the file appeared during the upload") from None
-            os.replace(tmp, dest)
-        else:
-            os.unlink(tmp)
-    dir_fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
