@@ -1,7 +1,7 @@
 """The upload ledger: every temporary upload file is written down, so none is orphaned.
 
 A streamed upload writes ``.sc-upload-*.tmp`` beside its destination and renames it
-at the end.  A crash (kill -9, OOM, power) in between used to leave the temp file
+at the end (an upload in parts: ``.sc-upload-<id>.part``, ``parts.py``).  A crash (kill -9, OOM, power) in between used to leave the temp file
 behind, hidden from listings, forever (84 MB seen).  Before creating one, the server
 writes its path to ``STATE_DIR/uploads/<token>``; the entry goes when the upload
 ends either way.  Entries left by an earlier process are swept at start, and stale
