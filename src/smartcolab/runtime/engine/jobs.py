@@ -193,15 +193,24 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
                   epoch: str, on_start: Callable[[Job], None]) -> RunOutcome | None:
     """Run ``job`` on ``kernel``; mark it terminal (``None``: the kernel itself failed)."""
     rec = job.rec
+
+    def started() -> None:
+        on_start(job)
+        try:
+            job.out.spill.prepare()
+        except OSError as exc:  # the first write meets it again, and stops the job
+            log.debug("job %s: its output file could not be created yet: %s", rec.job_id, exc)
+
     before = await snapshot(with_gpu)
     rec.status, rec.started_at, rec.epoch = "running", time.time(), epoch
     if rec.timeout is not None:
         job.control.deadline = time.monotonic() + rec.timeout
     outcome: RunOutcome | None
     try:
-        # The "running" record is written while the kernel takes the request in.
+        # The "running" record is written, and the output file created, while the
+        # kernel takes the request in.
         outcome = await kernel.run(rec.code, job.on_message, job.control,
-                                   grace_s=config.kill_grace_s, on_sent=lambda: on_start(job))
+                                   grace_s=config.kill_grace_s, on_sent=started)
     except Exception as exc:
         log.exception("kernel failure while running job %s", rec.job_id)
         outcome = None
