@@ -212,6 +212,7 @@ class SessionManager:
             raise storage_error(exc, self.config.state_dir, "nothing was queued; resubmit "
                                 "the job (same job id) once there is space") from exc
         job = Job(rec, self.config, client_addr)
+        job.submit_ram = ram
         self.live[rec.job_id] = job
         session.enqueue(job)
         return rec, job, True
