@@ -13,10 +13,11 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from smartcolab.shared.env import LOOP as LOOP_ENV
+
 __all__ = ["LOOP_ENV", "anyio_options", "run", "uvloop_wanted"]
 
 T = TypeVar("T")
-LOOP_ENV = "SMARTCOLAB_LOOP"
 
 
 def uvloop_wanted() -> bool:
