@@ -88,8 +88,9 @@ async def test_rotation_without_restart(tmp_path: Path) -> None:
 
 
 def test_openapi_needs_the_secret(server: RuntimeProc) -> None:
-    assert httpx2.get(f"{server.url}/openapi.json").status_code == 401
-    doc = httpx2.get(f"{server.url}/openapi.json", headers=server.headers).json()
+    # The schema is built on first request: seconds on a loaded 2-core machine, past httpx's 5 s.
+    assert httpx2.get(f"{server.url}/openapi.json", timeout=60).status_code == 401
+    doc = httpx2.get(f"{server.url}/openapi.json", headers=server.headers, timeout=60).json()
     probe = doc["paths"]["/probe"]["get"]["responses"]
     assert probe["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "ErrorResponse")
