@@ -43,6 +43,7 @@ OWNERS = (
     ("/smartcolab/runtime/api/", "ours: routes"),
     ("/smartcolab/client/", "ours: HTTP client, follow, journal"),
     ("/smartcolab/mcp/", "ours: MCP tools, rendering, stdio"),
+    ("/smartcolab/cli/", "entry (CLI, loop)"), ("/smartcolab/shared/loop", "entry (CLI, loop)"),
     ("/smartcolab/", "ours: other"),
     ("/mcp/", "MCP SDK"), ("/mcp_types/", "MCP SDK"),
     ("/pydantic", "pydantic"),
@@ -97,34 +98,43 @@ async def drive(calls: int, rate: int, tmp: Path, pyspy: str) -> dict[str, Any]:
             server = psutil.Process(rt.proc.pid)
             bridge = bridge_process(tmp / "ck")
             kernels = server.children(recursive=True)
-            spies = [subprocess.Popen([pyspy,  # noqa: ASYNC220 - started once, not awaited "record", "--pid", str(p.pid), "--rate", str(rate),
-                                       "--format", "raw", "--nonblocking", "-o",
-                                       str(tmp / f"{name}.txt")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                     for name, p in (("runtime", server), ("bridge", bridge))]
+            spies = [subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+                [pyspy, "record", "--pid", str(p.pid), "--rate", str(rate), "--format", "raw",
+                 "--full-filenames", "--nonblocking", "-o", str(tmp / f"{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=(tmp / f"{name}.log").open("wb"))
+                for name, p in (("runtime", server), ("bridge", bridge))]
             await anyio.sleep(1.0)  # py-spy attaches
-            before = [cpu_s(p) for p in (server, bridge, *kernels)]
+            me = psutil.Process()  # the MCP client: the SDK's Client, as a host app runs it
+            before = [cpu_s(p) for p in (server, bridge, me, *kernels)]
             t0 = time.perf_counter()
             for _ in range(calls):
                 result = await client.call_tool("run_code_quick", {"code": "1+1"})
                 assert not result.is_error
             wall = time.perf_counter() - t0
-            after = [cpu_s(p) for p in (server, bridge, *kernels)]
+            after = [cpu_s(p) for p in (server, bridge, me, *kernels)]
             for spy in spies:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
             for spy in spies:
                 spy.wait(60)
+            for name in ("runtime", "bridge"):
+                if not (tmp / f"{name}.txt").exists():
+                    log = (tmp / f"{name}.log").read_text(errors="replace")
+                    raise RuntimeError(f"py-spy wrote nothing for the {name}: {log[-2000:]}")
     finally:
         rt.stop()
+    for name in ("runtime", "bridge"):  # the stacks, for a closer look
+        shutil.copy(tmp / f"{name}.txt", HERE / "results" / f"profile_sampled_{name}.txt")
     used = [(a - b) * 1000 / calls for a, b in zip(after, before, strict=True)]
     return {"calls": calls, "wall_ms_per_call": round(wall * 1000 / calls, 3),
             "cpu_ms_per_call": {"runtime": round(used[0], 3), "bridge": round(used[1], 3),
-                                "kernel": round(sum(used[2:]), 3)},
+                                "mcp_client": round(used[2], 3),
+                                "kernel": round(sum(used[3:]), 3)},
             "runtime": split(tmp / "runtime.txt"), "bridge": split(tmp / "bridge.txt")}
 
 
 def raw_client_cpu(calls: int) -> dict[str, float]:
-    """CPU of the raw jupyter_client execute's client (this process) per call, and wall."""
+    """CPU of the raw jupyter_client execute's client (this process) and of its kernel per
+    call, and the wall time."""
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="ps-k-", dir="/tmp") as tmp:
@@ -137,9 +147,11 @@ def raw_client_cpu(calls: int) -> dict[str, float]:
             kc.wait_for_ready(timeout=60)
             raw_samples(kc, 5)
             me = psutil.Process()
-            c0, t0 = cpu_s(me), time.perf_counter()
+            kernel = psutil.Process(km.provisioner.process.pid)  # type: ignore[union-attr]
+            c0, k0, t0 = cpu_s(me), cpu_s(kernel), time.perf_counter()
             raw_samples(kc, calls)
             return {"client_cpu_ms_per_call": round((cpu_s(me) - c0) * 1000 / calls, 3),
+                    "kernel_cpu_ms_per_call": round((cpu_s(kernel) - k0) * 1000 / calls, 3),
                     "wall_ms_per_call": round((time.perf_counter() - t0) * 1000 / calls, 3)}
         finally:
             kc.stop_channels()
