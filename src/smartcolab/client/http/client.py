@@ -25,7 +25,6 @@ import httpx2
 from pydantic import BaseModel
 
 from smartcolab import __version__
-from smartcolab.client.http.coalesce import coalescing_transport
 from smartcolab.client.http.tunnel_pages import not_a_runtime, tunnel_error
 from smartcolab.client.retry import NO_RETRY as NO_RETRY
 from smartcolab.client.retry import RetryPolicy as RetryPolicy
@@ -148,10 +147,9 @@ class RuntimeClient:
             verify=_default_ssl_context() if verify is True else verify,
             follow_redirects=False,
         )
-        limits = httpx2.Limits(max_connections=32, max_keepalive_connections=16)
-        if transport is None:  # a small request (a job, a poll) leaves as one segment
-            transport = coalescing_transport(verify=self._common["verify"], limits=limits)
-        self._http = httpx2.AsyncClient(limits=limits, transport=transport, **self._common)
+        self._http = httpx2.AsyncClient(
+            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
+            transport=transport, **self._common)
         self._blocking: httpx2.Client | None = None
         self._blocking_lock = threading.Lock()
 
