@@ -288,7 +288,8 @@ def mcp(
                               embedded=not no_embedded,
                               embedded_root=workspace.expanduser().resolve() if workspace else None,
                               python=local.python, kernel=kernel, client_label=local.client,
-                              idle_timeout_s=local.idle_timeout_s)
+                              idle_timeout_s=local.idle_timeout_s,
+                              open_browser=not env.get(env_names.NO_BROWSER))
         if transport == "stdio":
             anyio.run(serve_stdio, config, backend_options=event_loop.anyio_options())
         elif transport == "http":
@@ -358,10 +359,12 @@ def config(
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
     from smartcolab.cli.local import local_app
+    from smartcolab.cli.tab import tab_app
     from smartcolab.cli.user import register
 
     register(app)
     app.add_typer(local_app, name="local")
+    app.add_typer(tab_app, name="tab")
 
 
 _register_user_commands()

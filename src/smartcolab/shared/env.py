@@ -30,6 +30,9 @@ NGROK_DOMAIN = "NGROK_DOMAIN"
 CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
 CLOUDFLARED_HOSTNAME = "CLOUDFLARED_HOSTNAME"
 
+# A colab-tab runtime's link is shown, not opened in a browser, when this is set.
+NO_BROWSER = "SMARTCOLAB_NO_BROWSER"
+
 # Platform hints for the probe, where detection from files cannot tell.
 IN_DOCKER = "SMARTCOLAB_IN_DOCKER"
 ON_VM = "SMARTCOLAB_VM"

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from smartcolab.client.backend import Capability
 from smartcolab.client.colab.service import COLAB_DOMAIN
-from smartcolab.client.registry import check_name, check_url
+from smartcolab.client.registry import RuntimeSpec, check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
 from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, deps_of
@@ -19,6 +19,8 @@ from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import InvalidInput, SmartColabError
 from smartcolab.shared.protocol import CleanupRequest, Probe
+
+TAB_WAIT_S = 120.0  # the longest wait for a Colab tab to connect
 
 
 def _text(text: str, structured: dict[str, Any] | None = None) -> CallToolResult:
@@ -172,15 +174,19 @@ async def connect_runtime(
     secret_in_transcript: Annotated[bool, Field(
         description="The user accepts a raw secret passing through the chat.")] = False,
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
-    kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
+    kind: Annotated[Literal["runtime", "jupyter", "colab", "colab-tab"] | None, Field(
         description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
-                    "secret) or 'colab' (no url, no secret; after 'smartcolab runtimes add "
-                    "NAME --kind colab').")] = None,
+                    "secret), 'colab' (no url, no secret; after 'smartcolab runtimes add "
+                    "NAME --kind colab') or 'colab-tab' (the user's open Colab notebook, "
+                    "visible cells; no url, no secret; one name per tab).")] = None,
     accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
                            | None, Field(description="Kind 'colab': the machine (default "
                                                      "CPU).")] = None,
     keep_unreachable: Annotated[bool, Field(
         description="Keep the new URL even if the check fails.")] = False,
+    wait: Annotated[float | None, Field(
+        ge=0, le=TAB_WAIT_S, description="Kind 'colab-tab': seconds to wait for the tab to "
+                                         "connect (default: the bridge's wait budget).")] = None,
 ) -> CallToolResult:
     """Point a runtime name at a new URL (e.g. a new tunnel URL), checked before it
     returns. Never ask the user to paste a secret into the chat: name it (secret_name,
@@ -189,17 +195,20 @@ async def connect_runtime(
     deps = deps_of(ctx)
     with translated(name):
         check_name(name)
+        previous = next((s for s in deps.registry.specs() if s.name == name), None)
+        if kind == "colab-tab" or (kind is None and previous and previous.kind == "colab-tab"):
+            return await _connect_tab(ctx, name, previous, make_default, wait)
         if url is None:
             if kind != "colab":
                 raise InvalidInput("url: needed (the URL the notebook or server printed); "
-                                   "only kind 'colab' finds its runtime without one")
+                                   "only kinds 'colab' and 'colab-tab' find their runtime "
+                                   "without one")
             url = COLAB_DOMAIN
         check_url(url)  # before the secret: a bad name or URL is the error to show
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
                                known=deps.registry.specs())
         options = None if accelerator is None else {"accelerator": accelerator}
-        previous = next((s for s in deps.registry.specs() if s.name == name), None)
         was_default = deps.registry.default
         spec = await deps.registry.connect(name, url, token, make_default=make_default,
                                            kind=kind, options=options)
@@ -224,6 +233,38 @@ async def connect_runtime(
                      f"epoch {health.epoch})" + (" and is the default." if make_default else "."),
                      {**spec.public(), "default": deps.registry.default,
                       "epoch": health.epoch, "reachable": True})
+
+
+async def _connect_tab(ctx: BridgeContext, name: str, previous: RuntimeSpec | None,
+                       make_default: bool, wait: float | None) -> CallToolResult:
+    """A Colab tab: start its relay (kept when the name already is one), open its link,
+    wait for the page with progress; not connected yet is an answer with the link."""
+    deps = deps_of(ctx)
+    if previous is None or previous.kind != "colab-tab":
+        await deps.registry.connect(name, COLAB_DOMAIN, None, kind="colab-tab",
+                                    make_default=make_default,
+                                    description="a Colab notebook open in a browser tab")
+    elif make_default:
+        deps.registry.default = name
+    _, client = await deps.registry.client(name)
+    started = time.monotonic()
+
+    async def progress(waited: float, message: str) -> None:
+        await ctx.report_progress(waited, message=message)
+
+    wait_s = min(TAB_WAIT_S, deps.settings.wait_budget_s if wait is None else wait)
+    attachment = await client.attach(wait_s=wait_s, progress=progress)
+    info = {"name": name, "kind": "colab-tab", "link": attachment.link,
+            "connected": attachment.ready, "default": deps.registry.default}
+    if not attachment.ready:
+        return _text(attachment.message, info)
+    health = await client.health()
+    waited = time.monotonic() - started
+    return _text(f"runtime {name!r} is the Colab tab at {attachment.link}, connected "
+                 f"(epoch {health.epoch}, {waited:.0f} s)"
+                 + (" and is the default." if deps.registry.default == name else ".")
+                 + " Code runs in visible cells of that notebook.",
+                 {**info, "epoch": health.epoch})
 
 
 async def release_runtime(
