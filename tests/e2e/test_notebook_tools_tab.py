@@ -19,18 +19,18 @@ async def test_notes_reads_and_edits_in_a_connected_tab(tmp_path: Path) -> None:
             open_tab(client, "tab1") as page:
         job = structured(await call(client, "run_code_quick", {"code": "base = 40"}))
         assert job["status"] == "succeeded"
-        note = structured(await call(client, "notebook_add_note",
-                                     {"runtime": "tab1", "text": "## Results", "index": 0}))
+        note = structured(await call(client, "notebook_write_cell", {
+            "runtime": "tab1", "text": "## Results", "markdown": True, "index": 0}))
         # A code cell of the user's own, at the top of the notebook.
         mine = FakeCell("usercell1", "code", "print('draft')")
         page.cells.insert(1, mine)
-        ran = structured(await call(client, "notebook_edit_cell", {
-            "runtime": "tab1", "cell_id": "usercell1", "code": "print(base + 2)",
+        ran = structured(await call(client, "notebook_write_cell", {
+            "runtime": "tab1", "cell_id": "usercell1", "text": "print(base + 2)",
             "run": True}))
         read = await call(client, "notebook_read_cells", {"runtime": "tab1"})
         job_cell = next(c for c in page.cells if c.source.startswith("%%smartcolab_job"))
-        refused = await call(client, "notebook_edit_cell", {
-            "runtime": "tab1", "cell_id": job_cell.cell_id, "code": "base = 0"})
+        refused = await call(client, "notebook_write_cell", {
+            "runtime": "tab1", "cell_id": job_cell.cell_id, "text": "base = 0"})
     assert refused.is_error and "is a smartcolab job cell" in text_of(refused)
     assert job_cell.source.endswith("base = 40")
     assert ran["running"] is False and ran["failed"] is False

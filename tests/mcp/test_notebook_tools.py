@@ -26,7 +26,7 @@ from support.page_relay import page_relay
 
 pytestmark = pytest.mark.anyio
 
-NOTEBOOK_TOOLS = {"notebook_add_note", "notebook_read_cells", "notebook_edit_cell"}
+NOTEBOOK_TOOLS = {"notebook_read_cells", "notebook_write_cell"}
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode()
 
 
@@ -78,14 +78,14 @@ async def test_the_tools_are_always_listed_and_another_kind_says_unsupported(
 async def test_note_read_edit_and_run(tmp_path: Path) -> None:
     async with tab_bridge(tmp_path) as (client, tools, _):
         code_id = await tools.add_code_cell("print('old')")
-        note = await call(client, "notebook_add_note", {"runtime": "tab", "text": "# Plan",
-                                                        "index": 0})
+        note = await call(client, "notebook_write_cell", {"runtime": "tab", "text": "# Plan",
+                                                          "markdown": True, "index": 0})
         assert not note.is_error and note.structured_content is not None
         note_id = note.structured_content["cell_id"]
         code = ("from IPython.display import display\nprint('new')\n"
                 f"display({{'image/png': '{PNG}', 'text/plain': 'fig'}}, raw=True)\n40 + 2")
-        ran = await call(client, "notebook_edit_cell",
-                         {"runtime": "tab", "cell_id": code_id, "code": code, "run": True})
+        ran = await call(client, "notebook_write_cell",
+                         {"runtime": "tab", "cell_id": code_id, "text": code, "run": True})
         assert not ran.is_error, text_of(ran)
         text = text_of(ran)
         assert "updated and run" in text and "new" in text and "Out: 42" in text
@@ -99,11 +99,40 @@ async def test_note_read_edit_and_run(tmp_path: Path) -> None:
     assert [c for c in read.content if isinstance(c, ImageContent)]
 
 
+async def test_a_new_code_cell_is_added_and_run(tmp_path: Path) -> None:
+    async with tab_bridge(tmp_path) as (client, tools, _):
+        first = await tools.add_code_cell("x = 1")
+        added = await call(client, "notebook_write_cell",
+                           {"runtime": "tab", "text": "print(6 * 7)", "run": True})
+        cells = await tools.get_cells()
+    assert not added.is_error, text_of(added)
+    assert "added a code cell" in text_of(added) and "at the end" in text_of(added)
+    assert "and run" in text_of(added) and "42" in text_of(added)
+    assert added.structured_content is not None
+    assert [c.cell_id for c in cells] == [first, added.structured_content["cell_id"]]
+    assert cells[1].cell_type == "code" and cells[1].source == "print(6 * 7)"
+
+
+async def test_a_write_that_cannot_mean_anything_touches_nothing(tmp_path: Path) -> None:
+    async with tab_bridge(tmp_path) as (client, tools, _):
+        cell_id = await tools.add_code_cell("x = 1")
+        empty = await call(client, "notebook_write_cell", {"runtime": "tab", "text": "  "})
+        moved = await call(client, "notebook_write_cell",
+                           {"runtime": "tab", "cell_id": cell_id, "text": "y", "index": 0})
+        note_run = await call(client, "notebook_write_cell",
+                              {"runtime": "tab", "text": "# n", "markdown": True, "run": True})
+        cells = await tools.get_cells()
+    assert empty.is_error and "a new cell needs its source" in text_of(empty)
+    assert moved.is_error and "are for a new cell" in text_of(moved)
+    assert note_run.is_error and "a Markdown cell does not run" in text_of(note_run)
+    assert [(c.cell_id, c.source) for c in cells] == [(cell_id, "x = 1")]
+
+
 async def test_a_failing_cell_is_an_error_with_its_traceback(tmp_path: Path) -> None:
     async with tab_bridge(tmp_path) as (client, tools, _):
         cell_id = await tools.add_code_cell("")
-        ran = await call(client, "notebook_edit_cell", {
-            "runtime": "tab", "cell_id": cell_id, "code": "def f():\n    1 / 0\nf()",
+        ran = await call(client, "notebook_write_cell", {
+            "runtime": "tab", "cell_id": cell_id, "text": "def f():\n    1 / 0\nf()",
             "run": True})
     assert ran.is_error and "ZeroDivisionError: division by zero" in text_of(ran)
     assert "Traceback (last frames)" in text_of(ran) and "\x1b[" not in text_of(ran)
@@ -116,8 +145,8 @@ async def test_a_cell_past_the_wait_budget_is_said_to_run_on(tmp_path: Path) -> 
         cell_id = await tools.add_code_cell("")
         code = ("import os, time\nprint('working', flush=True)\n"
                 "while not os.path.exists('go'):\n    time.sleep(0.05)")
-        ran = await call(client, "notebook_edit_cell",
-                         {"runtime": "tab", "cell_id": cell_id, "code": code, "run": True})
+        ran = await call(client, "notebook_write_cell",
+                         {"runtime": "tab", "cell_id": cell_id, "text": code, "run": True})
         assert not ran.is_error, text_of(ran)
         assert "still runs after 2 s" in text_of(ran) and "notebook_read_cells" in text_of(ran)
         assert ran.structured_content is not None and ran.structured_content["running"] is True
@@ -146,13 +175,13 @@ async def test_reading_many_cells_is_capped_and_says_where_to_go_on(tmp_path: Pa
 async def test_bad_arguments_and_page_refusals(tmp_path: Path) -> None:
     async with tab_bridge(tmp_path) as (client, tools, _):
         note = await tools.add_text_cell("words")
-        run_note = await call(client, "notebook_edit_cell",
-                              {"runtime": "tab", "cell_id": note, "code": "1", "run": True})
-        spaces = await call(client, "notebook_edit_cell",
-                            {"runtime": "tab", "cell_id": "a b", "code": "1"})
+        run_note = await call(client, "notebook_write_cell",
+                              {"runtime": "tab", "cell_id": note, "text": "1", "run": True})
+        spaces = await call(client, "notebook_write_cell",
+                            {"runtime": "tab", "cell_id": "a b", "text": "1"})
         zero = await call(client, "notebook_read_cells", {"runtime": "tab", "count": 0})
-        missing = await call(client, "notebook_edit_cell",
-                             {"runtime": "tab", "cell_id": "nosuchcell", "code": "1"})
+        missing = await call(client, "notebook_write_cell",
+                             {"runtime": "tab", "cell_id": "nosuchcell", "text": "1"})
     assert spaces.is_error and "cell_id" in text_of(spaces)
     assert zero.is_error and "count" in text_of(zero)
     assert missing.is_error and "invalid_input (runtime 'tab')" in text_of(missing)
@@ -169,7 +198,7 @@ async def test_a_page_that_answers_a_run_with_done_only_is_read_back(tmp_path: P
 
     async with tab_bridge(tmp_path, tamper=done_only) as (client, tools, _):
         cell_id = await tools.add_code_cell("")
-        ran = await call(client, "notebook_edit_cell", {
-            "runtime": "tab", "cell_id": cell_id, "code": "print('read back')", "run": True})
+        ran = await call(client, "notebook_write_cell", {
+            "runtime": "tab", "cell_id": cell_id, "text": "print('read back')", "run": True})
     assert not ran.is_error and "updated and run" in text_of(ran)
     assert "read back" in text_of(ran)

@@ -260,6 +260,7 @@ def mcp(
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
     from smartcolab.mcp.deps import BridgeSettings
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
+    from smartcolab.shared import loop as event_loop
     from smartcolab.shared.errors import SmartColabError
     from smartcolab.shared.private import private_dir, private_umask
 
@@ -290,7 +291,7 @@ def mcp(
                               idle_timeout_s=local.idle_timeout_s,
                               open_browser=not env.get(env_names.NO_BROWSER))
         if transport == "stdio":
-            anyio.run(serve_stdio, config)
+            anyio.run(serve_stdio, config, backend_options=event_loop.anyio_options())
         elif transport == "http":
             from smartcolab.mcp.http_transport import announce_token, resolve_token
 

@@ -19,8 +19,6 @@ READS_REMOTE = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
 REPLACES_REMOTE = ToolAnnotations(read_only_hint=False, idempotent_hint=True)
 # Adds something (a snapshot, a downloaded file, a runtime entry) without destroying.
 ADDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
-# Adds something new each time (a notebook cell): not destructive, not idempotent.
-ADDS_NEW = ToolAnnotations(read_only_hint=False, destructive_hint=False)
 # Reads this machine's state only.
 READS_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 # Deletes something on this machine.

@@ -46,3 +46,7 @@ IDLE_MINUTES = "SMARTCOLAB_IDLE_MINUTES"
 JUPYTERHUB_TOKEN = "JUPYTERHUB_API_TOKEN"
 # The colab kind: a Python 3.12+ that has google-colab-cli, when the bridge is older.
 COLAB_PYTHON = "SMARTCOLAB_COLAB_PYTHON"
+
+# The event loop of the runtime server and the bridge: "asyncio" keeps the standard one
+# where uvloop is installed (shared/loop.py).
+LOOP = "SMARTCOLAB_LOOP"

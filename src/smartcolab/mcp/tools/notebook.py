@@ -1,4 +1,4 @@
-"""Tools for the notebook page itself (the colab-tab kind): add a note, read cells, edit and run.
+"""Tools for the notebook page itself (the colab-tab kind): read cells; add, edit and run one.
 
 They are a fixed part of the tool list, registered whatever runtimes exist (the
 page's own tools reach a client only through ``tools/list_changed``, which many clients
@@ -21,7 +21,7 @@ from pydantic import Field
 
 from smartcolab.client.colabtab.cells import CONTROL_FIRST, JOB_FIRST, SETUP_FIRST
 from smartcolab.client.colabtab.page import Cell, CellOutput, PageTools
-from smartcolab.mcp.annotations import ADDS_NEW, READS_REMOTE, RUNS
+from smartcolab.mcp.annotations import READS_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, BridgeDeps, deps_of
 from smartcolab.mcp.jobflow import Progress
 from smartcolab.mcp.params import ToolDef
@@ -118,19 +118,6 @@ def _label(runtime: str, ids: list[str]) -> str:
     return f"{runtime}-cells-{hashlib.sha256(' '.join(ids).encode()).hexdigest()[:12]}"
 
 
-async def notebook_add_note(ctx: BridgeContext, runtime: TabName,
-                            text: Annotated[str, Field(min_length=1, max_length=MAX_CODE_CHARS)],
-                            index: Index = None) -> CallToolResult:
-    """Add a Markdown note to a colab-tab notebook (index: default the end)."""
-    deps = deps_of(ctx)
-    with translated(runtime):
-        page = await _page(deps, runtime)
-        cell_id = await page.add_text_cell(text, index)
-        where = "at the end" if index is None else f"at index {index}"
-        return _result(f"added a Markdown cell {cell_id} {where} of {runtime!r}.", [],
-                       {"runtime": runtime, "cell_id": cell_id})
-
-
 async def notebook_read_cells(
         ctx: BridgeContext, runtime: TabName,
         start: Annotated[int, Field(ge=0)] = 0,
@@ -170,18 +157,29 @@ async def notebook_read_cells(
         return _result("\n\n".join(parts), content, structured)
 
 
-async def notebook_edit_cell(ctx: BridgeContext, runtime: TabName, cell_id: CellId,
-                             code: Annotated[str, Field(max_length=MAX_CODE_CHARS)],
-                             run: bool = False) -> CallToolResult:
-    """Replace a colab-tab notebook cell's source; run=true runs it, waiting about 50 s
-    (then it runs on)."""
+async def notebook_write_cell(
+        ctx: BridgeContext, runtime: TabName,
+        text: Annotated[str, Field(max_length=MAX_CODE_CHARS)],
+        cell_id: CellId | None = None, markdown: bool = False, index: Index = None,
+        run: bool = False) -> CallToolResult:
+    """Write a colab-tab notebook cell: replace cell_id's source, or add a cell at index
+    (default the end; markdown=true: a note). run=true runs a code cell, waiting about
+    50 s (then it runs on)."""
     deps = deps_of(ctx)
     opts = _opts(deps)
     with translated(runtime):
+        _check_write(text, cell_id, markdown, index, run)
         page = await _page(deps, runtime)
-        await _editable(page, runtime, cell_id)
-        await page.update_cell(cell_id, code)
-        head = f"cell {cell_id} of {runtime!r} updated"
+        if cell_id is None:
+            cell_id = await (page.add_text_cell(text, index) if markdown
+                             else page.add_code_cell(text, index))
+            where = "at the end" if index is None else f"at index {index}"
+            head = (f"added a {'Markdown' if markdown else 'code'} cell {cell_id} {where} "
+                    f"of {runtime!r}")
+        else:
+            await _editable(page, runtime, cell_id)
+            await page.update_cell(cell_id, text)
+            head = f"cell {cell_id} of {runtime!r} updated"
         if not run:
             return _result(head + ".", [], {"runtime": runtime, "cell_id": cell_id})
         finished = await _run_with_deadline(ctx, deps, page, cell_id)
@@ -208,6 +206,18 @@ async def notebook_edit_cell(ctx: BridgeContext, runtime: TabName, cell_id: Cell
         return _result("\n\n".join(parts), content, {
             "runtime": runtime, "cell_id": cell_id, "running": running, "failed": failed,
             "execution_count": ran.execution_count if ran is not None else None}, failed)
+
+
+def _check_write(text: str, cell_id: str | None, markdown: bool, index: int | None,
+                 run: bool) -> None:
+    """Refuse what cannot mean anything before the page is touched."""
+    if cell_id is None and not text.strip():
+        raise InvalidInput("text: empty; a new cell needs its source")
+    if cell_id is not None and (markdown or index is not None):
+        raise InvalidInput("markdown and index are for a new cell: leave out cell_id to add "
+                           "one, or move nothing when replacing a cell's source")
+    if markdown and run:
+        raise InvalidInput("run: a Markdown cell does not run; add it with run=false")
 
 
 async def _editable(page: PageTools, runtime: str, cell_id: str) -> None:
@@ -247,7 +257,6 @@ async def _run_with_deadline(ctx: BridgeContext, deps: BridgeDeps, page: PageToo
 
 
 TOOLS = [
-    ToolDef(notebook_add_note, None, ADDS_NEW),
     ToolDef(notebook_read_cells, None, READS_REMOTE),
-    ToolDef(notebook_edit_cell, None, RUNS),
+    ToolDef(notebook_write_cell, None, RUNS),
 ]

@@ -34,8 +34,8 @@ def _gb(n: int | None) -> str:
 
 async def check_colab_connection(ctx: BridgeContext,
                                  runtime: RuntimeName = None) -> CallToolResult:
-    """Check that a runtime answers and accepts its secret (URL, latency, version,
-    epoch); call it first when it seems unreachable."""
+    """Check a runtime answers and accepts its secret (latency, version, epoch); call
+    first when it seems unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -53,7 +53,7 @@ async def check_colab_connection(ctx: BridgeContext,
 
 async def probe_colab_environment(ctx: BridgeContext,
                                   runtime: RuntimeName = None) -> CallToolResult:
-    """The runtime's machine: platform, GPUs, CPU, RAM, disk, key packages; check it
+    """The runtime's machine: platform, GPUs, CPU, RAM, disk, key packages; check
     before heavy work."""
     deps = deps_of(ctx)
     with translated(runtime):
@@ -134,8 +134,8 @@ async def cleanup_colab(
 
 async def restart_colab_runtime(ctx: BridgeContext, session: SessionName = "main",
                                 runtime: RuntimeName = None) -> CallToolResult:
-    """Restart a session's kernel: ALL variables and imports are lost, files stay. For
-    a wedged kernel or stuck memory."""
+    """Restart a session's kernel: ALL variables and imports are lost, files stay (for
+    a wedged kernel, stuck memory)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -162,35 +162,35 @@ async def connect_runtime(
     ctx: BridgeContext,
     url: Annotated[str | None, Field(description="The URL the notebook printed.")] = None,
     secret_name: Annotated[str | None, Field(
-        max_length=64, description="Name its secret was stored under ('smartcolab "
-                                   "runtimes add ... --ask-secret'); default: name.")] = None,
+        max_length=64, description="Its stored secret's name ('smartcolab runtimes add "
+                                   "--ask-secret'); default: name.")] = None,
     secret_env: Annotated[str | None, Field(
         max_length=128, description="Or the bridge's environment variable holding it, "
                                     "e.g. COLAB_TOKEN.")] = None,
     secret: Annotated[str | None, Field(
         min_length=1, max_length=4096,
-        description="A raw secret (stays in the transcript); needs "
-                    "secret_in_transcript=true.")] = None,
+        description="A raw secret (stays in the transcript; needs "
+                    "secret_in_transcript).")] = None,
     secret_in_transcript: Annotated[bool, Field(
-        description="The user accepts a raw secret passing through the chat.")] = False,
+        description="The user accepts a raw secret in the chat.")] = False,
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
     kind: Annotated[Literal["runtime", "jupyter", "colab", "colab-tab"] | None, Field(
-        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
-                    "secret), 'colab' (no url, no secret; after 'smartcolab runtimes add "
-                    "NAME --kind colab') or 'colab-tab' (the user's open Colab notebook, "
-                    "visible cells; no url, no secret; one name per tab).")] = None,
+        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub; token as "
+                    "secret), 'colab' (after 'smartcolab runtimes add NAME --kind colab'), "
+                    "'colab-tab' (the user's open notebook, a name per tab); colab kinds: "
+                    "no url, no secret.")] = None,
     accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
                            | None, Field(description="Kind 'colab': the machine (default "
                                                      "CPU).")] = None,
     keep_unreachable: Annotated[bool, Field(
-        description="Keep the new URL even if the check fails.")] = False,
+        description="Keep the URL even if the check fails.")] = False,
     wait: Annotated[float | None, Field(
-        ge=0, le=TAB_WAIT_S, description="Kind 'colab-tab': seconds to wait for the tab to "
-                                         "connect (default: the bridge's wait budget).")] = None,
+        ge=0, le=TAB_WAIT_S, description="Kind 'colab-tab': seconds to wait for the tab "
+                                         "(default: wait budget).")] = None,
 ) -> CallToolResult:
-    """Point a runtime name at a new URL (e.g. a new tunnel URL), checked before it
-    returns. Never ask the user to paste a secret into the chat: name it (secret_name,
-    secret_env). A URL that fails the check is not kept unless keep_unreachable=true.
+    """Point a runtime name at a new URL (e.g. a new tunnel URL), checked first (kept
+    if failing only with keep_unreachable=true). Never ask the user to paste a secret
+    into the chat: name it (secret_name, secret_env).
     """
     deps = deps_of(ctx)
     with translated(name):
@@ -271,9 +271,8 @@ async def release_runtime(
     ctx: BridgeContext,
     runtime: Annotated[str, Field(description="A runtime of kind 'colab'.")],
 ) -> CallToolResult:
-    """Give a Colab-assigned runtime back now (frees its GPU and quota). All on it is
-    lost (variables, files not on Drive or downloaded); the next call assigns a fresh
-    one."""
+    """Give a Colab-assigned runtime back now (frees GPU and quota). All on it not on
+    Drive or downloaded is lost; the next call assigns a fresh one."""
     deps = deps_of(ctx)
     with translated(runtime):
         _, client = await deps.registry.client(runtime)
