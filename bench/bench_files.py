@@ -33,7 +33,7 @@ from support.runtime_proc import RuntimeProc, start_runtime  # noqa: E402
 
 MB = 1024 * 1024
 ENV_SECRET = "SMARTCOLAB_BENCH_SECRET"
-ENV_STREAMS = "SMARTCOLAB_BENCH_STREAMS"  # the download's parallel streams (default: the client's)
+ENV_STREAMS = "SMARTCOLAB_BENCH_STREAMS"  # parallel streams/parts (default: the client's)
 
 
 # ---------------------------------------------------------------- child side
@@ -44,13 +44,14 @@ def _child(op: str, url: str, remote: str, local: str) -> None:
     async def go() -> dict[str, Any]:
         async with RuntimeClient(url, os.environ[ENV_SECRET]) as client:
             t0 = time.perf_counter()
+            streams = int(os.environ.get(ENV_STREAMS) or transfer.DEFAULT_STREAMS)
             if op == "download":
-                streams = int(os.environ.get(ENV_STREAMS) or transfer.DEFAULT_STREAMS)
                 res = await transfer.download(client, remote, Path(local).parent,
                                               Path(local).name, overwrite=True, streams=streams)
                 out: dict[str, Any] = {"sha256": res.sha256, "size": res.size}
             else:
-                up = await transfer.upload(client, local, remote, overwrite=True)
+                up = await transfer.upload(client, local, remote, overwrite=True,
+                                           streams=streams)
                 out = {"sha256": up.sha256, "size": up.size}
             out["seconds"] = time.perf_counter() - t0
             return out
@@ -113,6 +114,32 @@ def _curl_upload(proc: RuntimeProc, local: Path, remote: str) -> float:
                     f"Authorization: Bearer {proc.secret}",
                     f"{proc.url}/files/content?path={remote}&overwrite=true"],
                    check=True, timeout=1800)
+    return time.perf_counter() - t0
+
+
+def split_file(src: Path, pieces: int) -> list[Path]:
+    """``src`` cut into ``pieces`` files beside it (made once): the parallel curl baseline."""
+    size = src.stat().st_size
+    step = -(-size // pieces)
+    out = [src.with_name(f"{src.name}.piece{i}") for i in range(pieces)]
+    if all(p.exists() for p in out):
+        return out
+    with open(src, "rb") as f:
+        for piece in out:
+            piece.write_bytes(f.read(step))
+    return out
+
+
+def _curl_upload_parallel(proc: RuntimeProc, pieces: list[Path], remote: str) -> float:
+    """Wall seconds of one curl per piece, all at once (what N plain streams can carry)."""
+    t0 = time.perf_counter()
+    running = [subprocess.Popen(["curl", "-sS", "-f", "-o", os.devnull, "-X", "PUT", "-T",
+                                 str(p), "-H", f"Authorization: Bearer {proc.secret}",
+                                 f"{proc.url}/files/content?path={remote}{i}&overwrite=true"])
+               for i, p in enumerate(pieces)]
+    codes = [p.wait(1800) for p in running]
+    if any(codes):
+        raise RuntimeError(f"a parallel curl upload failed: {codes}")
     return time.perf_counter() - t0
 
 
@@ -186,28 +213,49 @@ def bench_download(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) ->
 
 
 def bench_upload(proc: RuntimeProc, size_mb: int, repeats: int, work: Path) -> dict[str, Any]:
+    """Ours (default: parts over parallel streams; and one stream) against one curl and
+    against four curls at once on the file's quarters, in a rotating order each repeat."""
     src = work / "src.bin"
-    ours: list[float] = []
-    curl: list[float] = []
+    pieces = split_file(src, 4)
+    walls: dict[str, list[float]] = {"ours": [], "ours_1": [], "curl": [], "curl_4": []}
     rss: list[float] = []
-    for _ in range(repeats):
-        r = _run_child("upload", proc, "uploaded.bin", src)
-        ours.append(r["seconds"])
+    cpu: dict[str, list[float]] = {"ours": [], "ours_1": []}
+
+    def ours(key: str, streams: int | None) -> None:
+        r = _run_child("upload", proc, "uploaded.bin", src, streams)
+        walls[key].append(r["seconds"])
         rss.append(r["peak_rss_mb"])
-        curl.append(_curl_upload(proc, src, "uploaded_curl.bin"))
-    med_ours, med_curl = statistics.median(ours), statistics.median(curl)
+        cpu[key].append(r["cpu_seconds"])
+
+    steps = [lambda: ours("ours", None),
+             lambda: walls["curl"].append(_curl_upload(proc, src, "uploaded_curl.bin")),
+             lambda: ours("ours_1", 1),
+             lambda: walls["curl_4"].append(_curl_upload_parallel(proc, pieces, "up_curl4_"))]
+    for i in range(repeats):
+        for k in range(len(steps)):
+            steps[(i + k) % len(steps)]()
+    med = {k: statistics.median(v) for k, v in walls.items()}
     return {
         "size_mb": size_mb, "repeats": repeats,
-        "ours_seconds": [round(x, 3) for x in ours], "curl_seconds": [round(x, 3) for x in curl],
-        "ours_mb_s": round(size_mb / med_ours, 1), "curl_mb_s": round(size_mb / med_curl, 1),
-        "ratio_vs_curl": round(med_curl / med_ours, 3),
+        "seconds": {k: [round(x, 3) for x in v] for k, v in walls.items()},
+        "ours_seconds": [round(x, 3) for x in walls["ours"]],
+        "curl_seconds": [round(x, 3) for x in walls["curl"]],
+        "ours_mb_s": round(size_mb / med["ours"], 1), "curl_mb_s": round(size_mb / med["curl"], 1),
+        "ours_1_mb_s": round(size_mb / med["ours_1"], 1),
+        "curl_4_mb_s": round(size_mb / med["curl_4"], 1),
+        "ratio_vs_curl": round(med["curl"] / med["ours"], 3),
+        "ratio_1_vs_curl": round(med["curl"] / med["ours_1"], 3),
+        "ratio_vs_curl_4": round(med["curl_4"] / med["ours"], 3),
+        "ours_cpu_s_per_gib": round(statistics.median(cpu["ours"]) * 1024 / size_mb, 2),
+        "ours_1_cpu_s_per_gib": round(statistics.median(cpu["ours_1"]) * 1024 / size_mb, 2),
         "client_peak_rss_mb": round(max(rss), 1),
-        "note": "ours hashes the file first (declared sha256), then streams it; curl only streams",
+        "note": "ours hashes the file first (declared sha256), then sends it (in parts: each "
+                "part hashed again as it is read); curl only sends",
     }
 
 
 def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
-        upload: bool = True) -> dict[str, Any]:
+        upload: bool = True, download: bool = True) -> dict[str, Any]:
     """Start a runtime on a temp root, measure, clean up; returns the figures."""
     work = Path(tempfile.mkdtemp(prefix="sc-bench-files-", dir=base_dir))
     proc = None
@@ -217,7 +265,7 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
         make_file(root / "big.bin", size_mb)
         shutil.copyfile(root / "big.bin", work / "src.bin")
         proc = start_runtime(root)
-        return {"download": bench_download(proc, size_mb, repeats, work),
+        return {"download": bench_download(proc, size_mb, repeats, work) if download else None,
                 "upload": bench_upload(proc, size_mb, repeats, work) if upload else None,
                 "cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
     finally:
@@ -229,21 +277,32 @@ def run(size_mb: int = 1024, repeats: int = 3, base_dir: str | None = None,
 def print_table(res: dict[str, Any]) -> None:
     d, u = res["download"], res["upload"]
     load = res.get("load_avg")
-    print(f"file transfer over loopback, {d['size_mb']} MB, median of {d['repeats']}")
+    first = d or u
+    print(f"file transfer over loopback, {first['size_mb']} MB, median of {first['repeats']}")
     print(f"{'':28}{'ours MB/s':>12}{'curl MB/s':>12}{'ratio':>8}{'peak RSS MB':>13}")
-    print(f"{'download (sha256 verified)':28}{d['ours_mb_s']:>12}{d['curl_mb_s']:>12}"
-          f"{d['ratio_vs_curl']:>8}{d['client_peak_rss_mb']:>13}")
-    print(f"{'download, one stream':28}{d['ours_1_mb_s']:>12}{d['curl_mb_s']:>12}"
-          f"{d['ratio_1_vs_curl']:>8}")
-    print(f"{'curl + sha256sum + fsync':28}{d['curl_sha_fsync_mb_s']:>12}{'':>12}"
-          f"{'':>8}  ours/that: {d['ratio_vs_curl_sha_fsync']}")
+    if d:
+        print(f"{'download (sha256 verified)':28}{d['ours_mb_s']:>12}{d['curl_mb_s']:>12}"
+              f"{d['ratio_vs_curl']:>8}{d['client_peak_rss_mb']:>13}")
+        print(f"{'download, one stream':28}{d['ours_1_mb_s']:>12}{d['curl_mb_s']:>12}"
+              f"{d['ratio_1_vs_curl']:>8}")
+        print(f"{'curl + sha256sum + fsync':28}{d['curl_sha_fsync_mb_s']:>12}{'':>12}"
+              f"{'':>8}  ours/that: {d['ratio_vs_curl_sha_fsync']}")
     if u:
         print(f"{'upload (sha256 declared)':28}{u['ours_mb_s']:>12}{u['curl_mb_s']:>12}"
               f"{u['ratio_vs_curl']:>8}{u['client_peak_rss_mb']:>13}")
+        print(f"{'upload, one stream':28}{u['ours_1_mb_s']:>12}{u['curl_mb_s']:>12}"
+              f"{u['ratio_1_vs_curl']:>8}")
+        print(f"{'upload vs 4 curls at once':28}{u['ours_mb_s']:>12}{u['curl_4_mb_s']:>12}"
+              f"{u['ratio_vs_curl_4']:>8}")
     print(f"load average at the end: {load}")
-    print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
-    print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (user {d['ours_user_s_per_gib']}; "
-          f"incl. sha256 and fsync), curl {d['curl_cpu_s_per_gib']}")
+    if u:
+        print(f"upload CPU s/GiB: ours {u['ours_cpu_s_per_gib']} (one stream "
+              f"{u['ours_1_cpu_s_per_gib']})")
+    if d:
+        print(f"first download (runtime hashes once): {d['cold_mb_s']} MB/s")
+        print(f"download CPU s/GiB: ours {d['ours_cpu_s_per_gib']} (user "
+              f"{d['ours_user_s_per_gib']}; incl. sha256 and fsync), curl "
+              f"{d['curl_cpu_s_per_gib']}")
 
 
 def main() -> None:
@@ -251,6 +310,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-upload", action="store_true")
+    ap.add_argument("--no-download", action="store_true")
     ap.add_argument("--dir", default=None, help="where the temp files go (default: $TMPDIR)")
     ap.add_argument("--child", choices=["download", "upload"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -260,7 +320,8 @@ def main() -> None:
     if args.child:
         _child(args.child, args.url, args.remote, args.local)
         return
-    res = run(args.size_mb, args.repeats, args.dir, upload=not args.no_upload)
+    res = run(args.size_mb, args.repeats, args.dir, upload=not args.no_upload,
+              download=not args.no_download)
     print_table(res)
     out = HERE / "results" / "files.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,10 @@ and the reason recorded.  Per profile, each figure with its baseline from the sa
   turns / new connections per call as the proxy counted them; baseline: the link's RTT;
 - a printed line: kernel ``print(time.time())`` -> the line in a ``get_job`` long-poll
   answer on the client; baseline: one-way delay (the least possible);
-- download and upload MB/s with our client (sha256 included); baseline: curl through
-  the same proxy (the link's capacity as one stream sees it) and the nominal cap;
+- download and upload MB/s with our client (sha256 included), parallel and one stream;
+  baseline: curl through the same proxy (the link's capacity as one stream sees it), four
+  curls at once on the file's quarters (uploads: what four plain streams carry) and the
+  nominal cap;
 - chunked overhead per batch (10 batches of 100); baseline: a trivial job's round trip.
 
     python bench/bench_wan.py [--profiles 50ms,150ms-20MBps] [--quick]
@@ -202,7 +204,8 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
     # Not counted: the first download also waits for the runtime to hash the new file.
     bench_files._run_child("download", via, "wan.bin", work / "d.bin")
     (work / "d.bin").unlink()
-    down, down1, curl_down, up, curl_up = [], [], [], [], []
+    pieces = bench_files.split_file(src, 4)
+    down, down1, curl_down, up, up1, curl_up, curl_up4 = [], [], [], [], [], [], []
     counts: dict[str, dict[str, float] | None] = {}
     for _ in range(repeats):
         if proxy:
@@ -219,7 +222,10 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
             proxy.reset()
         up.append(bench_files._run_child("upload", via, "wan-up.bin", src)["seconds"])
         counts["upload"] = per_call(proxy, 1)
+        up1.append(bench_files._run_child("upload", via, "wan-up1.bin", src,
+                                          streams=1)["seconds"])
         curl_up.append(bench_files._curl_upload(via, src, "wan-up-curl.bin"))
+        curl_up4.append(bench_files._curl_upload_parallel(via, pieces, "wan-up-curl4-"))
     mb = size_mb * 1.048576  # MiB moved, in 10^6 bytes
     return {"size_mb": size_mb, "repeats": repeats, "requests": counts,
             "download_mb_s": mb / statistics.median(down),
@@ -227,7 +233,9 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
             "streams": bench_files_streams(),
             "curl_download_mb_s": mb / statistics.median(curl_down),
             "upload_mb_s": mb / statistics.median(up),
-            "curl_upload_mb_s": mb / statistics.median(curl_up)}
+            "upload_1_mb_s": mb / statistics.median(up1),
+            "curl_upload_mb_s": mb / statistics.median(curl_up),
+            "curl_upload_4_mb_s": mb / statistics.median(curl_up4)}
 
 
 def bench_files_streams() -> int:
@@ -325,7 +333,7 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"\n== {name} transfers, {t['size_mb']} MiB: download {t['download_mb_s']:.1f} "
                   f"MB/s ({t['streams']} streams; one stream {t['download_1_mb_s']:.1f}, curl "
                   f"{t['curl_download_mb_s']:.1f}, link {p['link_mb_s']}); upload "
-                  f"{t['upload_mb_s']:.1f} (curl {t['curl_upload_mb_s']:.1f}); load {p['load_avg']}")
+                  f"{_upload_text(t)}; load {p['load_avg']}")
             continue
         print(f"\n== {name} (RTT {p['rtt_ms']:.0f} ms, cap {p['nominal_mb_s'] or '-'} MB/s per "
               f"stream, {p['link_mb_s'] or '-'} MB/s in all; load {p['load_avg']})")
@@ -338,9 +346,14 @@ def print_table(res: dict[str, Any]) -> None:
         print(f"download {t['size_mb']} MiB: {t['download_mb_s']:.1f} MB/s "
               f"(one stream {t['download_1_mb_s']:.1f}, curl {t['curl_download_mb_s']:.1f}, "
               f"link {p['link_mb_s'] or '-'}); "
-              f"upload {t['upload_mb_s']:.1f} MB/s (curl {t['curl_upload_mb_s']:.1f})")
+              f"upload {_upload_text(t)} MB/s")
     for name, why in res["skipped"].items():
         print(f"\n{name}: skipped: {why}")
+
+
+def _upload_text(t: dict[str, Any]) -> str:
+    return (f"{t['upload_mb_s']:.1f} (one stream {t['upload_1_mb_s']:.1f}, curl "
+            f"{t['curl_upload_mb_s']:.1f}, 4 curls at once {t['curl_upload_4_mb_s']:.1f})")
 
 
 def main() -> None:

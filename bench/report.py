@@ -171,9 +171,10 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
                          "output size"))
     if files:
         d, u = files["download"], files["upload"]
-        rows.append(_row(f"download {d['size_mb']} MB (sha256 verified)", d["ours_mb_s"], "MB/s",
-                         d["curl_mb_s"], "curl, same endpoint", better="higher"))
-        if "ours_1_mb_s" in d:
+        if d:
+            rows.append(_row(f"download {d['size_mb']} MB (sha256 verified)", d["ours_mb_s"],
+                             "MB/s", d["curl_mb_s"], "curl, same endpoint", better="higher"))
+        if d and "ours_1_mb_s" in d:
             rows.append(_row(f"download {d['size_mb']} MB, one stream", d["ours_1_mb_s"], "MB/s",
                              d["curl_mb_s"], "curl, same endpoint", better="higher"))
             rows.append(_row(f"download {d['size_mb']} MB (sha256 verified, fsynced)",
@@ -182,6 +183,12 @@ def rows_of(results: dict[str, Any]) -> tuple[list[Row], list[str]]:
         if u:
             rows.append(_row(f"upload {u['size_mb']} MB (sha256 declared)", u["ours_mb_s"],
                              "MB/s", u["curl_mb_s"], "curl, same endpoint", better="higher"))
+        if u and "ours_1_mb_s" in u:
+            rows.append(_row(f"upload {u['size_mb']} MB, one stream", u["ours_1_mb_s"],
+                             "MB/s", u["curl_mb_s"], "curl, same endpoint", better="higher"))
+            rows.append(_row(f"upload {u['size_mb']} MB (sha256 declared)", u["ours_mb_s"],
+                             "MB/s", u["curl_4_mb_s"], "4 curls at once, a quarter each",
+                             better="higher"))
     if chunked:
         rows.append(_row("chunked: overhead per batch", chunked["chunked"]["overhead_per_batch_ms_median"],
                          "ms", chunked["trivial_job_roundtrip"]["median_ms"], "a trivial job's round trip"))
@@ -262,6 +269,17 @@ def wan_rows(wan: dict[str, Any]) -> list[Row]:
         rows.append(_row(f"{tag} upload {t['size_mb']} MiB, 10^6 B/s (sha256 declared{cap}{n_up})",
                          t["upload_mb_s"], "MB/s", t["curl_upload_mb_s"],
                          "curl through the same link", better="higher"))
+        if "upload_1_mb_s" in t:
+            rows.append(_row(f"{tag} upload {t['size_mb']} MiB, one stream", t["upload_1_mb_s"],
+                             "MB/s", t["curl_upload_mb_s"], "curl through the same link",
+                             better="higher"))
+            rows.append(_row(f"{tag} upload {t['size_mb']} MiB, in parts", t["upload_mb_s"],
+                             "MB/s", t["curl_upload_4_mb_s"],
+                             "4 curls at once through the same link", better="higher"))
+        if p.get("link_mb_s"):
+            rows.append(_row(f"{tag} upload {t['size_mb']} MiB, in parts", t["upload_mb_s"],
+                             "MB/s", p["link_mb_s"], "the link's total capacity",
+                             better="higher"))
         c = p["chunked"]
         per = c.get("per_batch")
         n_c = f"; {per['http_requests']:.3g} HTTP req per batch" if per else ""

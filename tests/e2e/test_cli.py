@@ -212,7 +212,7 @@ def test_real_process_with_embedded_runtime(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [
     ["exec"], ["jobs", "list"], ["jobs", "show"], ["jobs", "cancel"], ["jobs", "output"],
     ["vars"], ["cleanup"], ["probe"], ["ls"], ["get"], ["put"], ["runtimes", "list"],
-    ["runtimes", "add"], ["runtimes", "remove"], ["doctor"], ["demo"],
+    ["runtimes", "add"], ["runtimes", "remove"], ["doctor"], ["demo"], ["tab", "open"],
 ])
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})

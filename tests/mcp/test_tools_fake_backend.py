@@ -171,6 +171,8 @@ TOOL_SURFACE = [
     ("delete_checkpoint", (0, 1, 1, 0)),
     ("save_colab_variables", (0, 0, 1, 1)),
     ("restore_colab_variables", (0, 1, 1, 1)),
+    ("notebook_read_cells", (1, 0, 1, 1)),
+    ("notebook_write_cell", (0, 1, 0, 1)),
 ]
 
 

@@ -133,3 +133,23 @@ def test_redactor() -> None:
     r.add("a-long-secret-value-rotated")
     assert r.redact("a-long-secret-value-rotated") == REDACTED
     assert r.redact_bytes(b"..a-long-secret-value..") == f"..{REDACTED}..".encode()
+
+
+def test_audit_write_failure_is_reported_once(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import io
+
+    class Full(io.StringIO):
+        def write(self, s: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    audit = AuditLog(tmp_path, max_bytes=0, backups=0)
+    audit._lines._fh = Full()
+    for i in range(3):  # dropped, and said once, not per line
+        audit.event("request", n=i)
+    assert capsys.readouterr().err.count("the audit log could not be written") == 1
+    audit._lines._fh = None  # reopened on the next line
+    audit.event("request", n=3)
+    audit.close()
+    assert json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])["n"] == 3

@@ -264,6 +264,7 @@ def mcp(
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
     from smartcolab.mcp.settings import BridgeSettings
+    from smartcolab.shared import loop as event_loop
     from smartcolab.shared.errors import SmartColabError
     from smartcolab.shared.private import private_dir, private_umask
 
@@ -291,9 +292,10 @@ def mcp(
                               embedded=not no_embedded,
                               embedded_root=workspace.expanduser().resolve() if workspace else None,
                               python=local.python, kernel=kernel, client_label=local.client,
-                              idle_timeout_s=local.idle_timeout_s)
+                              idle_timeout_s=local.idle_timeout_s,
+                              open_browser=not env.get(env_names.NO_BROWSER))
         if transport == "stdio":
-            anyio.run(serve_stdio, config)
+            anyio.run(serve_stdio, config, backend_options=event_loop.anyio_options())
         elif transport == "http":
             from smartcolab.mcp.http_transport import announce_token, resolve_token
 
@@ -361,10 +363,12 @@ def config(
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
     from smartcolab.cli.local import local_app
+    from smartcolab.cli.tab import tab_app
     from smartcolab.cli.user import register
 
     register(app)
     app.add_typer(local_app, name="local")
+    app.add_typer(tab_app, name="tab")
 
 
 _register_user_commands()

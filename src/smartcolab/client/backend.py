@@ -17,8 +17,9 @@ from __future__ import annotations
 import enum
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from typing import ClassVar, Literal, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 from smartcolab.client.http.transfer import DownloadResult
 from smartcolab.client.http.transfer_dir import ArchiveResult
@@ -46,7 +47,7 @@ from smartcolab.shared.protocol import (
     VariableList,
 )
 
-__all__ = ["Capability", "JobsApi", "RuntimeBackend", "Unsupported"]
+__all__ = ["Attachment", "Capability", "JobsApi", "RuntimeBackend", "Unsupported"]
 
 
 class Capability(str, enum.Enum):
@@ -57,6 +58,7 @@ class Capability(str, enum.Enum):
     PERSISTENCE = "persistence"  # save_variables, restore_variables (snapshots on disk)
     JOB_STORE = "job_store"  # the runtime keeps job records; they outlive this process
     RELEASE = "release"  # release: hand the machine back to whoever assigned it (Colab)
+    NOTEBOOK = "notebook"  # notebook: the cells of the user's notebook page (colab-tab)
 
 
 # What a kind that lacks a capability cannot do, and what to use instead.
@@ -70,9 +72,26 @@ _LACKS: dict[Capability, tuple[str, str]] = {
                              "download_from_colab)"),
     Capability.RELEASE: ("was not assigned by a service, so there is nothing to release",
                          "stop it where it runs (its notebook, VM or container)"),
+    Capability.NOTEBOOK: ("has no notebook page whose cells could be read or edited",
+                          "connect a Colab tab (connect_runtime kind='colab-tab') to work "
+                          "in a visible notebook"),
     Capability.JOB_STORE: ("keeps no job records of its own",
                            "use it through the MCP bridge (smartcolab mcp), which tracks its jobs"),
 }
+
+
+# Progress while ``attach`` waits: (seconds waited, what it waits for).
+AttachProgress = Callable[[float, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where a runtime stands after ``attach``: ready, or waiting for the user (a tab to
+    open: ``link`` is where, ``message`` says what to do)."""
+
+    ready: bool
+    link: str | None = None
+    message: str = ""
 
 
 class JobsApi(Protocol):
@@ -204,6 +223,19 @@ class RuntimeBackend(ABC):
     async def release(self) -> bool:
         """Give the machine back (Colab); False when none was held.  Its state is gone."""
         raise self.unsupported(Capability.RELEASE)
+
+    # ------------------------------------------------------------ attach (every kind)
+    async def attach(self, *, wait_s: float = 0.0,
+                     progress: AttachProgress | None = None) -> Attachment:
+        """Wait up to ``wait_s`` for the runtime to be reachable where that needs the user
+        (a browser tab to connect); kinds that need nobody are ready at once."""
+        return Attachment(ready=True)
+
+    # ------------------------------------------------------------ notebook (Capability.NOTEBOOK)
+    async def notebook(self) -> Any:
+        """The typed tools of the notebook page (``client/colabtab/page.PageTools``) once the
+        page is connected (a clear error with the link to open when it is not)."""
+        raise self.unsupported(Capability.NOTEBOOK)
 
     # ------------------------------------------------------------ persistence
     async def save_variables(self, session: str = "main",

@@ -131,12 +131,17 @@ def write_failed(exc: OSError, where: Path) -> LocalWriteFailed:
         "again: it resumes from what was saved", details={"path": str(where), "errno": exc.errno})
 
 
-def hash_local(local_path: str | os.PathLike[str]) -> tuple[Path, int, str]:
-    """A local file to upload: its path, size and sha256; refused if not a regular file."""
+def local_file(local_path: str | os.PathLike[str]) -> tuple[Path, int]:
+    """A local file to upload: its path and size; refused if not a regular file."""
     path = Path(local_path).expanduser()
     if not path.is_file():
         raise LocalPathRefused(f"{path} is not a readable regular file")
-    size = path.stat().st_size
+    return path, path.stat().st_size
+
+
+def hash_local(local_path: str | os.PathLike[str]) -> tuple[Path, int, str]:
+    """A local file to upload: its path, size and sha256; refused if not a regular file."""
+    path, size = local_file(local_path)
     return path, size, hash_prefix(path, size).hexdigest()
 
 

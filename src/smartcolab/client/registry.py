@@ -70,7 +70,8 @@ LOCAL = "local"
 COLAB = "colab"
 JUPYTER = "jupyter"
 COLAB_KIND = "colab"
-KINDS = ("runtime", "jupyter", COLAB_KIND)
+TAB_KIND = "colab-tab"
+KINDS = ("runtime", "jupyter", COLAB_KIND, TAB_KIND)
 
 
 
@@ -120,7 +121,7 @@ def load_runtimes_file(path: Path, env: Mapping[str, str]) -> tuple[list[Runtime
         raise InvalidInput(f"cannot read the runtimes file {path}: {exc}") from exc
     specs: list[RuntimeSpec] = []
     for name, entry in (data.get("runtimes") or {}).items():
-        if isinstance(entry, dict) and entry.get("kind") == COLAB_KIND:
+        if isinstance(entry, dict) and entry.get("kind") in (COLAB_KIND, TAB_KIND):
             entry = {"url": COLAB_DOMAIN, **entry}  # Colab's own address unless given
         if not isinstance(entry, dict) or "url" not in entry:
             raise InvalidInput(f"runtimes file {path}: [runtimes.{name}] needs a url")
@@ -144,8 +145,10 @@ _COMMON = frozenset({"url", "secret", "token", "secret_env", "token_env", "descr
 BackendFactory = Callable[["RuntimeSpec"], RuntimeBackend]
 
 
-def default_factories(retry: RetryPolicy | None = None) -> dict[str, BackendFactory]:
-    """One factory per kind: our runtime server, a plain Jupyter Server, a Colab runtime."""
+def default_factories(retry: RetryPolicy | None = None, *,
+                      open_browser: bool = True) -> dict[str, BackendFactory]:
+    """One factory per kind: our runtime server, a plain Jupyter Server, a Colab runtime,
+    a Colab tab (``open_browser``: its link is opened in a browser, else only shown)."""
     policy = retry or RetryPolicy()
 
     def runtime(spec: RuntimeSpec) -> RuntimeBackend:
@@ -161,7 +164,14 @@ def default_factories(retry: RetryPolicy | None = None) -> dict[str, BackendFact
         return ColabBackend(spec.name, colab_settings(spec.url, spec.options),
                             kernel_name=spec.kernel_name)
 
-    return {"runtime": runtime, JUPYTER: jupyter, COLAB_KIND: colab}
+    def tab(spec: RuntimeSpec) -> RuntimeBackend:
+        import webbrowser
+
+        from smartcolab.client.colabtab.backend import TabBackend
+
+        return TabBackend(spec.name, opener=webbrowser.open if open_browser else None)
+
+    return {"runtime": runtime, JUPYTER: jupyter, COLAB_KIND: colab, TAB_KIND: tab}
 
 
 class RuntimeRegistry:

@@ -159,6 +159,10 @@ def compact_schema(schema: Any, *, drop: frozenset[str] = _INPUT_DROPPED,
         return out
     if "default" in out and (out["default"] is False or out["default"] in ([], "")):
         del out["default"]
+    # ">= 0" and "> 0" only cost context: the server's error names the bound if crossed.
+    for bound in ("minimum", "exclusiveMinimum"):
+        if out.get(bound) == 0:
+            del out[bound]
     options = out.get("anyOf")
     if "default" in out and out["default"] is None and isinstance(options, list):
         rest = [o for o in options if o != {"type": "null"}]

@@ -47,6 +47,7 @@ from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
 from smartcolab.mcp.tools import jobs as tools_jobs
+from smartcolab.mcp.tools import notebook as tools_notebook
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
@@ -61,6 +62,7 @@ TOOL_MODULES: list[ModuleType] = [
     tools_files,
     tools_chunked,
     tools_persist,
+    tools_notebook,
 ]
 
 INSTRUCTIONS = """\
@@ -98,6 +100,8 @@ class BridgeConfig:
     # One backend factory per runtime kind (default: our runtime server and Jupyter
     # Server, with ``retry``); tests register a fake backend here.
     factories: Mapping[str, BackendFactory] | None = None
+    # A colab-tab runtime opens its link in a browser (False: the link is only shown).
+    open_browser: bool = True
 
 
 @asynccontextmanager
@@ -107,7 +111,7 @@ async def open_bridge(config: BridgeConfig) -> AsyncIterator[BridgeDeps]:
     journal, and let go of this bridge's lease on the local daemon (the daemon stays)."""
     s = config.settings
     factories = config.factories if config.factories is not None else default_factories(
-        config.retry)
+        config.retry, open_browser=config.open_browser)
     async with AsyncExitStack() as stack:
         journal = Journal(s.checkpoint_dir)
         stack.callback(journal.close)

@@ -25,6 +25,7 @@ from smartcolab.shared.errors import (
     LocalWriteFailed,
     LowMemory,
     NotFound,
+    PageError,
     PathOutsideRoots,
     PayloadTooLarge,
     RateLimited,
@@ -34,6 +35,7 @@ from smartcolab.shared.errors import (
     ShuttingDown,
     SmartColabError,
     StateLost,
+    TabDisconnected,
     Unauthorized,
     UnknownRuntime,
     Unsupported,
@@ -71,7 +73,13 @@ def to_tool_error(exc: SmartColabError, runtime: str | None = None) -> ToolError
     where = f" (runtime {runtime[:80]!r})" if runtime else ""
     msg = for_model(exc.message)
     hint: str
-    if isinstance(exc, RuntimeUnreachable):
+    if isinstance(exc, TabDisconnected):
+        hint = ("A reloaded tab reconnects by itself: call again in a few seconds. A closed "
+                "tab must be opened again: connect_runtime with kind 'colab-tab' gives its link.")
+    elif isinstance(exc, PageError):
+        hint = ("The notebook page refused the call: check the cell ids with "
+                "notebook_read_cells, then call again.")
+    elif isinstance(exc, RuntimeUnreachable):
         hint = ("Re-run the notebook's serving cell, or call connect_runtime with its new URL "
                 "(the secret is found by secret_name or secret_env, never pasted). Jobs this bridge submitted can still be read with get_job / "
                 "list_jobs (from the local journal).")

@@ -37,6 +37,7 @@ from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
 from smartcolab.runtime.server import base_url, bind_socket, sigterm_as_exit
 from smartcolab.runtime.state import RuntimeState
+from smartcolab.shared import loop as event_loop
 from smartcolab.shared.errors import ShuttingDown
 from smartcolab.shared.local_daemon import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -193,7 +194,7 @@ def run_daemon(opts: DaemonOptions) -> None:
 
     try:
         with sigterm_as_exit():  # SIGTERM ends the daemon through finally
-            asyncio.run(main())
+            event_loop.run(main())
     finally:
         sock.close()
         _remove_if_ours(runtime_file)

@@ -33,6 +33,7 @@ from smartcolab.runtime.state import RuntimeState
 from smartcolab.runtime.ui import page_url
 from smartcolab.runtime.ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
 from smartcolab.runtime.ui.display import show_monitor
+from smartcolab.shared import loop as event_loop
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -217,7 +218,7 @@ def run(config: RuntimeConfig, *, port_file: Path | None = None, banner: bool = 
             tmp.write_text(str(port))
             os.replace(tmp, port_file)
         with sigterm_as_exit():
-            asyncio.run(_serve(server, state, sock))
+            event_loop.run(_serve(server, state, sock))
     finally:
         if opened is not None:
             opened.close()

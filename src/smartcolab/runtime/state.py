@@ -212,6 +212,7 @@ class SessionManager:
             raise storage_error(exc, self.config.state_dir, "nothing was queued; resubmit "
                                 "the job (same job id) once there is space") from exc
         job = Job(rec, self.config, client_addr)
+        job.submit_ram = ram
         self.live[rec.job_id] = job
         session.enqueue(job)
         return rec, job, True
@@ -227,14 +228,21 @@ class SessionManager:
                               details={"job_id": job_id})
         return rec, None
 
-    def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
+    def _view(self, rec: JobRecord, live: Job | None, since: int | None) -> JobView:
         session = self.sessions.get(rec.session)
-        view = make_view(rec, session_epoch=session.epoch if session else None,
+        return make_view(rec, session_epoch=session.epoch if session else None,
                          output_bytes=live.output_bytes if live else rec.output_bytes,
                          spill=job_dir(self.config, rec.job_id) / "output.txt", since=since,
                          text_limit=self.config.response_text_bytes)
+
+    def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
         # A job that echoes the environment or a file must not hand out the secret.
-        return self.redactor.redact_model(view)
+        return self.redactor.redact_model(self._view(rec, live, since))
+
+    def view_json(self, rec: JobRecord, live: Job | None, since: int | None = None) -> bytes:
+        """``view`` as the JSON answer itself: serialised once, here, and redacted as
+        text, instead of dumped to redact, validated again and dumped again by FastAPI."""
+        return self.redactor.redact(self._view(rec, live, since).model_dump_json()).encode()
 
     def cancel(self, job_id: str) -> Job | None:
         rec, live = self.find(job_id)

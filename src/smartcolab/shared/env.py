@@ -30,6 +30,9 @@ NGROK_DOMAIN = "NGROK_DOMAIN"
 CLOUDFLARED_TOKEN = "TUNNEL_TOKEN"
 CLOUDFLARED_HOSTNAME = "CLOUDFLARED_HOSTNAME"
 
+# A colab-tab runtime's link is shown, not opened in a browser, when this is set.
+NO_BROWSER = "SMARTCOLAB_NO_BROWSER"
+
 # Platform hints for the probe, where detection from files cannot tell.
 IN_DOCKER = "SMARTCOLAB_IN_DOCKER"
 ON_VM = "SMARTCOLAB_VM"
@@ -43,3 +46,7 @@ IDLE_MINUTES = "SMARTCOLAB_IDLE_MINUTES"
 JUPYTERHUB_TOKEN = "JUPYTERHUB_API_TOKEN"
 # The colab kind: a Python 3.12+ that has google-colab-cli, when the bridge is older.
 COLAB_PYTHON = "SMARTCOLAB_COLAB_PYTHON"
+
+# The event loop of the runtime server and the bridge: "asyncio" keeps the standard one
+# where uvloop is installed (shared/loop.py).
+LOOP = "SMARTCOLAB_LOOP"

@@ -40,14 +40,16 @@ class in one function (``error_from_body`` here); the MCP server turns them into
         ├── RuntimeUnreachable           502 runtime_unreachable
         │   ├── TunnelDown               502 tunnel_down (the tunnel's endpoint is gone)
         │   ├── RuntimeNotAnswering      502 runtime_not_answering (tunnel up, runtime not)
-        │   └── NotARuntime              502 not_a_runtime (a web page, not our JSON)
+        │   ├── NotARuntime              502 not_a_runtime (a web page, not our JSON)
+        │   └── TabDisconnected          502 tab_disconnected (a Colab tab closed or reloaded)
         ├── ChecksumMismatch             502 checksum_mismatch
         ├── StateLost                    409 state_lost
         ├── LocalPathRefused             400 local_path_refused
         ├── LocalWriteFailed             507 local_write_failed
         ├── RuntimeMisbehaved            502 runtime_misbehaved
         ├── UnknownRuntime               404 unknown_runtime
-        └── IncompatibleRuntime          502 incompatible_runtime
+        ├── IncompatibleRuntime          502 incompatible_runtime
+        └── PageError                    502 page_error (a Colab page refused a tool call)
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ __all__ = [
     "NotARuntime",
     "NotFound",
     "OriginNotAllowed",
+    "PageError",
     "PathOutsideRoots",
     "PayloadTooLarge",
     "QueueFull",
@@ -91,6 +94,7 @@ __all__ = [
     "ShuttingDown",
     "SmartColabError",
     "StateLost",
+    "TabDisconnected",
     "TunnelDown",
     "TunnelFailed",
     "Unauthorized",
@@ -269,6 +273,13 @@ class NotARuntime(RuntimeUnreachable):
     status, code = 502, "not_a_runtime"
 
 
+class TabDisconnected(RuntimeUnreachable):
+    """The Colab tab of a colab-tab runtime went away under a call (closed, reloaded,
+    asleep): a reloaded tab reconnects by itself, a closed one must be opened again."""
+
+    status, code = 502, "tab_disconnected"
+
+
 class ChecksumMismatch(ClientSideError):
     status, code = 502, "checksum_mismatch"
 
@@ -302,6 +313,13 @@ class IncompatibleRuntime(ClientSideError):
     """The runtime speaks another version of the wire protocol (``protocol.API_VERSION``)."""
 
     status, code = 502, "incompatible_runtime"
+
+
+class PageError(ClientSideError):
+    """A Colab page (the colab-tab kind) answered a tool call with an error: its own
+    words are in the message (a cell id it does not know, a refused edit...)."""
+
+    status, code = 502, "page_error"
 
 
 def _all_subclasses(cls: type[SmartColabError]) -> list[type[SmartColabError]]:

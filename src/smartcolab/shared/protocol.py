@@ -420,6 +420,42 @@ class UploadResult(Open):
     overwritten: bool
 
 
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+
+class UploadCreate(Model):
+    """Start an upload in parts: the whole file's size up front, its sha256 here or at commit."""
+
+    path: str = Field(min_length=1, max_length=4096)
+    size: int = Field(ge=0)
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN,
+                               description="of the whole file, lowercase hex; if left out "
+                                           "here, it must come with the commit")
+    overwrite: StrictBool = False
+    part_size: int | None = Field(default=None, gt=0, description="asked for; the runtime "
+                                  "clamps it to its limits and states the one it chose")
+
+
+class UploadSession(Open):
+    """An upload in parts: part ``n`` is bytes ``[n * part_size, min(size, (n+1) * part_size))``."""
+
+    upload_id: str
+    path: str
+    size: int
+    sha256: str | None
+    part_size: int
+    parts: int
+    received: list[int]
+    expires_in_s: float
+
+
+class UploadCommit(Model):
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN,
+                               description="of the whole file, if not stated at creation "
+                                           "(the client hashed it while the parts went)")
+
+
 class DeleteResult(Open):
     path: str
     deleted: bool

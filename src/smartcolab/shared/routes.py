@@ -37,6 +37,12 @@ FILES = "/files"
 FILES_STAT = "/files/stat"
 FILES_CONTENT = "/files/content"
 FILES_ARCHIVE = "/files/archive"
+# Uploads in parts (parallel, resumable): create, send parts, status, commit, abort.
+FILES_UPLOADS = "/files/uploads"
+FILES_UPLOAD = "/files/uploads/{upload_id}"
+FILES_UPLOAD_COMMIT = "/files/uploads/{upload_id}/commit"
+# One fixed path (id and offset in the signed query), so the gate and the limits name it.
+FILES_UPLOAD_PART = "/files/upload-part"
 
 
 def fill(template: str, **values: str) -> str:

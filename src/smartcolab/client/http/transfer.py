@@ -20,10 +20,12 @@ from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
+from smartcolab.client.http.transfer_parts import MIN_PART, upload_parts
 from smartcolab.client.local_files import (
     IO_CHUNK,
     ProgressFn,
     hash_local,
+    local_file,
     local_target,
     refuse_existing,
     remote_name,
@@ -244,9 +246,32 @@ async def _file_chunks(path: Path, size: int, progress: ProgressFn | None) -> As
 
 async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remote_path: str, *,
                  overwrite: bool = False, progress: ProgressFn | None = None,
-                 attempts: int = 3) -> UploadResult:
-    """Upload a local file: its sha256 is declared (and signed) first, then streamed."""
-    path, size, digest = await asyncio.to_thread(hash_local, local_path)
+                 attempts: int = 3, streams: int = DEFAULT_STREAMS,
+                 part_size: int | None = None) -> UploadResult:
+    """Upload a local file: its sha256 is declared (and signed) first, then streamed.
+
+    A file of at least two parts (``part_size``, default: the file over ``streams``, at
+    least 8 MiB) goes in parts over up to ``streams`` parallel connections (a tunnel
+    that caps each stream is filled), checked by the runtime against the one sha256
+    before it is published; a runtime without the part API (404) gets the single stream.
+    """
+    path, size = await asyncio.to_thread(local_file, local_path)
+    if streams > 1 and size >= 2 * (part_size or MIN_PART):
+        # The whole file's sha256 is computed while the parts go; the commit states it.
+        hashing = asyncio.ensure_future(asyncio.to_thread(hash_local, path))
+        try:
+            parted = await upload_parts(client, path, size, hashing, remote_path,
+                                        overwrite=overwrite, progress=progress,
+                                        streams=streams, attempts=attempts,
+                                        part_size=part_size)
+        finally:
+            if not hashing.done():
+                hashing.cancel()
+            with contextlib.suppress(BaseException):
+                await hashing
+        if parted is not None:
+            return parted
+    path, size, digest = await asyncio.to_thread(hash_local, path)
     failures = 0
     while True:
         try:

@@ -134,11 +134,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# The runtime file as last read, by directory, with the stat that identifies that
+# version: the daemon replaces the file whole (a new inode), so an unchanged stat is
+# an unchanged file and ``still_running`` needs no read and no JSON parse per call.
+_LAST_READ: dict[Path, tuple[tuple[int, int, int], DaemonInfo | None]] = {}
+
+
 def still_running(info: DaemonInfo) -> bool:
     """Cheap check between calls: its process lives and its runtime file still names it."""
     if not pid_alive(info.pid):
         return False
-    current = read_info(info.directory)
+    try:
+        st = (info.directory / RUNTIME_FILE).stat()
+    except OSError:
+        return False
+    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+    seen = _LAST_READ.get(info.directory)
+    if seen is not None and seen[0] == key:
+        current = seen[1]
+    else:
+        current = read_info(info.directory)
+        _LAST_READ[info.directory] = (key, current)
     return current is not None and current.pid == info.pid and current.url == info.url
 
 

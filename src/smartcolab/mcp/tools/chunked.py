@@ -116,14 +116,14 @@ def show(deps: BridgeDeps, cp: Checkpoint, notes: list[str], **kw: Any) -> CallT
 
 async def run_chunked_operation(
     loop_code: Annotated[str, Field(min_length=1, description=(
-        "Loop body run for each index (any statements, continue, break)."))],
+        "Loop body for each index (continue, break allowed)."))],
     n_iterations: Annotated[int, Field(ge=0, description="Indices 0..n-1 are run.")],
     checkpoint_name: CheckpointName,
     ctx: BridgeContext,
     batch_size: Annotated[int, Field(ge=1, le=1_000_000, description=(
         "Iterations per remote job."))] = 100,
     setup_code: Annotated[str, Field(description=(
-        "Run first, and again whenever the runtime lost its variables."))] = "",
+        "Run first and whenever the runtime lost its variables."))] = "",
     index_var: Annotated[str, Field(description="Index variable name.")] = "i",
     collect: Annotated[str | None, Field(description=(
         "Expression kept after each iteration, e.g. 'loss'."))] = None,
@@ -134,14 +134,14 @@ async def run_chunked_operation(
     session: SessionName = "main",
     runtime: RuntimeName = None,
     dask_scheduler: Annotated[str | None, Field(max_length=300, description=(
-        "Run batches in parallel on this Dask scheduler (tcp://HOST:8786), not the "
-        "kernel: iterations independent, setup_code per worker."))] = None,
+        "A Dask scheduler (tcp://HOST:8786) to run independent iterations on, "
+        "setup_code per worker."))] = None,
 ) -> CallToolResult:
-    """Run a long loop in batches with a local checkpoint: loop_code runs for index_var
-    = 0..n_iterations-1, batch_size per job, each good batch recorded with its collect
-    values. A failing batch stops it (index, traceback); the same inputs again resume
-    after the last good batch, even after restarts (other inputs need restart=true).
-    Rerunning an index must be harmless. After about 50 s: follow with get_checkpoint.
+    """Run a loop in batches with a local checkpoint: loop_code for index_var =
+    0..n_iterations-1, batch_size per job, collect values kept per good batch. A failing
+    batch stops it (index, traceback); the same inputs resume after the last good batch,
+    even after restarts (changed inputs need restart=true). Rerunning an index must be
+    harmless. Follow with get_checkpoint.
     """
     deps = deps_of(ctx)
     ops = deps.chunked
@@ -182,8 +182,8 @@ async def get_checkpoint(
         "First value to return (default: the latest)."))] = 0,
     values_limit: Annotated[int, Field(ge=1, le=10_000)] = PREVIEW_VALUES,
 ) -> CallToolResult:
-    """A chunked operation's status, iterations done, collected values (paged), last
-    output, error and timing; waits only if `wait` is given.
+    """A chunked operation's status, progress, collected values (paged), last output,
+    error, timing; waits only if `wait` is given.
     """
     deps = deps_of(ctx)
     ops = deps.chunked
@@ -209,7 +209,7 @@ async def get_checkpoint(
 
 
 async def list_checkpoints(ctx: BridgeContext) -> CallToolResult:
-    """The chunked-operation checkpoints on this machine: name, status, progress."""
+    """Chunked-operation checkpoints on this machine: name, status, progress."""
     ops = deps_of(ctx).chunked
     items = [{**cp.summary(), "status": "running" if ops.running(cp.name) else cp.status}
              for cp in ops.store.all()]
@@ -221,7 +221,7 @@ async def list_checkpoints(ctx: BridgeContext) -> CallToolResult:
 
 async def delete_checkpoint(name: CheckpointName, ctx: BridgeContext) -> CallToolResult:
     """Delete a checkpoint and its values, stopping its operation; runtime variables
-    are kept."""
+    stay."""
     ops = deps_of(ctx).chunked
     with translated():
         op = ops.running(name)

@@ -38,11 +38,10 @@ async def run_code_quick(
         gt=0, description="Job timeout in seconds, at most the default.")] = QUICK_TIMEOUT_S,
     session: SessionName = "main", runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Run a short snippet (checks, imports, light work); returns output, the last
-    value and plots as images. Variables persist per `session` (a kernel, default
-    "main") like notebook cells. After about 50 s it answers "running" with a job id:
-    continue with get_job. Slow work: run_code_long. A busy session runs nothing: the
-    answer names its job and the choices at once.
+    """Run a short snippet (checks, imports, light work); returns output, last
+    value, plots. Variables persist per `session` (a kernel, default "main"). After
+    about 50 s it answers "running" with a job id: follow with get_job. Slow work:
+    run_code_long. A busy session is not queued: the answer names its job and choices.
     """
     deps = deps_of(ctx)
     require_code(code)
@@ -67,14 +66,14 @@ async def run_code_long(
     timeout: Timeout = LONG_TIMEOUT_S,
     background: Annotated[bool, Field(description="Return right after submitting.")] = False,
     download: Annotated[list[str], Field(
-        max_length=50, description="Files/globs (e.g. 'out/*.png') to copy to the save "
+        max_length=50, description="Globs (e.g. 'out/*.png') copied to the save "
                                    "directory if the job succeeds.")] = [],  # noqa: B006
     session: SessionName = "main",
     runtime: RuntimeName = None,
 ) -> CallToolResult:
     """Run slow work (training, downloads, long loops). After about 50 s it answers
     "running" with the job id and output so far: get_job waits on, get_job_output
-    pages the log, cancel_job stops it. On a busy session it queues and says so.
+    pages the log, cancel_job stops it. A busy session queues it.
     """
     deps = deps_of(ctx)
     require_code(code)

@@ -27,7 +27,7 @@ MB = 1024 * 1024
 PROGRESS_EVERY_S = 0.5
 
 RemotePath = Annotated[str, Field(
-    max_length=4096, description="Path under the runtime's working root; '' is the root.")]
+    max_length=4096, description="Under the runtime's working root; '' is the root.")]
 
 
 def _allowed_local(path: str, roots: tuple[Path, ...]) -> Path:
@@ -76,8 +76,8 @@ async def list_colab_files(
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:
-    """Files on the runtime (type, size, modified), under its working root (/content on
-    Colab, /kaggle/working on Kaggle)."""
+    """Files on the runtime (type, size, modified) under its working root (/content,
+    /kaggle/working)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -103,8 +103,8 @@ async def download_from_colab(
     overwrite: Annotated[bool, Field(description="Replace an existing local file.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Copy a runtime file or directory into the local save directory (resumable,
-    sha256-verified). Returns path, size, sha256."""
+    """Copy a runtime file or directory to the local save directory (resumable,
+    sha256-verified)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -140,8 +140,8 @@ async def upload_to_colab(
     overwrite: Annotated[bool, Field(description="Replace an existing remote file.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """Copy a local file (from the save directory or an --upload-root) to the runtime,
-    sha256-verified, written atomically."""
+    """Copy a local file (under the save directory or an --upload-root) to the runtime,
+    sha256-verified, atomically."""
     deps = deps_of(ctx)
     with translated(runtime):
         source = _allowed_local(local_path, deps.settings.upload_roots)

@@ -65,16 +65,15 @@ async def get_job(
     job_id: JobId, ctx: BridgeContext,
     wait: Annotated[float | None, Field(
         ge=0, le=3600,
-        description="Seconds to wait for the end; at most and by default the wait "
-                    "budget (about 50 s); 0: at once.")] = None,
+        description="Seconds to wait for the end (default and most: the wait "
+                    "budget, about 50 s); 0: at once.")] = None,
     from_start: Annotated[bool, Field(
-        description="All output from the start, not only what you were not shown.")] = False,
+        description="All output from the start, not only the unseen.")] = False,
     runtime: RuntimeName = None,
 ) -> CallToolResult:
-    """A job's status and the output you were not shown yet; waits for its end (then
-    the full result: output, value, plots, error) or `wait` seconds. Waiting never
-    stops the job (cancel_job does). If the runtime is unreachable, answers from the
-    local journal and says so.
+    """A job's status and output not shown to you yet; waits for the end (then the
+    full result) or `wait` s. Waiting never stops the job.
+    If the runtime is unreachable: from the local journal, saying so.
     """
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
@@ -139,7 +138,7 @@ async def list_jobs(
     *, ctx: BridgeContext,
 ) -> CallToolResult:
     """Recent jobs, newest first (id, status, session, start, duration, code); from the
-    local journal, saying so, if the runtime is unreachable."""
+    local journal if the runtime is unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -176,12 +175,12 @@ async def get_job_output(
     job_id: JobId,
     offset: Annotated[int, Field(ge=0, description="Byte offset (a page's next_offset).")] = 0,
     limit: Annotated[int, Field(ge=1, description=(
-        "Characters per page; default and most: what fits the result cap."))] = 19_700,
+        "Characters per page (default and most: the result cap)."))] = 19_700,
     runtime: RuntimeName = None,
     *, ctx: BridgeContext,
 ) -> CallToolResult:
-    """A page of a job's full raw output from a byte offset, as large as a result may
-    be, with the next offset and the total size."""
+    """A page of a job's full raw output from a byte offset, with the next offset and
+    total size."""
     deps = deps_of(ctx)
     name = runtime_of(deps, job_id, runtime)
     most = _page_chars(deps.settings)

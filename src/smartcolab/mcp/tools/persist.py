@@ -20,7 +20,7 @@ from smartcolab.shared.protocol import NAME_PATTERN, RestoreRequest, SaveRequest
 
 Names = Annotated[list[str], Field(max_length=1000, description="Variable names; empty: all.")]
 Snapshot = Annotated[str | None, Field(pattern=NAME_PATTERN, description=(
-    "Default: the session's name; autosave-SESSION holds autosaves."))]
+    "Default: the session's name (autosaves: autosave-SESSION)."))]
 
 
 def _problems(title: str, problems: list[VariableProblem]) -> list[str]:
@@ -39,7 +39,7 @@ async def save_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B
                                snapshot: Snapshot = None, session: SessionName = "main",
                                runtime: RuntimeName = None) -> CallToolResult:
     """Save a session's variables to the runtime's persistent disk (Drive on Colab if
-    mounted) to survive restarts and new VMs. Unpicklable objects are reported; the
+    mounted), surviving restarts and new VMs. Unpicklable objects are reported; the
     same snapshot name replaces."""
     deps = deps_of(ctx)
     with translated(runtime):
@@ -56,8 +56,8 @@ async def save_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B
 async def restore_colab_variables(ctx: BridgeContext, names: Names = [],  # noqa: B006
                                   snapshot: Snapshot = None, session: SessionName = "main",
                                   runtime: RuntimeName = None) -> CallToolResult:
-    """Load saved variables into a session (e.g. after a restart or STATE LOST). Ones
-    that cannot be rebuilt (a class from the old kernel) are reported: define it,
+    """Load saved variables into a session (after a restart or STATE LOST). Ones that
+    cannot be rebuilt (a class of the old kernel) are reported: define it,
     restore again."""
     deps = deps_of(ctx)
     with translated(runtime):

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from smartcolab.client.backend import Capability
 from smartcolab.client.colab.service import COLAB_DOMAIN
-from smartcolab.client.registry import check_name, check_url
+from smartcolab.client.registry import RuntimeSpec, check_name, check_url
 from smartcolab.client.secret_source import resolve_secret
 from smartcolab.mcp.annotations import ADDS, READS_LOCAL, READS_REMOTE, REPLACES_REMOTE, RUNS
 from smartcolab.mcp.deps import BridgeContext, deps_of
@@ -19,6 +19,8 @@ from smartcolab.mcp.params import RuntimeName, SessionName, ToolDef
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import InvalidInput, SmartColabError
 from smartcolab.shared.protocol import CleanupRequest, Probe
+
+TAB_WAIT_S = 120.0  # the longest wait for a Colab tab to connect
 
 
 def _text(text: str, structured: dict[str, Any] | None = None) -> CallToolResult:
@@ -32,8 +34,8 @@ def _gb(n: int | None) -> str:
 
 async def check_colab_connection(ctx: BridgeContext,
                                  runtime: RuntimeName = None) -> CallToolResult:
-    """Check that a runtime answers and accepts its secret (URL, latency, version,
-    epoch); call it first when it seems unreachable."""
+    """Check a runtime answers and accepts its secret (latency, version, epoch); call
+    first when it seems unreachable."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -51,7 +53,7 @@ async def check_colab_connection(ctx: BridgeContext,
 
 async def probe_colab_environment(ctx: BridgeContext,
                                   runtime: RuntimeName = None) -> CallToolResult:
-    """The runtime's machine: platform, GPUs, CPU, RAM, disk, key packages; check it
+    """The runtime's machine: platform, GPUs, CPU, RAM, disk, key packages; check
     before heavy work."""
     deps = deps_of(ctx)
     with translated(runtime):
@@ -132,8 +134,8 @@ async def cleanup_colab(
 
 async def restart_colab_runtime(ctx: BridgeContext, session: SessionName = "main",
                                 runtime: RuntimeName = None) -> CallToolResult:
-    """Restart a session's kernel: ALL variables and imports are lost, files stay. For
-    a wedged kernel or stuck memory."""
+    """Restart a session's kernel: ALL variables and imports are lost, files stay (for
+    a wedged kernel, stuck memory)."""
     deps = deps_of(ctx)
     with translated(runtime):
         spec, client = await deps.registry.client(runtime)
@@ -160,46 +162,53 @@ async def connect_runtime(
     ctx: BridgeContext,
     url: Annotated[str | None, Field(description="The URL the notebook printed.")] = None,
     secret_name: Annotated[str | None, Field(
-        max_length=64, description="Name its secret was stored under ('smartcolab "
-                                   "runtimes add ... --ask-secret'); default: name.")] = None,
+        max_length=64, description="Its stored secret's name ('smartcolab runtimes add "
+                                   "--ask-secret'); default: name.")] = None,
     secret_env: Annotated[str | None, Field(
         max_length=128, description="Or the bridge's environment variable holding it, "
                                     "e.g. COLAB_TOKEN.")] = None,
     secret: Annotated[str | None, Field(
         min_length=1, max_length=4096,
-        description="A raw secret (stays in the transcript); needs "
-                    "secret_in_transcript=true.")] = None,
+        description="A raw secret (stays in the transcript; needs "
+                    "secret_in_transcript).")] = None,
     secret_in_transcript: Annotated[bool, Field(
-        description="The user accepts a raw secret passing through the chat.")] = False,
+        description="The user accepts a raw secret in the chat.")] = False,
     make_default: Annotated[bool, Field(description="Use it when a call names none.")] = True,
-    kind: Annotated[Literal["runtime", "jupyter", "colab"] | None, Field(
-        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub, token as "
-                    "secret) or 'colab' (no url, no secret; after 'smartcolab runtimes add "
-                    "NAME --kind colab').")] = None,
+    kind: Annotated[Literal["runtime", "jupyter", "colab", "colab-tab"] | None, Field(
+        description="'runtime' (smartcolab server), 'jupyter' (Jupyter Server/Hub; token as "
+                    "secret), 'colab' (after 'smartcolab runtimes add NAME --kind colab'), "
+                    "'colab-tab' (the user's open notebook, a name per tab); colab kinds: "
+                    "no url, no secret.")] = None,
     accelerator: Annotated[Literal["CPU", "T4", "L4", "G4", "A100", "H100", "V5E1", "V6E1"]
                            | None, Field(description="Kind 'colab': the machine (default "
                                                      "CPU).")] = None,
     keep_unreachable: Annotated[bool, Field(
-        description="Keep the new URL even if the check fails.")] = False,
+        description="Keep the URL even if the check fails.")] = False,
+    wait: Annotated[float | None, Field(
+        ge=0, le=TAB_WAIT_S, description="Kind 'colab-tab': seconds to wait for the tab "
+                                         "(default: wait budget).")] = None,
 ) -> CallToolResult:
-    """Point a runtime name at a new URL (e.g. a new tunnel URL), checked before it
-    returns. Never ask the user to paste a secret into the chat: name it (secret_name,
-    secret_env). A URL that fails the check is not kept unless keep_unreachable=true.
+    """Point a runtime name at a new URL (e.g. a new tunnel URL), checked first (kept
+    if failing only with keep_unreachable=true). Never ask the user to paste a secret
+    into the chat: name it (secret_name, secret_env).
     """
     deps = deps_of(ctx)
     with translated(name):
         check_name(name)
+        previous = next((s for s in deps.registry.specs() if s.name == name), None)
+        if kind == "colab-tab" or (kind is None and previous and previous.kind == "colab-tab"):
+            return await _connect_tab(ctx, name, previous, make_default, wait)
         if url is None:
             if kind != "colab":
                 raise InvalidInput("url: needed (the URL the notebook or server printed); "
-                                   "only kind 'colab' finds its runtime without one")
+                                   "only kinds 'colab' and 'colab-tab' find their runtime "
+                                   "without one")
             url = COLAB_DOMAIN
         check_url(url)  # before the secret: a bad name or URL is the error to show
         token = resolve_secret(name, secret=secret, secret_in_transcript=secret_in_transcript,
                                secret_env=secret_env, secret_name=secret_name,
                                known=deps.registry.specs())
         options = None if accelerator is None else {"accelerator": accelerator}
-        previous = next((s for s in deps.registry.specs() if s.name == name), None)
         was_default = deps.registry.default
         spec = await deps.registry.connect(name, url, token, make_default=make_default,
                                            kind=kind, options=options)
@@ -226,13 +235,44 @@ async def connect_runtime(
                       "epoch": health.epoch, "reachable": True})
 
 
+async def _connect_tab(ctx: BridgeContext, name: str, previous: RuntimeSpec | None,
+                       make_default: bool, wait: float | None) -> CallToolResult:
+    """A Colab tab: start its relay (kept when the name already is one), open its link,
+    wait for the page with progress; not connected yet is an answer with the link."""
+    deps = deps_of(ctx)
+    if previous is None or previous.kind != "colab-tab":
+        await deps.registry.connect(name, COLAB_DOMAIN, None, kind="colab-tab",
+                                    make_default=make_default,
+                                    description="a Colab notebook open in a browser tab")
+    elif make_default:
+        deps.registry.default = name
+    _, client = await deps.registry.client(name)
+    started = time.monotonic()
+
+    async def progress(waited: float, message: str) -> None:
+        await ctx.report_progress(waited, message=message)
+
+    wait_s = min(TAB_WAIT_S, deps.settings.wait_budget_s if wait is None else wait)
+    attachment = await client.attach(wait_s=wait_s, progress=progress)
+    info = {"name": name, "kind": "colab-tab", "link": attachment.link,
+            "connected": attachment.ready, "default": deps.registry.default}
+    if not attachment.ready:
+        return _text(attachment.message, info)
+    health = await client.health()
+    waited = time.monotonic() - started
+    return _text(f"runtime {name!r} is the Colab tab at {attachment.link}, connected "
+                 f"(epoch {health.epoch}, {waited:.0f} s)"
+                 + (" and is the default." if deps.registry.default == name else ".")
+                 + " Code runs in visible cells of that notebook.",
+                 {**info, "epoch": health.epoch})
+
+
 async def release_runtime(
     ctx: BridgeContext,
     runtime: Annotated[str, Field(description="A runtime of kind 'colab'.")],
 ) -> CallToolResult:
-    """Give a Colab-assigned runtime back now (frees its GPU and quota). All on it is
-    lost (variables, files not on Drive or downloaded); the next call assigns a fresh
-    one."""
+    """Give a Colab-assigned runtime back now (frees GPU and quota). All on it not on
+    Drive or downloaded is lost; the next call assigns a fresh one."""
     deps = deps_of(ctx)
     with translated(runtime):
         _, client = await deps.registry.client(runtime)

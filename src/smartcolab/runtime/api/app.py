@@ -15,6 +15,7 @@ from smartcolab.runtime.api import jobs as routes_jobs
 from smartcolab.runtime.api import persist as routes_persist
 from smartcolab.runtime.api import system as routes_system
 from smartcolab.runtime.api import ui as routes_ui
+from smartcolab.runtime.api import uploads as routes_uploads
 from smartcolab.runtime.api.errors import install_error_handlers
 from smartcolab.runtime.api.openapi import install_openapi
 from smartcolab.runtime.config import RuntimeConfig
@@ -100,6 +101,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
     app.include_router(routes_ui.router, dependencies=protected)
     app.include_router(routes_files.router, dependencies=protected)
     app.include_router(routes_files.upload_router, dependencies=protected)
+    app.include_router(routes_uploads.router, dependencies=protected)
+    app.include_router(routes_uploads.part_router, dependencies=protected)
     app.include_router(routes_auth.router, dependencies=protected)
     # Added last, so outermost: Host/Origin and limits, then the audit log, then
     # authentication, all before anything reads a body.

@@ -55,10 +55,15 @@ def _client(request: Request) -> str | None:
     return f"{request.client.host}:{request.client.port}" if request.client else None
 
 
+def _job_answer(content: bytes, status_code: int = 200) -> Response:
+    # Already JSON (``SessionManager.view_json``): FastAPI's validation and second
+    # serialisation of the response model are skipped; the schema still names JobView.
+    return Response(content, status_code=status_code, media_type="application/json")
+
+
 @router.post(routes.JOBS, response_model=JobView, status_code=201, responses={
     200: {"model": JobView, "description": "A job with this id existed: it is returned, not rerun"}})
-async def submit_job(request: Request, response: Response, body: JobSubmit,
-                     wait: Wait = 0.0) -> JobView:
+async def submit_job(request: Request, body: JobSubmit, wait: Wait = 0.0) -> Response:
     """Queue a job (201), or return the existing job with this id (200); never runs it twice.
 
     With ``wait`` the answer comes when the job ends or after ``wait`` seconds.
@@ -66,11 +71,9 @@ async def submit_job(request: Request, response: Response, body: JobSubmit,
     manager = _manager(request)
     await guard.check_submission(request.app.state.sc, body, _client(request))
     rec, live, created = manager.submit(body, _client(request))
-    if not created:
-        response.status_code = 200
     if live is not None and wait > 0:
         await live.wait(since=None, wait_s=min(wait, MAX_WAIT_S))
-    return manager.view(rec, live)
+    return _job_answer(manager.view_json(rec, live), 201 if created else 200)
 
 
 @router.get(routes.JOBS, response_model=JobList)
@@ -92,14 +95,14 @@ async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=1000)
 
 @router.get(routes.JOB, response_model=JobView)
 async def get_job(request: Request, job_id: JobId, wait: Wait = 0.0,
-                  since: Annotated[int | None, Query(ge=0)] = None) -> JobView:
+                  since: Annotated[int | None, Query(ge=0)] = None) -> Response:
     """Status, output after ``since`` and the result when done; long-polls with ``wait``."""
     manager = _manager(request)
     rec, live = manager.find(job_id)
     assert rec is not None
     if live is not None and wait > 0:
         await live.wait(since=since or 0, wait_s=min(wait, MAX_WAIT_S))
-    return manager.view(rec, live, since=since)
+    return _job_answer(manager.view_json(rec, live, since=since))
 
 
 @router.post(routes.JOB_CANCEL, response_model=JobView)

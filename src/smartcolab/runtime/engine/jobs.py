@@ -34,6 +34,8 @@ COALESCE_S = 0.2
 # printing without end would cost a file write and a store write per message, and slow
 # the jobs that run meanwhile.
 LATE_OUTPUT_CAP = 1024 * 1024
+# A RAM reading this recent stands for "before the job".
+FRESH_RAM_S = 0.5
 
 
 def job_dir(config: RuntimeConfig, job_id: str) -> Path:
@@ -57,6 +59,10 @@ class Job:
         self._last_output = float("-inf")
         self._burst = False  # the latest output came within COALESCE_S of the one before
         self.late_bytes = 0  # output kept after the job ended (LATE_OUTPUT_CAP)
+        self.created = time.monotonic()
+        # RAM as read at submission, set by the session manager: the "before" figure of
+        # a job that starts at once (one read of /proc/meminfo less per job).
+        self.submit_ram: resources.RamSnapshot | None = None
 
     @property
     def terminal(self) -> bool:
@@ -136,9 +142,9 @@ class Snapshot:
     gpu_mb: list[int] | None
 
 
-async def snapshot(with_gpu: bool) -> Snapshot:
+async def snapshot(with_gpu: bool, ram: resources.RamSnapshot | None = None) -> Snapshot:
     gpu = await asyncio.to_thread(resources.gpu_memory_used_mb) if with_gpu else None
-    return Snapshot(resources.ram(), gpu)
+    return Snapshot(ram or resources.ram(), gpu)
 
 
 def _resources(before: Snapshot, after: Snapshot, warn_pct: float) -> Resources:
@@ -193,15 +199,26 @@ async def run_job(job: Job, kernel: Kernel, config: RuntimeConfig, *, with_gpu: 
                   epoch: str, on_start: Callable[[Job], None]) -> RunOutcome | None:
     """Run ``job`` on ``kernel``; mark it terminal (``None``: the kernel itself failed)."""
     rec = job.rec
-    before = await snapshot(with_gpu)
+
+    def started() -> None:
+        on_start(job)
+        try:
+            job.out.spill.prepare()
+        except OSError as exc:  # the first write meets it again, and stops the job
+            log.debug("job %s: its output file could not be created yet: %s", rec.job_id, exc)
+
+    # A job that starts right after its submission was read then (the free-RAM floor).
+    fresh = job.submit_ram if time.monotonic() - job.created < FRESH_RAM_S else None
+    before = await snapshot(with_gpu, fresh)
     rec.status, rec.started_at, rec.epoch = "running", time.time(), epoch
     if rec.timeout is not None:
         job.control.deadline = time.monotonic() + rec.timeout
     outcome: RunOutcome | None
     try:
-        # The "running" record is written while the kernel takes the request in.
+        # The "running" record is written, and the output file created, while the
+        # kernel takes the request in.
         outcome = await kernel.run(rec.code, job.on_message, job.control,
-                                   grace_s=config.kill_grace_s, on_sent=lambda: on_start(job))
+                                   grace_s=config.kill_grace_s, on_sent=started)
     except Exception as exc:
         log.exception("kernel failure while running job %s", rec.job_id)
         outcome = None

@@ -31,6 +31,7 @@ import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
+from smartcolab.runtime.engine.wire import next_message
 from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import KernelUnavailable
 from smartcolab.shared.kernel_code import call, parse
@@ -61,22 +62,10 @@ PREPARE_CODE = call("prepare", "prepare", {"flush_bytes": STREAM_FLUSH_BYTES})
 
 
 async def _next_msg(kc: AsyncKernelClient, timeout: float) -> dict[str, Any]:
-    """The next iopub message, or ``Empty`` after ``timeout`` seconds.
-
-    A message already queued is taken without a poll: ``get_iopub_msg`` always polls
-    first, and two awaited futures per message are a measurable part of a short job.
-    """
+    """The next iopub message, or ``Empty`` after ``timeout`` seconds (``wire.py``)."""
     sock = kc.iopub_channel.socket
     assert sock is not None
-    try:
-        frames = await sock.recv_multipart(flags=zmq.NOBLOCK)
-    except zmq.Again:
-        if not await sock.poll(int(timeout * 1000)):
-            raise Empty from None
-        frames = await sock.recv_multipart()
-    _, smsg = kc.session.feed_identities(frames)
-    msg: dict[str, Any] = kc.session.deserialize(smsg)
-    return msg
+    return await next_message(sock, kc.session, timeout)
 
 
 OnMessage = Callable[[str, dict[str, Any]], None]
@@ -346,8 +335,10 @@ class Kernel:
     async def _reply_status(self, kc: AsyncKernelClient, msg_id: str) -> str | None:
         deadline = time.monotonic() + REPLY_TIMEOUT_S
         while (left := deadline - time.monotonic()) > 0:
+            sock = kc.shell_channel.socket
+            assert sock is not None
             try:
-                reply = await kc.get_shell_msg(timeout=left)
+                reply = await next_message(sock, kc.session, left)
             except Empty:
                 return None
             if reply.get("parent_header", {}).get("msg_id") == msg_id:

@@ -123,15 +123,25 @@ class SpillFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.size = path.stat().st_size if path.exists() else 0
+        try:
+            self.size = path.stat().st_size
+        except FileNotFoundError:
+            self.size = 0
         self._fh: BinaryIO | None = None
+
+    def prepare(self) -> None:
+        """Create the file (and the job's folder) now, before the first output needs it:
+        called while the kernel takes a job's request in, so that a short job's first
+        output does not wait for a mkdir and an open."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close()
 
     def write(self, text: str) -> None:
         if not text:
             return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+        self.prepare()
+        assert self._fh is not None
         data = text.encode("utf-8")
         self._fh.write(data)
         # Readers (long-polls, paging) open the file themselves: make bytes visible now.

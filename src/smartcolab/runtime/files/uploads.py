@@ -1,7 +1,7 @@
 """The upload ledger: every temporary upload file is written down, so none is orphaned.
 
 A streamed upload writes ``.sc-upload-*.tmp`` beside its destination and renames it
-at the end.  A crash (kill -9, OOM, power) in between used to leave the temp file
+at the end (an upload in parts: ``.sc-upload-<id>.part``, ``parts.py``).  A crash (kill -9, OOM, power) in between used to leave the temp file
 behind, hidden from listings, forever (84 MB seen).  Before creating one, the server
 writes its path to ``STATE_DIR/uploads/<token>``; the entry goes when the upload
 ends either way.  Entries left by an earlier process are swept at start, and stale
@@ -63,7 +63,7 @@ class UploadLedger:
             except OSError:
                 continue
             # Only ever a temp file of ours, never what an entry might otherwise name.
-            if tmp.name.startswith(UPLOAD_TMP_MARK) and tmp.name.endswith(".tmp"):
+            if tmp.name.startswith(UPLOAD_TMP_MARK) and tmp.name.endswith((".tmp", ".part")):
                 with contextlib.suppress(OSError):
                     size = tmp.lstat().st_size
                     os.unlink(tmp)

@@ -158,7 +158,11 @@ class Authenticator:
         return Credential("hmac", declared)
 
 
-def require_gate(request: Request) -> None:
-    """Route dependency: the request passed ``AuthGate`` (defence in depth)."""
+async def require_gate(request: Request) -> None:
+    """Route dependency: the request passed ``AuthGate`` (defence in depth).
+
+    ``async`` so that FastAPI calls it on the event loop: a plain ``def`` dependency is
+    run in a worker thread, a thread hop on every request (~0.3 ms on a loaded machine).
+    """
     if request.scope.get("state", {}).get(STATE_AUTH) is None:
         raise Unauthorized(f"this endpoint needs the runtime's secret; {_HELP}")

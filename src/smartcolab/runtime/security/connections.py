@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -80,6 +80,55 @@ class ConnectionCounter:
             return self._open.get(addr, 0)
 
 
+class CoalescingTransport:
+    """A transport that sends what is written in one event-loop turn as one ``send``.
+
+    uvicorn writes a response's status line and headers, then its body, as two writes:
+    two segments, and on a loaded machine the client wakes for the headers and again
+    for the body.  Small writes are held until the end of the turn (``call_soon``) or
+    until they reach ``FLUSH_BYTES``; large writes (file downloads) go out at once.
+    Everything else is the wrapped transport's.
+    """
+
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held = bytearray()
+        self._flush_at: asyncio.Handle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._held and len(data) >= self.FLUSH_BYTES:
+            self._transport.write(data)
+            return
+        self._held += data
+        if len(self._held) >= self.FLUSH_BYTES:
+            self.flush()
+        elif self._flush_at is None:
+            self._flush_at = self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if self._held:
+            data, self._held = bytes(self._held), bytearray()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline and a per-address connection cap."""
 
@@ -92,7 +141,8 @@ class GuardedH11Protocol(H11Protocol):
         self._counted: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport,
+                                                                            self.loop)))
         addr = self.client[0] if self.client else "unknown"
         if not self.counter.acquire(addr):
             transport.write(_OVER_CAP % (len(_OVER_CAP_BODY), _OVER_CAP_BODY))

@@ -35,7 +35,8 @@ from smartcolab.shared.errors import Unauthorized, error_body
 PUBLIC_PATHS = frozenset({routes.HEALTH, "/ui", "/ui/"})
 PUBLIC_PREFIXES = ("/ui/",)
 # (method, path) of routes that stream their body and verify its digest themselves.
-SELF_VERIFIED_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
+SELF_VERIFIED_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("PUT", routes.FILES_CONTENT), ("PUT", routes.FILES_UPLOAD_PART)})
 
 
 def is_public(path: str) -> bool:

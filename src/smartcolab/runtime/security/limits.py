@@ -36,7 +36,8 @@ from smartcolab.runtime.security.hosts import HostPolicy
 from smartcolab.shared import routes
 
 # (method, path) of routes that stream large bodies and enforce their own limit.
-STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset({("PUT", routes.FILES_CONTENT)})
+STREAMED_BODY_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {("PUT", routes.FILES_CONTENT), ("PUT", routes.FILES_UPLOAD_PART)})
 
 
 class RateLimiter:

@@ -1,0 +1,401 @@
+"""The job agent's thread mode: jobs for a kernel that only a notebook page drives.
+
+A Colab tab offers no interrupt and runs one cell at a time, so a job cannot be the cell
+itself: its cell (``%%smartcolab_job JOB_ID --timeout S``, then the user's code exactly as
+written) starts a **thread** and returns at once, and the kernel stays free for the
+control cell that reads the job (``control``).  Output is recorded as in
+``job_agent.py`` (the same spill files and status file under ``root``), routed by thread:
+what the job's thread prints goes to the job, what other cells print does not.
+
+Stops: a monitor thread raises ``KeyboardInterrupt`` in the job's thread at its deadline
+or on a stop request (``PyThreadState_SetAsyncExc``), again every ``repeat_s``; a thread
+still running ``grace_s`` later (blocked in native code, which an async exception does
+not reach) ends the kernel process (the page's server starts a fresh one), recorded as a
+restart.  If the job holds the GIL the monitor cannot run: ``tab_watchdog.py``, a separate
+process, does the same ``margin_s`` later.  Stdlib only.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .boot import load, unload
+from .job_agent import (
+    RESULT,
+    SEGMENT_CHARS,
+    STATUS,
+    STOP,
+    Capped,
+    Job,
+    _error_of,
+    _shell,
+    read_json,
+    segment_name,
+    write_json,
+)
+from .tab_exec import Router, _fit, _run_code, _without_agent_frames, hold_figures
+
+NAME = "__smartcolab_tab__"
+MAGIC = "smartcolab_job"
+VERSION = 1
+RESULT_CHARS = 50_000  # per stream in a result: the answer travels through a page's output
+MAX_TEXT = 64_000  # characters of text in one answer
+MONITOR_S = 0.05
+MAX_WAIT_S = 5.0
+
+
+def running_name(pid: int) -> str:
+    """The file listing the jobs a kernel process runs now (read by ``tab_watchdog``)."""
+    return f"running-{pid}.json"
+
+
+def answer_line(nonce: str, data: Any) -> str:
+    """One answer as the bridge finds it in the control cell's output."""
+    return f"[smartcolab {nonce}]{json.dumps(data)}[/smartcolab {nonce}]"
+
+
+class Run:
+    """One job of this kernel: its record, its thread, its stop state."""
+
+    def __init__(self, job: Job, timeout: float | None) -> None:
+        self.job = job
+        self.timeout = timeout
+        self.deadline: float | None = None  # set when the job starts
+        self.thread: threading.Thread | None = None
+        self.reason: str | None = None  # why it is being stopped: timed_out / cancelled
+        self.stopping_since: float | None = None
+        self.signalled_at = 0.0
+
+
+class TabAgent:
+    """Runs jobs in threads of this kernel and answers the control cell."""
+
+    def __init__(self, root: str, *, grace_s: float, repeat_s: float, margin_s: float,
+                 epoch: str, calls: dict[str, list[tuple[str, str]]] | None = None,
+                 kill: Callable[[], None] | None = None) -> None:
+        self.root = os.path.abspath(root)
+        self.grace_s, self.repeat_s, self.margin_s = grace_s, repeat_s, margin_s
+        self.epoch, self.pid = epoch, os.getpid()
+        self.calls = dict(calls or {})  # module -> its kernelside bundle (probe, variables ...)
+        self.kill = kill or (lambda: os.kill(os.getpid(), signal.SIGKILL))
+        self.runs: dict[str, Run] = {}
+        self.by_thread: dict[int, Job] = {}
+        self.lock = threading.Lock()
+        self.serial = threading.Lock()  # held by the job that runs
+        self.watchdog: Any = None
+        os.makedirs(self.root, exist_ok=True)
+        self._save_running()
+        threading.Thread(target=self._monitor, name="smartcolab-monitor", daemon=True).start()
+
+    # ------------------------------------------------------------ streams
+    def hook_streams(self) -> None:
+        """Route ``sys.stdout``/``sys.stderr`` (again: a kernel may have replaced them)."""
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if not getattr(stream, "smartcolab_router", False):
+                setattr(sys, name, Router(stream, name, self))
+        shell = _shell()
+        pub = None if shell is None else shell.display_pub
+        if pub is not None and not getattr(pub.publish, "smartcolab_router", False):
+            publish = pub.publish
+
+            def routed(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+                job = self.by_thread.get(threading.get_ident())
+                if job is not None and job.open and isinstance(data, dict):
+                    job.add_display("display_data", data, metadata)
+                return publish(data, metadata, *args, **kwargs)
+
+            routed.smartcolab_router = True  # type: ignore[attr-defined]
+            pub.publish = routed
+        hold_figures(self.busy)
+
+    def busy(self) -> bool:
+        """A job of this kernel is running (or waiting to)."""
+        return any(r.job.open for r in list(self.runs.values()))
+
+    # ------------------------------------------------------------ jobs
+    def start(self, job_id: str, code: str, timeout: float | None = None, session: str = "main",
+              created_at: float | None = None) -> dict[str, Any]:
+        """Start ``code`` in a thread as job ``job_id``; a known id is not run again."""
+        known = read_json(os.path.join(self.root, job_id, STATUS))
+        if known is not None or job_id in self.runs:
+            return {"job_id": job_id, "started": False, "duplicate": True}
+        self.hook_streams()
+        now = time.time()
+        status = {"job_id": job_id, "session": session, "code": code, "state": "queued",
+                  "mode": "thread", "epoch": self.epoch, "pid": self.pid, "timeout": timeout,
+                  "created_at": created_at or now, "started_at": None, "finished_at": None,
+                  "deadline": None}
+        job = Job(self.root, job_id, status)
+        job.streams = {"stdout": Capped(RESULT_CHARS), "stderr": Capped(RESULT_CHARS)}
+        run = Run(job, timeout)
+        thread = threading.Thread(target=self._execute, args=(run, code), daemon=True,
+                                  name=f"smartcolab-{job_id}")
+        with self.lock:
+            self.runs[job_id] = run
+            run.thread = thread
+        thread.start()
+        self._save_running()
+        return {"job_id": job_id, "started": True, "duplicate": False}
+
+    def _execute(self, run: Run, code: str) -> None:
+        job = run.job
+        ending: dict[str, Any] = {"kind": "completed", "reason": None, "failed": False}
+        # One job at a time, as a session's jobs elsewhere; a cancel reaches a queued one.
+        while not self.serial.acquire(timeout=MONITOR_S):
+            if run.reason is not None:
+                job.open = False
+                ending.update(kind="interrupted", reason=run.reason, failed=True)
+                self._finish(run, ending)
+                return
+        try:
+            self._run(run, code, ending)
+        finally:
+            self.serial.release()
+
+    def _run(self, run: Run, code: str, ending: dict[str, Any]) -> None:
+        job = run.job
+        now = time.time()
+        run.deadline = None if run.timeout is None else now + run.timeout
+        job.spill.save_status(state="running", started_at=now, deadline=run.deadline)
+        self._save_running()
+        self.by_thread[threading.get_ident()] = job
+        try:
+            _run_code(job, code)
+        except BaseException as exc:
+            job.error = _error_of(_without_agent_frames(exc))
+            ending["failed"] = True
+            if isinstance(exc, KeyboardInterrupt) and run.reason is not None:
+                ending.update(kind="interrupted", reason=run.reason)
+            sys.stderr.write("".join(job.error["traceback"]))
+        finally:
+            job.open = False
+            self.by_thread.pop(threading.get_ident(), None)
+            self._finish(run, ending)
+
+    def _finish(self, run: Run, ending: dict[str, Any]) -> None:
+        job = run.job
+        if job.spill.status.get("state") not in ("running", "queued"):
+            return  # already recorded as restarted
+        result = {"stdout": job.streams["stdout"].block(), "stderr": job.streams["stderr"].block(),
+                  "outputs": job.outputs, "error": job.error, "execution_count": None}
+        try:
+            write_json(os.path.join(job.dir, RESULT), result)
+        except (TypeError, ValueError):  # a display bundle that is not JSON
+            result["outputs"] = []
+            write_json(os.path.join(job.dir, RESULT), result)
+        job.spill.close()
+        job.spill.save_status(state="ended", ending=ending, finished_at=time.time())
+        self._save_running()
+
+    def _save_running(self) -> None:
+        with self.lock:
+            running = [{"job_id": k, "dir": r.job.dir} for k, r in self.runs.items()
+                       if r.job.spill.status.get("state") == "running"]
+        write_json(os.path.join(self.root, running_name(self.pid)), {"jobs": running})
+
+    # ------------------------------------------------------------ stops
+    def stop(self, job_id: str, reason: str = "cancelled") -> None:
+        run = self.runs.get(job_id)
+        if run is not None and run.reason is None:
+            run.reason = reason
+            write_json(os.path.join(run.job.dir, STOP), {"reason": reason, "at": time.time()})
+
+    def _monitor(self) -> None:
+        while True:
+            time.sleep(MONITOR_S)
+            with contextlib.suppress(Exception):  # never let the monitor die
+                self.check()
+
+    def check(self, now: float | None = None) -> None:
+        """One look at every running job: interrupt or restart as the policy says."""
+        now = time.time() if now is None else now
+        for run in list(self.runs.values()):
+            if run.job.spill.status.get("state") != "running":
+                continue
+            if run.reason is None and run.deadline is not None and now >= run.deadline:
+                run.reason = "timed_out"
+            if run.reason is None:
+                continue
+            if run.stopping_since is None:
+                run.stopping_since = now
+            if now - run.stopping_since >= self.grace_s:
+                self.restart(run)
+                return
+            if now - run.signalled_at >= self.repeat_s and run.thread is not None:
+                run.signalled_at = now
+                ident = run.thread.ident
+                if ident is not None:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+
+    def restart(self, culprit: Run) -> None:
+        """Record every running job as ended by a restart, then end this kernel process."""
+        now = time.time()
+        for run in list(self.runs.values()):
+            if run.job.spill.status.get("state") == "running":
+                reason = culprit.reason if run is culprit else "restart"
+                run.job.open = False
+                run.job.spill.save_status(state="ended", finished_at=now, ending={
+                    "kind": "restarted", "reason": reason, "failed": True})
+        self._save_running()
+        self.kill()
+
+    # ------------------------------------------------------------ the control cell
+    def control(self, request: str, nonce: str) -> None:
+        """Answer one request of the bridge (JSON) with one marker-delimited line."""
+        try:
+            req = json.loads(request)
+            answer = self.answer(req)
+        except Exception as exc:  # a bad request is answered, not raised
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        answer.setdefault("epoch", self.epoch)
+        print(answer_line(nonce, answer))
+        hold_figures(self.busy)  # a job may have loaded matplotlib since it started
+
+    def answer(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "hello":
+            return {"agent": VERSION, "pid": self.pid, "root": self.root,
+                    "jobs": [self.summary(k) for k in self.runs]}
+        if op == "poll":
+            return self.poll(str(req["job_id"]), int(req.get("since", 0)),
+                             min(float(req.get("wait", 0.0)), MAX_WAIT_S),
+                             min(int(req.get("limit", MAX_TEXT)), MAX_TEXT))
+        if op == "stop":
+            self.stop(str(req["job_id"]), str(req.get("reason", "cancelled")))
+            return self.poll(str(req["job_id"]), int(req.get("since", 0)), 0.0, MAX_TEXT)
+        if op == "page":
+            return self.page(str(req["job_id"]), int(req.get("offset", 0)),
+                             min(int(req.get("limit", MAX_TEXT)), MAX_TEXT))
+        if op == "call":
+            return {"value": self.call(str(req["module"]), str(req["function"]),
+                                       dict(req.get("args") or {}))}
+        raise ValueError(f"unknown op {op!r}")
+
+    def summary(self, job_id: str) -> dict[str, Any]:
+        """The job's status; a live one's output size as of now (its file lags behind)."""
+        run = self.runs.get(job_id)
+        if run is not None:
+            with run.job.spill.lock:
+                status = {**run.job.spill.status, "total_chars": run.job.spill.total}
+        else:
+            status = read_json(os.path.join(self.root, job_id, STATUS)) or {}
+            if status.get("state") in ("running", "queued") and status.get("pid") != self.pid:
+                # Its kernel process is gone (a restart from the notebook, a crash); its
+                # status file lags its output by up to STATUS_EVERY_S.
+                status.update(state="ended", total_chars=self._spilled(job_id),
+                              ending={"kind": "died", "reason": None, "failed": True})
+        status.pop("code", None)
+        return status
+
+    def poll(self, job_id: str, since: int, wait: float, limit: int) -> dict[str, Any]:
+        """The job's status, its text from ``since`` (the last ``limit`` characters when
+        more came), its result once ended; waits up to ``wait`` s for something new."""
+        end = time.time() + wait
+        status = self.summary(job_id)
+        while (status and status.get("state") in ("running", "queued") and time.time() < end
+               and int(status.get("total_chars") or 0) <= since):
+            time.sleep(0.05)
+            status = self.summary(job_id)
+        if not status:
+            return {"job_id": job_id, "found": False}
+        total = int(status.get("total_chars") or 0)
+        start = max(since, total - limit)
+        answer: dict[str, Any] = {"job_id": job_id, "found": True, "status": status,
+                                  "offset": start,
+                                  "text": self._text(job_id, start, total)}
+        if status.get("state") == "ended":
+            answer["result"] = _fit(read_json(os.path.join(self.root, job_id, RESULT)))
+        return answer
+
+    def page(self, job_id: str, offset: int, limit: int) -> dict[str, Any]:
+        status = self.summary(job_id)
+        total = int(status.get("total_chars") or 0)
+        return {"job_id": job_id, "found": bool(status), "status": status, "offset": offset,
+                "text": self._text(job_id, offset, min(total, offset + limit))}
+
+    def _spilled(self, job_id: str) -> int:
+        """The characters in a job's segment files."""
+        total, index = 0, 0
+        while True:
+            try:
+                with open(os.path.join(self.root, job_id, segment_name(index)),
+                          encoding="utf-8", newline="") as fh:
+                    total += len(fh.read())
+            except OSError:
+                return total
+            index += 1
+
+    def _text(self, job_id: str, start: int, end: int) -> str:
+        parts: list[str] = []
+        index = start // SEGMENT_CHARS
+        while index * SEGMENT_CHARS < end:
+            try:
+                with open(os.path.join(self.root, job_id, segment_name(index)),
+                          encoding="utf-8", newline="") as fh:
+                    seg = fh.read()
+            except OSError:
+                seg = ""
+            base = index * SEGMENT_CHARS
+            parts.append(seg[max(0, start - base):max(0, end - base)])
+            index += 1
+        return "".join(parts)
+
+    def call(self, module: str, function: str, args: dict[str, Any]) -> Any:
+        """Run a kernelside entry point the bridge sent at install (probe, variables ...)."""
+        sources = self.calls[module]
+        try:
+            return getattr(load(sources)[module], function)(**args)
+        finally:
+            unload([name for name, _ in sources])
+
+
+def _job_magic(agent: TabAgent) -> Callable[[str, str], None]:
+    def smartcolab_job(line: str, cell: str) -> None:
+        args = line.split()
+        job_id, opts = args[0], dict(zip(args[1::2], args[2::2], strict=False))
+        timeout = opts.get("--timeout")
+        started = agent.start(job_id, cell, None if timeout in (None, "none") else float(timeout),
+                              opts.get("--session", "main"))
+        what = ("already ran: not run again" if started["duplicate"]
+                else "started in a kernel thread" + (
+                    f" (deadline {timeout} s)" if timeout not in (None, "none") else ""))
+        print(f"smartcolab job {job_id} {what}; the bridge follows its output.")
+    return smartcolab_job
+
+
+def install(root: str, grace_s: float, repeat_s: float, margin_s: float,
+            calls: dict[str, list[list[str]]] | None = None,
+            watchdog_source: str | None = None) -> dict[str, Any]:
+    """Entry point in a kernel: this process's agent (created on first use), its cell magic
+    and its watchdog process."""
+    from .epoch import epoch
+
+    agent = vars(builtins).get(NAME)
+    if agent is None or getattr(agent, "pid", None) != os.getpid():
+        agent = TabAgent(root, grace_s=grace_s, repeat_s=repeat_s, margin_s=margin_s,
+                         epoch=epoch(), calls={k: [(n, s) for n, s in v]
+                                               for k, v in (calls or {}).items()})
+        if watchdog_source is not None:
+            agent.watchdog = subprocess.Popen(
+                [sys.executable, "-c", watchdog_source, agent.root, str(agent.pid),
+                 repr(grace_s), repr(margin_s)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
+        setattr(builtins, NAME, agent)
+    shell = _shell()
+    if shell is not None:
+        shell.register_magic_function(_job_magic(agent), magic_kind="cell", magic_name=MAGIC)
+    return {"agent": VERSION, "root": agent.root, "epoch": agent.epoch, "pid": agent.pid}
