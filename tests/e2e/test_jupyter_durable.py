@@ -212,8 +212,13 @@ async def test_a_server_that_vanishes_mid_job_is_reported(tmp_path: Path) -> Non
                     "code": "import time\nprint('working', flush=True)\ntime.sleep(300)",
                     "background": True, "session": "v", "timeout": 600})
                 job_id = (started.structured_content or {})["job_id"]
-                seen = await client.call_tool("get_job", {"job_id": job_id, "wait": 30})
-                assert "working" in text_of(seen), text_of(seen)
+                # get_job waits for the end or ``wait`` (this job never ends): short reads
+                # until the output shows, not one 30 s wait.
+                seen = ""
+                while "working" not in seen:
+                    seen += text_of(await client.call_tool("get_job", {"job_id": job_id,
+                                                                       "wait": 1}))
+                assert "working" in seen, seen
                 server.proc.kill()  # the runtime vanishes (a culled hub server, a dead VM)
                 server.proc.wait(10)
                 ended = await client.call_tool("get_job", {"job_id": job_id, "wait": 60})

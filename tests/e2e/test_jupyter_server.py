@@ -201,8 +201,13 @@ async def test_a_restart_by_someone_else_during_a_job_ends_it(jupyter: JupyterPr
                 "code": "import time\nprint('started', flush=True)\ntime.sleep(300)",
                 "background": True, "session": "ext2", "timeout": 600})
             job_id = started.structured_content["job_id"]
-            seen = await client.call_tool("get_job", {"job_id": job_id, "wait": 30})
-            assert "started" in text_of(seen), text_of(seen)
+            # get_job waits for the end or ``wait`` (this job never ends): short reads until
+            # the output shows, not one 30 s wait.
+            seen = ""
+            while "started" not in seen:
+                seen += text_of(await client.call_tool("get_job", {"job_id": job_id,
+                                                                   "wait": 1}))
+            assert "started" in seen, seen
             backend = (await deps.registry.client("hub"))[1]
             kernel_id = backend._sessions["ext2"].kernel_id  # type: ignore[attr-defined]
             async with httpx2.AsyncClient() as http:
