@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from mcp import Client, StdioServerParameters  # noqa: E402
+from raw_kernel import raw_kernel, raw_samples  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
 from smartcolab.shared.protocol import JobSubmit  # noqa: E402
 from support.daemons import stop_daemons_under  # noqa: E402
@@ -38,27 +39,9 @@ RESULTS = ROOT / "bench" / "results" / "bridge.json"
 
 def raw_kernel_roundtrip(repeats: int) -> dict[str, Any]:
     """Median wall time of execute('1+1') -> execute_reply on a bare kernel (ipc)."""
-    from jupyter_client.manager import KernelManager
-
-    with tempfile.TemporaryDirectory(prefix="bk-", dir="/tmp") as tmp:
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tmp}/k",
-                           connection_file=f"{tmp}/kernel.json")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=60)
-            for _ in range(3):
-                kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-            samples = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                reply = kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-                samples.append(time.perf_counter() - t0)
-                assert reply["content"]["status"] == "ok"
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+    with raw_kernel("bk-") as (_, kc):
+        raw_samples(kc, 3)
+        samples = raw_samples(kc, repeats)
     return {"median_ms": statistics.median(samples) * 1000, "samples": len(samples)}
 
 

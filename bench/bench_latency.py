@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from mcp import Client, StdioServerParameters  # noqa: E402
+from raw_kernel import ms, raw_kernel, raw_samples  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
 from smartcolab.shared.protocol import JobSubmit  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env  # noqa: E402
@@ -61,16 +61,6 @@ def bridge_process(checkpoint_dir: Path) -> psutil.Process:
         except psutil.Error:
             continue
     raise RuntimeError(f"no bridge process with CHECKPOINT_DIR={checkpoint_dir}")
-
-
-def raw_samples(kc: Any, calls: int) -> list[float]:
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        reply = kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-        out.append(time.perf_counter() - t0)
-        assert reply["content"]["status"] == "ok"
-    return out
 
 
 async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient, bridge: Any,
@@ -148,10 +138,6 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
     return got, raw, cpu
 
 
-def ms(samples: list[float]) -> float:
-    return round(statistics.median(samples) * 1000, 3)
-
-
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -169,22 +155,10 @@ def main() -> dict[str, Any]:
         variants[name] = (Path(src).resolve(), dict(p.split("=", 1) for p in pairs))
     if not args.no_current:
         variants["current"] = (ROOT / "src", {})
-    from jupyter_client.manager import KernelManager
-
     load = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-lat-", dir="/tmp") as tmp_s:
-        tmp = Path(tmp_s)
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tmp}/k",
-                           connection_file=f"{tmp}/kernel.json")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=60)
-            got, raw, cpu = anyio.run(measure, variants, args.rounds, args.calls, tmp, kc)
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+    with tempfile.TemporaryDirectory(prefix="bench-lat-", dir="/tmp") as tmp_s, \
+            raw_kernel("bench-lat-k-") as (_, kc):
+        got, raw, cpu = anyio.run(measure, variants, args.rounds, args.calls, Path(tmp_s), kc)
     base = ms(raw)
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in load],
                               "load_after": [round(x, 2) for x in os.getloadavg()],

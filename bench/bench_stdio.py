@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,11 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from bench_bridge import quick_and_local  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
+from raw_kernel import ms, raw_kernel, raw_samples  # noqa: E402
 from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stdio.json"
 VARIANTS = {"sdk": "sdk", "ours": ""}  # value of SMARTCOLAB_STDIO
-
-
-def raw_samples(kc: Any, calls: int) -> list[float]:
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        reply = kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-        out.append(time.perf_counter() - t0)
-        assert reply["content"]["status"] == "ok"
-    return out
 
 
 async def bridge_samples(env: dict[str, str], calls: int) -> tuple[list[float], list[float]]:
@@ -55,44 +45,32 @@ async def bridge_samples(env: dict[str, str], calls: int) -> tuple[list[float], 
         return await quick_and_local(client, calls)
 
 
-def ms(samples: list[float]) -> float:
-    return round(statistics.median(samples) * 1000, 2)
-
-
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=25)
     args = parser.parse_args()
-    from jupyter_client.manager import KernelManager
-
     load = os.getloadavg()
     got: dict[str, dict[str, list[float]]] = {v: {"quick": [], "local": []} for v in VARIANTS}
     raw: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-stdio-", dir="/tmp") as tmp_s:
         tmp = Path(tmp_s)
         runtime = start_runtime(tmp / "rt")
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tmp}/k",
-                           connection_file=f"{tmp}/kernel.json")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
         try:
-            kc.wait_for_ready(timeout=60)
-            raw_samples(kc, 3)
-            for r in range(args.rounds):
-                order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))
-                for name in order:
-                    env = subprocess_env({"COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret,
-                                          "CHECKPOINT_DIR": str(tmp / f"ck-{name}-{r}"),
-                                          "SMARTCOLAB_STDIO": VARIANTS[name]})
-                    quick, local = anyio.run(bridge_samples, env, args.calls)
-                    got[name]["quick"] += quick
-                    got[name]["local"] += local
-                raw += raw_samples(kc, args.calls)
+            with raw_kernel("bench-stdio-k-") as (_, kc):
+                raw_samples(kc, 3)
+                for r in range(args.rounds):
+                    order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))
+                    for name in order:
+                        env = subprocess_env({
+                            "COLAB_URL": runtime.url, "COLAB_TOKEN": runtime.secret,
+                            "CHECKPOINT_DIR": str(tmp / f"ck-{name}-{r}"),
+                            "SMARTCOLAB_STDIO": VARIANTS[name]})
+                        quick, local = anyio.run(bridge_samples, env, args.calls)
+                        got[name]["quick"] += quick
+                        got[name]["local"] += local
+                    raw += raw_samples(kc, args.calls)
         finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
             runtime.stop()
     base = statistics.median(raw) * 1000
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in load],

@@ -32,8 +32,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "src"), str(ROOT / "tests")]
 
-from bench_latency import bridge_process, cpu_s, raw_samples  # noqa: E402
+from bench_latency import bridge_process, cpu_s  # noqa: E402
 from mcp import Client, StdioServerParameters  # noqa: E402
+from raw_kernel import raw_kernel, raw_samples  # noqa: E402
 from support.runtime_proc import start_runtime, subprocess_env  # noqa: E402
 
 # First match wins: (substring of the frame's file, owner).
@@ -135,27 +136,15 @@ async def drive(calls: int, rate: int, tmp: Path, pyspy: str) -> dict[str, Any]:
 def raw_client_cpu(calls: int) -> dict[str, float]:
     """CPU of the raw jupyter_client execute's client (this process) and of its kernel per
     call, and the wall time."""
-    from jupyter_client.manager import KernelManager
-
-    with tempfile.TemporaryDirectory(prefix="ps-k-", dir="/tmp") as tmp:
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tmp}/k",
-                           connection_file=f"{tmp}/kernel.json")
-        km.start_kernel()
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=60)
-            raw_samples(kc, 5)
-            me = psutil.Process()
-            kernel = psutil.Process(km.provisioner.process.pid)  # type: ignore[union-attr]
-            c0, k0, t0 = cpu_s(me), cpu_s(kernel), time.perf_counter()
-            raw_samples(kc, calls)
-            return {"client_cpu_ms_per_call": round((cpu_s(me) - c0) * 1000 / calls, 3),
-                    "kernel_cpu_ms_per_call": round((cpu_s(kernel) - k0) * 1000 / calls, 3),
-                    "wall_ms_per_call": round((time.perf_counter() - t0) * 1000 / calls, 3)}
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+    with raw_kernel("ps-k-") as (km, kc):
+        raw_samples(kc, 5)
+        me = psutil.Process()
+        kernel = psutil.Process(km.provisioner.process.pid)
+        c0, k0, t0 = cpu_s(me), cpu_s(kernel), time.perf_counter()
+        raw_samples(kc, calls)
+        return {"client_cpu_ms_per_call": round((cpu_s(me) - c0) * 1000 / calls, 3),
+                "kernel_cpu_ms_per_call": round((cpu_s(kernel) - k0) * 1000 / calls, 3),
+                "wall_ms_per_call": round((time.perf_counter() - t0) * 1000 / calls, 3)}
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ from smartcolab.shared.errors import (
     InvalidInput,
     PayloadTooLarge,
     RangeNotSatisfiable,
+    SmartColabError,
 )
 from smartcolab.shared.protocol import (
     EMPTY_SHA256,
@@ -79,6 +80,25 @@ INCOMPRESSIBLE = frozenset({
 # At most 19 digits (any file offset fits); longer numbers are refused, never converted.
 _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def body_chunks(request: Request, *, idle: str, cut: SmartColabError
+                      ) -> AsyncIterator[bytes]:
+    """A request body as it arrives.  A sender silent for ``UPLOAD_IDLE_S`` ends it with a
+    400 saying ``idle``; one gone mid-body, with ``cut``."""
+    stream = request.stream()
+    try:
+        while True:
+            try:
+                with anyio.fail_after(UPLOAD_IDLE_S):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise BadRequest(idle) from None
+            yield chunk
+    except ClientDisconnect:
+        raise cut from None
 
 
 def _files(request: Request) -> FileService:
@@ -307,28 +327,18 @@ async def put_content(request: Request, path: ClientPath,
         raise
     try:
         buf = bytearray()
-        stream = request.stream()
-        try:
-            while True:
-                try:
-                    with anyio.fail_after(UPLOAD_IDLE_S):
-                        chunk = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise BadRequest(f"no upload data for {UPLOAD_IDLE_S:.0f} s; nothing was "
-                                     "written") from None
-                received += len(chunk)
-                if received > limit:
-                    raise PayloadTooLarge(f"the upload exceeds this runtime's limit of {limit} "
-                                          "bytes per file; nothing was written",
-                                          details={"limit": limit})
-                buf += chunk
-                if len(buf) >= CHUNK:
-                    await asyncio.to_thread(_write_and_hash, f, h, bytes(buf))
-                    buf.clear()
-        except ClientDisconnect:
-            raise BadRequest("the upload was interrupted; nothing was written") from None
+        async for chunk in body_chunks(
+                request, idle=f"no upload data for {UPLOAD_IDLE_S:.0f} s; nothing was written",
+                cut=BadRequest("the upload was interrupted; nothing was written")):
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"the upload exceeds this runtime's limit of {limit} "
+                                      "bytes per file; nothing was written",
+                                      details={"limit": limit})
+            buf += chunk
+            if len(buf) >= CHUNK:
+                await asyncio.to_thread(_write_and_hash, f, h, bytes(buf))
+                buf.clear()
         await asyncio.to_thread(_write_and_hash, f, h, bytes(buf))
         if expected is not None and received != expected:
             raise BadRequest(f"received {received} of {expected} bytes; nothing was written")

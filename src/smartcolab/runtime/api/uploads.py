@@ -15,11 +15,9 @@ import logging
 import re
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from starlette.requests import ClientDisconnect
 
-from smartcolab.runtime.api.files import UPLOAD_IDLE_S, _files
+from smartcolab.runtime.api.files import UPLOAD_IDLE_S, _files, body_chunks
 from smartcolab.runtime.files.parts import PartUpload, PartUploads
 from smartcolab.runtime.files.publish import file_mode
 from smartcolab.runtime.state import RuntimeState
@@ -147,29 +145,19 @@ async def _receive(request: Request, parts: PartUploads, upload: PartUpload, off
     h = hashlib.sha256() if hashed else None
     pos = start
     buf = bytearray()
-    stream = request.stream()
-    try:
-        while True:
-            try:
-                with anyio.fail_after(UPLOAD_IDLE_S):
-                    chunk = await anext(stream)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise BadRequest(f"no part data for {UPLOAD_IDLE_S:.0f} s; the part was not "
-                                 "accepted") from None
-            if pos + len(buf) + len(chunk) > end:
-                raise BadRequest(f"the part runs past its end ({end - start} bytes); it was "
-                                 "not accepted", details={"reason": "bad_part_length"})
-            buf += chunk
-            if len(buf) >= WRITE_CHUNK:
-                data = bytes(buf)
-                buf.clear()
-                await asyncio.to_thread(_write_and_hash, parts, upload, pos, data, h)
-                pos += len(data)
-    except ClientDisconnect:
-        raise BadRequest("the part was interrupted; send it again",
-                         details={"reason": "part_interrupted"}) from None
+    async for chunk in body_chunks(
+            request, idle=f"no part data for {UPLOAD_IDLE_S:.0f} s; the part was not accepted",
+            cut=BadRequest("the part was interrupted; send it again",
+                           details={"reason": "part_interrupted"})):
+        if pos + len(buf) + len(chunk) > end:
+            raise BadRequest(f"the part runs past its end ({end - start} bytes); it was "
+                             "not accepted", details={"reason": "bad_part_length"})
+        buf += chunk
+        if len(buf) >= WRITE_CHUNK:
+            data = bytes(buf)
+            buf.clear()
+            await asyncio.to_thread(_write_and_hash, parts, upload, pos, data, h)
+            pos += len(data)
     if buf:
         await asyncio.to_thread(_write_and_hash, parts, upload, pos, bytes(buf), h)
         pos += len(buf)
