@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -67,6 +68,45 @@ async def test_parallel_download_is_verified_and_uses_several_streams(
     assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
     assert res.attempts == 4 and res.wire_bytes == len(DATA)
     assert seen and seen[-1] == len(DATA) and seen == sorted(seen)
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+def test_a_large_file_is_cut_into_shrinking_spans_that_tile_it() -> None:
+    mib = 1024 * KB
+    planned = spans.plan_spans(0, 256 * mib, 6)  # over 6 x MAX_SPAN: more spans than streams
+    sizes = [s.end - s.start for s in planned]
+    assert planned[0].start == 0 and planned[-1].end == 256 * mib and len(planned) > 6
+    assert all(a.end == b.start for a, b in itertools.pairwise(planned))
+    assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # largest first: streams stagger
+    assert all(x >= spans.MIN_SPAN for x in sizes[:-1]) and 0 < sizes[-1] <= spans.MIN_SPAN
+    assert sizes[0] == 256 * mib // 12  # a 1 / (2 x streams) share of what is left
+    # Below streams x MAX_SPAN: one equal span per stream, as before.
+    assert len(spans.plan_spans(0, 64 * mib, 6)) == 6
+    resumed = spans.plan_spans(100 * mib + 3, 256 * mib, 4)
+    assert resumed[0].done == resumed[0].end == 100 * mib + 3 and resumed[1].start == 100 * mib + 3
+
+
+async def test_more_spans_than_streams_are_taken_in_turn_over_kept_connections(
+        runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spans, "MAX_SPAN", 2 * SPAN)
+    planned = spans.plan_spans(0, len(DATA), 2, SPAN)
+    assert len(planned) > 4  # 3 MiB over 2 streams of at most 2 x SPAN each: more spans
+    started: list[str] = []
+    real = spans._one_span
+
+    def spy(job: spans.SpanJob, fd: int, span: spans.Span) -> None:
+        started.append(threading.current_thread().name)
+        real(job, fd, span)
+
+    monkeypatch.setattr(spans, "_one_span", spy)
+    with CutProxy(runtime.port, cuts=0) as proxy:
+        async with client_for(runtime, proxy.url) as c:
+            with anyio.fail_after(60):
+                res = await transfer.download(c, "big.bin", tmp_path, streams=2, min_span=SPAN)
+        # Two streams, each over its one kept-alive connection, plus the stats'.
+        assert proxy.connections <= 4 < len(planned)
+    assert res.attempts == len(planned) == len(started) and set(started) == {"span-0", "span-1"}
+    assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
     assert leftovers(tmp_path) == ["big.bin"]
 
 

@@ -212,7 +212,8 @@ async def _fetch_spans(source: SpanSource, remote: str, part: Path, meta: Path, 
 
     planned = await asyncio.to_thread(plan)
     job = SpanJob(source=source, remote=remote, part=part, meta=meta, version=version,
-                  total=size, spans=planned, attempts=attempts, max_tries=MAX_TOTAL_ATTEMPTS)
+                  total=size, spans=planned, attempts=attempts, max_tries=MAX_TOTAL_ATTEMPTS,
+                  streams=streams)
     held = job.received
     await asyncio.to_thread(ensure_free_space, part.parent, size - held, limits)
     task = asyncio.ensure_future(asyncio.to_thread(run_spans, job))

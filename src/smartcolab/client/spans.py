@@ -44,6 +44,15 @@ from smartcolab.shared.errors import (
 
 # Below this many bytes per stream a second stream costs more (a request) than it gains.
 MIN_SPAN = 8 * 1024 * 1024
+# Above this per stream, a file is cut into more spans than streams, taken in file order
+# by whichever stream is free, each a share of what is left (largest first, down to
+# ``min_span``): the streams finish their spans at different times, so one waits out
+# its next request's round trip while the others carry the link (equal spans end and
+# re-ask together: the whole link idles a round trip), the last spans are small (no
+# stream left alone at the end), and the bytes land nearly in order, so the whole-file
+# hash follows them instead of reading back most of the file after the last byte
+# (bench/bench_parallel.py, 150 ms profile).
+MAX_SPAN = 16 * 1024 * 1024
 SAVE_EVERY = 16 * 1024 * 1024
 WRITEBACK_EVERY = 64 * 1024 * 1024
 # Positioned reads and writes (several streams, one file descriptor): POSIX only; where
@@ -84,6 +93,7 @@ class SpanJob:
     spans: list[Span]
     attempts: int
     max_tries: int
+    streams: int = 0  # parallel streams; 0: one per span
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Condition = field(default_factory=threading.Condition)
     save_lock: threading.Lock = field(default_factory=threading.Lock)  # one writer of the record
@@ -91,6 +101,7 @@ class SpanJob:
     # blocked in a read at once, instead of at its read timeout).
     aborts: dict[int, Callable[[], None]] = field(default_factory=dict)
     tries: int = 0
+    next_span: int = 0  # spans are handed to the streams in file order
     wire: int = 0
     hashed: int = 0
     error: BaseException | None = None
@@ -111,13 +122,22 @@ class SpanJob:
         return at
 
 
-def plan_spans(offset: int, total: int, streams: int, min_span: int = MIN_SPAN) -> list[Span]:
-    """``[0, offset)`` held, ``[offset, total)`` cut into at most ``streams`` spans of at
-    least ``min_span`` bytes each."""
+def plan_spans(offset: int, total: int, streams: int, min_span: int = MIN_SPAN,
+               max_span: int | None = None) -> list[Span]:
+    """``[0, offset)`` held, ``[offset, total)`` cut into at most ``streams`` equal spans
+    of at least ``min_span`` bytes each, or, where those would exceed ``max_span``, into
+    more spans, each a ``1 / (2 * streams)`` share of what is left and at least
+    ``min_span`` (taken in turn by ``streams`` streams)."""
     left = total - offset
     n = max(1, min(streams, left // max(1, min_span)))
-    step = -(-left // n)
-    cuts = [offset + i * step for i in range(n)] + [total]
+    if n > 1 and left > n * (max_span or MAX_SPAN):
+        cuts = [offset]
+        while total - cuts[-1] > min_span:
+            cuts.append(cuts[-1] + max(min_span, (total - cuts[-1]) // (2 * n)))
+        cuts.append(total)
+    else:
+        step = -(-left // n)
+        cuts = [offset + i * step for i in range(n)] + [total]
     held = [Span(0, offset, offset)] if offset else []
     return held + [Span(a, a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
@@ -157,9 +177,10 @@ def run_spans(job: SpanJob) -> str:
     try:
         os.ftruncate(fd, job.total)
         save(job)
-        workers = [threading.Thread(target=_worker, args=(job, fd, s), daemon=True,
-                                    name=f"span-{i}") for i, s in enumerate(job.spans)
-                   if s.done < s.end]
+        todo = sum(1 for s in job.spans if s.done < s.end)
+        workers = [threading.Thread(target=_stream, args=(job, fd), daemon=True,
+                                    name=f"span-{i}")
+                   for i in range(min(todo, job.streams or todo))]
         for w in workers:
             w.start()
         try:
@@ -222,6 +243,20 @@ def _fail(job: SpanJob, exc: BaseException) -> None:
         if job.error is None:
             job.error = exc
     stop(job)
+
+
+def _stream(job: SpanJob, fd: int) -> None:
+    """One stream: the next span not yet taken, in file order, until none is left."""
+    while not job.stop.is_set() and job.error is None:
+        with job.lock:
+            while job.next_span < len(job.spans) and (
+                    job.spans[job.next_span].done >= job.spans[job.next_span].end):
+                job.next_span += 1
+            if job.next_span >= len(job.spans):
+                return
+            span = job.spans[job.next_span]
+            job.next_span += 1
+        _worker(job, fd, span)
 
 
 def _worker(job: SpanJob, fd: int, span: Span) -> None:

@@ -62,7 +62,7 @@ __all__ = [
 
 DEFAULT_ATTEMPTS = 8
 # Parallel ranged streams per download (bench/bench_wan.py: a tunnel capping each stream).
-DEFAULT_STREAMS = 4
+DEFAULT_STREAMS = 6
 READ_SIZE = 1024 * 1024
 
 
