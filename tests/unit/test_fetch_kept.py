@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 
-import anyio
+import pytest
 
 from smartcolab.mcp.results import MAX_KEPT_FETCH_BYTES, fetch_kept
 from smartcolab.shared.protocol import JobResult, JobView, OutputAttachment, RichOutput
 from support.fake_backend import FakeBackend
+
+pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
 
@@ -38,10 +40,10 @@ def view(image_bytes: int, attachment_size: int) -> JobView:
                    timeout=None, created_at=0.0, epoch="e", result=result)
 
 
-def test_kept_outputs_of_the_stated_size_are_brought_into_the_view() -> None:
+async def test_kept_outputs_of_the_stated_size_are_brought_into_the_view() -> None:
     backend = KeepingBackend({"out-1.png": PNG, "out-1.svg": b"<svg/>"})
     v = view(len(PNG), 6)
-    notes = anyio.run(fetch_kept, backend, v)
+    notes = await fetch_kept(backend, v)
     assert notes == []
     assert v.result is not None
     out = v.result.outputs[0]
@@ -50,10 +52,10 @@ def test_kept_outputs_of_the_stated_size_are_brought_into_the_view() -> None:
     assert v.result.message is None  # the "kept as" notes went with the fetched outputs
 
 
-def test_a_runtime_sending_other_than_it_stated_is_refused_with_a_note() -> None:
+async def test_a_runtime_sending_other_than_it_stated_is_refused_with_a_note() -> None:
     backend = KeepingBackend({"out-1.png": PNG + b"extra", "out-1.svg": b"<s"})
     v = view(len(PNG), 6)
-    notes = anyio.run(fetch_kept, backend, v)
+    notes = await fetch_kept(backend, v)
     assert v.result is not None
     out = v.result.outputs[0]
     assert out.image_base64 is None and out.attachments[0].data is None
@@ -63,9 +65,9 @@ def test_a_runtime_sending_other_than_it_stated_is_refused_with_a_note() -> None
     assert "kept as out-1.png" in (v.result.message or "")  # its note stays: still only there
 
 
-def test_an_output_stated_over_the_cap_is_not_fetched_at_all() -> None:
+async def test_an_output_stated_over_the_cap_is_not_fetched_at_all() -> None:
     backend = KeepingBackend({"out-1.png": PNG, "out-1.svg": b"<svg/>"})
     v = view(MAX_KEPT_FETCH_BYTES + 1, 6)
-    notes = anyio.run(fetch_kept, backend, v)
+    notes = await fetch_kept(backend, v)
     assert backend.fetched == ["out-1.svg"]
     assert len(notes) == 1 and "kept on the runtime only" in notes[0]

@@ -93,8 +93,12 @@ def test_a_thread_that_ignores_the_interrupt_ends_the_kernel(
         tmp_path: Path, streams: pytest.CaptureFixture[str]) -> None:
     kills: list[int] = []
     agent = make(tmp_path, kills, grace_s=0.5)
-    # A blocking call: an async exception reaches the thread only when it returns.
-    agent.start("j-block", "import time\ntime.sleep(60)", timeout=0.2)
+    # A blocking call: an async exception reaches the thread only when it returns. Signals
+    # are blocked in the thread: one landing there (a SIGCHLD of another test's process,
+    # with a handler installed) would end the sleep early and let the exception in.
+    agent.start("j-block", "import signal, time\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())\n"
+                "time.sleep(60)", timeout=0.2)
     end = time.monotonic() + 30
     while not kills and time.monotonic() < end:
         time.sleep(0.05)
