@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,24 @@ from support.runtime_proc import RuntimeProc, start_runtime
 def anyio_backend() -> str:
     # Session scope, so that the session-wide in-process runtime below can be async.
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _sync_tests_see_no_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """anyio's pytest plugin marks this thread as running asyncio for as long as an async
+    fixture of a wider scope lives (``inproc`` below: the whole session), although its
+    loop is idle between tests. A sync test that starts a loop of its own (``anyio.run``,
+    the CLI) was then refused, depending on what xdist had run before on that worker."""
+    if inspect.iscoroutinefunction(getattr(request, "function", None)):
+        yield
+        return
+    import sniffio
+
+    token = sniffio.current_async_library_cvar.set(None)
+    try:
+        yield
+    finally:
+        sniffio.current_async_library_cvar.reset(token)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -93,19 +93,24 @@ def test_a_thread_that_ignores_the_interrupt_ends_the_kernel(
         tmp_path: Path, streams: pytest.CaptureFixture[str]) -> None:
     kills: list[int] = []
     agent = make(tmp_path, kills, grace_s=0.5)
-    # A blocking call: an async exception reaches the thread only when it returns. Signals
-    # are blocked in the thread: one landing there (a SIGCHLD of another test's process,
-    # with a handler installed) would end the sleep early and let the exception in.
-    agent.start("j-block", "import signal, time\n"
-                "signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())\n"
-                "time.sleep(60)", timeout=0.2)
+    # A call blocked in C: an async exception reaches the thread only when it returns. The
+    # stop comes once the thread is surely in it (a deadline could fire while the thread is
+    # still in Python on a loaded machine, and then the interrupt just works).
+    blocked = tmp_path / "blocked"
+    agent.start("j-block", "import pathlib, threading\nheld = threading.Lock()\n"
+                f"held.acquire()\npathlib.Path({str(blocked)!r}).touch()\n"
+                "held.acquire(timeout=60)", timeout=None)
     end = time.monotonic() + 30
-    while not kills and time.monotonic() < end:
+    while not blocked.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(2.0)  # a few bytecodes from the touch to the lock: long done
+    agent.stop("j-block")
+    while not kills and time.monotonic() < end + 30:
         time.sleep(0.05)
     assert kills == [1]
     status = agent.summary("j-block")
     assert status["state"] == "ended"
-    assert status["ending"] == {"kind": "restarted", "reason": "timed_out", "failed": True}
+    assert status["ending"] == {"kind": "restarted", "reason": "cancelled", "failed": True}
     running = json.loads((tmp_path / tab_agent.running_name(agent.pid)).read_text())
     assert running == {"jobs": []}
 
