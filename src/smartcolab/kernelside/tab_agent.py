@@ -76,6 +76,10 @@ class Run:
         self.reason: str | None = None  # why it is being stopped: timed_out / cancelled
         self.stopping_since: float | None = None
         self.signalled_at = 0.0
+        # True only while the thread runs the job's code; an interrupt is sent only then
+        # (a thread that ended may have handed its id to another thread).
+        self.in_code = False
+        self.signal_lock = threading.Lock()
 
 
 class TabAgent:
@@ -172,7 +176,13 @@ class TabAgent:
         self._save_running()
         self.by_thread[threading.get_ident()] = job
         try:
-            _run_code(job, code)
+            with run.signal_lock:
+                run.in_code = True
+            try:
+                _run_code(job, code)
+            finally:
+                with run.signal_lock:
+                    run.in_code = False
         except BaseException as exc:
             job.error = _error_of(_without_agent_frames(exc))
             ending["failed"] = True
@@ -215,7 +225,8 @@ class TabAgent:
     def _monitor(self) -> None:
         while True:
             time.sleep(MONITOR_S)
-            with contextlib.suppress(Exception):  # never let the monitor die
+            # Never let the monitor die, not even of a stray KeyboardInterrupt.
+            with contextlib.suppress(Exception, KeyboardInterrupt):
                 self.check()
 
     def check(self, now: float | None = None) -> None:
@@ -233,12 +244,19 @@ class TabAgent:
             if now - run.stopping_since >= self.grace_s:
                 self.restart(run)
                 return
-            if now - run.signalled_at >= self.repeat_s and run.thread is not None:
+            if now - run.signalled_at >= self.repeat_s:
                 run.signalled_at = now
-                ident = run.thread.ident
-                if ident is not None:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+                self._interrupt(run)
+
+    @staticmethod
+    def _interrupt(run: Run) -> None:
+        """A KeyboardInterrupt into the job's thread, only while it runs the job's code: not
+        into the agent's own bookkeeping, and never into a thread that took a dead one's id."""
+        with run.signal_lock:
+            thread = run.thread
+            if run.in_code and thread is not None and thread.is_alive() and thread.ident:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
 
     def restart(self, culprit: Run) -> None:
         """Record every running job as ended by a restart, then end this kernel process."""
