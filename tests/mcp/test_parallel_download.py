@@ -23,7 +23,13 @@ from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.resumable import RangeReply, fetch, verify_and_publish
 from smartcolab.client.spans import SpanSource
-from smartcolab.shared.errors import ChecksumMismatch, RuntimeMisbehaved, RuntimeUnreachable
+from smartcolab.shared.errors import (
+    ChecksumMismatch,
+    InvalidInput,
+    LocalWriteFailed,
+    RuntimeMisbehaved,
+    RuntimeUnreachable,
+)
 from support.cutproxy import CutProxy
 from support.runtime_proc import RuntimeProc, start_runtime
 
@@ -64,9 +70,11 @@ async def test_parallel_download_is_verified_and_uses_several_streams(
             with anyio.fail_after(60):
                 res = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN,
                                               progress=lambda d, t: seen.append(d))
-        assert proxy.connections >= 3  # stat + more than one stream
+        assert proxy.connections >= 3  # the sha256 stat + more than one stream
     assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
-    assert res.attempts == 4 and res.wire_bytes == len(DATA)
+    # The first span (2 x min_span, asked before the size was known), then the rest
+    # cut for 4 streams.
+    assert res.attempts == 5 and res.wire_bytes == len(DATA)
     assert seen and seen[-1] == len(DATA) and seen == sorted(seen)
     assert leftovers(tmp_path) == ["big.bin"]
 
@@ -89,7 +97,7 @@ def test_a_large_file_is_cut_into_shrinking_spans_that_tile_it() -> None:
 async def test_more_spans_than_streams_are_taken_in_turn_over_kept_connections(
         runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spans, "MAX_SPAN", 2 * SPAN)
-    planned = spans.plan_spans(0, len(DATA), 2, SPAN)
+    planned = spans.plan_spans(2 * SPAN, len(DATA), 2, SPAN)  # after the first span
     assert len(planned) > 4  # 3 MiB over 2 streams of at most 2 x SPAN each: more spans
     started: list[str] = []
     real = spans._one_span
@@ -103,8 +111,8 @@ async def test_more_spans_than_streams_are_taken_in_turn_over_kept_connections(
         async with client_for(runtime, proxy.url) as c:
             with anyio.fail_after(60):
                 res = await transfer.download(c, "big.bin", tmp_path, streams=2, min_span=SPAN)
-        # Two streams, each over its one kept-alive connection, plus the stats'.
-        assert proxy.connections <= 4 < len(planned)
+        # Two streams, each over its one kept-alive connection, plus the stat's.
+        assert proxy.connections <= 3 < len(planned)
     assert res.attempts == len(planned) == len(started) and set(started) == {"span-0", "span-1"}
     assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
     assert leftovers(tmp_path) == ["big.bin"]
@@ -134,7 +142,7 @@ async def test_an_interrupted_parallel_download_resumes_in_a_later_call(
     assert leftovers(tmp_path) == ["big.bin.part", "big.bin.part.json"]
     recorded = json.loads((tmp_path / "big.bin.part.json").read_text())["spans"]
     held = sum(done - start for start, done, _ in recorded)
-    assert 0 < held < len(DATA) and len(recorded) == 4
+    assert 0 < held < len(DATA) and len(recorded) == 5  # the first span and 4 more
     async with client_for(runtime) as c:
         with anyio.fail_after(60):
             res = await transfer.download(c, "big.bin", tmp_path, streams=streams_after,
@@ -154,6 +162,8 @@ class FakeSpans:
 
     data: bytes
     content_range: str | None = None  # sent instead of the true one
+    later_total: int | None = None  # the total stated by spans not starting at 0
+    encoding: str = ""
     whole: bool = False  # answer 200 with the whole body
     extra: int = 0  # bytes past the span's end
     short_once: set[int] = field(default_factory=set)  # span starts cut short the first time
@@ -171,9 +181,12 @@ class FakeSpans:
         if start in self.short_once:
             self.short_once.discard(start)
             piece = piece[:len(piece) // 2]
-        cr = self.content_range or f"bytes {start}-{end}/{len(self.data)}"
+        end = min(end, len(self.data) - 1)  # as a server clamps a range past the end
+        total = self.later_total if start and self.later_total else len(self.data)
+        cr = self.content_range or f"bytes {start}-{end}/{total}"
         chunks = iter([piece[i:i + 64 * KB] for i in range(0, len(piece), 64 * KB)])
-        yield RangeReply(partial=not self.whole, version='"v1"', encoding="", chunks=chunks,
+        yield RangeReply(partial=not self.whole, version='"v1"', encoding=self.encoding,
+                         chunks=chunks,
                          content_range=None if self.whole else cr)
 
     def open_range(self, remote: str, offset: int, version: str | None,
@@ -204,6 +217,78 @@ async def test_a_span_answer_that_is_not_what_was_asked_is_refused(
     src = FakeSpans(os.urandom(2 * 1024 * KB), **bad)  # type: ignore[arg-type]
     with pytest.raises(RuntimeMisbehaved, match=r"refused|more than the bytes"):
         await _fetch(src, tmp_path / "f.bin")
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_new_download_asks_its_first_span_before_any_stat(
+        runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stats: list[bool] = []
+    real = transfer.stat
+
+    async def spy(client: RuntimeClient, path: str, *, with_hash: bool = True) -> object:
+        stats.append(with_hash)
+        return await real(client, path, with_hash=with_hash)
+
+    monkeypatch.setattr(transfer, "stat", spy)
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60):
+            res = await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)
+    # Only the sha256 (asked beside the spans); the size came from the first answer.
+    assert stats == [True]
+    assert res.sha256 == sha(DATA) and res.path.read_bytes() == DATA
+
+    src = FakeSpans(os.urandom(3 * SPAN + 5))
+    with anyio.fail_after(60):
+        got = await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=2,
+                                            min_span=SPAN)
+    assert src.asked[0] == (0, 2 * SPAN - 1) and got.size == len(src.data)
+    assert got.sha256 == sha(src.data) and got.version == '"v1"'
+    # A file smaller than the first span: one answer holds it all.
+    small = FakeSpans(os.urandom(1000))
+    with anyio.fail_after(60):
+        got = await resumable.fetch_unsized(small, "s.bin", tmp_path / "s.bin", streams=4,
+                                            min_span=SPAN)
+    assert small.asked == [(0, 2 * SPAN - 1)] and got.sha256 == sha(small.data)
+
+
+async def test_empty_files_and_directories_still_download_or_say_why(
+        runtime: RuntimeProc, tmp_path: Path) -> None:
+    (runtime.root / "empty.bin").write_bytes(b"")
+    (runtime.root / "adir").mkdir(exist_ok=True)
+    async with client_for(runtime) as c:
+        with anyio.fail_after(60):
+            res = await transfer.download(c, "empty.bin", tmp_path, streams=4, min_span=SPAN)
+            assert res.size == 0 and res.path.read_bytes() == b""
+            with pytest.raises(InvalidInput, match="download_dir"):
+                await transfer.download(c, "adir", tmp_path, streams=4, min_span=SPAN)
+    assert leftovers(tmp_path) == ["empty.bin"]
+
+
+@pytest.mark.parametrize("bad", [
+    {"content_range": "bytes 0-99/3000000"},        # ends before the asked span or the file
+    {"content_range": "bytes 1-524287/3000000"},    # does not start at 0
+    {"content_range": "bytes 0-524287/0"},          # a total that cannot hold the range
+    {"content_range": "bytes 0-524287/524287"},     # ends past the stated total
+    {"content_range": "garbage"},
+    {"whole": True},                                # a 200 to a range request
+    {"encoding": "gzip"},                           # not the identity asked for
+    {"later_total": 5 * 1024 * KB},                 # a later span states another size
+])
+async def test_a_first_answer_that_does_not_state_a_size_sanely_is_refused(
+        tmp_path: Path, bad: dict[str, object]) -> None:
+    src = FakeSpans(os.urandom(3 * 1024 * KB), **bad)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeMisbehaved, match="refused"), anyio.fail_after(60):
+        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+                                      min_span=SPAN)
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_first_answer_stating_a_huge_size_writes_nothing(tmp_path: Path) -> None:
+    src = FakeSpans(os.urandom(3 * 1024 * KB),
+                    content_range=f"bytes 0-{2 * SPAN - 1}/{10**18}")
+    with pytest.raises(LocalWriteFailed, match="would not fit"), anyio.fail_after(60):
+        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+                                      min_span=SPAN)
     assert leftovers(tmp_path) == []
 
 

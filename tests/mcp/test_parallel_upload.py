@@ -13,7 +13,7 @@ import anyio
 import httpx2
 import pytest
 
-from smartcolab.client.http import transfer
+from smartcolab.client.http import transfer, transfer_parts
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
 from smartcolab.client.http.transfer_parts import upload_parts
 from smartcolab.client.local_files import hash_local
@@ -171,3 +171,36 @@ def drop_part_routes(rt: InProcRuntime) -> None:
         if id(getattr(r, "original_router", None)) not in gone
         and getattr(r, "path", None) not in (routes.FILES_UPLOADS, routes.FILES_UPLOAD_PART)]
     assert len(rt.app.router.routes) < before
+
+
+def test_parts_are_several_per_stream_and_the_streams_start_staggered() -> None:
+    mib = 1024 * 1024
+    # About 8 parts per stream (whole MiB), within the client's 8-64 MiB.
+    assert transfer_parts.part_size_for(1024 * mib, 6) == 22 * mib
+    assert transfer_parts.part_size_for(10 * mib, 6) == transfer_parts.MIN_PART
+    assert transfer_parts.part_size_for(100 * 1024 * mib, 6) == transfer_parts.MAX_PART
+    # Half the streams at once, the others spread over the first part.
+    assert transfer_parts.stagger(6, 600) == [0, 0, 0, 150, 300, 450]
+    assert transfer_parts.stagger(4, 600) == [0, 0, 200, 400]
+    assert transfer_parts.stagger(1, 600) == [0]
+
+
+async def test_the_later_streams_start_at_their_points_of_the_first_part(
+        server: ServerHandle, source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    leads: list[int | None] = []
+    real = transfer_parts._worker
+
+    async def spy(run: transfer_parts._Run) -> None:
+        leads.append(run.lead)  # how far the first part was when this stream started
+        await real(run)
+
+    monkeypatch.setattr(transfer_parts, "_worker", spy)
+    async with RuntimeClient(server.url, server.secret, retry=FAST) as c:
+        with anyio.fail_after(60):
+            res = await transfer.upload(c, source, "staggered.bin", streams=4, part_size=PART,
+                                        overwrite=True)
+    assert res.sha256 == sha(DATA)
+    assert (server.config.roots[0] / "staggered.bin").read_bytes() == DATA
+    assert len(leads) == 4 and leads[:2] == [0, 0]
+    for at, lead in zip([PART // 3, 2 * PART // 3], leads[2:], strict=True):
+        assert lead is None or lead >= at  # None: the first part was over by then

@@ -10,6 +10,10 @@ What stays as in the single-stream skeleton (``client/resumable.py``):
   back from the page cache, so nothing is held in memory but one chunk per stream);
 * resumable: ``NAME.part.json`` records each span's ``[start, done, end)``; after a
   drop or a later call, each span continues from its ``done``;
+* a new download asks no stat first: its first span ``bytes=0-N`` goes out at once and
+  the answer's ``Content-Range`` (``bytes 0-M/TOTAL``, checked: it starts at 0 and ends
+  where the asked span or the file ends) states the size the other spans are cut from
+  (:func:`probe`); every later answer must state the same size and version;
 * every answer is checked before its first byte is written: a ``206`` whose
   ``Content-Range`` is exactly the span asked (start, end and the stated size), the
   version (ETag) stated, identity encoding, and never a byte past the span's end.
@@ -105,6 +109,8 @@ class SpanJob:
     wire: int = 0
     hashed: int = 0
     error: BaseException | None = None
+    opened: Opened | None = None  # the first span's reply, opened before the plan
+
 
     @property
     def received(self) -> int:
@@ -120,6 +126,42 @@ class SpanJob:
             if s.done < s.end:
                 break
         return at
+
+
+@dataclass
+class Opened:
+    """A span's reply opened before the file's size was known (its answer says it)."""
+
+    span: Span
+    reply: Any
+    stack: contextlib.ExitStack
+    total: int
+    version: str | None
+
+
+def probe(source: SpanSource, remote: str, first: int) -> Opened:
+    """Open ``bytes=0-(first - 1)`` of a file of unknown size; checked before any byte
+    is read: a ``206`` in identity encoding whose ``Content-Range`` starts at 0 and ends
+    at the asked end or the file's last byte (``RuntimeMisbehaved`` otherwise)."""
+    stack = contextlib.ExitStack()
+    try:
+        reply = stack.enter_context(source.open_span(remote, 0, first - 1, None))
+        match = _CONTENT_RANGE.match((reply.content_range or "").strip())
+        got = tuple(int(g) for g in match.groups()) if match else None
+        if reply.encoding not in ("", "identity") or not reply.partial or got is None or (
+                got[0] != 0 or got[2] < 1 or got[1] != min(first, got[2]) - 1):
+            raise RuntimeMisbehaved(
+                f"the runtime answered the range 0-{first - 1} of '{remote[:200]}' with "
+                f"{'206' if reply.partial else 'a whole body'}, Content-Range "
+                f"{(reply.content_range or '(none)')[:80]!r} and Content-Encoding "
+                f"{(reply.encoding or 'identity')[:40]!r}; refused, nothing was kept",
+                details={"asked": f"0-{first - 1}",
+                         "content_range": (reply.content_range or "")[:80]})
+    except BaseException:
+        stack.close()
+        raise
+    total = got[2]
+    return Opened(Span(0, 0, min(first, total)), reply, stack, total, reply.version)
 
 
 def plan_spans(offset: int, total: int, streams: int, min_span: int = MIN_SPAN,
@@ -199,6 +241,16 @@ def run_spans(job: SpanJob) -> str:
         raise write_failed(exc, job.part) from exc
     finally:
         os.close(fd)
+        close_opened(job)
+
+
+def close_opened(job: SpanJob) -> None:
+    """Close the first span's reply if no stream took it."""
+    with job.lock:
+        opened, job.opened = job.opened, None
+    if opened is not None:
+        with contextlib.suppress(Exception):
+            opened.stack.close()
 
 
 def _follow_hash(job: SpanJob, fd: int) -> str:
@@ -289,8 +341,30 @@ def _worker(job: SpanJob, fd: int, span: Span) -> None:
         _fail(job, exc)
 
 
+def _open(job: SpanJob, span: Span) -> AbstractContextManager[Any]:
+    """The span's reply: the one the probe opened (once), else a new request."""
+    with job.lock:
+        opened = job.opened
+        if opened is not None and opened.span is span and span.done == span.start:
+            job.opened = None
+            return _Taken(opened)
+    return job.source.open_span(job.remote, span.done, span.end - 1, job.version)
+
+
+class _Taken(AbstractContextManager[Any]):
+    def __init__(self, opened: Opened) -> None:
+        self.opened = opened
+
+    def __enter__(self) -> Any:
+        return self.opened.reply
+
+    def __exit__(self, *exc: Any) -> bool:
+        # The exception goes through the reply's own context (it maps transport errors).
+        return bool(self.opened.stack.__exit__(*exc))
+
+
 def _one_span(job: SpanJob, fd: int, span: Span) -> None:
-    with job.source.open_span(job.remote, span.done, span.end - 1, job.version) as reply:
+    with _open(job, span) as reply:
         check_span_reply(job, reply, span)
         saved = span.done
         with job.lock:  # registered under the lock stop() holds: none is missed

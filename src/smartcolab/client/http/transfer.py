@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from smartcolab.client import spans
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.http.transfer_parts import MIN_PART, upload_parts
@@ -27,12 +28,14 @@ from smartcolab.client.local_files import (
     hash_local,
     local_file,
     local_target,
+    part_paths,
     refuse_existing,
     remote_name,
 )
 from smartcolab.client.resumable import (
     RangeReply,
     fetch,
+    fetch_unsized,
     publish_verified,
     report,
     socket_closer,
@@ -41,9 +44,11 @@ from smartcolab.client.spans import MIN_SPAN
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
+    BadRequest,
     ChecksumMismatch,
     FileExistsOnRuntime,
     InvalidInput,
+    RangeNotSatisfiable,
     RuntimeUnreachable,
 )
 from smartcolab.shared.protocol import (
@@ -193,25 +198,38 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
 
     ``compress`` asks the runtime for gzip (saves tunnel quota on text-like files);
     a resume after a drop continues uncompressed with ``Range``.  No more bytes
-    than ``/files/stat`` stated are accepted.  A file of at least two ``min_span``
+    than the runtime stated are accepted.  A file of at least two ``min_span``
     comes over up to ``streams`` parallel ranged streams (a tunnel that caps each
-    stream is filled), still resumable and checked against one sha256.
+    stream is filled), still resumable and checked against one sha256.  A new
+    parallel download asks its first span at once, without a stat before it (the
+    answer's ``Content-Range`` states the size); the whole file's sha256 is asked
+    meanwhile.
     """
     tune_read_size()
     final = local_target(save_dir, local_name or remote_name(remote_path))
     refuse_existing(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    head = await stat(client, remote_path, with_hash=False)
-    if head.type != "file":
-        raise InvalidInput(f"'{remote_path[:200]}' is a {head.type} on the runtime; use "
-                           "download_dir for directories")
-    check_stated_size(head.size, remote_path[:200])
+    # Asked now, answered while the bytes come (the runtime hashes a new file once).
     hashed = asyncio.ensure_future(stat(client, remote_path, with_hash=True))
     try:
-        got = await fetch(HttpRanges(client), remote_path, final, size=head.size,
-                          version=head.etag, compress=compress, attempts=attempts,
-                          progress=progress, limits=limits, streams=streams,
-                          min_span=min_span)
+        got = None
+        if (streams > 1 and not compress and spans.AVAILABLE
+                and not part_paths(final)[1].exists()):
+            with contextlib.suppress(RangeNotSatisfiable, BadRequest):
+                # 416: an empty file; 400: not a regular file: the stat below says which.
+                got = await fetch_unsized(HttpRanges(client), remote_path, final,
+                                          streams=streams, min_span=min_span,
+                                          attempts=attempts, progress=progress, limits=limits)
+        if got is None:
+            head = await stat(client, remote_path, with_hash=False)
+            if head.type != "file":
+                raise InvalidInput(f"'{remote_path[:200]}' is a {head.type} on the runtime; "
+                                   "use download_dir for directories")
+            check_stated_size(head.size, remote_path[:200])
+            got = await fetch(HttpRanges(client), remote_path, final, size=head.size,
+                              version=head.etag, compress=compress, attempts=attempts,
+                              progress=progress, limits=limits, streams=streams,
+                              min_span=min_span)
         remote_stat = await hashed
     finally:
         if not hashed.done():
@@ -250,8 +268,8 @@ async def upload(client: RuntimeClient, local_path: str | os.PathLike[str], remo
                  part_size: int | None = None) -> UploadResult:
     """Upload a local file: its sha256 is declared (and signed) first, then streamed.
 
-    A file of at least two parts (``part_size``, default: the file over ``streams``, at
-    least 8 MiB) goes in parts over up to ``streams`` parallel connections (a tunnel
+    A file of at least two parts (``part_size``, default: about 8 parts per stream, 8-64
+    MiB) goes in parts over up to ``streams`` parallel connections (a tunnel
     that caps each stream is filled), checked by the runtime against the one sha256
     before it is published; a runtime without the part API (404) gets the single stream.
     """

@@ -50,11 +50,23 @@ MAX_PART = 64 * 1024 * 1024
 PART_TIMEOUT_S = 600.0
 
 
+# Parts per stream aimed at.  One part per stream left the last parts' bytes to the
+# commit (the runtime's whole-file hash follows the run of parts received from the
+# start; with one part per stream all of them land at the very end) and ended every
+# stream at once.  Several parts per stream, taken in file order, land nearly in order
+# (the runtime hashes each as it lands) and keep the streams busy to the end; each
+# part costs its stream one round trip (the answer), which the staggered streams
+# cover (``_all_parts``).
+PARTS_PER_STREAM = 8
+MIB = 1024 * 1024
+
+
 def part_size_for(size: int, streams: int) -> int:
-    """One part per stream up to ``MAX_PART``: each part costs its stream a round trip
-    (the answer) with nothing in flight, so fewer, larger parts fill a long link better;
-    the part is streamed from the file, so its size costs no memory."""
-    return max(MIN_PART, min(MAX_PART, -(-size // max(1, streams))))
+    """About ``PARTS_PER_STREAM`` parts per stream, whole MiB, within 8-64 MiB (the
+    runtime allows 1-64 MiB and at most 10,000 parts; it may choose larger parts for a
+    huge file, and its answer is what counts)."""
+    per = -(-size // max(1, streams * PARTS_PER_STREAM))
+    return max(MIN_PART, min(MAX_PART, -(-per // MIB) * MIB))
 
 
 @dataclass
@@ -68,6 +80,20 @@ class _Run:
     done_bytes: int = 0
     failures: int = 0
     queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    # Bytes of the first part sent so far (``None`` once it is over, sent or not): the
+    # later streams start at set points of it (``_all_parts``).
+    lead: int | None = 0
+    lead_moved: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def lead_to(self, sent: int | None) -> None:
+        if self.lead is not None:
+            self.lead = sent
+            self.lead_moved.set()
+
+    async def lead_reached(self, at: int) -> None:
+        while self.lead is not None and self.lead < at:
+            self.lead_moved.clear()
+            await self.lead_moved.wait()
 
 
 def _hash_part(path: Path, offset: int, length: int) -> str:
@@ -85,8 +111,10 @@ def _hash_part(path: Path, offset: int, length: int) -> str:
     return h.hexdigest()
 
 
-async def _part_chunks(path: Path, offset: int, length: int) -> AsyncIterator[bytes]:
-    """The part read again as it is sent (from the page cache: it was just hashed)."""
+async def _part_chunks(run: _Run, index: int, offset: int,
+                       length: int) -> AsyncIterator[bytes]:
+    """The part read as it is sent (from the page cache when it was just hashed)."""
+    path = run.path
     f: BinaryIO = await asyncio.to_thread(open, path, "rb")
     try:
         await asyncio.to_thread(f.seek, offset)
@@ -98,6 +126,8 @@ async def _part_chunks(path: Path, offset: int, length: int) -> AsyncIterator[by
                                        "written")
             left -= len(chunk)
             yield chunk
+            if index == 0:
+                run.lead_to(length - left)
     finally:
         f.close()
 
@@ -118,13 +148,16 @@ async def _send_part(run: _Run, index: int) -> None:
         async with run.client.stream(
                 "PUT", routes.FILES_UPLOAD_PART, params=params,
                 headers={H_CONTENT_SHA256: digest, "Content-Length": str(length)},
-                content=_part_chunks(run.path, offset, length),
+                content=_part_chunks(run, index, offset, length),
                 timeout=PART_TIMEOUT_S) as resp:
             await resp.aread()
     except Conflict as exc:
         if exc.details.get("reason") != "part_received":
             raise
         # An earlier attempt landed but its answer was lost.
+    finally:
+        if index == 0:
+            run.lead_to(None)  # over (a resend is not waited for)
     run.done_bytes += length
     await report(run.progress, run.done_bytes, s.size)
 
@@ -249,10 +282,31 @@ async def upload_parts(client: RuntimeClient, path: Path, size: int,
     return result
 
 
+def stagger(streams: int, part_size: int) -> list[int]:
+    """Where each stream starts, in bytes of the first part sent: half the streams at
+    once, the others spread over that first part.
+
+    Equal parts at equal shares of the link end together, and every stream then waits
+    out its answer's round trip at the same moment: the link idles a round trip per
+    part.  Started at different points of a part, the streams keep those offsets (each
+    has the same share), so while one waits the others carry.  Half the streams at
+    first fill any link that half of them can.
+    """
+    first = -(-streams // 2)
+    late = streams - first
+    return [0] * first + [part_size * j // (late + 1) for j in range(1, late + 1)]
+
+
+async def _staggered(run: _Run, at: int) -> None:
+    await run.lead_reached(at)
+    await _worker(run)
+
+
 async def _all_parts(run: _Run, streams: int) -> None:
     """The workers until the queue is empty; the first failure cancels the others."""
-    tasks = [asyncio.ensure_future(_worker(run))
-             for _ in range(min(streams, run.session.parts))]
+    starts = stagger(min(streams, run.session.parts), run.session.part_size)
+    tasks = [asyncio.ensure_future(_staggered(run, at) if at else _worker(run))
+             for at in starts]
     try:
         for done in asyncio.as_completed(tasks):
             await done
@@ -269,4 +323,4 @@ async def _abort(client: RuntimeClient, session: UploadSession) -> None:
             idempotent=False, timeout=30.0))
 
 
-__all__ = ["MIN_PART", "part_size_for", "upload_parts"]
+__all__ = ["MIN_PART", "part_size_for", "stagger", "upload_parts"]
