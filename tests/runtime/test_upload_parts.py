@@ -361,3 +361,38 @@ async def test_a_part_cut_off_is_not_counted_and_is_sent_again(server: ServerHan
         assert (await status(direct, s)).received == [0, 1, 2]
         assert (await commit(direct, s)).sha256 == sha(DATA)
     assert (root / target).read_bytes() == DATA
+
+
+def test_hashed_parts_are_written_back_before_the_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit's fsync finds little dirty: writeback starts as the parts are hashed."""
+    from smartcolab.runtime.files import parts as parts_mod
+    from smartcolab.runtime.files.service import FileService
+    from smartcolab.runtime.files.uploads import UploadLedger
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise here: the fsync at commit writes everything")
+    advised: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, offset + length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(parts_mod, "WRITEBACK_EVERY", PART)
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    data = os.urandom(4 * PART)
+    parts = PartUploads(UploadLedger(tmp_path / "state"), 10**9)
+    target = FileService([tmp_path], tmp_path / "state").confine("wb.bin")
+    upload = parts.create(target, "wb.bin", len(data), sha(data), False, PART)
+    for index in (1, 0, 2, 3):  # part 1 first: nothing is hashed until part 0 is in
+        up, i = parts.begin_part(upload.upload_id, index * PART, PART)
+        parts.write(up, index * PART, data[index * PART:(index + 1) * PART])
+        parts.end_part(up, i, True)
+        parts.advance_hash(up)
+        if index == 1:
+            assert advised == []
+    # Every hashed byte was handed to writeback, in steps reaching back one step.
+    assert advised == [(0, PART), (0, 2 * PART), (PART, 3 * PART), (2 * PART, 4 * PART)]
+    parts.commit(upload.upload_id, 0o600)
+    assert (tmp_path / "wb.bin").read_bytes() == data
