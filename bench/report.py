@@ -255,11 +255,17 @@ def wan_rows(wan: dict[str, Any]) -> list[Row]:
         n_down = (f"; {req['download']['http_requests']:.0f} HTTP req"
                   if req.get("download") else "")
         n_up = f"; {req['upload']['http_requests']:.0f} HTTP req" if req.get("upload") else ""
+        n_curls = t.get("parallel_curls", 4)
         rows.append(_row(f"{tag} download {t['size_mb']} MiB, 10^6 B/s (sha256 verified{cap}{n_down})",
                          t["download_mb_s"], "MB/s", t["curl_download_mb_s"],
                          "curl through the same link", better="higher"))
+        if "curl_download_n_mb_s" in t:
+            rows.append(_row(f"{tag} download {t['size_mb']} MiB, {t['streams']} streams",
+                             t["download_mb_s"], "MB/s", t["curl_download_n_mb_s"],
+                             f"{n_curls} curl -r at once through the same link", better="higher"))
         if "download_1_mb_s" in t:
-            rows.append(_row(f"{tag} download {t['size_mb']} MiB, one stream", t["download_1_mb_s"],
+            rows.append(_row(f"{tag} download {t.get('single_mb', t['size_mb'])} MiB, one stream",
+                             t["download_1_mb_s"],
                              "MB/s", t["curl_download_mb_s"], "curl through the same link",
                              better="higher"))
         if p.get("link_mb_s"):
@@ -270,12 +276,13 @@ def wan_rows(wan: dict[str, Any]) -> list[Row]:
                          t["upload_mb_s"], "MB/s", t["curl_upload_mb_s"],
                          "curl through the same link", better="higher"))
         if "upload_1_mb_s" in t:
-            rows.append(_row(f"{tag} upload {t['size_mb']} MiB, one stream", t["upload_1_mb_s"],
+            rows.append(_row(f"{tag} upload {t.get('single_mb', t['size_mb'])} MiB, one stream",
+                             t["upload_1_mb_s"],
                              "MB/s", t["curl_upload_mb_s"], "curl through the same link",
                              better="higher"))
             rows.append(_row(f"{tag} upload {t['size_mb']} MiB, in parts", t["upload_mb_s"],
-                             "MB/s", t["curl_upload_4_mb_s"],
-                             "4 curls at once through the same link", better="higher"))
+                             "MB/s", t.get("curl_upload_n_mb_s", t.get("curl_upload_4_mb_s")),
+                             f"{n_curls} curls at once through the same link", better="higher"))
         if p.get("link_mb_s"):
             rows.append(_row(f"{tag} upload {t['size_mb']} MiB, in parts", t["upload_mb_s"],
                              "MB/s", p["link_mb_s"], "the link's total capacity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import stat
 import time
@@ -396,3 +397,22 @@ def test_hashed_parts_are_written_back_before_the_commit(
     assert advised == [(0, PART), (0, 2 * PART), (PART, 3 * PART), (2 * PART, 4 * PART)]
     parts.commit(upload.upload_id, 0o600)
     assert (tmp_path / "wb.bin").read_bytes() == data
+
+
+def test_a_part_written_as_the_chunks_it_came_in(tmp_path: Path) -> None:
+    from smartcolab.runtime.files.service import FileService
+    from smartcolab.runtime.files.uploads import UploadLedger
+
+    data = os.urandom(2 * PART)
+    parts = PartUploads(UploadLedger(tmp_path / "state"), 10**9)
+    target = FileService([tmp_path], tmp_path / "state").confine("v.bin")
+    upload = parts.create(target, "v.bin", len(data), sha(data), False, PART)
+    # Chunks of odd sizes, an empty one among them, as a vectored write; then one plain.
+    cuts = [0, 1, 1, 4097, 70_000, PART]
+    chunks = [data[a:b] for a, b in itertools.pairwise(cuts)]
+    for index, body in ((0, chunks), (1, data[PART:])):
+        up, i = parts.begin_part(upload.upload_id, index * PART, PART)
+        parts.write(up, index * PART, body)
+        parts.end_part(up, i, True)
+    parts.commit(upload.upload_id, 0o600)
+    assert (tmp_path / "v.bin").read_bytes() == data

@@ -39,6 +39,7 @@ router = APIRouter(tags=["files"])
 part_router = APIRouter(tags=["files"])
 UploadId = Annotated[str, Query(pattern=UPLOAD_ID_PATTERN)]
 WRITE_CHUNK = 1024 * 1024
+WRITE_CHUNKS = 256  # chunks per write at most (the OS takes 1024 buffers in one call)
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -144,31 +145,35 @@ async def _receive(request: Request, parts: PartUploads, upload: PartUpload, off
     start, end = upload.part_range(offset // upload.part_size)
     h = hashlib.sha256() if hashed else None
     pos = start
-    buf = bytearray()
+    # The chunks as they came, written with one vectored write per ~1 MiB: no copy into
+    # a buffer and out again (two copies of every byte, 9 % of the runtime's CPU on a
+    # 1 GiB upload); a sender of tiny chunks is bounded by WRITE_CHUNKS.
+    held: list[bytes] = []
+    size = 0
     async for chunk in body_chunks(
             request, idle=f"no part data for {UPLOAD_IDLE_S:.0f} s; the part was not accepted",
             cut=BadRequest("the part was interrupted; send it again",
                            details={"reason": "part_interrupted"})):
-        if pos + len(buf) + len(chunk) > end:
+        if pos + size + len(chunk) > end:
             raise BadRequest(f"the part runs past its end ({end - start} bytes); it was "
                              "not accepted", details={"reason": "bad_part_length"})
-        buf += chunk
-        if len(buf) >= WRITE_CHUNK:
-            data = bytes(buf)
-            buf.clear()
-            await asyncio.to_thread(_write_and_hash, parts, upload, pos, data, h)
-            pos += len(data)
-    if buf:
-        await asyncio.to_thread(_write_and_hash, parts, upload, pos, bytes(buf), h)
-        pos += len(buf)
+        held.append(chunk)
+        size += len(chunk)
+        if size >= WRITE_CHUNK or len(held) >= WRITE_CHUNKS:
+            await asyncio.to_thread(_write_and_hash, parts, upload, pos, held, h)
+            pos, held, size = pos + size, [], 0
+    if held:
+        await asyncio.to_thread(_write_and_hash, parts, upload, pos, held, h)
+        pos += size
     if pos != end:
         raise BadRequest(f"received {pos - start} of the part's {end - start} bytes; it was "
                          "not accepted", details={"reason": "bad_part_length"})
     return h.hexdigest() if h is not None else ""
 
 
-def _write_and_hash(parts: PartUploads, upload: PartUpload, pos: int, data: bytes,
+def _write_and_hash(parts: PartUploads, upload: PartUpload, pos: int, chunks: list[bytes],
                     h: hashlib._Hash | None) -> None:
     if h is not None:
-        h.update(data)
-    parts.write(upload, pos, data)
+        for chunk in chunks:
+            h.update(chunk)
+    parts.write(upload, pos, chunks)

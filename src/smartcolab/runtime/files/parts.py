@@ -219,11 +219,20 @@ class PartUploads:
             upload.inflight.add(index)
         return upload, index
 
-    def write(self, upload: PartUpload, offset: int, data: bytes) -> None:
-        view = memoryview(data)
+    def write(self, upload: PartUpload, offset: int, data: bytes | list[bytes]) -> None:
+        """``data`` (or its chunks, in order) at ``offset``: one vectored write where
+        the OS has it, the rest of a short write by plain writes."""
+        chunks = [data] if isinstance(data, bytes) else data
+        written = 0
+        if len(chunks) > 1 and hasattr(os, "pwritev"):
+            written = os.pwritev(upload.fd, chunks, offset)
+            if written == sum(len(c) for c in chunks):
+                return
+        view = memoryview(b"".join(chunks) if len(chunks) > 1 else chunks[0])[written:]
+        offset += written
         while view:
-            written = os.pwrite(upload.fd, view, offset)
-            view, offset = view[written:], offset + written
+            n = os.pwrite(upload.fd, view, offset)
+            view, offset = view[n:], offset + n
 
     def end_part(self, upload: PartUpload, index: int, ok: bool) -> None:
         with self._lock:
