@@ -297,7 +297,7 @@ def mcp(
         if transport == "stdio":
             anyio.run(serve_stdio, config, backend_options=event_loop.anyio_options())
         elif transport == "http":
-            from smartcolab.mcp.http_transport import announce_token, resolve_token
+            from smartcolab.mcp.transports.http import announce_token, resolve_token
 
             token, generated = resolve_token(env.get(env_names.MCP_TOKEN))
             if generated:
