@@ -198,14 +198,7 @@ class TabAgent:
         job = run.job
         if job.spill.status.get("state") not in ("running", "queued"):
             return  # already recorded as restarted
-        result = {"stdout": job.streams["stdout"].block(), "stderr": job.streams["stderr"].block(),
-                  "outputs": job.outputs, "error": job.error, "execution_count": None}
-        try:
-            write_json(os.path.join(job.dir, RESULT), result)
-        except (TypeError, ValueError):  # a display bundle that is not JSON
-            result["outputs"] = []
-            write_json(os.path.join(job.dir, RESULT), result)
-        job.spill.close()
+        job.end(None)
         job.spill.save_status(state="ended", ending=ending, finished_at=time.time())
         self._save_running()
 
