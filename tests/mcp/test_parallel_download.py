@@ -270,7 +270,6 @@ async def test_empty_files_and_directories_still_download_or_say_why(
     {"content_range": "bytes 0-524287/0"},          # a total that cannot hold the range
     {"content_range": "bytes 0-524287/524287"},     # ends past the stated total
     {"content_range": "garbage"},
-    {"whole": True},                                # a 200 to a range request
     {"encoding": "gzip"},                           # not the identity asked for
     {"later_total": 5 * 1024 * KB},                 # a later span states another size
 ])
@@ -278,6 +277,15 @@ async def test_a_first_answer_that_does_not_state_a_size_sanely_is_refused(
         tmp_path: Path, bad: dict[str, object]) -> None:
     src = FakeSpans(os.urandom(3 * 1024 * KB), **bad)  # type: ignore[arg-type]
     with pytest.raises(RuntimeMisbehaved, match="refused"), anyio.fail_after(60):
+        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+                                      min_span=SPAN)
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_whole_body_for_the_first_span_is_left_unread(tmp_path: Path) -> None:
+    """A server that ignores Range: nothing is read, the caller asks a stat instead."""
+    src = FakeSpans(os.urandom(3 * 1024 * KB), whole=True)
+    with pytest.raises(spans.NotRanged), anyio.fail_after(60):
         await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
                                       min_span=SPAN)
     assert leftovers(tmp_path) == []

@@ -234,7 +234,8 @@ async def fetch_unsized(source: SpanSource, remote: str, final: Path, *, streams
 
     Any record of an earlier attempt is ignored (the caller resumes those with
     :func:`fetch`).  Raises what the runtime answered the first span (416 for an empty
-    file, 400 for something not a regular file): the caller then asks a stat.
+    file, 400 for something not a regular file) or ``spans.NotRanged`` (a 200: a server
+    that ignores ``Range``): the caller then asks a stat.
     """
     part, meta = part_paths(final)
     task = asyncio.ensure_future(asyncio.to_thread(spans.probe, source, remote, 2 * min_span))

@@ -139,20 +139,28 @@ class Opened:
     version: str | None
 
 
+class NotRanged(Exception):
+    """The first span was answered with the whole file (a server without ``Range``):
+    nothing was read; the caller asks a stat and takes one stream, as before."""
+
+
 def probe(source: SpanSource, remote: str, first: int) -> Opened:
     """Open ``bytes=0-(first - 1)`` of a file of unknown size; checked before any byte
     is read: a ``206`` in identity encoding whose ``Content-Range`` starts at 0 and ends
-    at the asked end or the file's last byte (``RuntimeMisbehaved`` otherwise)."""
+    at the asked end or the file's last byte (``RuntimeMisbehaved`` otherwise; a ``200``
+    is :class:`NotRanged`)."""
     stack = contextlib.ExitStack()
     try:
         reply = stack.enter_context(source.open_span(remote, 0, first - 1, None))
+        if not reply.partial:
+            raise NotRanged(remote)
         match = _CONTENT_RANGE.match((reply.content_range or "").strip())
         got = tuple(int(g) for g in match.groups()) if match else None
-        if reply.encoding not in ("", "identity") or not reply.partial or got is None or (
+        if reply.encoding not in ("", "identity") or got is None or (
                 got[0] != 0 or got[2] < 1 or got[1] != min(first, got[2]) - 1):
             raise RuntimeMisbehaved(
                 f"the runtime answered the range 0-{first - 1} of '{remote[:200]}' with "
-                f"{'206' if reply.partial else 'a whole body'}, Content-Range "
+                "206, Content-Range "
                 f"{(reply.content_range or '(none)')[:80]!r} and Content-Encoding "
                 f"{(reply.encoding or 'identity')[:40]!r}; refused, nothing was kept",
                 details={"asked": f"0-{first - 1}",

@@ -209,14 +209,16 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
     final = local_target(save_dir, local_name or remote_name(remote_path))
     refuse_existing(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Asked now, answered while the bytes come (the runtime hashes a new file once).
-    hashed = asyncio.ensure_future(stat(client, remote_path, with_hash=True))
+    hashed: asyncio.Future[FileStat] | None = None
     try:
         got = None
         if (streams > 1 and not compress and spans.AVAILABLE
                 and not part_paths(final)[1].exists()):
-            with contextlib.suppress(RangeNotSatisfiable, BadRequest):
-                # 416: an empty file; 400: not a regular file: the stat below says which.
+            # Asked now, answered while the bytes come (the runtime hashes a new file once).
+            hashed = asyncio.ensure_future(stat(client, remote_path, with_hash=True))
+            with contextlib.suppress(RangeNotSatisfiable, BadRequest, spans.NotRanged):
+                # 416: an empty file; 400: not a regular file; 200: no Range support (a
+                # server in between?): the stat below says which, one stream as before.
                 got = await fetch_unsized(HttpRanges(client), remote_path, final,
                                           streams=streams, min_span=min_span,
                                           attempts=attempts, progress=progress, limits=limits)
@@ -226,13 +228,18 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
                 raise InvalidInput(f"'{remote_path[:200]}' is a {head.type} on the runtime; "
                                    "use download_dir for directories")
             check_stated_size(head.size, remote_path[:200])
+            if hashed is None:
+                hashed = asyncio.ensure_future(stat(client, remote_path, with_hash=True))
             got = await fetch(HttpRanges(client), remote_path, final, size=head.size,
                               version=head.etag, compress=compress, attempts=attempts,
                               progress=progress, limits=limits, streams=streams,
                               min_span=min_span)
+        assert hashed is not None  # asked on either path
         remote_stat = await hashed
     finally:
-        if not hashed.done():
+        if hashed is None:
+            pass
+        elif not hashed.done():
             hashed.cancel()
             with contextlib.suppress(BaseException):
                 await hashed
