@@ -111,7 +111,6 @@ class SpanJob:
     error: BaseException | None = None
     opened: Opened | None = None  # the first span's reply, opened before the plan
 
-
     @property
     def received(self) -> int:
         return sum(s.done - s.start for s in self.spans)
