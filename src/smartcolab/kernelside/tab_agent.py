@@ -223,6 +223,14 @@ class TabAgent:
             write_json(os.path.join(run.job.dir, STOP), {"reason": reason, "at": time.time()})
 
     def _monitor(self) -> None:
+        # Untraced, whatever traces the other threads (a debugger, coverage): on CPython
+        # 3.11 a traced thread cannot enter a Python function while an async exception
+        # waits for a thread blocked in C (its tracing dispatch re-checks the pending
+        # exception at the function's start forever), so a traced monitor stalls from its
+        # first interrupt of a blocked job until the blocked call returns: the very case
+        # it must end by a restart.  3.10 and 3.12+ are not affected.
+        sys.settrace(None)
+        sys.setprofile(None)
         while True:
             time.sleep(MONITOR_S)
             # Never let the monitor die, not even of a stray KeyboardInterrupt.
