@@ -136,3 +136,27 @@ def test_a_complete_response_is_sent_before_the_request_cycle_ends() -> None:
     assert len(after_send) == 1  # sent as the body completed, before the app returned
     assert after_send[0].startswith(b"HTTP/1.1 200 OK\r\n") and after_send[0].endswith(b"ok")
     assert len(sends) == 1  # head and body: one segment
+
+
+def test_spill_size_without_a_stat_at_creation(tmp_path: Path) -> None:
+    """A spill file learns its size when it is opened (or first asked): the same size a
+    stat at creation gave, for a new file and for one already there."""
+    from smartcolab.runtime.engine.output import SpillFile
+
+    fresh = SpillFile(tmp_path / "new" / "output.txt")
+    fresh.prepare()
+    assert fresh.size == 0
+    fresh.write("héllo\n")
+    assert fresh.size == len("héllo\n".encode()) == fresh.path.stat().st_size
+    fresh.close()
+
+    for ask_first in (True, False):
+        old = SpillFile(fresh.path)
+        if ask_first:
+            assert old.size == 7  # a long-poll asking before the job started
+        old.prepare()
+        old.write("more\n")
+        assert old.size == 12 == old.path.stat().st_size
+        old.close()
+        fresh.path.write_bytes(b"h\xc3\xa9llo\n")
+    assert SpillFile(tmp_path / "none.txt").size == 0
