@@ -35,7 +35,7 @@ from smartcolab import __version__
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
-from smartcolab.runtime.server import base_url, bind_socket, sigterm_as_exit
+from smartcolab.runtime.server import base_url, bind_socket, serve_beside, sigterm_as_exit
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import loop as event_loop
 from smartcolab.shared.errors import ShuttingDown
@@ -184,13 +184,7 @@ def run_daemon(opts: DaemonOptions) -> None:
     state.secret_listeners.append(secret_rotated)
 
     async def main() -> None:
-        watcher = asyncio.ensure_future(_watch(server, state, activity, opts, info))
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await serve_beside(server, sock, _watch(server, state, activity, opts, info))
 
     try:
         with sigterm_as_exit():  # SIGTERM ends the daemon through finally

@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -157,13 +157,19 @@ async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socke
         await asyncio.sleep(0.2)
         server.should_exit = True
 
-    watcher = asyncio.ensure_future(watch_shutdown())
+    await serve_beside(server, sock, watch_shutdown())
+
+
+async def serve_beside(server: uvicorn.Server, sock: socket.socket,
+                       watcher: Coroutine[Any, Any, None]) -> None:
+    """Serve on ``sock`` with ``watcher`` running beside; the watcher ends with the server."""
+    task = asyncio.ensure_future(watcher)
     try:
         await server.serve(sockets=[sock])
     finally:
-        watcher.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+            await task
 
 
 def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | None = None,

@@ -179,7 +179,7 @@ OutputKind = Literal["stdout", "stderr", "display", "result", "error"]
 
 
 class OutputItem(Open):
-    """One piece of a job's output, in the order output happened (``shared/flow.py``)."""
+    """One piece of a job's output, in the order output happened (``shared/output/flow.py``)."""
 
     kind: OutputKind
     text: str = ""

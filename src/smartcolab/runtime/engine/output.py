@@ -12,10 +12,10 @@ import binascii
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from smartcolab.shared.display import choose, image_extension
-from smartcolab.shared.flow import FlowRecord
+from smartcolab.shared.output.display import choose, image_extension
+from smartcolab.shared.output.flow import FlowRecord
+from smartcolab.shared.output.terminal import strip_ansi
 from smartcolab.shared.protocol import ErrorInfo, OutputAttachment, RichOutput, TextBlock
-from smartcolab.shared.terminal import strip_ansi
 
 OMITTED_MARK = "\n... [{omitted} bytes omitted; page the full output with GET /jobs/{{id}}/output] ...\n"
 def _utf8_cut_end(data: bytes | bytearray, n: int) -> int:
