@@ -47,6 +47,7 @@ from smartcolab.shared.protocol import (
     H_NONCE,
     H_SIGNATURE,
     H_TIMESTAMP,
+    KEEPALIVE_CLIENT_S,
     MAX_WAIT_S,
     CleanupReport,
     CleanupRequest,
@@ -150,7 +151,8 @@ class RuntimeClient:
             follow_redirects=False,
         )
         self._http = httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16,
+                                 keepalive_expiry=KEEPALIVE_CLIENT_S),
             transport=transport, **self._common)
         self._blocking: httpx2.Client | None = None
         self._blocking_lock = threading.Lock()
@@ -302,7 +304,8 @@ class RuntimeClient:
         with self._blocking_lock:
             if self._blocking is None:
                 self._blocking = httpx2.Client(
-                    limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4),
+                    limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
+                                         keepalive_expiry=KEEPALIVE_CLIENT_S),
                     **self._common)
             http = self._blocking
         request = self.build_request(method, path, params=params, headers=headers,
