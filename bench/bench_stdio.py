@@ -1,5 +1,5 @@
 """The stdio transport, A/B in one run: the SDK's (a worker-thread hop per read, write
-and flush) against ours (mcp/stdio.py, asyncio pipes), beside a raw kernel execute.
+and flush) against ours (mcp/transports/stdio.py, asyncio pipes), beside a raw kernel execute.
 
 One runtime and one bare kernel serve every round; each round spawns one bridge per
 transport (order alternating) and times ``run_code_quick("1+1")`` and

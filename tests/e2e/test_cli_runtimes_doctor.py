@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smartcolab.cli.app import app
-from smartcolab.cli.doctor import clock_skew
+from smartcolab.cli.commands.doctor import clock_skew
 from smartcolab.client.registry import load_runtimes_file
 from support.runtime_proc import RuntimeProc
 

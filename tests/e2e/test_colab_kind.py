@@ -236,7 +236,7 @@ async def test_kept_alive_while_used_then_released_when_idle(
 @needs_package
 async def test_cli_add_assigns_and_release_gives_it_back(fake: FakeColab, settings: ColabSettings,
                                                          tmp_path: Path) -> None:
-    from smartcolab.cli import runtimes as cli_runtimes
+    from smartcolab.cli.commands import runtimes as cli_runtimes
     from smartcolab.client.registry import load_runtimes_file
 
     await _signed_in(settings)  # the sign-in itself is the test above; here: no prompt

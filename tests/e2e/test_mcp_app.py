@@ -4,7 +4,7 @@
   ``run_code_long``/``get_job`` link to it, through the official Python client;
 * the resource is one self-contained document (no CDN), with the pinned upstream
   app side inlined as it was published;
-* its terminal renderer (assets/terminal.js) agrees with shared/terminal.py;
+* its terminal renderer (assets/terminal.js) agrees with shared/output/terminal.py;
 * rendered in headless Chromium inside a host page built on ext-apps' real
   ``app-bridge``, talking to a real ``smartcolab mcp --transport http`` bridge, it
   shows a running job's output growing, and its Cancel button cancels the job.
@@ -27,7 +27,7 @@ from mcp import Client
 from smartcolab.mcp.app import MONITOR_URI, monitor_html
 from smartcolab.mcp.app.monitor import VENDORED_BUNDLE, bundle_as_script
 from smartcolab.mcp.server import build_server
-from smartcolab.shared.terminal import render
+from smartcolab.shared.output.terminal import render
 from support.bridge_helpers import make_config, text_of
 from support.mcp_app_host import NODE_MODULES, REPO, app_host, bundle_host_page, start_http_bridge
 from support.runtime_proc import RuntimeProc

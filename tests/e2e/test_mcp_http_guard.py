@@ -16,14 +16,14 @@ import anyio
 import httpx2
 import pytest
 
-from smartcolab.mcp.http_transport import (
+from smartcolab.mcp.server import serve_http
+from smartcolab.mcp.transports.http import (
     MIN_TOKEN_CHARS,
     HostPolicy,
     HttpGuard,
     MemoryEventStore,
     resolve_token,
 )
-from smartcolab.mcp.server import serve_http
 from smartcolab.shared.errors import InvalidInput
 from support.bridge_helpers import make_config
 from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env

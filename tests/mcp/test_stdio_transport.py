@@ -1,4 +1,4 @@
-"""Our stdio transport (mcp/stdio.py) under the SDK's server, spoken to line by line:
+"""Our stdio transport (mcp/transports/stdio.py) under the SDK's server, spoken to line by line:
 what the SDK's own transport does must still hold (bad lines, big lines, EOF, stray
 output kept off the wire)."""
 
@@ -20,7 +20,7 @@ SERVER = textwrap.dedent("""
     import os, sys
     import anyio
     from mcp.server import MCPServer
-    from smartcolab.mcp import stdio
+    from smartcolab.mcp.transports import stdio
 
     server = MCPServer("t")
 

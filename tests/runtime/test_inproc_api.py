@@ -61,6 +61,16 @@ async def test_bearer_secret_is_accepted(inproc: InProcRuntime) -> None:
     assert schema.status_code == 200 and "/jobs" in schema.json()["paths"]
 
 
+async def test_every_operation_has_its_own_id(inproc: InProcRuntime) -> None:
+    # A route for two methods once gave GET and HEAD of /files/content one id (FastAPI warns,
+    # and generated clients collide).
+    async with inproc.http(headers=inproc.bearer) as http:
+        paths = (await http.get("/openapi.json")).json()["paths"]
+    ids = [op["operationId"] for methods in paths.values() for op in methods.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {"get", "head"} <= set(paths["/files/content"])
+
+
 async def test_our_client_signs_every_call(inproc: InProcRuntime) -> None:
     async with inproc.client() as client:
         assert (await client.sessions()).sessions == []

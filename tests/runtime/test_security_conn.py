@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 
@@ -186,3 +187,19 @@ def test_descriptor_exhaustion_logs_quietly_and_recovers(tmp_path: Path) -> None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.mark.anyio
+async def test_an_idle_connection_is_kept_past_a_pause(runtime: RuntimeProc) -> None:
+    # A model calls its next tool seconds later; with uvicorn's and httpx's 5 s default
+    # that call paid a new TCP (and, through a tunnel, TLS) handshake: extra round trips.
+    from smartcolab.client.http.client import RuntimeClient
+
+    def local_port(response: httpx2.Response) -> int:
+        return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    async with RuntimeClient(runtime.url, runtime.secret) as client:
+        first = local_port(await client.request("GET", "/probe"))
+        await anyio.sleep(6.5)  # past the old 5 s on both sides
+        second = local_port(await client.request("GET", "/probe"))
+    assert second == first

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcolab.cli.runtimes import add_runtime
+from smartcolab.cli.commands.runtimes import add_runtime
 from smartcolab.client.backend import Capability
 from smartcolab.client.colab.backend import ColabBackend
 from smartcolab.client.colab.service import COLAB_DOMAIN, colab_settings

@@ -1,8 +1,8 @@
-"""Display outputs made readable for a model (shared/display.py)."""
+"""Display outputs made readable for a model (shared/output/display.py)."""
 
 from __future__ import annotations
 
-from smartcolab.shared.display import choose, html_to_text, image_extension, markdown_table
+from smartcolab.shared.output.display import choose, html_to_text, image_extension, markdown_table
 
 DATAFRAME_HTML = """<div><style scoped>.x{}</style><table border="1" class="dataframe">
 <thead><tr style="text-align: right;"><th></th><th>a</th><th>b</th></tr>

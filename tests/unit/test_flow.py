@@ -1,9 +1,9 @@
-"""The ordered output record (shared/flow.py) and its rendering (mcp/ordered.py)."""
+"""The ordered output record (shared/output/flow.py) and its rendering (mcp/ordered.py)."""
 
 from __future__ import annotations
 
 from smartcolab.mcp.ordered import ordered_text
-from smartcolab.shared.flow import FlowRecord
+from smartcolab.shared.output.flow import FlowRecord
 from smartcolab.shared.protocol import JobResult
 
 

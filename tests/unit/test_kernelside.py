@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import pickle
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -19,7 +20,6 @@ import pytest
 
 from smartcolab.kernelside import (
     boot,
-    chunked,
     cleanup,
     epoch,
     files,
@@ -29,6 +29,7 @@ from smartcolab.kernelside import (
     probe,
     variables,
 )
+from smartcolab.kernelside.chunked import report as chunked
 from smartcolab.shared import kernel_code
 from smartcolab.shared.errors import KernelUnavailable
 from smartcolab.shared.protocol import CleanupReport, PersistManifest, Probe, VariableInfo
@@ -61,7 +62,7 @@ def run_cell(cell: str) -> str:
 
 
 def test_every_kernelside_module_imports_only_the_standard_library() -> None:
-    for path in KERNELSIDE.glob("*.py"):
+    for path in KERNELSIDE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
@@ -215,6 +216,63 @@ def test_bundle_orders_dependencies_first() -> None:
     assert [name for name, _ in kernel_code.bundle("variables")] == ["namespace", "variables"]
     assert [name for name, _ in kernel_code.bundle("epoch")] == ["epoch"]
     assert kernel_code.source("epoch") == (KERNELSIDE / "epoch.py").read_text()
+    # a subpackage's module: its relative imports of the package above and of its own
+    assert [name for name, _ in kernel_code.bundle("tab.agent")] == [
+        "boot", "epoch", "job_agent", "tab.execute", "tab.agent"]
+    assert kernel_code.source("tab.watchdog") == (KERNELSIDE / "tab" / "watchdog.py").read_text()
+    assert kernel_code._siblings("tab.watchdog") == []  # sent alone, run as a script
+
+
+def test_subpackages_are_docstrings_only() -> None:
+    """In a kernel, boot.load makes a subpackage as an empty module: its __init__ never runs."""
+    for init in KERNELSIDE.rglob("__init__.py"):
+        body = ast.parse(init.read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), init
+
+
+def test_relative_imports_resolve_against_the_module_s_package(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = {"tab.x": "from . import y\nfrom ..epoch import epoch\n",
+               "tab.bad": "from ...boot import load\n"}
+    monkeypatch.setattr(kernel_code, "source", sources.__getitem__)
+    assert kernel_code._siblings("tab.x") == ["tab.y", "epoch"]
+    with pytest.raises(ValueError, match="leaves kernelside"):
+        kernel_code._siblings("tab.bad")
+
+
+def test_the_cells_run_in_a_python_without_smartcolab(tmp_path: Path) -> None:
+    """The point of kernelside: a kernel needs nothing of ours installed.  A Python without
+    site-packages (``-I -S``: smartcolab is not importable there) runs an entry point's
+    cell and the colab tab's setup cell; the agent it installs then runs a job (its thread
+    mode, ``tab.execute`` + ``job_agent``) and serves a subpackage's entry point
+    (``tab.files``) through control cells, as on a Colab page."""
+    from smartcolab.client.colabtab import cells
+
+    (tmp_path / "f").write_bytes(b"hello")
+    poll, poll_nonce = cells.control_cell({"op": "poll", "job_id": "j1", "wait": 30})
+    stat, stat_nonce = cells.control_cell({"op": "call", "module": "tab.files",
+                                           "function": "stat",
+                                           "args": {"path": str(tmp_path / "f"),
+                                                    "with_hash": True}})
+    program = "\n".join([
+        "try:\n    import smartcolab\nexcept ImportError:\n    print('no smartcolab')",
+        kernel_code.call("files", "sha256", {"path": str(tmp_path / "f")}),
+        cells.setup_cell(str(tmp_path / "jobs")),
+        "__smartcolab_tab__.start('j1', 'print(6 * 7)', 30.0, 'main')",
+        poll, stat])
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "no smartcolab"
+    answers = [json.loads(x[len(kernel_code.MARKER):]) for x in lines
+               if x.startswith(kernel_code.MARKER)]
+    assert answers[0] == {"sha256": hashlib.sha256(b"hello").hexdigest(), "size": 5}
+    assert answers[1]["root"] == str(tmp_path / "jobs")  # the agent installed
+    job = cells.answer(done.stdout, poll_nonce)
+    assert job["status"]["state"] == "ended" and "42" in job["text"], job
+    assert cells.answer(done.stdout, stat_nonce)["value"]["sha256"] == (
+        hashlib.sha256(b"hello").hexdigest())
 
 
 def test_a_cell_runs_an_entry_point_and_leaves_nothing_behind(tmp_path: Path) -> None:

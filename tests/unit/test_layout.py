@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"runtime", "client", "mcp", "shared", "kernelside"},
 }
 TOP_LEVEL_OK = {"__init__.py", "__main__.py"}
+# A folder is one part or one piece of a part: past this many modules (its __init__.py not
+# counted) it hides what lives in it; split it into subpackages whose names say so.
+MAX_MODULES = 12
 
 
 def part_of(path: Path) -> str:
@@ -65,8 +69,27 @@ def test_only_entry_points_at_the_top() -> None:
     assert top <= TOP_LEVEL_OK, f"modules outside every part: {sorted(top - TOP_LEVEL_OK)}"
 
 
+def modules_per_folder(paths: list[Path]) -> Counter[Path]:
+    return Counter(p.parent for p in paths if p.name != "__init__.py")
+
+
+def test_no_folder_holds_more_than_twelve_modules() -> None:
+    crowded = {str(folder.relative_to(PKG)): n
+               for folder, n in modules_per_folder(modules()).items() if n > MAX_MODULES}
+    assert not crowded, f"folders over {MAX_MODULES} modules: {crowded}"
+
+
+def test_every_folder_is_a_package_that_says_what_lives_there() -> None:
+    for folder in {p.parent for p in PKG.rglob("*.py")}:
+        init = folder / "__init__.py"
+        assert init.exists(), f"{folder.relative_to(PKG)}/ has no __init__.py"
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{init.relative_to(PKG)}: no docstring"
+
+
 def test_the_checker_sees_a_violation() -> None:
     """The rule test itself can fail: a client module importing mcp and runtime is caught."""
     assert "client" in imported_parts(PKG / "mcp" / "server.py")
     source = "from smartcolab.mcp import results\nfrom ..runtime import state\n"
     assert imported_parts(PKG / "client" / "probe_module.py", source) == {"mcp", "runtime"}
+    crowded = [PKG / "cli" / f"m{i}.py" for i in range(MAX_MODULES + 1)] + [PKG / "cli" / "__init__.py"]
+    assert modules_per_folder(crowded) == {PKG / "cli": MAX_MODULES + 1}

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from smartcolab.cli.app import app
-from smartcolab.cli.local import local_options
+from smartcolab.cli.commands.local import local_options
 from smartcolab.client.epochs import EpochTracker
 from smartcolab.client.journal import Journal
 from smartcolab.client.local.daemon import DaemonSpec, daemon_env

@@ -1,4 +1,4 @@
-"""The thread-mode job agent (kernelside/tab_agent.py) in this process: jobs in threads,
+"""The thread-mode job agent (kernelside/tab/agent.py) in this process: jobs in threads,
 output routed by thread, deadline and cancel by async exception, restart when a thread
 ignores them, and the control cell's answers."""
 
@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from smartcolab.client.colabtab import cells
-from smartcolab.kernelside import tab_agent, tab_watchdog
-from smartcolab.kernelside.tab_agent import TabAgent
+from smartcolab.kernelside.tab import agent as tab_agent
+from smartcolab.kernelside.tab import watchdog as tab_watchdog
+from smartcolab.kernelside.tab.agent import TabAgent
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""Terminal semantics for output shown to models and people (shared/terminal.py)."""
+"""Terminal semantics for output shown to models and people (shared/output/terminal.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartcolab.shared.terminal import MAX_COL, render, strip_ansi
+from smartcolab.shared.output.terminal import MAX_COL, render, strip_ansi
 
 
 def test_a_progress_bar_keeps_only_its_last_frame() -> None:

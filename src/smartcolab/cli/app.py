@@ -260,7 +260,7 @@ def mcp(
     """
     import anyio
 
-    from smartcolab.cli.local import local_options
+    from smartcolab.cli.commands.local import local_options
     from smartcolab.client.registry import env_runtimes, load_runtimes_file
     from smartcolab.mcp.server import BridgeConfig, configure_logging, serve_http, serve_stdio
     from smartcolab.mcp.settings import BridgeSettings
@@ -297,7 +297,7 @@ def mcp(
         if transport == "stdio":
             anyio.run(serve_stdio, config, backend_options=event_loop.anyio_options())
         elif transport == "http":
-            from smartcolab.mcp.http_transport import announce_token, resolve_token
+            from smartcolab.mcp.transports.http import announce_token, resolve_token
 
             token, generated = resolve_token(env.get(env_names.MCP_TOKEN))
             if generated:
@@ -343,8 +343,8 @@ def config(
     Example: smartcolab config claude-desktop --url https://x.ngrok-free.app
     """
     from smartcolab.cli.client_config import render_snippet
-    from smartcolab.cli.local import snippet_local_args
-    from smartcolab.cli.runtimes import read_secret
+    from smartcolab.cli.commands.local import snippet_local_args
+    from smartcolab.cli.commands.runtimes import read_secret
     from smartcolab.shared.errors import SmartColabError
 
     try:
@@ -362,8 +362,8 @@ def config(
 
 # ---------------------------------------------------------------- commands for people
 def _register_user_commands() -> None:
-    from smartcolab.cli.local import local_app
-    from smartcolab.cli.tab import tab_app
+    from smartcolab.cli.commands.local import local_app
+    from smartcolab.cli.commands.tab import tab_app
     from smartcolab.cli.user import register
 
     register(app)

@@ -153,7 +153,7 @@ async def open_runtime(target: Target) -> AsyncIterator[tuple[RuntimeSpec, Runti
     if name == LOCAL and LOCAL not in {s.name for s in specs}:
         # Files are this directory, as with `smartcolab serve`; the daemon rooted here
         # is shared with bridges configured for this directory, and outlives the command.
-        from smartcolab.cli.local import local_base, local_options
+        from smartcolab.cli.commands.local import local_base, local_options
         from smartcolab.shared.private import private_umask
 
         private_umask()

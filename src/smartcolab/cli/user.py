@@ -1,7 +1,7 @@
 """Typer wiring of the commands for people: flags in, plain arguments out.
 
-The bodies live in the sibling modules ``cli/jobs.py``, ``cli/files.py``,
-``cli/runtimes.py``, ``cli/doctor.py`` and ``cli/demo.py``; ``register`` adds these
+The bodies live in ``cli/commands/``: ``jobs.py``, ``files.py``,
+``runtimes.py``, ``doctor.py``, ``demo.py`` and ``bundle.py``; ``register`` adds these
 commands to the ``smartcolab`` app (``cli/app.py``).
 """
 
@@ -13,10 +13,10 @@ from typing import Annotated
 import anyio
 import typer
 
-from smartcolab.cli import doctor as cli_doctor
-from smartcolab.cli import files as cli_files
-from smartcolab.cli import jobs as cli_jobs
-from smartcolab.cli import runtimes as cli_runtimes
+from smartcolab.cli.commands import doctor as cli_doctor
+from smartcolab.cli.commands import files as cli_files
+from smartcolab.cli.commands import jobs as cli_jobs
+from smartcolab.cli.commands import runtimes as cli_runtimes
 from smartcolab.cli.common import (
     EXIT_JOB_FAILED,
     EXIT_USAGE,
@@ -350,7 +350,7 @@ def demo(
 
     Example: smartcolab demo --out /tmp/demo
     """
-    from smartcolab.cli import demo as demo_mod
+    from smartcolab.cli.commands import demo as demo_mod
 
     target = demo_mod.prepare_out_dir(out_dir or demo_mod.default_out_dir())
     ok = run(lambda: demo_mod.run_demo(target, as_json=as_json))
@@ -368,7 +368,7 @@ def bundle(
 
     Example: smartcolab bundle --out ~/Downloads
     """
-    from smartcolab.cli import bundle as bundle_mod
+    from smartcolab.cli.commands import bundle as bundle_mod
 
     try:
         made = bundle_mod.build_wheel(out_dir or bundle_mod.default_out_dir())

@@ -21,26 +21,49 @@ PACKAGE = "_smartcolab_kernelside"
 def load(sources: list[tuple[str, str]]) -> dict[str, types.ModuleType]:
     """Execute ``(name, source)`` pairs, in order, as modules of the private package.
 
-    The caller removes them from ``sys.modules`` (``unload``).
+    A dotted name (``tab.agent``) is a module of a subpackage, made here as an empty
+    package (so ``from ..job_agent import`` works in it).  The caller removes them all from
+    ``sys.modules`` (``unload``).
     """
-    package = types.ModuleType(PACKAGE)
-    package.__path__ = []
-    sys.modules[PACKAGE] = package
+    packages = {"": _package(PACKAGE)}
     loaded = {}
     for name, source in sources:
+        parent, _, leaf = name.rpartition(".")
+        package = _subpackage(packages, parent)
         full = f"{PACKAGE}.{name}"
         module = types.ModuleType(full)
-        module.__package__ = PACKAGE
+        module.__package__ = package.__name__
         sys.modules[full] = module
         exec(compile(source, f"<smartcolab.kernelside.{name}>", "exec"), vars(module))
-        setattr(package, name, module)
+        setattr(package, leaf, module)
         loaded[name] = module
     return loaded
 
 
+def _package(full: str) -> types.ModuleType:
+    package = types.ModuleType(full)
+    package.__path__ = []
+    package.__package__ = full
+    sys.modules[full] = package
+    return package
+
+
+def _subpackage(packages: dict[str, types.ModuleType], name: str) -> types.ModuleType:
+    """The package ``name`` (dotted, relative to ours), made with its parents if new."""
+    if name not in packages:
+        parent, _, leaf = name.rpartition(".")
+        above = _subpackage(packages, parent)
+        packages[name] = _package(f"{PACKAGE}.{name}")
+        setattr(above, leaf, packages[name])
+    return packages[name]
+
+
 def unload(names: list[str]) -> None:
+    """Remove the modules ``names`` (dotted) and every package above them."""
     for name in names:
-        sys.modules.pop(f"{PACKAGE}.{name}", None)
+        parts = name.split(".")
+        for end in range(len(parts), 0, -1):
+            sys.modules.pop(".".join([PACKAGE, *parts[:end]]), None)
     sys.modules.pop(PACKAGE, None)
 
 

@@ -173,6 +173,18 @@ class Job:
         if isinstance(text, str) and text:
             self.spill.write(text + "\n")
 
+    def end(self, count: Any) -> None:
+        """Write the job's result file and close its spill (the status is the caller's)."""
+        result = {"stdout": self.streams["stdout"].block(),
+                  "stderr": self.streams["stderr"].block(), "outputs": self.outputs,
+                  "error": self.error, "execution_count": count}
+        try:
+            write_json(os.path.join(self.dir, RESULT), result)
+        except (TypeError, ValueError):  # a display bundle that is not JSON
+            result["outputs"] = []
+            write_json(os.path.join(self.dir, RESULT), result)
+        self.spill.close()
+
 
 def _shell() -> Any:
     """The kernel's IPython shell, when there is one (a plain Python kernel has none)."""
@@ -306,15 +318,7 @@ class Agent:
             ending["reason"] = (str(stop.get("reason")) if stop else
                                 "timed_out" if deadline is not None and now >= deadline
                                 else "cancelled")
-        result = {"stdout": job.streams["stdout"].block(),
-                  "stderr": job.streams["stderr"].block(), "outputs": job.outputs,
-                  "error": job.error, "execution_count": count}
-        try:
-            write_json(os.path.join(job.dir, RESULT), result)
-        except (TypeError, ValueError):  # a display bundle that is not JSON
-            result["outputs"] = []
-            write_json(os.path.join(job.dir, RESULT), result)
-        job.spill.close()
+        job.end(count)
         job.spill.save_status(state="ended", ending=ending, finished_at=now,
                               execution_count=count)
         self.jobs[str(status["job_id"])] = self.summary_of(status)

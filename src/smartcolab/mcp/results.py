@@ -26,10 +26,10 @@ from smartcolab.client.local_files import local_target
 from smartcolab.client.untrusted import check_job_id
 from smartcolab.mcp.ordered import ordered_text
 from smartcolab.mcp.tool_errors import for_model
-from smartcolab.shared.display import Attachment, image_extension
 from smartcolab.shared.errors import SmartColabError
+from smartcolab.shared.output.display import Attachment, image_extension
+from smartcolab.shared.output.terminal import render, strip_ansi
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobResult, JobView, RichOutput
-from smartcolab.shared.terminal import render, strip_ansi
 
 log = logging.getLogger(__name__)
 

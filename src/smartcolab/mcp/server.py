@@ -42,7 +42,6 @@ from smartcolab.mcp.extensions import logs, resources
 from smartcolab.mcp.extensions.tasks import TaskManager, with_tasks
 from smartcolab.mcp.extensions.tasks_wire import LegacyTasks, TasksExtension
 from smartcolab.mcp.params import build_tools
-from smartcolab.mcp.stdio import stdio_streams
 from smartcolab.mcp.tools import chunked as tools_chunked
 from smartcolab.mcp.tools import exec as tools_exec
 from smartcolab.mcp.tools import files as tools_files
@@ -50,6 +49,7 @@ from smartcolab.mcp.tools import jobs as tools_jobs
 from smartcolab.mcp.tools import notebook as tools_notebook
 from smartcolab.mcp.tools import persist as tools_persist
 from smartcolab.mcp.tools import system as tools_system
+from smartcolab.mcp.transports.stdio import stdio_streams
 from smartcolab.shared.local_daemon import DEFAULT_IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def build_server(bridge: BridgeConfig | BridgeDeps, *,
 
 
 async def serve_stdio(config: BridgeConfig) -> None:
-    # The SDK's run_stdio_async with our transport (mcp/stdio.py: no thread hop per message).
+    # The SDK's run_stdio_async with our transport (mcp/transports/stdio.py: no thread hop per message).
     # It needs the SDK's low-level server, a private attribute: an SDK without it gets
     # the SDK's own stdio loop rather than a bridge that cannot start.
     server = build_server(config)
@@ -204,12 +204,12 @@ async def serve_http(config: BridgeConfig, *, host: str, port: int, token: str,
                      path: str = "/mcp", ready: Callable[[int], None] | None = None,
                      allowed_hosts: tuple[str, ...] = (),
                      allowed_origins: tuple[str, ...] = ()) -> None:
-    """Serve Streamable HTTP on host:port behind ``HttpGuard`` (mcp/http_transport.py)."""
+    """Serve Streamable HTTP on host:port behind ``HttpGuard`` (mcp/transports/http.py)."""
     import socket
 
     import uvicorn
 
-    from smartcolab.mcp.http_transport import HostPolicy, HttpGuard, MemoryEventStore
+    from smartcolab.mcp.transports.http import HostPolicy, HttpGuard, MemoryEventStore
 
     policy = HostPolicy.for_bind(host, extra_hosts=allowed_hosts, extra_origins=allowed_origins)
     # The app's lifespan (run by uvicorn) opens and closes the bridge once for all sessions.

@@ -35,7 +35,7 @@ from smartcolab import __version__
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
-from smartcolab.runtime.server import base_url, bind_socket, sigterm_as_exit
+from smartcolab.runtime.server import base_url, bind_socket, serve_beside, sigterm_as_exit
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import loop as event_loop
 from smartcolab.shared.errors import ShuttingDown
@@ -47,6 +47,7 @@ from smartcolab.shared.local_daemon import (
     STATE_SUBDIR,
 )
 from smartcolab.shared.private import private_dir, private_umask, write_private_json
+from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
 
 log = logging.getLogger("smartcolab.runtime.daemon")
 
@@ -166,8 +167,8 @@ def run_daemon(opts: DaemonOptions) -> None:
     activity = Activity()
     server = uvicorn.Server(uvicorn.Config(
         ActivityMiddleware(app, activity), log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10, ws="none", proxy_headers=False,
-        h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
+        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S), ws="none",
+        proxy_headers=False, h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
     info: dict[str, object] = {
         "url": base_url(config.host, config.port), "pid": os.getpid(), "secret": config.secret,
         "root": str(opts.root), "python": opts.python, "kernel": config.kernel_name,
@@ -184,13 +185,7 @@ def run_daemon(opts: DaemonOptions) -> None:
     state.secret_listeners.append(secret_rotated)
 
     async def main() -> None:
-        watcher = asyncio.ensure_future(_watch(server, state, activity, opts, info))
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await serve_beside(server, sock, _watch(server, state, activity, opts, info))
 
     try:
         with sigterm_as_exit():  # SIGTERM ends the daemon through finally

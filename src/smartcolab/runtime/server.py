@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +34,7 @@ from smartcolab.runtime.ui import page_url
 from smartcolab.runtime.ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
 from smartcolab.runtime.ui.display import show_monitor
 from smartcolab.shared import loop as event_loop
+from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -121,6 +122,7 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
     uv_config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
+        timeout_keep_alive=int(KEEPALIVE_RUNTIME_S),
         ws="none",
         # Our h11 protocol: a deadline for request headers and a per-address
         # connection cap (runtime/security/connections.py).
@@ -157,13 +159,19 @@ async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socke
         await asyncio.sleep(0.2)
         server.should_exit = True
 
-    watcher = asyncio.ensure_future(watch_shutdown())
+    await serve_beside(server, sock, watch_shutdown())
+
+
+async def serve_beside(server: uvicorn.Server, sock: socket.socket,
+                       watcher: Coroutine[Any, Any, None]) -> None:
+    """Serve on ``sock`` with ``watcher`` running beside; the watcher ends with the server."""
+    task = asyncio.ensure_future(watcher)
     try:
         await server.serve(sockets=[sock])
     finally:
-        watcher.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+            await task
 
 
 def print_banner(url: str, config: RuntimeConfig, out: TextIO, local_url: str | None = None,

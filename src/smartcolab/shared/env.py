@@ -37,7 +37,7 @@ NO_BROWSER = "SMARTCOLAB_NO_BROWSER"
 IN_DOCKER = "SMARTCOLAB_IN_DOCKER"
 ON_VM = "SMARTCOLAB_VM"
 
-# The local runtime daemon (client/local/, cli/local.py): the kernels' Python, this
+# The local runtime daemon (client/local/, cli/commands/local.py): the kernels' Python, this
 # client's label (its own session), the daemon's idle stop in minutes.
 PYTHON = "SMARTCOLAB_PYTHON"
 CLIENT = "SMARTCOLAB_CLIENT"

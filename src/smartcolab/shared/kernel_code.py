@@ -32,16 +32,26 @@ EPOCH_EXPRESSION = "__import__('builtins').__dict__.get('__smartcolab_epoch__')"
 
 @functools.cache
 def source(module: str) -> str:
-    """The source text of ``smartcolab.kernelside.<module>``."""
-    return resources.files(PACKAGE).joinpath(f"{module}.py").read_text(encoding="utf-8")
+    """The source text of ``smartcolab.kernelside.<module>`` (dotted: ``tab.agent``)."""
+    *packages, name = module.split(".")
+    path = resources.files(PACKAGE)
+    for package in packages:
+        path = path.joinpath(package)
+    return path.joinpath(f"{name}.py").read_text(encoding="utf-8")
 
 
 def _siblings(module: str) -> list[str]:
-    """The kernelside modules ``module`` imports (relative imports only)."""
+    """The kernelside modules ``module`` imports (relative imports only), as dotted names."""
+    package = module.split(".")[:-1]
     found = []
     for node in ast.walk(ast.parse(source(module))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found += [node.module] if node.module else [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            up = node.level - 1
+            if up > len(package):
+                raise ValueError(f"kernelside.{module}: a relative import leaves kernelside")
+            base = package[:len(package) - up]
+            found += ([".".join([*base, node.module])] if node.module
+                      else [".".join([*base, a.name]) for a in node.names])
     return found
 
 

@@ -2,7 +2,7 @@
 
 Three kinds, each saying on its first line what it is (the user sees them all):
 
-* the **setup cell** installs the thread-mode job agent (``kernelside/tab_agent.py``) in
+* the **setup cell** installs the thread-mode job agent (``kernelside/tab/agent.py``) in
   the page's kernel: one line of compressed, base64 source, its sha256 on the first line;
 * a **job cell**: ``%%smartcolab_job JOB_ID --timeout S``, then the user's code exactly as
   written; the agent starts it in a kernel thread and the cell returns at once;
@@ -23,7 +23,7 @@ import secrets
 import zlib
 from typing import Any
 
-from smartcolab.kernelside.tab_agent import MAGIC, NAME
+from smartcolab.kernelside.tab.agent import MAGIC, NAME
 from smartcolab.shared import kernel_code as kc
 from smartcolab.shared.errors import RuntimeMisbehaved
 
@@ -34,7 +34,7 @@ JOB_FIRST = f"%%{MAGIC}"
 GRACE_S = 5.0  # a job past its deadline or cancelled gets this long to stop before a restart
 REPEAT_S = 0.5
 WATCHDOG_MARGIN_S = 3.0
-CALLS = ("probe", "variables", "cleanup", "tab_files")
+CALLS = ("probe", "variables", "cleanup", "tab.files")
 ROOT = "/tmp/smartcolab-jobs"  # on the kernel's machine; outside /content, Colab's file panel
 MAX_ANSWER_CHARS = 8 * 1024 * 1024
 _AGENT = f"__import__('builtins').__dict__.get({NAME!r})"
@@ -43,10 +43,10 @@ _AGENT = f"__import__('builtins').__dict__.get({NAME!r})"
 def setup_cell(root: str | None = None) -> str:
     """The visible setup cell: the agent's install call, compressed."""
     calls = {m: [list(p) for p in kc.bundle(m)] for m in CALLS}
-    program = kc.call("tab_agent", "install", {
+    program = kc.call("tab.agent", "install", {
         "root": root or ROOT, "grace_s": GRACE_S, "repeat_s": REPEAT_S,
         "margin_s": WATCHDOG_MARGIN_S, "calls": calls,
-        "watchdog_source": kc.source("tab_watchdog")})
+        "watchdog_source": kc.source("tab.watchdog")})
     packed = base64.b64encode(zlib.compress(program.encode("utf-8"), 9)).decode("ascii")
     digest = hashlib.sha256(program.encode("utf-8")).hexdigest()[:16]
     return (SETUP_FIRST.format(digest=digest) + "\n"

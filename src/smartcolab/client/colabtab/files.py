@@ -1,4 +1,4 @@
-"""Small files to and from a Colab tab, through the control cell (``kernelside/tab_files.py``).
+"""Small files to and from a Colab tab, through the control cell (``kernelside/tab/files.py``).
 
 The page offers no file transfer: bytes go base64 in control-cell answers,
 ``CHUNK_BYTES`` per cell run, checked with sha256 at the end, written atomically here
@@ -71,7 +71,7 @@ class TabFiles:
 
     async def _call(self, function: str, **args: Any) -> dict[str, Any]:
         await self.control.ensure_agent()
-        answer = await self.control.ask({"op": "call", "module": "tab_files",
+        answer = await self.control.ask({"op": "call", "module": "tab.files",
                                          "function": function, "args": args})
         value = answer.get("value")
         if "error" in answer or not isinstance(value, dict):

@@ -1,7 +1,7 @@
 """Jobs on a Colab tab: a visible job cell starts each one in a kernel thread, control-cell
 polls follow it.
 
-The job agent in the page's kernel (``kernelside/tab_agent.py``) owns the job: its spill
+The job agent in the page's kernel (``kernelside/tab/agent.py``) owns the job: its spill
 files, its status, its deadline and stops.  This side keeps only what it learned
 (``AttachedJob`` of ``client/jupyter/durable.py``: the same status files, the same
 ``verdict``), so a page reload, or a new bridge, simply polls again.

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smartcolab.client.jupyter.kernel import JupyterRest, KernelChannel, message
-from smartcolab.shared.display import choose
-from smartcolab.shared.flow import FlowRecord
+from smartcolab.shared.output.display import choose
+from smartcolab.shared.output.flow import FlowRecord
 from smartcolab.shared.protocol import (
     TERMINAL_STATUSES,
     ErrorInfo,

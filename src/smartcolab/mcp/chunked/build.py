@@ -46,15 +46,15 @@ MAX_VALUE_CHARS = 20_000
 MAX_BATCH_SIZE = 1_000_000
 MAX_ITERATIONS = 10**12
 
-# The report helper (kernelside/chunked.py) is installed once per kernel, as a module in
+# The report helper (kernelside/chunked/report.py) is installed once per kernel, as a module in
 # sys.modules (not a variable people see), named after a digest of its source so that a
 # changed helper is never mistaken for an old copy; each batch sends the installer as one
 # string literal, which IPython's cell transformers pass over cheaply (they cost ~1 ms per
 # 2 kB of code lines).
-_HELPER_SOURCE = kernel_code.source("chunked")
+_HELPER_SOURCE = kernel_code.source("chunked.report")
 HELPER_MODULE = "_smartcolab_chunked_" + hashlib.sha256(_HELPER_SOURCE.encode()).hexdigest()[:12]
 _HELPER = (f"import sys, types\nmodule = types.ModuleType({HELPER_MODULE!r})\n"
-           f"exec(compile({_HELPER_SOURCE!r}, '<smartcolab.kernelside.chunked>', 'exec'), "
+           f"exec(compile({_HELPER_SOURCE!r}, '<smartcolab.kernelside.chunked.report>', 'exec'), "
            "vars(module))\n"
            f"sys.modules[{HELPER_MODULE!r}] = module\n")
 

@@ -132,7 +132,7 @@ class DaskRunner(ChunkedRunner):
         import cloudpickle
         from distributed import Client
 
-        from smartcolab.kernelside import dask_task as chunked_dask_task
+        from smartcolab.kernelside.chunked import dask_task as chunked_dask_task
 
         # Workers need nothing of ours installed: the task travels by value.
         cloudpickle.register_pickle_by_value(chunked_dask_task)
@@ -157,7 +157,7 @@ class DaskRunner(ChunkedRunner):
 
     async def _fan_out(self, client: Any, spec: ChunkSpec, notes: list[str],
                        progress: ProgressFn | None) -> Outcome:
-        from smartcolab.kernelside.dask_task import run_batch
+        from smartcolab.kernelside.chunked.dask_task import run_batch
 
         name = spec.checkpoint_name
         failed = self._drain(spec, notes)

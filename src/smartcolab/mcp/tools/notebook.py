@@ -28,8 +28,8 @@ from smartcolab.mcp.params import ToolDef
 from smartcolab.mcp.results import RenderOptions, cap_text, render_images, short_traceback
 from smartcolab.mcp.tool_errors import translated
 from smartcolab.shared.errors import InvalidInput, SmartColabError
+from smartcolab.shared.output.terminal import render
 from smartcolab.shared.protocol import MAX_CODE_CHARS, NAME_PATTERN, RichOutput
-from smartcolab.shared.terminal import render
 
 TabName = Annotated[str, Field(pattern=NAME_PATTERN)]
 CellId = Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]

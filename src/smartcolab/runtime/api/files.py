@@ -20,7 +20,7 @@ import stat as stat_mod
 import zlib
 from collections.abc import AsyncIterator
 from email.utils import formatdate
-from typing import Annotated, BinaryIO, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
@@ -180,10 +180,16 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 _BYTES = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.api_route(routes.FILES_CONTENT, methods=["GET", "HEAD"], responses={
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file's bytes", "content": {"application/octet-stream": _BYTES}},
     206: {"description": "The requested range of the file's bytes",
-          "content": {"application/octet-stream": _BYTES}}})
+          "content": {"application/octet-stream": _BYTES}}}
+
+
+# Two registrations, each with its own operation id: one route for both methods gives the
+# OpenAPI document the same id twice.
+@router.head(routes.FILES_CONTENT, operation_id="head_content", responses=_CONTENT_RESPONSES)
+@router.get(routes.FILES_CONTENT, operation_id="get_content", responses=_CONTENT_RESPONSES)
 async def get_content(request: Request, path: ClientPath, compress: bool = Query(
         False, description="gzip the body (Content-Encoding) if the file looks compressible; "
                            "ignored with Range")) -> Response:

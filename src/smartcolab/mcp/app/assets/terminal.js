@@ -1,4 +1,4 @@
-// Text as a terminal would show it: a port of src/smartcolab/shared/terminal.py, rule
+// Text as a terminal would show it: a port of src/smartcolab/shared/output/terminal.py, rule
 // for rule (carriage returns, backspaces, cursor moves, erases; colours dropped), so
 // the monitor shows what the bridge's results show. tests/e2e/test_mcp_app.py runs
 // both on the same inputs. Columns count code points, as Python's str does.

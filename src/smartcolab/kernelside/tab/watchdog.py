@@ -1,4 +1,4 @@
-"""The watchdog process of the thread-mode job agent (``tab_agent.py``).
+"""The watchdog process of the thread-mode job agent (``tab/agent.py``).
 
 The agent's monitor thread stops a job past its deadline; a job whose native code holds
 the GIL starves that thread too.  This process (started with the agent, in a session of

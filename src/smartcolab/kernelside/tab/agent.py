@@ -11,7 +11,7 @@ Stops: a monitor thread raises ``KeyboardInterrupt`` in the job's thread at its 
 or on a stop request (``PyThreadState_SetAsyncExc``), again every ``repeat_s``; a thread
 still running ``grace_s`` later (blocked in native code, which an async exception does
 not reach) ends the kernel process (the page's server starts a fresh one), recorded as a
-restart.  If the job holds the GIL the monitor cannot run: ``tab_watchdog.py``, a separate
+restart.  If the job holds the GIL the monitor cannot run: ``tab/watchdog.py``, a separate
 process, does the same ``margin_s`` later.  Stdlib only.
 """
 
@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .boot import load, unload
-from .job_agent import (
+from ..boot import load, unload
+from ..job_agent import (
     RESULT,
     SEGMENT_CHARS,
     STATUS,
@@ -44,7 +44,7 @@ from .job_agent import (
     segment_name,
     write_json,
 )
-from .tab_exec import Router, _fit, _run_code, _without_agent_frames, hold_figures
+from .execute import Router, _fit, _run_code, _without_agent_frames, hold_figures
 
 NAME = "__smartcolab_tab__"
 MAGIC = "smartcolab_job"
@@ -56,7 +56,7 @@ MAX_WAIT_S = 5.0
 
 
 def running_name(pid: int) -> str:
-    """The file listing the jobs a kernel process runs now (read by ``tab_watchdog``)."""
+    """The file listing the jobs a kernel process runs now (read by ``tab/watchdog.py``)."""
     return f"running-{pid}.json"
 
 
@@ -198,14 +198,7 @@ class TabAgent:
         job = run.job
         if job.spill.status.get("state") not in ("running", "queued"):
             return  # already recorded as restarted
-        result = {"stdout": job.streams["stdout"].block(), "stderr": job.streams["stderr"].block(),
-                  "outputs": job.outputs, "error": job.error, "execution_count": None}
-        try:
-            write_json(os.path.join(job.dir, RESULT), result)
-        except (TypeError, ValueError):  # a display bundle that is not JSON
-            result["outputs"] = []
-            write_json(os.path.join(job.dir, RESULT), result)
-        job.spill.close()
+        job.end(None)
         job.spill.save_status(state="ended", ending=ending, finished_at=time.time())
         self._save_running()
 
@@ -407,7 +400,7 @@ def install(root: str, grace_s: float, repeat_s: float, margin_s: float,
             watchdog_source: str | None = None) -> dict[str, Any]:
     """Entry point in a kernel: this process's agent (created on first use), its cell magic
     and its watchdog process."""
-    from .epoch import epoch
+    from ..epoch import epoch
 
     agent = vars(builtins).get(NAME)
     if agent is None or getattr(agent, "pid", None) != os.getpid():

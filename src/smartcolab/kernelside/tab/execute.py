@@ -1,4 +1,4 @@
-"""How a thread-mode job runs its code (``tab_agent.py``): output routed by thread, the last
+"""How a thread-mode job runs its code (``tab/agent.py``): output routed by thread, the last
 expression shown, figures displayed at the job's end, a traceback without our frames, a
 result fitted to one page output.  Stdlib only (IPython and matplotlib when present).
 """
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .job_agent import Job, _shell
+from ..job_agent import Job, _shell
 
 OUTPUTS_BUDGET = 600_000  # characters of rich outputs (images) in one answer
 

@@ -31,7 +31,7 @@ from smartcolab.cli.common import (
 )
 from smartcolab.client.backend import RuntimeBackend
 from smartcolab.client.follow import Follower, new_job_id
-from smartcolab.shared.display import image_extension
+from smartcolab.shared.output.display import image_extension
 from smartcolab.shared.protocol import TERMINAL_STATUSES, CleanupRequest, JobSubmit, JobView
 
 POLL_WAIT_S = 20.0
