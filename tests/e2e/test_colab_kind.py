@@ -134,6 +134,7 @@ async def _run(backend: ColabBackend, code: str) -> str:
     return view.result.stdout.text if view.result else ""
 
 
+@pytest.mark.slow
 @needs_package
 async def test_backend_runs_code_through_the_proxy_renews_its_token_and_is_found_again(
         fake: FakeColab, settings: ColabSettings) -> None:

@@ -35,6 +35,8 @@ from schemathesis.specs.openapi.checks import (
 from support.runtime_proc import RuntimeProc, start_runtime
 from support.untraced import untraced
 
+pytestmark = pytest.mark.slow
+
 SCALE = float(os.environ.get("SMARTCOLAB_FUZZ_SCALE", "1.0"))
 MIN_REQUESTS = 1000
 JOB_TIMEOUT_CAP_S = 3.0
