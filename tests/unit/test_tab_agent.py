@@ -9,6 +9,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,24 @@ def streams(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
     return capsys
 
 
+AGENTS: list[TabAgent] = []
+
+
+@pytest.fixture(autouse=True)
+def _agents_closed() -> Iterator[None]:
+    """Each test's agents stop their monitors at its end: a monitor polls every 50 ms
+    for good, and on a loaded machine threads that wake that often slow the CPU-bound
+    tests that follow on the same worker (each wake-up takes the GIL)."""
+    yield
+    while AGENTS:
+        AGENTS.pop().close()
+
+
 def make(tmp_path: Path, kills: list[int], grace_s: float = 5.0) -> TabAgent:
-    return TabAgent(str(tmp_path), grace_s=grace_s, repeat_s=0.2, margin_s=1.0, epoch="e1",
-                    kill=lambda: kills.append(1))
+    agent = TabAgent(str(tmp_path), grace_s=grace_s, repeat_s=0.2, margin_s=1.0, epoch="e1",
+                     kill=lambda: kills.append(1))
+    AGENTS.append(agent)
+    return agent
 
 
 def wait_ended(agent: TabAgent, job_id: str, limit: float = 30.0) -> dict[str, Any]:
@@ -107,6 +123,7 @@ def test_a_thread_that_ignores_the_interrupt_ends_the_kernel(
 
     agent = TabAgent(str(tmp_path), grace_s=0.5, repeat_s=0.2, margin_s=1.0, epoch="e1",
                      kill=kill)
+    AGENTS.append(agent)
     # A call blocked in C: an async exception reaches the thread only when it returns.
     builtins.__dict__["_tab_test_held"] = held
     try:
@@ -176,3 +193,11 @@ def test_jobs_run_one_at_a_time_and_a_queued_one_can_be_cancelled(
     assert wait_ended(agent, "j-second")["text"] == "second ran\n"
     assert wait_ended(agent, "j-first")["status"]["ending"]["kind"] == "completed"
     del builtins.__dict__["_tab_test_gate"]
+
+
+def test_a_closed_agent_stops_its_monitor(tmp_path: Path) -> None:
+    agent = make(tmp_path, [])
+    assert agent.monitor.is_alive()
+    agent.close()
+    agent.monitor.join(10)
+    assert not agent.monitor.is_alive()
