@@ -45,8 +45,9 @@ export PYTHONPATH="$PWD/tests/support/coverage_hook${PYTHONPATH:+:$PYTHONPATH}"
 # caches its rewritten test modules the same way.
 unset PYTHONDONTWRITEBYTECODE
 workers=(-n "${SMARTCOLAB_TEST_WORKERS:-4}" --dist worksteal)
+# The 25 slowest tests end every log (CI's included): where the suite's time goes.
 set +e
-.venv/bin/python -m coverage run -m pytest "${workers[@]}" "$@"
+.venv/bin/python -m coverage run -m pytest "${workers[@]}" --durations=25 "$@"
 status=$?
 set -e
 floor=()

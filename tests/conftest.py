@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -8,6 +9,31 @@ import pytest
 
 from support.inproc import InProcRuntime, inproc_runtime
 from support.runtime_proc import RuntimeProc, start_runtime
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` start first, one at the head of each xdist worker's share.
+
+    The worksteal scheduler hands each of N workers a contiguous share of the collection
+    and later steals from the ends of the shares: a slow test collected late may start
+    last and leave the other workers idle at the end.  Dealt round-robin to the heads of
+    the shares, slow tests start at once, on different workers.  Every worker computes the
+    same order (xdist requires identical collections); without xdist it is slow-first.
+    """
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if not slow:
+        return
+    rest = iter([item for item in items if not item.get_closest_marker("slow")])
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for i in range(workers):  # the shares as xdist cuts them: len(pending) // workers left
+        size = left // (workers - i)
+        left -= size
+        mine = slow[i::workers]
+        ordered += mine + list(itertools.islice(rest, max(0, size - len(mine))))
+    ordered += rest
+    items[:] = ordered
 
 
 @pytest.fixture(scope="session")

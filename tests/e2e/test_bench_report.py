@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support.runtime_proc import PROCESS_TIMEOUT_S, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_report_quick_smoke(tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "report.json", tmp_path / "report.png"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--quick",

@@ -134,6 +134,7 @@ async def _run(backend: ColabBackend, code: str) -> str:
     return view.result.stdout.text if view.result else ""
 
 
+@pytest.mark.slow
 @needs_package
 async def test_backend_runs_code_through_the_proxy_renews_its_token_and_is_found_again(
         fake: FakeColab, settings: ColabSettings) -> None:
@@ -199,16 +200,29 @@ async def test_a_recycled_runtime_is_state_lost(fake: FakeColab, settings: Colab
 
 
 @needs_package
-async def test_kept_alive_while_used_then_released_when_idle(fake: FakeColab,
-                                                            settings: ColabSettings) -> None:
+async def test_kept_alive_while_used_then_released_when_idle(
+        fake: FakeColab, settings: ColabSettings, tmp_path: Path) -> None:
     await _signed_in(settings)
     settings = replace(settings, keepalive_s=0.5, idle_release_s=8.0)
     backend = ColabBackend("gpu", settings)
+    release = tmp_path / "release"
     try:
-        await _run(backend, "import time; time.sleep(4)")  # a running job keeps it alive
+        # A running job keeps it alive: the job runs until the fake has seen a keep-alive
+        # (each is a process of the official package: seconds on a loaded machine).
+        job = await backend.submit(JobSubmit(job_id=uuid.uuid4().hex, code=(
+            f"import os, time\nwhile not os.path.exists({str(release)!r}):\n"
+            "    time.sleep(0.05)")), wait=0)
         assert backend.lease is not None
         endpoint = backend.lease.endpoint
+        for _ in range(600):  # the fake is polled: it has no event to wait on
+            if fake.keepalives.get(endpoint, 0) >= 1:
+                break
+            await anyio.sleep(0.2)
         assert fake.keepalives.get(endpoint, 0) >= 1
+        release.touch()
+        with anyio.fail_after(120):
+            view = await backend.get_job(job.job_id, wait=60)
+        assert view.status == "succeeded", view
         for _ in range(120):  # the fake is polled: it has no event to wait on
             if endpoint not in fake.assignments:
                 break

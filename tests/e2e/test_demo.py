@@ -15,6 +15,7 @@ EXPECTED_STEPS = ["connect", "probe", "state across calls", "plot as an image",
                   "chunked with checkpoint", "verified download", "timeout enforced"]
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step(tmp_path: Path) -> None:
     env = subprocess_env({"HOME": str(tmp_path / "home")})
     env.pop("COLAB_URL", None)

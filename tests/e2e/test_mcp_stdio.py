@@ -32,6 +32,7 @@ async def test_stdio_bridge_runs_code_on_a_remote_runtime(runtime: RuntimeProc, 
             assert runtimes.structured_content["default"] == "colab"
 
 
+@pytest.mark.slow
 async def test_local_runtime_outlives_the_bridge_until_local_stop(tmp_path: Path) -> None:
     params = stdio_params(tmp_path, None, env={"SMARTCOLAB_RUNTIMES": str(tmp_path / "none.toml")})
     cli_env = subprocess_env({"CHECKPOINT_DIR": str(tmp_path / "ckpt")})

@@ -133,6 +133,7 @@ def _write_colab_stub_package(directory: Path, secret: str) -> None:
     """))
 
 
+@pytest.mark.slow
 async def test_the_notebook_runs_end_to_end(monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
     secret = "notebook-secret-from-colab-stub-42"

@@ -2,7 +2,9 @@
 
 At least 1,000 generated requests (valid and invalid data, with and without the
 secret) must get no 5xx and no response that breaks the documented schema.  Set
-``SMARTCOLAB_FUZZ_SCALE`` (default 1.0) to fuzz harder or lighter.
+``SMARTCOLAB_FUZZ_SCALE`` (default 1.0) to fuzz harder or lighter.  Two tests (with and
+without the secret), so that parallel workers share the work; requests are generated
+outside coverage's tracer (the server they reach is measured).
 
 Kept bounded: long-poll waits are cut to 0 and job timeouts to a few seconds (the
 code run by fuzzed jobs is random text), and the two operations that would end
@@ -31,6 +33,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from support.runtime_proc import RuntimeProc, start_runtime
+from support.untraced import untraced
+
+pytestmark = pytest.mark.slow
 
 SCALE = float(os.environ.get("SMARTCOLAB_FUZZ_SCALE", "1.0"))
 MIN_REQUESTS = 1000
@@ -97,24 +102,30 @@ def fuzz_round(schema: Any, server: RuntimeProc, sent: list[tuple[str, int]], *,
     fuzz()
 
 
-def test_fuzz_openapi(server: RuntimeProc) -> None:
+@pytest.mark.parametrize("authed", [True, False], ids=["with-secret", "without-secret"])
+def test_fuzz_openapi(server: RuntimeProc, authed: bool) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json",
                                            headers=server.headers, timeout=30)
     schema = schema.exclude(path=["/shutdown", "/auth/rotate"])
     operations = [op.ok() for op in schema.get_all_operations()]
     assert len(operations) >= 10, [o.label for o in operations]
+    plan = [(mode, max(1, int(examples * SCALE))) for with_secret, mode, examples in PLAN
+            if with_secret is authed]
     sent: list[tuple[str, int]] = []
     started = time.monotonic()
-    for authed, mode, examples in PLAN:
-        fuzz_round(schema, server, sent, authed=authed, mode=mode,
-                   examples=max(1, int(examples * SCALE)))
+    with untraced():
+        for mode, examples in plan:
+            fuzz_round(schema, server, sent, authed=authed, mode=mode, examples=examples)
     elapsed = time.monotonic() - started
     statuses = sorted({status for _, status in sent})
     covered = {label for label, _ in sent}
     print(f"\nfuzz: {len(sent)} requests in {elapsed:.1f} s over {len(covered)} operations; "
           f"statuses seen: {statuses}")
     if SCALE >= 1.0:
-        assert len(sent) >= MIN_REQUESTS
+        # Both tests together: at least MIN_REQUESTS (hypothesis may stop a little short).
+        assert len(sent) >= sum(n for _, n in plan) * MIN_REQUESTS / sum(e for *_, e in PLAN)
     assert all(status < 500 for _, status in sent)
-    assert len(covered) == len(operations)  # every operation was exercised
+    if authed:  # every operation was exercised (by the 650 requests; the 400 without the
+        # secret are not held to it: a few hundred random draws may miss one)
+        assert len(covered) == len(operations), sorted(covered)
     assert server.proc.poll() is None  # and the server is still up

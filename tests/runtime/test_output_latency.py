@@ -46,3 +46,32 @@ async def test_first_output_after_quiet_goes_at_once_and_a_burst_lingers(
     with anyio.fail_after(10):
         await job.wait(since=cursor, wait_s=1.0)
     assert time.monotonic() - t0 >= 0.9
+
+
+async def test_a_waiter_is_woken_by_notify_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Waiters are woken by the job itself (no helper task per wait); a timed-out or
+    cancelled wait leaves no waiter behind."""
+    job = a_job(tmp_path)
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await job.wait(since=None, wait_s=30)
+        woken.append(name)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, "a")
+            tg.start_soon(waiter, "b")
+            await anyio.sleep(0.05)
+            assert len(job._waiters) == 2 and woken == []
+            job.rec.status = "succeeded"
+            job.notify()
+    assert sorted(woken) == ["a", "b"] and not job._waiters
+
+    job.rec.status = "running"
+    t0 = time.monotonic()
+    await job.wait(since=None, wait_s=0.2)  # times out: no notify
+    assert time.monotonic() - t0 >= 0.15 and not job._waiters
+    with anyio.move_on_after(0.1):
+        await job.wait(since=None, wait_s=30)  # cancelled from outside
+    assert not job._waiters

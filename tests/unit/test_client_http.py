@@ -276,3 +276,25 @@ async def test_an_answer_over_the_cap_is_refused() -> None:
             await c.sessions()
         c.max_response_bytes = 64 * 1024
         assert (await c.sessions()).sessions == []
+
+
+@pytest.mark.parametrize("base", [URL, URL + "/sub/path/", "http://127.0.0.1:8765"])
+async def test_remembered_urls_are_the_ones_httpx2_builds(base: str) -> None:
+    """A remembered URL is the one httpx2 itself builds from the base, the path and the
+    query (ours drops None values); a second request to the same path reuses it."""
+    rc = RuntimeClient(base, SECRET, transport=httpx2.MockTransport(lambda r: httpx2.Response(200)))
+    plain = httpx2.AsyncClient(base_url=base)
+    cases: list[tuple[str, dict[str, object]]] = [
+        ("/jobs", {"wait": 5.0}), ("/jobs", {}), ("/jobs/j-1", {"wait": 0.5, "since": 12}),
+        ("/files", {"path": "a b/ü?&#.txt", "hash": True}), ("/files", {"path": ["x", "y"]}),
+        ("/jobs", {"wait": 5.0, "since": None}), ("/x%20y", {"q": "1"})]
+    for path, params in cases:
+        kept = {k: v for k, v in params.items() if v is not None}
+        want = plain.build_request("POST", path, params=kept).url  # type: ignore[arg-type]
+        for _ in range(2):
+            got = rc.build_request("POST", path, params=params, content=b"{}")
+            assert got.url == want and got.url.raw_path == want.raw_path, (path, params)
+    # Remembered: five distinct keys (a list value is not a key: built afresh each time).
+    assert len(rc._urls) == 5 and ("/jobs", (("wait", 5.0),)) in rc._urls
+    await plain.aclose()
+    await rc.aclose()

@@ -109,6 +109,7 @@ requests = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(wire=requests, field=st.sampled_from(FIELDS), bit=st.integers(min_value=0))
 def test_any_flipped_bit_is_rejected(loop: asyncio.AbstractEventLoop, wire: Wire, field: str,

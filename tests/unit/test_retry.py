@@ -72,6 +72,21 @@ def test_which_errors_are_worth_another_try() -> None:
     assert not retryable(ValueError("ours"))
 
 
+def test_an_untrusted_certificate_is_not_worth_another_try() -> None:
+    import ssl
+
+    try:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed")
+        except ssl.SSLError as tls:
+            raise ConnectionError("connect failed") from tls
+    except ConnectionError as connect:
+        unreachable = RuntimeUnreachable("cannot reach the runtime")
+        unreachable.__cause__ = connect
+    assert not retryable(unreachable)
+    assert retryable(RuntimeUnreachable("cannot reach the runtime"))
+
+
 async def test_retries_until_success_with_the_policy_waits() -> None:
     sleep = FakeSleep()
     policy = RetryPolicy(attempts=5, initial_s=0.1, max_s=10.0, jitter_s=0.0)

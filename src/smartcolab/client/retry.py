@@ -19,6 +19,7 @@ Two ways to use it:
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -61,9 +62,22 @@ def retryable(exc: BaseException) -> bool:
     page in the runtime's place: their URL does not come back."""
     if isinstance(exc, (TunnelDown, NotARuntime)):
         return False
-    if isinstance(exc, (RuntimeUnreachable, RateLimited)):
+    if isinstance(exc, RuntimeUnreachable):
+        return not _untrusted_certificate(exc)
+    if isinstance(exc, RateLimited):
         return True
     return isinstance(exc, Unavailable) and exc.code in ("unavailable", "kernel_unavailable")
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """The runtime was reached but its TLS certificate is not trusted: that repeats
+    until the user trusts it (``SSL_CERT_FILE``), so it is said at once."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)

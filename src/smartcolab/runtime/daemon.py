@@ -47,6 +47,7 @@ from smartcolab.shared.local_daemon import (
     STATE_SUBDIR,
 )
 from smartcolab.shared.private import private_dir, private_umask, write_private_json
+from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
 
 log = logging.getLogger("smartcolab.runtime.daemon")
 
@@ -166,8 +167,8 @@ def run_daemon(opts: DaemonOptions) -> None:
     activity = Activity()
     server = uvicorn.Server(uvicorn.Config(
         ActivityMiddleware(app, activity), log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10, ws="none", proxy_headers=False,
-        h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
+        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S), ws="none",
+        proxy_headers=False, h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
     info: dict[str, object] = {
         "url": base_url(config.host, config.port), "pid": os.getpid(), "secret": config.secret,
         "root": str(opts.root), "python": opts.python, "kernel": config.kernel_name,

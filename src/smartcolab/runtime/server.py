@@ -34,6 +34,7 @@ from smartcolab.runtime.ui import page_url
 from smartcolab.runtime.ui.display import DEFAULT_HEIGHT_PX as DEFAULT_MONITOR_HEIGHT_PX
 from smartcolab.runtime.ui.display import show_monitor
 from smartcolab.shared import loop as event_loop
+from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
 
 log = logging.getLogger("smartcolab.runtime")
 STARTUP_TIMEOUT_S = 60.0
@@ -121,6 +122,7 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
     uv_config = uvicorn.Config(
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
+        timeout_keep_alive=int(KEEPALIVE_RUNTIME_S),
         ws="none",
         # Our h11 protocol: a deadline for request headers and a per-address
         # connection cap (runtime/security/connections.py).

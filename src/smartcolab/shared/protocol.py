@@ -38,6 +38,12 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 # ---------------------------------------------------------------- limits
 MAX_WAIT_S = 55.0  # below Cloudflare's ~100 s cut and Claude Desktop's ~60 s
+# How long an idle keep-alive connection stays open.  uvicorn's and httpx's 5 s meant a model
+# calling a tool after a pause paid a new TCP (and TLS) handshake: two or three round trips
+# through a tunnel instead of one.  The client lets go first, so it never sends a request
+# into a connection the runtime is closing at the same moment.
+KEEPALIVE_RUNTIME_S = 75.0
+KEEPALIVE_CLIENT_S = 60.0
 QUICK_TIMEOUT_S = 120.0
 LONG_TIMEOUT_S = 600.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0

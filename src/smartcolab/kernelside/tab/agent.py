@@ -100,7 +100,10 @@ class TabAgent:
         self.watchdog: Any = None
         os.makedirs(self.root, exist_ok=True)
         self._save_running()
-        threading.Thread(target=self._monitor, name="smartcolab-monitor", daemon=True).start()
+        self.closed = threading.Event()
+        self.monitor = threading.Thread(target=self._monitor, name="smartcolab-monitor",
+                                        daemon=True)
+        self.monitor.start()
 
     # ------------------------------------------------------------ streams
     def hook_streams(self) -> None:
@@ -215,9 +218,21 @@ class TabAgent:
             run.reason = reason
             write_json(os.path.join(run.job.dir, STOP), {"reason": reason, "at": time.time()})
 
+    def close(self) -> None:
+        """Stop watching jobs (the monitor ends within ``MONITOR_S``); jobs still running
+        go on unwatched.  For an agent that is dropped while its process lives on."""
+        self.closed.set()
+
     def _monitor(self) -> None:
-        while True:
-            time.sleep(MONITOR_S)
+        # Untraced, whatever traces the other threads (a debugger, coverage): on CPython
+        # 3.11 a traced thread cannot enter a Python function while an async exception
+        # waits for a thread blocked in C (its tracing dispatch re-checks the pending
+        # exception at the function's start forever), so a traced monitor stalls from its
+        # first interrupt of a blocked job until the blocked call returns: the very case
+        # it must end by a restart.  3.10 and 3.12+ are not affected.
+        sys.settrace(None)
+        sys.setprofile(None)
+        while not self.closed.wait(MONITOR_S):
             # Never let the monitor die, not even of a stray KeyboardInterrupt.
             with contextlib.suppress(Exception, KeyboardInterrupt):
                 self.check()

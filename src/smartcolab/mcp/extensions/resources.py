@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 import stat
@@ -91,11 +92,26 @@ def _link(uri: str, name: str, mime: str, size: int | None = None) -> dict[str, 
     return link
 
 
+def _resolved(save_dir: Path) -> Path:
+    """The save directory's real path, resolved once per bridge instead of on every tool
+    result (a stat per component); a relative one each time (it follows the working
+    directory).  Should it move under a symlink later, its files resolve elsewhere and
+    are not linked: the check fails closed."""
+    return _resolved_absolute(save_dir) if save_dir.is_absolute() else save_dir.resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_absolute(save_dir: Path) -> Path:
+    return save_dir.resolve()
+
+
 def saved_names(deps: BridgeDeps, text: str) -> list[str]:
     """Files directly in the save directory that ``text`` names by their path."""
-    save_dir = deps.settings.save_dir.resolve()
+    save_dir = _resolved(deps.settings.save_dir)
     names: list[str] = []
     for root in {str(deps.settings.save_dir), str(save_dir)}:
+        if root.rstrip("/") + "/" not in text:  # the common case: no path of it named
+            continue
         for match in re.finditer(re.escape(root.rstrip("/")) + r"/(\S+)", text):
             name = match.group(1)
             while name and not (save_dir / name).is_file() and name[-1] in _TRAILING:

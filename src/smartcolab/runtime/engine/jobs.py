@@ -55,7 +55,8 @@ class Job:
         # The server's own write failure (a full disk): the job is stopped and fails with it.
         self.io_error: OSError | None = None
         self.done = asyncio.Event()
-        self._changed = asyncio.Event()
+        # One future per waiting long-poll, resolved by ``notify`` (or by its own timer).
+        self._waiters: set[asyncio.Future[bool]] = set()
         self._last_output = float("-inf")
         self._burst = False  # the latest output came within COALESCE_S of the one before
         self.late_bytes = 0  # output kept after the job ended (LATE_OUTPUT_CAP)
@@ -74,8 +75,9 @@ class Job:
 
     def notify(self) -> None:
         """Wake every long-poll waiting on this job."""
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            _wake(waiter)
 
     def on_message(self, msg_type: str, content: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -130,10 +132,36 @@ class Job:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
+            if not await self._changed(left):
                 return
+
+    async def _changed(self, timeout: float) -> bool:
+        """Until the next ``notify`` (true) or ``timeout`` seconds (false).
+
+        The waiting task is woken by ``notify`` itself: ``asyncio.wait_for`` ran an
+        extra task per wait and woke the waiter one loop turn later, after the job's
+        log lines instead of before them.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.add(waiter)
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+        return waiter.result()
+
+
+def _wake(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 @dataclass

@@ -44,6 +44,7 @@ POLL_S = 0.05
 READY_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 2.0
 IDLE_POLL_S = 60.0
+IDLE_START_S = 0.02
 SECRET_ENV_NAMES = (env_names.SECRET,)
 # History of a server-driven kernel is of no use and its SQLite file is shared by kernels.
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]
@@ -316,6 +317,10 @@ class Kernel:
             self._idle = asyncio.create_task(self._idle_loop(self.kc), name="kernel-idle")
 
     async def _idle_loop(self, kc: AsyncKernelClient) -> None:
+        # Not in the loop turn that ends a run: the job's answer goes out first (what
+        # comes meanwhile waits in the socket's queue), and a job that follows at once
+        # cancels a sleep instead of a poll just set up.
+        await asyncio.sleep(IDLE_START_S)
         while True:
             try:
                 # Cancelled only at the poll: a message is never half taken.

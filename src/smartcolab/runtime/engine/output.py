@@ -123,11 +123,19 @@ class SpillFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.size = path.stat().st_size
-        except FileNotFoundError:
-            self.size = 0
+        # Known once the file is open (or asked for): a new job's submission does not
+        # wait for a stat of a file that is not there yet.
+        self._size: int | None = None
         self._fh: BinaryIO | None = None
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            try:
+                self._size = self.path.stat().st_size
+            except FileNotFoundError:
+                self._size = 0
+        return self._size
 
     def prepare(self) -> None:
         """Create the file (and the job's folder) now, before the first output needs it:
@@ -136,6 +144,8 @@ class SpillFile:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+            if self._size is None:
+                self._size = self._fh.tell()  # append mode: at the end already
 
     def write(self, text: str) -> None:
         if not text:
@@ -146,7 +156,7 @@ class SpillFile:
         self._fh.write(data)
         # Readers (long-polls, paging) open the file themselves: make bytes visible now.
         self._fh.flush()
-        self.size += len(data)
+        self._size = self.size + len(data)
 
     def close(self) -> None:
         if self._fh is not None:

@@ -158,6 +158,15 @@ class GuardedH11Protocol(H11Protocol):
             self._counted = None
         super().connection_lost(exc)
 
+    def on_response_complete(self) -> None:
+        # The whole response is written: send it now, in its one segment, instead of at
+        # the end of the loop turn, after the middleware's audit line and whatever else
+        # was queued before it.
+        flush = getattr(self.transport, "flush", None)
+        if flush is not None:
+            flush()
+        super().on_response_complete()
+
     def data_received(self, data: bytes) -> None:
         before = self.cycle
         if (before is None or before.response_complete) and self._header_timer is None:
