@@ -19,10 +19,8 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,22 +33,6 @@ import bench_wan  # noqa: E402
 from smartcolab.client.http.transfer import DEFAULT_STREAMS  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime  # noqa: E402
 from wan_proxy import PROFILES  # noqa: E402
-
-
-def curl_ranges(url: str, secret: str, size: int, n: int, work: Path) -> float:
-    step = -(-size // n)
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(["curl", "-sS", "-f", "-o", str(work / f"c{i}"), "-r",
-                               f"{i * step}-{min(size, (i + 1) * step) - 1}", "-H",
-                               f"Authorization: Bearer {secret}",
-                               f"{url}/files/content?path=p.bin"]) for i in range(n)]
-    codes = [p.wait(1800) for p in procs]
-    wall = time.perf_counter() - t0
-    for i in range(n):
-        (work / f"c{i}").unlink(missing_ok=True)
-    if any(codes):
-        raise RuntimeError(f"a parallel curl download failed: {codes}")
-    return wall
 
 
 def pieces_of(src: Path, n: int, work: Path) -> list[Path]:
@@ -115,7 +97,7 @@ def _steps(via: RuntimeProc, url: str, secret: str, size: int, streams: list[int
         if "download" in ops:
             steps.append(timed(f"download ours {n}", lambda n=n: down(n)))  # type: ignore[misc]
             steps.append(timed(f"download curl x{n}",
-                               lambda n=n: curl_ranges(url, secret, size, n, work)))  # type: ignore[misc]
+                               lambda n=n: bench_wan.curl_ranges(url, secret, "p.bin", size, n, work)))  # type: ignore[misc]
         if "upload" in ops:
             pieces = pieces_of(work / "src.bin", n, work)
             steps.append(timed(f"upload ours {n}", lambda n=n: float(bench_files._run_child(  # type: ignore[misc]

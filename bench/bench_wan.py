@@ -195,14 +195,14 @@ async def printed_line(url: str, secret: str, repeats: int) -> dict[str, Any]:
     return {"median_ms": statistics.median(samples) * 1000, "samples": len(samples)}
 
 
-def curl_ranges(proc: RuntimeProc, remote: str, size: int, n: int, work: Path) -> float:
+def curl_ranges(url: str, secret: str, remote: str, size: int, n: int, work: Path) -> float:
     """Wall seconds of ``n`` ``curl -r`` at once on the file's ``n`` ranges (no hash, no fsync)."""
     step = -(-size // n)
     t0 = time.perf_counter()
     procs = [subprocess.Popen(["curl", "-sS", "-f", "-o", str(work / f"c{i}"), "-r",
                                f"{i * step}-{min(size, (i + 1) * step) - 1}", "-H",
-                               f"Authorization: Bearer {proc.secret}",
-                               f"{proc.url}/files/content?path={remote}"]) for i in range(n)]
+                               f"Authorization: Bearer {secret}",
+                               f"{url}/files/content?path={remote}"]) for i in range(n)]
     codes = [p.wait(1800) for p in procs]
     wall = time.perf_counter() - t0
     for i in range(n):
@@ -243,7 +243,7 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
         add("down", bench_files._run_child("download", via, "wan.bin", work / "d.bin")["seconds"])
         counts["download"] = per_call(proxy, 1)
         (work / "d.bin").unlink()
-        add("curl_down_n", curl_ranges(via, "wan.bin", size_mb * bench_files.MB, streams, work))
+        add("curl_down_n", curl_ranges(via.url, via.secret, "wan.bin", size_mb * bench_files.MB, streams, work))
         add("down1", bench_files._run_child("download", via, "wan1.bin", work / "d.bin",
                                             streams=1)["seconds"])
         (work / "d.bin").unlink()
