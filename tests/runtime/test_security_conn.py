@@ -103,6 +103,17 @@ def test_over_cap_answer_is_a_json_429(hygienic: RuntimeProc) -> None:
             s.close()
 
 
+def test_a_refused_request_whose_body_never_comes_is_closed(hygienic: RuntimeProc) -> None:
+    """Answered 401 before its declared body: the connection waits the header deadline for
+    the rest, not the 75 s keep-alive of an idle connection."""
+    with connect_from("127.0.0.1", hygienic.port) as s:
+        s.sendall(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: 8000000\r\n\r\n{")
+        got = received_until_closed(s, HEADER_TIMEOUT_S + 20)
+    assert got is not None, "the connection outlived the header deadline"
+    assert got.startswith(b"HTTP/1.1 401 "), got[:200]
+
+
 def test_keepalive_requests_are_not_cut(hygienic: RuntimeProc) -> None:
     """The header deadline applies to each request's headers, not to a whole connection."""
     with httpx2.Client(base_url=hygienic.url, headers=hygienic.headers, timeout=10) as http:

@@ -60,11 +60,11 @@ def raw(handle: ServerHandle, request: bytes, timeout: float = 10.0) -> bytes:
         try:
             while chunk := s.recv(65536):
                 data += chunk
-                if b"\r\n\r\n" in data and b"Content-Length" in data:
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-                    if len(body) >= length:
-                        break
+                head, blank, body = data.partition(b"\r\n\r\n")
+                stated = [line for line in head.lower().split(b"\r\n")
+                          if line.startswith(b"content-length:")]
+                if blank and stated and len(body) >= int(stated[0].split(b":")[1]):
+                    break
         except TimeoutError:
             pass
     return data

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from typing import Any, cast
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("smartcolab.runtime")
@@ -166,6 +167,12 @@ class GuardedH11Protocol(H11Protocol):
         if flush is not None:
             flush()
         super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # Answered before the request's body came (a refusal: 401, 413): the rest of
+            # that body, like a request's headers, is due within the header deadline; the
+            # long keep-alive is for idle connections, not for one a client left mid-body.
+            self._unset_keepalive_if_required()
+            self._arm()
 
     def data_received(self, data: bytes) -> None:
         before = self.cycle
