@@ -209,22 +209,17 @@ def wait_title(driver: Any, prefix: str) -> str:
     raise AssertionError(f"the attack page did not finish within {WAIT_S:.0f} s")
 
 
-def audit_events(proc: RuntimeProc) -> list[dict[str, Any]]:
-    path = proc.state_dir / "audit.log"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_a_web_page_cannot_lock_the_user_out(guarded_runtime: RuntimeProc) -> None:
     rt = guarded_runtime
-    before = len([e for e in audit_events(rt) if e["event"] == "auth_failed"])
+    before = len([e for e in rt.audit() if e["event"] == "auth_failed"])
     with page_server(LOCKOUT_PAGE % {"port": rt.port}) as port, attacker_browser() as browser:
         browser.get(f"http://evil.test:{port}/lockout.html")
         title = wait_title(browser, "done")
     # The fetches with a wrong bearer never left the browser: their preflight was refused.
     assert title == "done 10"
-    failed = [e for e in audit_events(rt) if e["event"] == "auth_failed"][before:]
+    failed = [e for e in rt.audit() if e["event"] == "auth_failed"][before:]
     assert len(failed) >= 40, "the page's requests did not reach the runtime"
-    assert not [e for e in audit_events(rt) if e["event"] == "lockout"]
+    assert not [e for e in rt.audit() if e["event"] == "lockout"]
     assert httpx2.get(f"{rt.url}/probe", headers=rt.headers, timeout=30).status_code == 200
     wrong = httpx2.get(f"{rt.url}/probe", headers={"Authorization": "Bearer wrong"}, timeout=10)
     assert wrong.status_code == 401, "a page's credential-less requests were counted"

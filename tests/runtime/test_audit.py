@@ -38,10 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
         proc.stop()
 
 
-def audit_lines(proc: RuntimeProc) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (proc.state_dir / "audit.log").read_text().splitlines()]
-
-
 async def test_authenticated_requests_and_failures_are_audited(server: RuntimeProc) -> None:
     async with RuntimeClient(server.url, server.secret) as client:
         await client.probe()
@@ -49,7 +45,7 @@ async def test_authenticated_requests_and_failures_are_audited(server: RuntimePr
     assert http_get(f"{server.url}/probe",
                       headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert http_get(f"{server.url}/health").status_code == 200
-    lines = audit_lines(server)
+    lines = server.audit()
     requests = [e for e in lines if e["event"] == "request" and e["path"] == "/probe"]
     assert {e["auth"] for e in requests} >= {"hmac", "bearer"}
     for e in requests:

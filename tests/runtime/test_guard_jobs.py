@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -40,8 +40,7 @@ def test_refused_code_never_runs(guarded: RuntimeProc) -> None:
     assert err["code"] == "guard_refused" and "os.system" in err["message"]
     assert "not a sandbox" in err["message"]
     assert not marker.exists()
-    events = [json.loads(x) for x in (guarded.state_dir / "audit.log").read_text().splitlines()]
-    refused = [e for e in events if e["event"] == "guard_refused"]
+    refused = [e for e in guarded.audit() if e["event"] == "guard_refused"]
     assert refused and "os.system" in refused[-1]["reasons"][0]
 
 
@@ -50,8 +49,10 @@ def test_ordinary_code_runs_and_is_audited(guarded: RuntimeProc) -> None:
     assert r.status_code == 201, r.text
     view = r.json()
     assert view["status"] == "succeeded" and view["output"] == "42\n"
-    events = [json.loads(x) for x in (guarded.state_dir / "audit.log").read_text().splitlines()]
-    jobs = [e for e in events if e["event"] == "job" and e["job_id"] == view["job_id"]]
+    def job_lines(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in events if e["event"] == "job" and e["job_id"] == view["job_id"]]
+
+    jobs = job_lines(guarded.audit(until=job_lines))
     assert len(jobs) == 1
     entry = jobs[0]
     assert entry["status"] == "succeeded" and entry["client"] == "127.0.0.1"

@@ -9,7 +9,6 @@ buckets or lockouts.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 import time
@@ -123,11 +122,13 @@ def test_allowlist(limited: RuntimeProc) -> None:
 
 def test_rate_limit_is_per_client_with_retry_after(limited: RuntimeProc) -> None:
     with httpx2.Client(base_url=limited.url) as http:
-        statuses = [http.get("/health", headers=as_client("10.1.1.1")).status_code
-                    for _ in range(25)]
-        assert statuses[:10] == [200] * 10  # the burst
-        assert 429 in statuses
-        limited_r = http.get("/health", headers=as_client("10.1.1.1"))
+        # Until the first 429, not a fixed count: on a loaded machine requests can come
+        # slowly enough for the bucket (5 a second) to refill between them.
+        answers = []
+        while len(answers) < 200 and 429 not in (r.status_code for r in answers[-1:]):
+            answers.append(http.get("/health", headers=as_client("10.1.1.1")))
+        assert [r.status_code for r in answers[:10]] == [200] * 10  # the burst
+        limited_r = answers[-1]
         err = assert_error(limited_r, 429, "rate_limited")
         assert int(limited_r.headers["Retry-After"]) >= 1
         assert err["details"] == {"reason": "rate_limit", "retry_after": 1}
@@ -154,9 +155,7 @@ def test_lockout_after_failed_auth(limited: RuntimeProc) -> None:
     time.sleep(LOCKOUT_S + 0.2)
     again = http_get(f"{limited.url}/probe", headers=as_client(me, wrong))
     assert again.status_code == 401  # the lockout ended
-    events = [json.loads(line) for line in
-              (limited.state_dir / "audit.log").read_text().splitlines()]
-    assert any(e["event"] == "lockout" and e["client"] == me for e in events)
+    assert any(e["event"] == "lockout" and e["client"] == me for e in limited.audit())
 
 
 def test_success_resets_the_failure_count(limited: RuntimeProc) -> None:

@@ -6,14 +6,17 @@ we poll /health until it answers, with a deadline, then hand out url and secret.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -23,6 +26,9 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT_S = 240.0
 # The same guard for one of our CLI processes run to its end (`serve --help`, `exec`).
 PROCESS_TIMEOUT_S = 240.0
+# How long a test waits for an audit line: the runtime writes a request's or a job's line
+# after its answer has gone, so a test that reads the log at once may be a moment early.
+AUDIT_WAIT_S = 30.0
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -50,6 +56,19 @@ class RuntimeProc:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def audit(self, until: Callable[[list[dict[str, Any]]], bool] | None = None,
+              ) -> list[dict[str, Any]]:
+        """The audit log's events; with ``until``, once it holds for them (or the last read
+        after ``AUDIT_WAIT_S``, for the test's own assertion to say what is missing)."""
+        deadline = time.monotonic() + AUDIT_WAIT_S
+        while True:
+            path = self.state_dir / "audit.log"
+            events = ([json.loads(line) for line in path.read_text().splitlines()]
+                      if path.exists() else [])
+            if until is None or until(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc.poll() is None:
