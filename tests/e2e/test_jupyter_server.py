@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from mcp import Client
+from smartcolab.client.jupyter import durable
 from smartcolab.client.jupyter import jobs as jupyter_jobs
 from smartcolab.client.jupyter import server as jupyter_server
 from smartcolab.client.jupyter import session as jupyter_session
@@ -136,6 +137,11 @@ async def test_an_old_kernel_that_survives_its_restart_is_replaced(
         jupyter: JupyterProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jupyter_jobs, "INTERRUPT_GRACE_S", 1.0)
     monkeypatch.setattr(jupyter_session, "RESTART_VERIFY_S", 2.0)
+    # The kernel's own watchdog would kill the GIL-holding loop 2 s after the bridge's
+    # grace, the very moment the bridge finds the old kernel still there: Jupyter then
+    # restarts it under the same kernel id, and the replacement raced that restart (one
+    # fresh-clone run in eight). Here the bridge's replacement is what is tested.
+    monkeypatch.setattr(durable, "WATCHDOG_MARGIN_S", 120.0)
     async with jbridge(jupyter, tmp_path) as (client, deps):
         backend = (await deps.registry.client("hub"))[1]
         assert isinstance(backend, jupyter_server.JupyterBackend)

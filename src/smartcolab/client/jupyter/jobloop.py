@@ -9,7 +9,7 @@ memory (``TRACKING_NOTE``); an earlier bridge's jobs are read from their spill f
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 
 from smartcolab.client.jupyter import durable
@@ -37,6 +37,8 @@ from smartcolab.shared.protocol import (
 MAX_RESENDS = 20  # a job request nobody took is sent again (every jobs.UNTAKEN_S)
 MAX_JOBS_KEPT = 2000
 
+log = logging.getLogger(__name__)
+
 
 class JupyterJobs(JupyterSessions):
     """Jobs queued per session and run by the session's worker task."""
@@ -61,10 +63,13 @@ class JupyterJobs(JupyterSessions):
                     await self._run_job(sess, rec)
                     before = before or rec.epoch
                     if rec.state_lost:
-                        with contextlib.suppress(Exception):
+                        try:
                             rec.epoch = await (self._settle(sess, before)
                                                if sess.forced_restarts != forced
                                                else self._epoch(sess))
+                        except Exception as exc:  # the job's outcome stands; say why
+                            log.warning("session %s: the kernel after job %s was not "
+                                        "settled: %r", sess.name, rec.job_id, exc)
                 except Exception as exc:  # the job must end, whatever broke
                     rec.status = "lost"
                     rec.message = await self._lost_note(exc)
