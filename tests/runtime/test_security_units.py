@@ -19,6 +19,7 @@ import pytest
 from smartcolab.runtime.engine.store import JobStore
 from smartcolab.runtime.files.service import UPLOAD_TMP_MARK, open_regular
 from smartcolab.runtime.files.uploads import UploadLedger
+from smartcolab.runtime.security import peerproc
 from smartcolab.runtime.security.connections import QuietErrors, QuietFilter
 from smartcolab.runtime.security.hosts import HostPolicy
 from smartcolab.runtime.security.peerproc import peer_is_process
@@ -244,3 +245,15 @@ def test_peer_lookup_finds_our_own_socket() -> None:
             assert client.getsockname()[:2] == peer[:2]
             assert peer_is_process(peer[0], peer[1], {os.getpid()})
             assert not peer_is_process(peer[0], peer[1], {1})
+
+
+def test_a_time_wait_entry_of_the_same_port_is_passed_over(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A whole-suite run failed the lookup above: an earlier connection's TIME_WAIT entry
+    # (inode 0) had the same local port and came first in /proc/net/tcp.
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    row = "   {n}: 0100007F:DB62 0100007F:1F90 {st} 00000000:00000000 00:00000000 00000000     0        0 {inode} 1\n"
+    table = tmp_path / "tcp"
+    table.write_text(head + row.format(n=0, st="06", inode=0) + row.format(n=1, st="01", inode=4242))
+    monkeypatch.setattr(peerproc, "_TABLES", (str(table), str(tmp_path / "absent")))
+    assert peerproc.socket_inode("127.0.0.1", 0xDB62) == 4242

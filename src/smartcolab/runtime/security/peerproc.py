@@ -33,7 +33,7 @@ def _v6_hex(packed: bytes) -> str:
 
 
 def socket_inode(ip: str, port: int) -> int | None:
-    """The inode of the TCP socket whose local end is ``ip:port``, if any."""
+    """The inode of the open TCP socket whose local end is ``ip:port``, if any."""
     try:
         v4, v6 = _hex_addr(ip, port)
     except ValueError:
@@ -46,7 +46,9 @@ def socket_inode(ip: str, port: int) -> int | None:
                 next(fh, None)
                 for line in fh:
                     fields = line.split()
-                    if len(fields) > 9 and fields[1] == wanted:
+                    # Inode 0 is a socket no process holds (TIME_WAIT): an earlier
+                    # connection that had the same local port; the live one may follow.
+                    if len(fields) > 9 and fields[1] == wanted and fields[9] != "0":
                         return int(fields[9])
         except OSError:
             continue
