@@ -12,9 +12,9 @@ import pytest
 
 from mcp import Client, StdioServerParameters
 from smartcolab.cli.app import mcp_runtimes_file
-from smartcolab.client import resumable as transfer_recv
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RuntimeClient
+from smartcolab.client.transfer import resumable as transfer_recv
 from support.bridge_helpers import bridge, make_config, text_of
 from support.runtime_proc import RuntimeProc, subprocess_env
 

@@ -1,5 +1,6 @@
-"""Parallel ranged downloads (client/spans.py): a real runtime on loopback for what must
-work, cut connections for resume, and a fake span source for answers that must be refused."""
+"""Parallel ranged downloads (client/transfer/: spans, span_streams, parallel): a real
+runtime on loopback for what must work, cut connections for resume, and a fake span source
+for answers that must be refused."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from smartcolab.client import resumable, spans
 from smartcolab.client.http import transfer
 from smartcolab.client.http.client import RetryPolicy, RuntimeClient
-from smartcolab.client.resumable import RangeReply, fetch, verify_and_publish
-from smartcolab.client.spans import SpanSource
+from smartcolab.client.transfer import parallel, publish, span_streams, spans
+from smartcolab.client.transfer.publish import verify_and_publish
+from smartcolab.client.transfer.resumable import fetch
+from smartcolab.client.transfer.source import RangeReply, SpanSource
 from smartcolab.shared.errors import (
     ChecksumMismatch,
     InvalidInput,
@@ -100,13 +102,13 @@ async def test_more_spans_than_streams_are_taken_in_turn_over_kept_connections(
     planned = spans.plan_spans(2 * SPAN, len(DATA), 2, SPAN)  # after the first span
     assert len(planned) > 4  # 3 MiB over 2 streams of at most 2 x SPAN each: more spans
     started: list[str] = []
-    real = spans._one_span
+    real = span_streams._one_span
 
     def spy(job: spans.SpanJob, fd: int, span: spans.Span) -> None:
         started.append(threading.current_thread().name)
         real(job, fd, span)
 
-    monkeypatch.setattr(spans, "_one_span", spy)
+    monkeypatch.setattr(span_streams, "_one_span", spy)
     with CutProxy(runtime.port, cuts=0) as proxy:
         async with client_for(runtime, proxy.url) as c:
             with anyio.fail_after(60):
@@ -120,7 +122,7 @@ async def test_more_spans_than_streams_are_taken_in_turn_over_kept_connections(
 
 async def test_parallel_download_resumes_after_cuts(runtime: RuntimeProc, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spans, "SAVE_EVERY", 64 * KB)  # streams record their progress often
+    monkeypatch.setattr(span_streams, "SAVE_EVERY", 64 * KB)  # streams record their progress often
     with CutProxy(runtime.port, down_after=300 * KB, cuts=4) as proxy:
         async with client_for(runtime, proxy.url) as c:
             with anyio.fail_after(60):
@@ -239,14 +241,14 @@ async def test_a_new_download_asks_its_first_span_before_any_stat(
 
     src = FakeSpans(os.urandom(3 * SPAN + 5))
     with anyio.fail_after(60):
-        got = await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=2,
+        got = await parallel.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=2,
                                             min_span=SPAN)
     assert src.asked[0] == (0, 2 * SPAN - 1) and got.size == len(src.data)
     assert got.sha256 == sha(src.data) and got.version == '"v1"'
     # A file smaller than the first span: one answer holds it all.
     small = FakeSpans(os.urandom(1000))
     with anyio.fail_after(60):
-        got = await resumable.fetch_unsized(small, "s.bin", tmp_path / "s.bin", streams=4,
+        got = await parallel.fetch_unsized(small, "s.bin", tmp_path / "s.bin", streams=4,
                                             min_span=SPAN)
     assert small.asked == [(0, 2 * SPAN - 1)] and got.sha256 == sha(small.data)
 
@@ -277,7 +279,7 @@ async def test_a_first_answer_that_does_not_state_a_size_sanely_is_refused(
         tmp_path: Path, bad: dict[str, object]) -> None:
     src = FakeSpans(os.urandom(3 * 1024 * KB), **bad)  # type: ignore[arg-type]
     with pytest.raises(RuntimeMisbehaved, match="refused"), anyio.fail_after(60):
-        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+        await parallel.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
                                       min_span=SPAN)
     assert leftovers(tmp_path) == []
 
@@ -286,7 +288,7 @@ async def test_a_whole_body_for_the_first_span_is_left_unread(tmp_path: Path) ->
     """A server that ignores Range: nothing is read, the caller asks a stat instead."""
     src = FakeSpans(os.urandom(3 * 1024 * KB), whole=True)
     with pytest.raises(spans.NotRanged), anyio.fail_after(60):
-        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+        await parallel.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
                                       min_span=SPAN)
     assert leftovers(tmp_path) == []
 
@@ -295,7 +297,7 @@ async def test_a_first_answer_stating_a_huge_size_writes_nothing(tmp_path: Path)
     src = FakeSpans(os.urandom(3 * 1024 * KB),
                     content_range=f"bytes 0-{2 * SPAN - 1}/{10**18}")
     with pytest.raises(LocalWriteFailed, match="would not fit"), anyio.fail_after(60):
-        await resumable.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
+        await parallel.fetch_unsized(src, "f.bin", tmp_path / "f.bin", streams=3,
                                       min_span=SPAN)
     assert leftovers(tmp_path) == []
 
@@ -361,7 +363,7 @@ async def test_a_cancel_during_publishing_waits_for_it_then_takes_effect(
         runtime: RuntimeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The finishing step runs in a thread asyncio cannot cancel: the caller waits for it."""
     loop = asyncio.get_running_loop()
-    real = resumable.verify_and_publish
+    real = publish.verify_and_publish
 
     def on_loop(fn: Callable[[], object]) -> None:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -374,7 +376,7 @@ async def test_a_cancel_during_publishing_waits_for_it_then_takes_effect(
             on_loop(lambda: None)
         real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(resumable, "verify_and_publish", cancel_then_publish)
+    monkeypatch.setattr(publish, "verify_and_publish", cancel_then_publish)
     async with client_for(runtime) as c:
         with anyio.fail_after(60), anyio.CancelScope() as scope:
             await transfer.download(c, "big.bin", tmp_path, streams=4, min_span=SPAN)

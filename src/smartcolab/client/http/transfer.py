@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from smartcolab.client import spans
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.http.transfer_dir import ArchiveResult, download_dir
 from smartcolab.client.http.transfer_parts import MIN_PART, upload_parts
@@ -32,15 +31,12 @@ from smartcolab.client.local_files import (
     refuse_existing,
     remote_name,
 )
-from smartcolab.client.resumable import (
-    RangeReply,
-    fetch,
-    fetch_unsized,
-    publish_verified,
-    report,
-    socket_closer,
-)
-from smartcolab.client.spans import MIN_SPAN
+from smartcolab.client.transfer import spans
+from smartcolab.client.transfer.parallel import fetch_unsized
+from smartcolab.client.transfer.publish import publish_verified
+from smartcolab.client.transfer.resumable import fetch
+from smartcolab.client.transfer.source import RangeReply, report, socket_closer
+from smartcolab.client.transfer.spans import MIN_SPAN
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (

@@ -31,7 +31,7 @@ from smartcolab.client.local_files import (
     publish,
     write_failed,
 )
-from smartcolab.client.resumable import report
+from smartcolab.client.transfer.source import report
 from smartcolab.client.untrusted import DEFAULT_LIMITS, ByteBudget, TransferLimits
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from smartcolab.client.http.client import RuntimeClient
 from smartcolab.client.local_files import IO_CHUNK, ProgressFn
-from smartcolab.client.resumable import report
+from smartcolab.client.transfer.source import report
 from smartcolab.shared import routes
 from smartcolab.shared.errors import (
     ChecksumMismatch,

@@ -4,7 +4,7 @@
   file's sha256, Jupyter Server 2.11+; older servers: the digest is computed by
   code in the kernel).
 * download: ``GET /files/PATH`` streams the bytes and honours ``Range``; the one
-  resumable skeleton (``client/resumable.py``) does the rest: a dropped download
+  resumable skeleton (``client/transfer/resumable.py``) does the rest: a dropped download
   resumes from its ``.part`` file, no more bytes than stated are kept, and it is
   published only after its sha256 matched the server's.
 * upload: the contents API's chunked upload (``chunk`` = 1, 2, ..., -1, base64) into
@@ -39,14 +39,10 @@ from smartcolab.client.local_files import (
     refuse_existing,
     remote_name,
 )
-from smartcolab.client.resumable import (
-    RangeReply,
-    fetch,
-    publish_verified,
-    report,
-    socket_closer,
-)
 from smartcolab.client.retry import JUPYTER_RETRY
+from smartcolab.client.transfer.publish import publish_verified
+from smartcolab.client.transfer.resumable import fetch
+from smartcolab.client.transfer.source import RangeReply, report, socket_closer
 from smartcolab.client.untrusted import DEFAULT_LIMITS, TransferLimits, check_stated_size
 from smartcolab.shared.errors import (
     ChecksumMismatch,
