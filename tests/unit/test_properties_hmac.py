@@ -1,6 +1,6 @@
 """Property: the HMAC verifier accepts what our client signs, and nothing one bit off.
 
-Requests are signed by the real client (``bridge.client.HmacAuth``) and checked by
+Requests are signed by the real client (``client.http.signing.HmacAuth``) and checked by
 the real verifier (``runtime.security.Authenticator``) through a Starlette
 ``Request`` built from the very bytes a server would receive.  Flipping any single
 bit of the method, path, query, body or a signed header must get a 401; the
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from smartcolab.client.http.client import HmacAuth
+from smartcolab.client.http.signing import HmacAuth
 from smartcolab.runtime.security.auth import Authenticator
 from smartcolab.shared.errors import Unauthorized
 from smartcolab.shared.protocol import H_CONTENT_SHA256, H_NONCE, H_SIGNATURE, H_TIMESTAMP
