@@ -218,7 +218,7 @@ def test_bundle_orders_dependencies_first() -> None:
     assert kernel_code.source("epoch") == (KERNELSIDE / "epoch.py").read_text()
     # a subpackage's module: its relative imports of the package above and of its own
     assert [name for name, _ in kernel_code.bundle("tab.agent")] == [
-        "boot", "epoch", "job_agent", "tab.execute", "tab.agent"]
+        "boot", "epoch", "job_agent", "tab.execute", "tab.jobs", "tab.agent"]
     assert kernel_code.source("tab.watchdog") == (KERNELSIDE / "tab" / "watchdog.py").read_text()
     assert kernel_code._siblings("tab.watchdog") == []  # sent alone, run as a script
 

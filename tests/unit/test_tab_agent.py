@@ -1,4 +1,4 @@
-"""The thread-mode job agent (kernelside/tab/agent.py) in this process: jobs in threads,
+"""The thread-mode job agent (kernelside/tab/agent.py, jobs.py) in this process: jobs in threads,
 output routed by thread, deadline and cancel by async exception, restart when a thread
 ignores them, and the control cell's answers."""
 
@@ -17,6 +17,7 @@ import pytest
 
 from smartcolab.client.colabtab import cells
 from smartcolab.kernelside.tab import agent as tab_agent
+from smartcolab.kernelside.tab import jobs as tab_jobs
 from smartcolab.kernelside.tab import watchdog as tab_watchdog
 from smartcolab.kernelside.tab.agent import TabAgent
 
@@ -112,7 +113,7 @@ def test_cancel_stops_a_job_and_keeps_the_kernel(tmp_path: Path, streams: pytest
 def test_a_thread_that_ignores_the_interrupt_ends_the_kernel(
         tmp_path: Path, streams: pytest.CaptureFixture[str]) -> None:
     # Also under a tracer (coverage here, a debugger for a user): on Python 3.11 a traced
-    # monitor stalled on its first interrupt of a blocked thread (tab_agent._monitor).
+    # monitor stalled on its first interrupt of a blocked thread (tab_jobs.JobThreads._monitor).
     held = threading.Lock()
     held.acquire()
     kills: list[int] = []
@@ -150,7 +151,7 @@ def test_a_thread_that_ignores_the_interrupt_ends_the_kernel(
     status = agent.summary("j-block")
     assert status["state"] == "ended"
     assert status["ending"] == {"kind": "restarted", "reason": "cancelled", "failed": True}
-    running = json.loads((tmp_path / tab_agent.running_name(agent.pid)).read_text())
+    running = json.loads((tmp_path / tab_jobs.running_name(agent.pid)).read_text())
     assert running == {"jobs": []}
 
 

@@ -1,4 +1,4 @@
-"""How a thread-mode job runs its code (``tab/agent.py``): output routed by thread, the last
+"""How a thread-mode job runs its code (``tab/jobs.py``): output routed by thread, the last
 expression shown, figures displayed at the job's end, a traceback without our frames, a
 result fitted to one page output.  Stdlib only (IPython and matplotlib when present).
 """
