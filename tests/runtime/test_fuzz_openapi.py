@@ -83,8 +83,9 @@ def bounded(case: schemathesis.Case) -> bool:
     return changed
 
 
-def fuzz_round(schema: Any, server: RuntimeProc, sent: list[tuple[str, int]], *, authed: bool,
+def fuzz_round(source: Any, server: RuntimeProc, sent: list[tuple[str, int]], *, authed: bool,
                mode: schemathesis.GenerationMode, examples: int) -> None:
+    """Send ``examples`` generated requests; ``source`` is the schema or one operation."""
     headers = server.headers if authed else {}
     # Invalid data sent with the secret must be refused (with it, nothing else refuses).
     checks = [*CHECKS, negative_data_rejection] if authed else CHECKS
@@ -92,7 +93,7 @@ def fuzz_round(schema: Any, server: RuntimeProc, sent: list[tuple[str, int]], *,
     @settings(max_examples=examples, deadline=None, database=None,
               phases=[Phase.explicit, Phase.generate, Phase.shrink],
               suppress_health_check=list(HealthCheck))
-    @given(case=schema.as_strategy(generation_mode=mode))
+    @given(case=source.as_strategy(generation_mode=mode))
     def fuzz(case: schemathesis.Case) -> None:
         changed = bounded(case)
         response = case.call(base_url=server.url, headers=headers, timeout=60)
@@ -116,6 +117,17 @@ def test_fuzz_openapi(server: RuntimeProc, authed: bool) -> None:
     with untraced():
         for mode, examples in plan:
             fuzz_round(schema, server, sent, authed=authed, mode=mode, examples=examples)
+        if authed:
+            # The schema's strategy draws operations unevenly (hypothesis favours the first
+            # branches of a one_of): one of 31 went unsent in 650 draws. Those left out get
+            # a few valid requests of their own, so that every operation is exercised every
+            # run (invalid ones cannot always be made for one operation alone: hypothesis
+            # finds none for an operation with nothing to get wrong).
+            missed = [op for op in operations if op.label not in {label for label, _ in sent}]
+            print(f"\nfuzz: topped up {[op.label for op in missed]}")
+            for op in missed:
+                fuzz_round(op, server, sent, authed=authed,
+                           mode=schemathesis.GenerationMode.POSITIVE, examples=5)
     elapsed = time.monotonic() - started
     statuses = sorted({status for _, status in sent})
     covered = {label for label, _ in sent}
@@ -127,5 +139,6 @@ def test_fuzz_openapi(server: RuntimeProc, authed: bool) -> None:
     assert all(status < 500 for _, status in sent)
     if authed:  # every operation was exercised (by the 650 requests; the 400 without the
         # secret are not held to it: a few hundred random draws may miss one)
-        assert len(covered) == len(operations), sorted(covered)
+        assert covered == {op.label for op in operations}, \
+            sorted({op.label for op in operations} - covered)
     assert server.proc.poll() is None  # and the server is still up
