@@ -118,13 +118,20 @@ def test_a_deadline_stops_a_print_loop_held_back_by_flow_control(api: Api) -> No
 
 @pytest.mark.timing
 def test_output_from_a_forgotten_thread_between_jobs_does_not_block_the_next_job(
-        api: Api) -> None:
-    # No job reads iopub while the kernel prints from a thread between jobs: the kernel
-    # must block that thread, not the next job, and the next job must run normally.
-    api.submit("import threading, time\n_stop = threading.Event()\n"
-               "def _spam():\n    while not _stop.is_set():\n        print('s' * 100000)\n"
+        api: Api, rt: RuntimeProc) -> None:
+    # A thread prints between jobs while the server reads nothing (frozen): the kernel's
+    # iopub queue fills and must block that thread, not the next job, which must run
+    # normally once the server reads again.  One short line per message fills the queue
+    # (1,000 messages) in kilobytes: 100 KB lines made the server drain a backlog of
+    # about 250 MB before the next job's answer (30 s of CPU, 20 s of wall under load).
+    api.submit("import threading\n_stop = threading.Event()\n"
+               "def _spam():\n    while not _stop.is_set():\n        print('s', flush=True)\n"
                "threading.Thread(target=_spam, daemon=True).start()")
-    time.sleep(1.0)
+    os.kill(rt.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)
+    finally:
+        os.kill(rt.proc.pid, signal.SIGCONT)
     t0 = time.monotonic()
     view = api.submit("_stop.set()\n6 * 7", wait=30)
     assert view["status"] == "succeeded"
