@@ -24,6 +24,10 @@ TOP_LEVEL_OK = {"__init__.py", "__main__.py"}
 # A folder is one part or one piece of a part: past this many modules (its __init__.py not
 # counted) it hides what lives in it; split it into subpackages whose names say so.
 MAX_MODULES = 12
+# STYLE.md: "a module that grows past ~400 lines is two".  The wire models stay one module
+# by design (the one file both sides share, with the error types).
+MAX_LINES = 400
+LONG_BY_DESIGN = {"shared/protocol.py"}
 
 
 def part_of(path: Path) -> str:
@@ -79,6 +83,16 @@ def test_no_folder_holds_more_than_twelve_modules() -> None:
     assert not crowded, f"folders over {MAX_MODULES} modules: {crowded}"
 
 
+def too_long(lengths: dict[str, int]) -> dict[str, int]:
+    return {name: n for name, n in lengths.items() if n > MAX_LINES and name not in LONG_BY_DESIGN}
+
+
+def test_no_module_grows_past_four_hundred_lines() -> None:
+    long = too_long({str(p.relative_to(PKG)): len(p.read_text().splitlines())
+                     for p in PKG.rglob("*.py")})
+    assert not long, f"modules over {MAX_LINES} lines (split each into two): {long}"
+
+
 def test_every_folder_is_a_package_that_says_what_lives_there() -> None:
     for folder in {p.parent for p in PKG.rglob("*.py")}:
         init = folder / "__init__.py"
@@ -93,3 +107,5 @@ def test_the_checker_sees_a_violation() -> None:
     assert imported_parts(PKG / "client" / "probe_module.py", source) == {"mcp", "runtime"}
     crowded = [PKG / "cli" / f"m{i}.py" for i in range(MAX_MODULES + 1)] + [PKG / "cli" / "__init__.py"]
     assert modules_per_folder(crowded) == {PKG / "cli": MAX_MODULES + 1}
+    assert too_long({"shared/protocol.py": 900, "cli/app.py": 401, "cli/user.py": 400}) \
+        == {"cli/app.py": 401}
