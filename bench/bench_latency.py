@@ -7,7 +7,10 @@ calls are interleaved one by one (variant order rotating), so that every variant
 the baseline meet the same load: per variant a signed ``POST /jobs?wait`` of ``1+1``
 (this tree's client, so only the server differs), a bearer one (plain httpx2: no client
 code of ours), ``run_code_quick("1+1")`` and ``list_runtimes`` (MCP + stdio alone)
-through the bridge; then one raw execute on a bare kernel.  ``rounds * calls`` samples
+through the bridge, and ``run_code_quick`` through a second bridge that a bare JSON-RPC
+client drives (one line written, one read: no MCP SDK on the client's side, so the
+bridge's own cost is told apart from the client SDK's); then one raw execute on a bare
+kernel.  ``rounds * calls`` samples
 of each; medians; only ratios to the raw execute of the same run are compared (the
 machine is shared and loaded).
 
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx2
 import psutil
 
@@ -43,7 +47,44 @@ from smartcolab.shared.protocol import JobSubmit  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency.json"
-MEASURES = ("signed", "bearer", "quick", "local")
+MEASURES = ("signed", "bearer", "quick", "local", "bare")
+INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {},
+    "clientInfo": {"name": "bench-bare", "version": "0"}}}
+
+
+class BareBridge:
+    """A bridge over stdio driven by hand: a request is one JSON line, its answer one line."""
+
+    def __init__(self, proc: anyio.abc.Process) -> None:
+        self.proc = proc
+        self.ids = 0
+        self.pending = b""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.send(json.dumps(message).encode() + b"\n")
+
+    async def answer(self, request_id: int) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            while b"\n" not in self.pending:
+                self.pending += await self.proc.stdout.receive()
+            raw, _, self.pending = self.pending.partition(b"\n")
+            message = json.loads(raw)
+            if message.get("id") == request_id:  # notifications and logs pass by
+                return dict(message)
+
+    async def start(self) -> None:
+        await self.send(INIT)
+        assert "result" in await self.answer(0)
+        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        self.ids += 1
+        await self.send({"jsonrpc": "2.0", "id": self.ids, "method": "tools/call",
+                         "params": {"name": name, "arguments": arguments}})
+        return await self.answer(self.ids)
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -64,7 +105,7 @@ def bridge_process(checkpoint_dir: Path) -> psutil.Process:
 
 
 async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient, bridge: Any,
-                   got: dict[str, list[float]]) -> None:
+                   bare: BareBridge, got: dict[str, list[float]]) -> None:
     """One sample of each measure for one variant."""
     t0 = time.perf_counter()
     view = await signed.submit(JobSubmit(job_id=f"l-{uuid.uuid4().hex}", code="1+1"), wait=5)
@@ -82,6 +123,10 @@ async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient,
     t0 = time.perf_counter()
     await bridge.call_tool("list_runtimes", {})
     got["local"].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    answer = await bare.call_tool("run_code_quick", {"code": "1+1"})
+    got["bare"].append(time.perf_counter() - t0)
+    assert not answer["result"].get("isError"), answer
 
 
 async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int, calls: int,
@@ -93,7 +138,8 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
     runtimes: list[RuntimeProc] = []
     try:
         async with AsyncExitStack() as stack:
-            ends: dict[str, tuple[RuntimeProc, RuntimeClient, httpx2.AsyncClient, Any]] = {}
+            ends: dict[str, tuple[RuntimeProc, RuntimeClient, httpx2.AsyncClient, Any,
+                                  BareBridge]] = {}
             procs: dict[str, tuple[psutil.Process, psutil.Process]] = {}
             for name, (src, extra) in variants.items():
                 env = {"PYTHONPATH": str(src), **extra}
@@ -108,11 +154,16 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
                 params = StdioServerParameters(command=sys.executable, env=benv, args=[
                     "-m", "smartcolab", "mcp", "--log-level", "WARNING"])
                 bridge = await stack.enter_async_context(Client(params))
-                ends[name] = (rt, signed, bearer, bridge)
+                bare_proc = await stack.enter_async_context(await anyio.open_process(
+                    [sys.executable, "-m", "smartcolab", "mcp", "--log-level", "WARNING"],
+                    env={**benv, "CHECKPOINT_DIR": str(tmp / f"ck-bare-{name}")}))
+                bare = BareBridge(bare_proc)
+                await bare.start()
+                ends[name] = (rt, signed, bearer, bridge, bare)
                 procs[name] = (psutil.Process(rt.proc.pid), bridge_process(tmp / f"ck-{name}"))
                 warm: dict[str, list[float]] = {m: [] for m in MEASURES}
                 for _ in range(3):
-                    await one_call(name, signed, bearer, bridge, warm)
+                    await one_call(name, signed, bearer, bridge, bare, warm)
             raw_samples(kc, 5)
             names = list(variants)
             before = {n: (cpu_s(r), cpu_s(b)) for n, (r, b) in procs.items()}
@@ -121,15 +172,15 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
             for i in range(rounds * calls):
                 order = names[i % len(names):] + names[:i % len(names)]
                 for name in order:
-                    _, signed, bearer, bridge = ends[name]
-                    await one_call(name, signed, bearer, bridge, got[name])
+                    _, signed, bearer, bridge, bare = ends[name]
+                    await one_call(name, signed, bearer, bridge, bare, got[name])
                 raw += raw_samples(kc, 1)
             n = rounds * calls
             for name, (r, b) in procs.items():
-                # Per job: three jobs per call (signed, bearer, run_code_quick); per
-                # bridge call: two tool calls (run_code_quick, list_runtimes).
+                # Per job: four jobs per call (signed, bearer, run_code_quick twice);
+                # per bridge call: two tool calls (run_code_quick, list_runtimes).
                 cpu[name] = {"runtime_cpu_ms_per_job": round((cpu_s(r) - before[name][0])
-                                                             * 1000 / (3 * n), 3),
+                                                             * 1000 / (4 * n), 3),
                              "bridge_cpu_ms_per_call_pair": round((cpu_s(b) - before[name][1])
                                                                   * 1000 / n, 3)}
     finally:
@@ -167,7 +218,8 @@ def main() -> dict[str, Any]:
     print(f"load {report['load_before']} -> {report['load_after']}; raw jupyter_client "
           f"execute 1+1: {base:.2f} ms (median of {len(raw)})")
     labels = {"signed": "runtime, signed POST /jobs?wait", "bearer": "runtime, bearer POST",
-              "quick": "run_code_quick via stdio bridge", "local": "list_runtimes (MCP+stdio)"}
+              "quick": "run_code_quick via stdio bridge", "local": "list_runtimes (MCP+stdio)",
+              "bare": "run_code_quick, bare JSON-RPC"}
     for name in variants:
         report[name] = {"cpu": cpu[name]}
         for m in MEASURES:
