@@ -122,6 +122,13 @@ class NotRanged(Exception):
     nothing was read; the caller asks a stat and takes one stream, as before."""
 
 
+def stated_range(reply: Any) -> tuple[int, ...] | None:
+    """``(first, last, total)`` of a reply's ``Content-Range: bytes first-last/total``,
+    or ``None`` where it is missing or not of that form."""
+    match = _CONTENT_RANGE.match((reply.content_range or "").strip())
+    return tuple(int(g) for g in match.groups()) if match else None
+
+
 def probe(source: SpanSource, remote: str, first: int) -> Opened:
     """Open ``bytes=0-(first - 1)`` of a file of unknown size; checked before any byte
     is read: a ``206`` in identity encoding whose ``Content-Range`` starts at 0 and ends
@@ -132,8 +139,7 @@ def probe(source: SpanSource, remote: str, first: int) -> Opened:
         reply = stack.enter_context(source.open_span(remote, 0, first - 1, None))
         if not reply.partial:
             raise NotRanged(remote)
-        match = _CONTENT_RANGE.match((reply.content_range or "").strip())
-        got = tuple(int(g) for g in match.groups()) if match else None
+        got = stated_range(reply)
         if reply.encoding not in ("", "identity") or got is None or (
                 got[0] != 0 or got[2] < 1 or got[1] != min(first, got[2]) - 1):
             raise RuntimeMisbehaved(
@@ -200,8 +206,7 @@ def check_span_reply(job: SpanJob, reply: Any, span: Span) -> None:
             f"'{job.remote[:200]}' changed on the runtime during the download (version "
             f"{reply.version[:80]!r}, expected {job.version[:80]!r}); download again",
             details={"reason": "changed"})
-    match = _CONTENT_RANGE.match((reply.content_range or "").strip())
-    got = (tuple(int(g) for g in match.groups()) if match else None)
+    got = stated_range(reply)
     if not reply.partial or got != (span.done, span.end - 1, job.total):
         raise RuntimeMisbehaved(
             f"the runtime answered the range {asked} of '{job.remote[:200]}' with "
