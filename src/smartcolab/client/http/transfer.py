@@ -233,13 +233,11 @@ async def download(client: RuntimeClient, remote_path: str, save_dir: str | os.P
         assert hashed is not None  # asked on either path
         remote_stat = await hashed
     finally:
-        if hashed is None:
-            pass
-        elif not hashed.done():
+        if hashed is not None and not hashed.done():
             hashed.cancel()
             with contextlib.suppress(BaseException):
                 await hashed
-        elif not hashed.cancelled():
+        elif hashed is not None and not hashed.cancelled():
             hashed.exception()  # retrieved, so asyncio does not warn about it
     if remote_stat.etag != got.version:
         # The remote file changed since: verify against the version we got, if still there.
