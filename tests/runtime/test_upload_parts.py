@@ -301,7 +301,7 @@ def test_a_restart_sweeps_the_part_file_of_an_unfinished_upload(tmp_path: Path) 
     parts = PartUploads(UploadLedger(state), 10**9)
     upload = parts.create(FileService([tmp_path], state).confine("y.bin"), "y.bin", 10, None,
                           False, None)
-    parts.write(upload, 0, b"0123")
+    parts.write(upload, 0, [b"0123"])
     assert upload.tmp.exists()
     # A new process (the old one was killed): its ledger sweeps what the old one left.
     assert UploadLedger(state).sweep(all_inactive=True) == (1, 10)
@@ -388,7 +388,7 @@ def test_hashed_parts_are_written_back_before_the_commit(
     upload = parts.create(target, "wb.bin", len(data), sha(data), False, PART)
     for index in (1, 0, 2, 3):  # part 1 first: nothing is hashed until part 0 is in
         up, i = parts.begin_part(upload.upload_id, index * PART, PART)
-        parts.write(up, index * PART, data[index * PART:(index + 1) * PART])
+        parts.write(up, index * PART, [data[index * PART:(index + 1) * PART]])
         parts.end_part(up, i, True)
         parts.advance_hash(up)
         if index == 1:
@@ -407,10 +407,10 @@ def test_a_part_written_as_the_chunks_it_came_in(tmp_path: Path) -> None:
     parts = PartUploads(UploadLedger(tmp_path / "state"), 10**9)
     target = FileService([tmp_path], tmp_path / "state").confine("v.bin")
     upload = parts.create(target, "v.bin", len(data), sha(data), False, PART)
-    # Chunks of odd sizes, an empty one among them, as a vectored write; then one plain.
+    # Chunks of odd sizes, an empty one among them, as a vectored write; then one chunk.
     cuts = [0, 1, 1, 4097, 70_000, PART]
     chunks = [data[a:b] for a, b in itertools.pairwise(cuts)]
-    for index, body in ((0, chunks), (1, data[PART:])):
+    for index, body in ((0, chunks), (1, [data[PART:]])):
         up, i = parts.begin_part(upload.upload_id, index * PART, PART)
         parts.write(up, index * PART, body)
         parts.end_part(up, i, True)

@@ -219,10 +219,9 @@ class PartUploads:
             upload.inflight.add(index)
         return upload, index
 
-    def write(self, upload: PartUpload, offset: int, data: bytes | list[bytes]) -> None:
-        """``data`` (or its chunks, in order) at ``offset``: one vectored write where
-        the OS has it, the rest of a short write by plain writes."""
-        chunks = [data] if isinstance(data, bytes) else data
+    def write(self, upload: PartUpload, offset: int, chunks: list[bytes]) -> None:
+        """``chunks``, in order, at ``offset``: one vectored write where the OS has it,
+        the rest of a short write by plain writes."""
         written = 0
         if len(chunks) > 1 and hasattr(os, "pwritev"):
             written = os.pwritev(upload.fd, chunks, offset)
