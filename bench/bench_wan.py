@@ -257,11 +257,11 @@ def transfers(proc: RuntimeProc, url: str, proxy: ProxyProc | None, size_mb: int
         add("up1", bench_files._run_child("upload", via, "wan-up1.bin", src1,
                                           streams=1)["seconds"])
         add("curl_up", bench_files._curl_upload(via, src1, "wan-up-curl.bin"))
-    mb, mb1 = size_mb * 1.048576, single_mb * 1.048576  # MiB moved, in 10^6 bytes
-    rate = {k: (mb1 if k in ("down1", "curl_down", "up1", "curl_up") else mb)
-            / statistics.median(v) for k, v in walls.items()}
-    each = {k: [round((mb1 if k in ("down1", "curl_down", "up1", "curl_up") else mb) / x, 1)
-                for x in v] for k, v in walls.items()}
+    # MiB moved by each kind of run, in 10^6 bytes: the one-stream runs move ``single_mb``.
+    moved = {k: (single_mb if k in ("down1", "curl_down", "up1", "curl_up") else size_mb)
+             * 1.048576 for k in walls}
+    rate = {k: moved[k] / statistics.median(v) for k, v in walls.items()}
+    each = {k: [round(moved[k] / x, 1) for x in v] for k, v in walls.items()}
     return {"size_mb": size_mb, "single_mb": single_mb, "repeats": repeats, "requests": counts,
             "streams": streams, "parallel_curls": streams, "each_mb_s": each,
             "download_mb_s": rate["down"], "download_1_mb_s": rate["down1"],
