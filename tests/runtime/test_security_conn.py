@@ -1,5 +1,7 @@
 """Connection hygiene against a real server: slowloris, the per-address cap, EMFILE logs.
 
+The guards are checked on each HTTP parser's protocol (httptools', h11's).
+
 Attackers connect from 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux), the
 legitimate client from 127.0.0.1, so the per-address cap is seen doing its job.
 Counts and times are bounded: at most 150 sockets, deadlines of seconds.
@@ -20,6 +22,7 @@ import anyio
 import httpx2
 import pytest
 
+from smartcolab.shared.env import HTTP as HTTP_ENV
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env
 
 HEADER_TIMEOUT_S = 1.0
@@ -35,12 +38,19 @@ def connect_from(source: str, port: int) -> socket.socket:
     return s
 
 
-@pytest.fixture(scope="module")
-def hygienic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def hygienic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[RuntimeProc]:
+    """A server on each HTTP parser: httptools' protocol (the default) and h11's (the
+    fallback), the same guards."""
+    parser = str(request.param)
+    if parser == "httptools":
+        pytest.importorskip("httptools")
     proc = start_runtime(Path(tmp_path_factory.mktemp("conn")),
                          "--header-timeout", str(HEADER_TIMEOUT_S),
-                         "--max-connections-per-client", str(CAP))
+                         "--max-connections-per-client", str(CAP), env={HTTP_ENV: parser})
     try:
+        assert f"HTTP/1.1 parser: {parser}" in proc.log()
         yield proc
     finally:
         proc.stop()

@@ -35,7 +35,13 @@ from smartcolab import __version__
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
-from smartcolab.runtime.server import base_url, bind_socket, serve_beside, sigterm_as_exit
+from smartcolab.runtime.server import (
+    base_url,
+    bind_socket,
+    http_options,
+    serve_beside,
+    sigterm_as_exit,
+)
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import loop as event_loop
 from smartcolab.shared.errors import ShuttingDown
@@ -122,10 +128,11 @@ def install_kernelspec(directory: Path, python: str) -> str:
 def runtime_config(opts: DaemonOptions) -> RuntimeConfig:
     kernel = install_kernelspec(opts.directory, opts.python) if opts.python else opts.kernel_name
     # Each client gets a session of its own (client/local/sessions.py): no kernel is
-    # started before one asks, which keeps an idle daemon small.
+    # started before one asks, which keeps an idle daemon small.  No per-address
+    # connection cap: every client is one of this user's bridges, all on loopback.
     return RuntimeConfig(host="127.0.0.1", port=0, roots=[opts.root],
                          state_dir=private_dir(opts.directory / STATE_SUBDIR), kernel_name=kernel,
-                         start_main_session=False)
+                         start_main_session=False, max_connections_per_client=0)
 
 
 async def _watch(server: uvicorn.Server, state: RuntimeState, activity: Activity,
@@ -167,8 +174,8 @@ def run_daemon(opts: DaemonOptions) -> None:
     activity = Activity()
     server = uvicorn.Server(uvicorn.Config(
         ActivityMiddleware(app, activity), log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S), ws="none",
-        proxy_headers=False, h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
+        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S),
+        **http_options(config)))
     info: dict[str, object] = {
         "url": base_url(config.host, config.port), "pid": os.getpid(), "secret": config.secret,
         "root": str(opts.root), "python": opts.python, "kernel": config.kernel_name,

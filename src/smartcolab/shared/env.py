@@ -50,3 +50,6 @@ COLAB_PYTHON = "SMARTCOLAB_COLAB_PYTHON"
 # The event loop of the runtime server and the bridge: "asyncio" keeps the standard one
 # where uvloop is installed (shared/loop.py).
 LOOP = "SMARTCOLAB_LOOP"
+# The runtime server's HTTP parser: "h11" keeps the pure-Python one where httptools is
+# installed (runtime/security/connections.py).
+HTTP = "SMARTCOLAB_HTTP"
