@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import importlib.util
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from smartcolab.runtime.security import connections
 from smartcolab.runtime.security.connections import GuardedProtocol, protocol_class
 
 PARSERS = ["httptools", "h11"]
+HAVE_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
 
 
 def test_httptools_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,6 +55,25 @@ def test_h11_without_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     assert connections.http_parser() == "h11"
 
 
+@pytest.mark.parametrize("asked", ["", "h11"])
+def test_the_server_is_given_the_chosen_guarded_protocol(monkeypatch: pytest.MonkeyPatch,
+                                                         asked: str) -> None:
+    from smartcolab.runtime.config import RuntimeConfig
+    from smartcolab.runtime.server import http_options
+
+    monkeypatch.setenv(connections.HTTP_ENV, asked)
+    config = RuntimeConfig(header_timeout_s=3, max_connections_per_client=7)
+    options = http_options(config)
+    chosen = options["http"]
+    assert issubclass(chosen, GuardedProtocol)
+    assert chosen.__name__ == ("RuntimeH11Protocol" if asked or not HAVE_HTTPTOOLS
+                               else "RuntimeHttpToolsProtocol")
+    assert chosen.header_timeout_s == 3 and chosen.counter.cap == 7
+    # The head bound, h11's and the httptools protocol's, leaves room above our own limits.
+    assert options["h11_max_incomplete_event_size"] > config.max_header_bytes
+    assert options["proxy_headers"] is False
+
+
 class Recorder(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
@@ -78,6 +99,8 @@ class Recorder(asyncio.Transport):
 
 
 def guarded(parser: str, app: Any, **config: Any) -> GuardedProtocol:
+    if parser == "httptools" and not HAVE_HTTPTOOLS:
+        pytest.skip("httptools is not installed")
     loaded = Config(app, log_level="warning", lifespan="off", **config)
     loaded.load()
     cls = protocol_class(header_timeout_s=10, max_per_client=0, parser=parser)
