@@ -176,23 +176,22 @@ class RuntimeConnection:
             idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
         policy = self.retry if idempotent else NO_RETRY
         lane = self._lane if self._lane is not None and _on_asyncio() else None
-        async for attempt in policy.retrying():
-            with attempt:
-                if lane is not None:
-                    response = await self._via_lane(lane, method, path, params, json, content,
-                                                    headers, timeout)
-                else:
-                    request = self.build_request(method, path, params=params, json=json,
-                                                 content=content, headers=headers,
-                                                 timeout=timeout)
-                    try:
-                        response = await self._read_capped(
-                            await self._http.send(request, stream=True))
-                    except httpx2.TransportError as exc:
-                        raise self._unreachable(exc) from exc
-                self._check_status(response)
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+        async def attempt() -> httpx2.Response:
+            if lane is not None:
+                response = await self._via_lane(lane, method, path, params, json, content,
+                                                headers, timeout)
+            else:
+                request = self.build_request(method, path, params=params, json=json,
+                                             content=content, headers=headers, timeout=timeout)
+                try:
+                    response = await self._read_capped(await self._http.send(request, stream=True))
+                except httpx2.TransportError as exc:
+                    raise self._unreachable(exc) from exc
+            self._check_status(response)
+            return response
+
+        return await policy.call(attempt)
 
     async def _via_lane(self, lane: LoopbackLane, method: str, path: str,
                         params: Mapping[str, Any] | None, json: Any, content: bytes | None,
