@@ -68,12 +68,14 @@ def _ssl_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCont
     return httpx2.create_ssl_context()  # reads SSL_CERT_FILE / SSL_CERT_DIR itself
 
 
-def _lane_for(url: str) -> LoopbackLane | None:
-    """The lean lane for a plain-http loopback runtime (``lane.py``), unless switched off."""
+def _lane_for(url: str, uds: str | None) -> LoopbackLane | None:
+    """The lean lane for a plain-http loopback runtime or a Unix socket (``lane.py``),
+    unless switched off."""
     address = loopback_address(url)
     if address is None or os.environ.get(env_names.LOOPBACK_LANE, "1") == "0":
         return None
-    return LoopbackLane(*address, max_connections=32, keepalive_s=KEEPALIVE_CLIENT_S)
+    return LoopbackLane(*address, max_connections=32, keepalive_s=KEEPALIVE_CLIENT_S,
+                        unix_path=uds)
 
 
 def _on_asyncio() -> bool:
@@ -92,14 +94,17 @@ class RuntimeConnection:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
                  read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                  transport: httpx2.AsyncBaseTransport | None = None,
-                 verify: bool | str | ssl.SSLContext = True) -> None:
+                 verify: bool | str | ssl.SSLContext = True, uds: str | None = None) -> None:
+        """``uds``: a Unix socket the same server listens on (the local daemon's), used
+        for every request instead of the URL's host and port (still sent as ``Host``)."""
         self.url = url.rstrip("/")
         self.retry = retry
         self.max_response_bytes = MAX_RESPONSE_BYTES
         self.last_epoch: str | None = None
         self._secret = secret
         self._timeouts = (connect_timeout, read_timeout)
-        self._lane = _lane_for(self.url) if transport is None else None
+        self._lane = _lane_for(self.url, uds) if transport is None else None
+        self._uds = uds
         self._common: dict[str, Any] = dict(
             base_url=self.url,
             auth=HmacAuth(secret) if secret else None,
@@ -108,10 +113,12 @@ class RuntimeConnection:
             verify=_default_ssl_context() if verify is True else verify,
             follow_redirects=False,
         )
-        self._http = httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16,
-                                 keepalive_expiry=KEEPALIVE_CLIENT_S),
-            transport=transport, **self._common)
+        limits = httpx2.Limits(max_connections=32, max_keepalive_connections=16,
+                               keepalive_expiry=KEEPALIVE_CLIENT_S)
+        if transport is None and uds is not None:
+            transport = httpx2.AsyncHTTPTransport(uds=uds, limits=limits,
+                                                  verify=self._common["verify"])
+        self._http = httpx2.AsyncClient(limits=limits, transport=transport, **self._common)
         self._blocking: httpx2.Client | None = None
         self._blocking_lock = threading.Lock()
         self._urls: dict[tuple[str, tuple[tuple[str, Any], ...]], httpx2.URL] = {}
@@ -299,10 +306,12 @@ class RuntimeConnection:
         """
         with self._blocking_lock:
             if self._blocking is None:
+                limits = httpx2.Limits(max_connections=8, max_keepalive_connections=4,
+                                       keepalive_expiry=KEEPALIVE_CLIENT_S)
                 self._blocking = httpx2.Client(
-                    limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
-                                         keepalive_expiry=KEEPALIVE_CLIENT_S),
-                    **self._common)
+                    limits=limits, **self._common,
+                    transport=None if self._uds is None else httpx2.HTTPTransport(
+                        uds=self._uds, limits=limits, verify=self._common["verify"]))
             http = self._blocking
         request = self.build_request(method, path, params=params, headers=headers,
                                      timeout=timeout, http=http)
