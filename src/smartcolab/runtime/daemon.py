@@ -10,7 +10,8 @@ stop``), removing its runtime file on the way out.
 
 Layout of its directory (0700, every file 0600)::
 
-    runtime.json   url, pid, secret, root, python, kernel, idle timeout
+    runtime.json   url, socket, pid, secret, root, python, kernel, idle timeout
+    runtime.sock   the same server on a Unix socket (0600), for clients on this machine
     daemon.lock    held by whoever is starting a daemon here (fcntl)
     daemon.log     its JSON log lines (never the secret)
     state/         job store, job outputs, audit log, snapshots
@@ -24,6 +25,8 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,7 @@ from smartcolab.shared.local_daemon import (
     H_QUIET,
     RUNTIME_FILE,
     STATE_SUBDIR,
+    socket_path,
 )
 from smartcolab.shared.private import private_dir, private_umask, write_private_json
 from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
@@ -169,6 +173,8 @@ def run_daemon(opts: DaemonOptions) -> None:
     config = runtime_config(opts)
     sock = bind_socket(config.host, 0)
     config.port = sock.getsockname()[1]
+    unix_path = socket_path(opts.directory)
+    unix = None if unix_path is None else bind_unix_socket(unix_path, opts.directory)
     app = create_app(config)
     state: RuntimeState = app.state.sc
     activity = Activity()
@@ -178,6 +184,7 @@ def run_daemon(opts: DaemonOptions) -> None:
         **http_options(config)))
     info: dict[str, object] = {
         "url": base_url(config.host, config.port), "pid": os.getpid(), "secret": config.secret,
+        "socket": None if unix is None else str(unix_path),
         "root": str(opts.root), "python": opts.python, "kernel": config.kernel_name,
         "idle_timeout_s": opts.idle_timeout_s, "started_at": time.time(),
         "version": __version__}
@@ -192,19 +199,55 @@ def run_daemon(opts: DaemonOptions) -> None:
     state.secret_listeners.append(secret_rotated)
 
     async def main() -> None:
-        await serve_beside(server, sock, _watch(server, state, activity, opts, info))
+        socks = [sock] if unix is None else [sock, unix]
+        await serve_beside(server, socks, _watch(server, state, activity, opts, info))
 
     try:
         with sigterm_as_exit():  # SIGTERM ends the daemon through finally
             event_loop.run(main())
     finally:
         sock.close()
-        _remove_if_ours(runtime_file)
+        if unix is not None:
+            unix.close()
+        _remove_if_ours(runtime_file, unix_path if unix is not None else None)
         log.info("local runtime daemon stopped")
 
 
-def _remove_if_ours(runtime_file: Path) -> None:
-    """A newer daemon may have replaced the file: only remove one naming our pid."""
+def bind_unix_socket(path: Path, directory: Path) -> socket.socket | None:
+    """A listening Unix socket at ``path`` (0600), or None (logged) when its folder, if
+    not the daemon's ``directory``, is not this user's alone (one somebody else made in
+    /tmp could hold their socket)."""
+    if path.parent != directory and not _private_folder(path.parent):
+        log.warning("no Unix socket: %s is not a folder of this user's alone; clients "
+                    "use TCP", path.parent)
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a dead daemon's; the start lock says no live one uses it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        log.warning("no Unix socket at %s: clients use TCP", path, exc_info=True)
+        return None
+    return sock
+
+
+def _private_folder(folder: Path) -> bool:
+    """``folder`` exists (made 0700 here if it did not), is no symlink, is ours, 0700."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
+
+
+def _remove_if_ours(runtime_file: Path, unix_path: Path | None) -> None:
+    """A newer daemon may have replaced the files: only remove those naming our pid."""
     with contextlib.suppress(OSError, ValueError):
         if json.loads(runtime_file.read_text()).get("pid") == os.getpid():
             runtime_file.unlink()
+            if unix_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    unix_path.unlink()

@@ -170,15 +170,15 @@ async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socke
         await asyncio.sleep(0.2)
         server.should_exit = True
 
-    await serve_beside(server, sock, watch_shutdown())
+    await serve_beside(server, [sock], watch_shutdown())
 
 
-async def serve_beside(server: uvicorn.Server, sock: socket.socket,
+async def serve_beside(server: uvicorn.Server, socks: list[socket.socket],
                        watcher: Coroutine[Any, Any, None]) -> None:
-    """Serve on ``sock`` with ``watcher`` running beside; the watcher ends with the server."""
+    """Serve on ``socks`` with ``watcher`` running beside; the watcher ends with the server."""
     task = asyncio.ensure_future(watcher)
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=socks)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
