@@ -211,16 +211,28 @@ def test_descriptor_exhaustion_logs_quietly_and_recovers(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
-async def test_an_idle_connection_is_kept_past_a_pause(runtime: RuntimeProc) -> None:
+@pytest.mark.parametrize("path", ["lane", "httpx2"])
+async def test_an_idle_connection_is_kept_past_a_pause(runtime: RuntimeProc, path: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # A model calls its next tool seconds later; with uvicorn's and httpx's 5 s default
     # that call paid a new TCP (and, through a tunnel, TLS) handshake: extra round trips.
+    # Both client paths: the loopback lane (client/http/lane.py) and httpx2.
     from smartcolab.client.http.client import RuntimeClient
+    from smartcolab.shared import env as env_names
 
-    def local_port(response: httpx2.Response) -> int:
+    if path == "httpx2":
+        monkeypatch.setenv(env_names.LOOPBACK_LANE, "0")
+
+    def local_port(client: RuntimeClient, response: httpx2.Response) -> int:
+        if client._lane is not None:
+            [conn] = client._lane._idle  # the connection the answer came on, kept
+            assert conn.transport is not None
+            return int(conn.transport.get_extra_info("sockname")[1])
         return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
 
     async with RuntimeClient(runtime.url, runtime.secret) as client:
-        first = local_port(await client.request("GET", "/probe"))
+        assert (client._lane is not None) == (path == "lane")
+        first = local_port(client, await client.request("GET", "/probe"))
         await anyio.sleep(6.5)  # past the old 5 s on both sides
-        second = local_port(await client.request("GET", "/probe"))
+        second = local_port(client, await client.request("GET", "/probe"))
     assert second == first
