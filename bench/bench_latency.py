@@ -12,7 +12,8 @@ client drives (one line written, one read: no MCP SDK on the client's side, so t
 bridge's own cost is told apart from the client SDK's), and the same bare call through
 a bridge on the default runtime, the local daemon (which that tree's bridge starts, and
 reaches through its Unix socket where the tree has one); then one raw execute on a bare
-kernel.  ``rounds * calls`` samples
+kernel.  Every timed call starts ``PAUSE_S`` after the one before, so none meets the
+tail of work of the kernel before it.  ``rounds * calls`` samples
 of each; medians; only ratios to the raw execute of the same run are compared (the
 machine is shared and loaded).
 
@@ -50,6 +51,10 @@ from support.daemons import stop_daemons_under  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency.json"
+# Before each timed call: the kernel of the call before still works after it answered
+# (its idle status is sent before the reply's tail of work), and a call that starts then
+# shares the cores with it. A model's calls are seconds apart; so are these, a little.
+PAUSE_S = 0.03
 MEASURES = ("signed", "bearer", "quick", "local", "bare", "daemon")
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {},
@@ -110,26 +115,32 @@ def bridge_process(checkpoint_dir: Path) -> psutil.Process:
 async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient, bridge: Any,
                    bare: BareBridge, daemon: BareBridge, got: dict[str, list[float]]) -> None:
     """One sample of each measure for one variant."""
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     view = await signed.submit(JobSubmit(job_id=f"l-{uuid.uuid4().hex}", code="1+1"), wait=5)
     got["signed"].append(time.perf_counter() - t0)
     assert view.status == "succeeded", (name, view.status)
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     r = await bearer.post("/jobs", params={"wait": 5},
                           json={"job_id": f"b-{secrets.token_hex(8)}", "code": "1+1"})
     got["bearer"].append(time.perf_counter() - t0)
     assert r.json()["status"] == "succeeded", r.text
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     result = await bridge.call_tool("run_code_quick", {"code": "1+1"})
     got["quick"].append(time.perf_counter() - t0)
     assert not result.is_error, result
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     await bridge.call_tool("list_runtimes", {})
     got["local"].append(time.perf_counter() - t0)
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     answer = await bare.call_tool("run_code_quick", {"code": "1+1"})
     got["bare"].append(time.perf_counter() - t0)
     assert not answer["result"].get("isError"), answer
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     answer = await daemon.call_tool("run_code_quick", {"code": "1+1"})
     got["daemon"].append(time.perf_counter() - t0)
@@ -189,6 +200,7 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
                 for name in order:
                     _, signed, bearer, bridge, bare, daemon = ends[name]
                     await one_call(name, signed, bearer, bridge, bare, daemon, got[name])
+                await anyio.sleep(PAUSE_S)
                 raw += raw_samples(kc, 1)
             n = rounds * calls
             for name, (r, b) in procs.items():
