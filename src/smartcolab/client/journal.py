@@ -133,7 +133,10 @@ class _InOrder:
     are done, so everything happens in the order it was asked and a read sees every
     write before it.  A job's view and the output cursor shown, written after the
     runtime answered, so stay off the path of the answer to the MCP client (two
-    SQLite commits: a tenth of a short call's time on the bridge's side).
+    SQLite commits: a tenth of a short call's time on the bridge's side).  ``close``
+    waits for them; a bridge killed in the millisecond between an answer and its write
+    loses that view, as it would lose any later one: the journal keeps the job as last
+    written, and ``get_job`` asks the runtime.
     """
 
     def __init__(self) -> None:
