@@ -12,7 +12,9 @@ client drives (one line written, one read: no MCP SDK on the client's side, so t
 bridge's own cost is told apart from the client SDK's), and the same bare call through
 a bridge on the default runtime, the local daemon (which that tree's bridge starts, and
 reaches through its Unix socket where the tree has one); then one raw execute on a bare
-kernel.  Every timed call starts ``PAUSE_S`` after the one before, so none meets the
+kernel (the baseline of every figure so far), and one on a bare kernel given the options
+the runtime gives its kernels ("alike": its history kept in memory, not written to
+SQLite per execute), so that the kernel's own work is the same on both sides.  Every timed call starts ``PAUSE_S`` after the one before, so none meets the
 tail of work of the kernel before it.  ``rounds * calls`` samples
 of each; medians; only ratios to the raw execute of the same run are compared (the
 machine is shared and loaded).
@@ -46,6 +48,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 from mcp import Client, StdioServerParameters  # noqa: E402
 from raw_kernel import ms, raw_kernel, raw_samples  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
+from smartcolab.runtime.engine.kernel import KERNEL_ARGS  # noqa: E402
 from smartcolab.shared.protocol import JobSubmit  # noqa: E402
 from support.daemons import stop_daemons_under  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env  # noqa: E402
@@ -148,11 +151,13 @@ async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient,
 
 
 async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int, calls: int,
-                  tmp: Path, kc: Any,
-                  ) -> tuple[dict[str, dict[str, list[float]]], list[float], dict[str, Any]]:
+                  tmp: Path, kc: Any, kc_alike: Any,
+                  ) -> tuple[dict[str, dict[str, list[float]]], list[float], list[float],
+                             dict[str, Any]]:
     got: dict[str, dict[str, list[float]]] = {v: {m: [] for m in MEASURES} for v in variants}
     cpu: dict[str, Any] = {}
     raw: list[float] = []
+    alike: list[float] = []
     runtimes: list[RuntimeProc] = []
     try:
         async with AsyncExitStack() as stack:
@@ -191,6 +196,7 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
                 for _ in range(3):
                     await one_call(name, signed, bearer, bridge, bare, daemon, warm)
             raw_samples(kc, 5)
+            raw_samples(kc_alike, 5)
             names = list(variants)
             before = {n: (cpu_s(r), cpu_s(b)) for n, (r, b) in procs.items()}
             # Interleaved call by call (variant order rotating), so that every variant
@@ -202,6 +208,8 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
                     await one_call(name, signed, bearer, bridge, bare, daemon, got[name])
                 await anyio.sleep(PAUSE_S)
                 raw += raw_samples(kc, 1)
+                await anyio.sleep(PAUSE_S)
+                alike += raw_samples(kc_alike, 1)
             n = rounds * calls
             for name, (r, b) in procs.items():
                 # Per job: four jobs per call (signed, bearer, run_code_quick twice);
@@ -214,7 +222,7 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
         for rt in runtimes:
             rt.stop()
         stop_daemons_under(tmp)
-    return got, raw, cpu
+    return got, raw, alike, cpu
 
 
 def main() -> dict[str, Any]:
@@ -236,15 +244,19 @@ def main() -> dict[str, Any]:
         variants["current"] = (ROOT / "src", {})
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-lat-", dir="/tmp") as tmp_s, \
-            raw_kernel("bench-lat-k-") as (_, kc):
-        got, raw, cpu = anyio.run(measure, variants, args.rounds, args.calls, Path(tmp_s), kc)
-    base = ms(raw)
+            raw_kernel("bench-lat-k-") as (_, kc), \
+            raw_kernel("bench-lat-ka-", tuple(KERNEL_ARGS)) as (_, kc_alike):
+        got, raw, alike, cpu = anyio.run(measure, variants, args.rounds, args.calls,
+                                         Path(tmp_s), kc, kc_alike)
+    base, base_alike = ms(raw), ms(alike)
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in load],
                               "load_after": [round(x, 2) for x in os.getloadavg()],
-                              "raw_execute_ms": base, "samples_each": len(raw),
+                              "raw_execute_ms": base, "raw_alike_execute_ms": base_alike,
+                              "samples_each": len(raw),
                               "variants": {n: f"{p} {e}" for n, (p, e) in variants.items()}}
     print(f"load {report['load_before']} -> {report['load_after']}; raw jupyter_client "
-          f"execute 1+1: {base:.2f} ms (median of {len(raw)})")
+          f"execute 1+1: {base:.2f} ms (median of {len(raw)}); on a kernel given the "
+          f"runtime's options ({' '.join(KERNEL_ARGS)}): {base_alike:.2f} ms")
     labels = {"signed": "runtime, signed POST /jobs?wait", "bearer": "runtime, bearer POST",
               "quick": "run_code_quick via stdio bridge", "local": "list_runtimes (MCP+stdio)",
               "bare": "run_code_quick, bare JSON-RPC",
@@ -253,8 +265,10 @@ def main() -> dict[str, Any]:
         report[name] = {"cpu": cpu[name]}
         for m in MEASURES:
             value = ms(got[name][m])
-            report[name][m] = {"median_ms": value, "ratio_to_raw": round(value / base, 3)}
-            print(f"{name:>10} {labels[m]:<34} {value:8.2f} ms  {value / base:5.2f}x raw")
+            report[name][m] = {"median_ms": value, "ratio_to_raw": round(value / base, 3),
+                               "ratio_to_raw_alike": round(value / base_alike, 3)}
+            print(f"{name:>10} {labels[m]:<34} {value:8.2f} ms  {value / base:5.2f}x raw  "
+                  f"{value / base_alike:5.2f}x alike")
         c = cpu[name]
         print(f"{name:>10} CPU: runtime {c['runtime_cpu_ms_per_job']:.2f} ms per job, bridge "
               f"{c['bridge_cpu_ms_per_call_pair']:.2f} ms per run_code_quick + list_runtimes")

@@ -11,14 +11,16 @@ from typing import Any
 
 
 @contextmanager
-def raw_kernel(prefix: str) -> Iterator[tuple[Any, Any]]:
-    """A ready python3 kernel over ipc in a private temporary folder: (manager, client)."""
+def raw_kernel(prefix: str, extra_arguments: tuple[str, ...] = ()) -> Iterator[tuple[Any, Any]]:
+    """A ready python3 kernel over ipc in a private temporary folder: (manager, client).
+    ``extra_arguments``: the kernel's command-line options (e.g. the ones the runtime
+    gives its kernels, for a baseline whose kernel does the same work)."""
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=f"{tmp}/k",
                            connection_file=f"{tmp}/kernel.json")
-        km.start_kernel()
+        km.start_kernel(extra_arguments=list(extra_arguments))
         kc = km.client()
         kc.start_channels()
         try:

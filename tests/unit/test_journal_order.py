@@ -25,13 +25,13 @@ def submitted(journal: Journal, job_id: str) -> None:
                           code="1+1", timeout=None)
 
 
-def test_a_view_and_a_cursor_do_not_wait_for_their_write_and_every_read_sees_them(
+def test_a_submission_a_view_and_a_cursor_do_not_wait_for_their_write_and_reads_see_them(
         tmp_path: Path) -> None:
     journal = Journal(tmp_path)
-    submitted(journal, "j1")
     journal._lock._lock.acquire()  # the database is busy: a write now has to wait
     try:
         def queue_writes() -> None:
+            submitted(journal, "j1")
             journal.record_view(view("j1", "succeeded"))
             journal.save_shown("obs", "client", "j1", 42)
 

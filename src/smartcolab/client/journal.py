@@ -131,9 +131,9 @@ class _InOrder:
     ``later(write)`` queues a write for one thread of the journal's own; whoever takes
     the lock (every other read or write) first waits until the writes queued before
     are done, so everything happens in the order it was asked and a read sees every
-    write before it.  A job's view and the output cursor shown, written after the
-    runtime answered, so stay off the path of the answer to the MCP client (two
-    SQLite commits: a tenth of a short call's time on the bridge's side).  ``close``
+    write before it.  A submission's record, written while the request goes out, and a
+    job's view and the output cursor shown, written after the runtime answered, so
+    stay off the path of a short call (three SQLite commits: 0.5-1 ms of it).  ``close``
     waits for them; a bridge killed in the millisecond between an answer and its write
     loses that view, as it would lose any later one: the journal keeps the job as last
     written, and ``get_job`` asks the runtime.
@@ -202,12 +202,13 @@ class Journal:
 
     def record_submit(self, *, job_id: str, runtime: str, url: str, session: str, code: str,
                       timeout: float | None) -> None:
+        """A job about to be submitted. Written while the submission goes out
+        (``_InOrder``), before any later access (its views included)."""
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, runtime, url, session, code, timeout, status,"
-                " submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'submitted', ?, ?)",
-                (job_id, runtime, url, session, code, timeout, now, now))
+        row = (job_id, runtime, url, session, code, timeout, now, now)
+        self._lock.later(lambda: self._db.execute(
+            "INSERT OR IGNORE INTO jobs (job_id, runtime, url, session, code, timeout, status,"
+            " submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'submitted', ?, ?)", row))
 
     def record_view(self, view: JobView, *, output_tail: str | None = None) -> None:
         """Update a job from a runtime view; ``output_tail`` replaces the stored tail.
