@@ -257,10 +257,14 @@ class SessionManager:
 
     def _view(self, rec: JobRecord, live: Job | None, since: int | None) -> JobView:
         session = self.sessions.get(rec.session)
+        if live is not None:  # its spill file's path is built already, its content maybe held
+            spill, memo, size = live.out.spill.path, live.out.spill.memo, live.output_bytes
+        else:
+            spill, memo, size = job_dir(self.config, rec.job_id) / "output.txt", None, \
+                rec.output_bytes
         return make_view(rec, session_epoch=session.epoch if session else None,
-                         output_bytes=live.output_bytes if live else rec.output_bytes,
-                         spill=job_dir(self.config, rec.job_id) / "output.txt", since=since,
-                         text_limit=self.config.response_text_bytes)
+                         output_bytes=size, spill=spill, since=since,
+                         text_limit=self.config.response_text_bytes, memo=memo)
 
     def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
         # A job that echoes the environment or a file must not hand out the secret.
