@@ -1,6 +1,7 @@
 """``POST /jobs`` on the short way: a well-formed submission skips FastAPI's per-request
-machinery (its routing over every router, dependency solving, parameter extraction),
-about a tenth of a short job's time in the server.
+machinery (its routing over every router, dependency solving, parameter extraction):
+about 35 % of the server's CPU time for such a request before and after the job itself,
+0.3-0.6 ms on the 2-core test machine.
 
 Only requests that look ordinary take it: a JSON body that ``JobSubmit`` accepts and no
 query but ``wait=<seconds>``.  Anything else (a bad body, an odd query, another content
@@ -12,13 +13,12 @@ was done by ``AuthGate``, and ``require_gate`` is still asked.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
 from smartcolab.runtime.api import jobs
@@ -41,8 +41,7 @@ class SubmitLane(BaseRoute):
         return Match.NONE, {}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        from starlette.routing import NoMatchFound
-        raise NoMatchFound(name, path_params)
+        raise NoMatchFound(name, path_params)  # not named: url_for finds the documented route
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         wait = _wait(scope.get("query_string", b""))
@@ -89,14 +88,16 @@ def _job(scope: Scope, body: bytes) -> JobSubmit | None:
         return None
     try:
         return JobSubmit.model_validate_json(body)
-    except (ValidationError, ValueError, json.JSONDecodeError):
+    except ValidationError:  # invalid JSON too: the route words the refusal
         return None
 
 
 async def _decline(scope: Scope, body: bytes | None, receive: Receive, send: Send) -> None:
     """Hand the request, with the body already read, to the FastAPI route."""
     scope[_HANDED_BACK] = True
-    replayed = body is None
+    if body is None:
+        return  # the client went away: nobody to answer
+    replayed = False
 
     async def replay() -> Message:
         nonlocal replayed
@@ -105,7 +106,4 @@ async def _decline(scope: Scope, body: bytes | None, receive: Receive, send: Sen
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    if body is None:
-        return  # the client went away: nobody to answer
-    router = scope["router"]
-    await router.app(scope, replay, send)
+    await scope["router"].app(scope, replay, send)
