@@ -9,8 +9,11 @@ the baseline meet the same load: per variant a signed ``POST /jobs?wait`` of ``1
 code of ours), ``run_code_quick("1+1")`` and ``list_runtimes`` (MCP + stdio alone)
 through the bridge, and ``run_code_quick`` through a second bridge that a bare JSON-RPC
 client drives (one line written, one read: no MCP SDK on the client's side, so the
-bridge's own cost is told apart from the client SDK's); then one raw execute on a bare
-kernel.  ``rounds * calls`` samples
+bridge's own cost is told apart from the client SDK's), and the same bare call through
+a bridge on the default runtime, the local daemon (which that tree's bridge starts, and
+reaches through its Unix socket where the tree has one); then one raw execute on a bare
+kernel.  Every timed call starts ``PAUSE_S`` after the one before, so none meets the
+tail of work of the kernel before it.  ``rounds * calls`` samples
 of each; medians; only ratios to the raw execute of the same run are compared (the
 machine is shared and loaded).
 
@@ -44,10 +47,15 @@ from mcp import Client, StdioServerParameters  # noqa: E402
 from raw_kernel import ms, raw_kernel, raw_samples  # noqa: E402
 from smartcolab.client.http.client import RuntimeClient  # noqa: E402
 from smartcolab.shared.protocol import JobSubmit  # noqa: E402
+from support.daemons import stop_daemons_under  # noqa: E402
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency.json"
-MEASURES = ("signed", "bearer", "quick", "local", "bare")
+# Before each timed call: the kernel of the call before still works after it answered
+# (its idle status is sent before the reply's tail of work), and a call that starts then
+# shares the cores with it. A model's calls are seconds apart; so are these, a little.
+PAUSE_S = 0.03
+MEASURES = ("signed", "bearer", "quick", "local", "bare", "daemon")
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
     "protocolVersion": "2025-11-25", "capabilities": {},
     "clientInfo": {"name": "bench-bare", "version": "0"}}}
@@ -105,27 +113,37 @@ def bridge_process(checkpoint_dir: Path) -> psutil.Process:
 
 
 async def one_call(name: str, signed: RuntimeClient, bearer: httpx2.AsyncClient, bridge: Any,
-                   bare: BareBridge, got: dict[str, list[float]]) -> None:
+                   bare: BareBridge, daemon: BareBridge, got: dict[str, list[float]]) -> None:
     """One sample of each measure for one variant."""
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     view = await signed.submit(JobSubmit(job_id=f"l-{uuid.uuid4().hex}", code="1+1"), wait=5)
     got["signed"].append(time.perf_counter() - t0)
     assert view.status == "succeeded", (name, view.status)
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     r = await bearer.post("/jobs", params={"wait": 5},
                           json={"job_id": f"b-{secrets.token_hex(8)}", "code": "1+1"})
     got["bearer"].append(time.perf_counter() - t0)
     assert r.json()["status"] == "succeeded", r.text
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     result = await bridge.call_tool("run_code_quick", {"code": "1+1"})
     got["quick"].append(time.perf_counter() - t0)
     assert not result.is_error, result
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     await bridge.call_tool("list_runtimes", {})
     got["local"].append(time.perf_counter() - t0)
+    await anyio.sleep(PAUSE_S)
     t0 = time.perf_counter()
     answer = await bare.call_tool("run_code_quick", {"code": "1+1"})
     got["bare"].append(time.perf_counter() - t0)
+    assert not answer["result"].get("isError"), answer
+    await anyio.sleep(PAUSE_S)
+    t0 = time.perf_counter()
+    answer = await daemon.call_tool("run_code_quick", {"code": "1+1"})
+    got["daemon"].append(time.perf_counter() - t0)
     assert not answer["result"].get("isError"), answer
 
 
@@ -139,7 +157,7 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
     try:
         async with AsyncExitStack() as stack:
             ends: dict[str, tuple[RuntimeProc, RuntimeClient, httpx2.AsyncClient, Any,
-                                  BareBridge]] = {}
+                                  BareBridge, BareBridge]] = {}
             procs: dict[str, tuple[psutil.Process, psutil.Process]] = {}
             for name, (src, extra) in variants.items():
                 env = {"PYTHONPATH": str(src), **extra}
@@ -159,11 +177,19 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
                     env={**benv, "CHECKPOINT_DIR": str(tmp / f"ck-bare-{name}")}))
                 bare = BareBridge(bare_proc)
                 await bare.start()
-                ends[name] = (rt, signed, bearer, bridge, bare)
+                denv = {k: v for k, v in benv.items() if k not in ("COLAB_URL", "COLAB_TOKEN")}
+                daemon_proc = await stack.enter_async_context(await anyio.open_process(
+                    [sys.executable, "-m", "smartcolab", "mcp", "--log-level", "WARNING",
+                     "--root", str(tmp / f"ws-{name}")],
+                    env={**denv, "CHECKPOINT_DIR": str(tmp / f"ck-daemon-{name}"),
+                         "SMARTCOLAB_RUNTIMES": str(tmp / "no-runtimes.toml")}))
+                daemon = BareBridge(daemon_proc)
+                await daemon.start()
+                ends[name] = (rt, signed, bearer, bridge, bare, daemon)
                 procs[name] = (psutil.Process(rt.proc.pid), bridge_process(tmp / f"ck-{name}"))
                 warm: dict[str, list[float]] = {m: [] for m in MEASURES}
                 for _ in range(3):
-                    await one_call(name, signed, bearer, bridge, bare, warm)
+                    await one_call(name, signed, bearer, bridge, bare, daemon, warm)
             raw_samples(kc, 5)
             names = list(variants)
             before = {n: (cpu_s(r), cpu_s(b)) for n, (r, b) in procs.items()}
@@ -172,8 +198,9 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
             for i in range(rounds * calls):
                 order = names[i % len(names):] + names[:i % len(names)]
                 for name in order:
-                    _, signed, bearer, bridge, bare = ends[name]
-                    await one_call(name, signed, bearer, bridge, bare, got[name])
+                    _, signed, bearer, bridge, bare, daemon = ends[name]
+                    await one_call(name, signed, bearer, bridge, bare, daemon, got[name])
+                await anyio.sleep(PAUSE_S)
                 raw += raw_samples(kc, 1)
             n = rounds * calls
             for name, (r, b) in procs.items():
@@ -186,6 +213,7 @@ async def measure(variants: dict[str, tuple[Path, dict[str, str]]], rounds: int,
     finally:
         for rt in runtimes:
             rt.stop()
+        stop_daemons_under(tmp)
     return got, raw, cpu
 
 
@@ -219,7 +247,8 @@ def main() -> dict[str, Any]:
           f"execute 1+1: {base:.2f} ms (median of {len(raw)})")
     labels = {"signed": "runtime, signed POST /jobs?wait", "bearer": "runtime, bearer POST",
               "quick": "run_code_quick via stdio bridge", "local": "list_runtimes (MCP+stdio)",
-              "bare": "run_code_quick, bare JSON-RPC"}
+              "bare": "run_code_quick, bare JSON-RPC",
+              "daemon": "run_code_quick, bare, local daemon"}
     for name in variants:
         report[name] = {"cpu": cpu[name]}
         for m in MEASURES:

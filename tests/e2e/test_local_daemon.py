@@ -255,3 +255,38 @@ async def test_the_runtime_file_names_the_secret_after_a_rotation(tmp: Path) -> 
         again, started = await ensure_daemon(spec)
     assert (again.pid, again.secret, started) == (info.pid, rotated, False)
     assert oct(os.stat(spec.directory / "runtime.json").st_mode & 0o777) == "0o600"
+
+
+async def test_clients_reach_the_daemon_through_its_private_unix_socket(tmp: Path) -> None:
+    """The daemon also listens on a Unix socket only its user can reach; the runtime file
+    names it, the embedded runtime's client uses it, and it goes with the daemon."""
+    import stat
+
+    from smartcolab.client.embedded import EmbeddedRuntime
+    from smartcolab.client.http.client import NO_RETRY, RuntimeClient
+    from smartcolab.shared.protocol import JobSubmit
+
+    embedded = EmbeddedRuntime(tmp / "ws", tmp / "local")
+    with anyio.fail_after(120):
+        url = await embedded.start()
+        info = embedded.info
+        assert info is not None and info.socket is not None
+        sock = anyio.Path(info.socket)
+        mode = (await sock.lstat()).st_mode
+        assert stat.S_ISSOCK(mode) and mode & 0o777 == 0o600
+        folder = await sock.parent.lstat()
+        assert folder.st_uid == os.getuid() and folder.st_mode & 0o777 == 0o700
+        client = embedded.client(url, embedded.secret)
+        assert client._lane is not None and client._lane.unix_path == info.socket
+        async with client:
+            await client.create_session("viasock")
+            view = await client.submit(JobSubmit(job_id="over-the-socket", code="6*7",
+                                                 session="viasock"), wait=30)
+        assert view.status == "succeeded" and "42" in view.output
+        # Only the socket: the URL's port goes nowhere, the request still gets through.
+        async with RuntimeClient("http://127.0.0.1:9", info.secret, uds=info.socket,
+                                 retry=NO_RETRY) as socket_only:
+            assert (await socket_only.get_job("over-the-socket")).status == "succeeded"
+    stop_daemons_under(tmp)
+    assert await anyio.to_thread.run_sync(wait_gone, info.pid, 30)
+    assert not await sock.exists()

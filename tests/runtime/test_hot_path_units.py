@@ -117,65 +117,6 @@ def test_coalescing_transport_sends_one_turns_writes_at_once() -> None:
     assert len(asyncio.run(scenario())) == 3
 
 
-def test_a_complete_response_is_sent_before_the_request_cycle_ends() -> None:
-    """The guarded protocol sends a finished response at once, in one segment, not at the
-    end of the loop turn after the middleware's audit line."""
-    from uvicorn.config import Config
-    from uvicorn.server import ServerState
-
-    from smartcolab.runtime.security.connections import protocol_class
-
-    class Recorder(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sends: list[bytes] = []
-            self.closing = False
-
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.sends.append(bytes(data))
-
-        def is_closing(self) -> bool:
-            return self.closing
-
-        def close(self) -> None:
-            self.closing = True
-
-        def get_extra_info(self, name: str, default: object = None) -> object:
-            return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 80)}.get(
-                name, default)
-
-        def pause_reading(self) -> None: ...
-
-        def resume_reading(self) -> None: ...
-
-    async def scenario() -> tuple[list[bytes], list[bytes]]:
-        transport = Recorder()
-        seen_after_send: list[bytes] = []
-
-        async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
-            await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
-                        "headers": [(b"content-length", b"2")]})
-            await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
-            # What the middleware does after the body (the audit line) comes after the send.
-            seen_after_send.extend(transport.sends)
-
-        config = Config(app, log_level="warning", lifespan="off")  # type: ignore[arg-type]
-        config.load()
-        protocol = protocol_class(header_timeout_s=10, max_per_client=0)(
-            config=config, server_state=ServerState(), app_state={})
-        protocol.connection_made(transport)
-        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        for _ in range(20):
-            await asyncio.sleep(0)
-        protocol.connection_lost(None)
-        return seen_after_send, transport.sends
-
-    after_send, sends = asyncio.run(scenario())
-    assert len(after_send) == 1  # sent as the body completed, before the app returned
-    assert after_send[0].startswith(b"HTTP/1.1 200 OK\r\n") and after_send[0].endswith(b"ok")
-    assert len(sends) == 1  # head and body: one segment
-
-
 def test_spill_size_without_a_stat_at_creation(tmp_path: Path) -> None:
     """A spill file learns its size when it is opened (or first asked): the same size a
     stat at creation gave, for a new file and for one already there."""

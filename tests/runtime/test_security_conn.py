@@ -1,5 +1,7 @@
 """Connection hygiene against a real server: slowloris, the per-address cap, EMFILE logs.
 
+The guards are checked on each HTTP parser's protocol (httptools', h11's).
+
 Attackers connect from 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux), the
 legitimate client from 127.0.0.1, so the per-address cap is seen doing its job.
 Counts and times are bounded: at most 150 sockets, deadlines of seconds.
@@ -20,6 +22,7 @@ import anyio
 import httpx2
 import pytest
 
+from smartcolab.shared.env import HTTP as HTTP_ENV
 from support.runtime_proc import RuntimeProc, start_runtime, subprocess_env
 
 HEADER_TIMEOUT_S = 1.0
@@ -35,12 +38,19 @@ def connect_from(source: str, port: int) -> socket.socket:
     return s
 
 
-@pytest.fixture(scope="module")
-def hygienic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProc]:
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def hygienic(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             ) -> Iterator[RuntimeProc]:
+    """A server on each HTTP parser: httptools' protocol (the default) and h11's (the
+    fallback), the same guards."""
+    parser = str(request.param)
+    if parser == "httptools":
+        pytest.importorskip("httptools")
     proc = start_runtime(Path(tmp_path_factory.mktemp("conn")),
                          "--header-timeout", str(HEADER_TIMEOUT_S),
-                         "--max-connections-per-client", str(CAP))
+                         "--max-connections-per-client", str(CAP), env={HTTP_ENV: parser})
     try:
+        assert f"HTTP/1.1 parser: {parser}" in proc.log()
         yield proc
     finally:
         proc.stop()
@@ -201,16 +211,28 @@ def test_descriptor_exhaustion_logs_quietly_and_recovers(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
-async def test_an_idle_connection_is_kept_past_a_pause(runtime: RuntimeProc) -> None:
+@pytest.mark.parametrize("path", ["lane", "httpx2"])
+async def test_an_idle_connection_is_kept_past_a_pause(runtime: RuntimeProc, path: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # A model calls its next tool seconds later; with uvicorn's and httpx's 5 s default
     # that call paid a new TCP (and, through a tunnel, TLS) handshake: extra round trips.
+    # Both client paths: the loopback lane (client/http/lane.py) and httpx2.
     from smartcolab.client.http.client import RuntimeClient
+    from smartcolab.shared import env as env_names
 
-    def local_port(response: httpx2.Response) -> int:
+    if path == "httpx2":
+        monkeypatch.setenv(env_names.LOOPBACK_LANE, "0")
+
+    def local_port(client: RuntimeClient, response: httpx2.Response) -> int:
+        if client._lane is not None:
+            [conn] = client._lane._idle  # the connection the answer came on, kept
+            assert conn.transport is not None
+            return int(conn.transport.get_extra_info("sockname")[1])
         return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
 
     async with RuntimeClient(runtime.url, runtime.secret) as client:
-        first = local_port(await client.request("GET", "/probe"))
+        assert (client._lane is not None) == (path == "lane")
+        first = local_port(client, await client.request("GET", "/probe"))
         await anyio.sleep(6.5)  # past the old 5 s on both sides
-        second = local_port(await client.request("GET", "/probe"))
+        second = local_port(client, await client.request("GET", "/probe"))
     assert second == first

@@ -1,11 +1,12 @@
 """A loopback TCP proxy that cuts connections after N bytes, for resume/retry tests.
 
     with CutProxy(port, down_after=1_000_000, cuts=2) as proxy:
-        client = RuntimeClient(proxy.url, secret)   # the first 2 connections die
+        client = RuntimeClient(proxy.url, secret)   # the first 2 big streams die
 
 ``down_after`` cuts a connection once that many bytes went server -> client,
 ``up_after`` once that many went client -> server; only the first ``cuts``
-connections are cut (``None`` = every one), later ones pass through untouched.
+connections to carry that much are cut (``None`` = every one), later ones pass
+through untouched.
 ``hold_after`` stalls every connection once that many bytes went server -> client,
 until ``release()`` (a stream that hangs mid-body, for tests of stopping).
 The cut is abrupt (RST), like a tunnel dropping.  Threads only, no event loop, so
@@ -95,14 +96,10 @@ class CutProxy:
             upstream.settimeout(None)
             with self._lock:
                 self.connections += 1
-                cut = self.cuts_left is None or self.cuts_left > 0
-                if cut and self.cuts_left is not None:
-                    self.cuts_left -= 1
                 self._socks += [client, upstream]
             state = {"closed": False}
-            self._spawn(self._pump, upstream, client, self.down_after if cut else None, state,
-                        self.hold_after)
-            self._spawn(self._pump, client, upstream, self.up_after if cut else None, state)
+            self._spawn(self._pump, upstream, client, self.down_after, state, self.hold_after)
+            self._spawn(self._pump, client, upstream, self.up_after, state)
 
     def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None,
               state: dict[str, bool], hold: int | None = None) -> None:
@@ -125,16 +122,26 @@ class CutProxy:
                     with contextlib.suppress(OSError):
                         dst.shutdown(socket.SHUT_WR)
                     return
-                if limit is not None and sent + len(data) >= limit:
+                if limit is not None and sent + len(data) >= limit and self._take_cut():
                     dst.sendall(data[:limit - sent])
-                    with self._lock:
-                        self.cut_count += 1
                     self._reset(src, dst, state)
                     return
                 dst.sendall(data)
                 sent += len(data)
         except OSError:
             self._reset(src, dst, state)
+
+    def _take_cut(self) -> bool:
+        """Whether this connection, which just carried ``limit`` bytes, is cut: the first
+        ``cuts`` connections to get that far are (small requests on other connections,
+        such as the client's loopback lane, never reach the limit and take no cut)."""
+        with self._lock:
+            if self.cuts_left is not None:
+                if self.cuts_left <= 0:
+                    return False
+                self.cuts_left -= 1
+            self.cut_count += 1
+            return True
 
     def _reset(self, a: socket.socket, b: socket.socket, state: dict[str, bool]) -> None:
         with self._lock:

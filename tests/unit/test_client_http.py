@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx2
 import pytest
@@ -38,6 +39,7 @@ from smartcolab.shared.protocol import (
     canonical_request,
     sign,
 )
+from support.loopback_http import replaying, scripted_server
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +49,27 @@ FAST = RetryPolicy(attempts=3, initial_s=0.001, max_s=0.005, total_s=10)
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
-def client(handler: Handler, retry: RetryPolicy = NO_RETRY) -> RuntimeClient:
-    return RuntimeClient(URL, SECRET, retry=retry, transport=httpx2.MockTransport(handler))
+ClientFactory = Callable[..., AbstractAsyncContextManager[RuntimeClient]]
+
+
+@pytest.fixture(params=["mock", "loopback"])
+def client(request: pytest.FixtureRequest) -> ClientFactory:
+    """``client(handler)``: a client whose runtime answers as ``handler`` says, through
+    ``httpx2.MockTransport`` (httpx2's path) or a real loopback server (the lean lane)."""
+
+    @asynccontextmanager
+    async def make(handler: Handler, retry: RetryPolicy = NO_RETRY) -> AsyncIterator[RuntimeClient]:
+        if request.param == "mock":
+            async with RuntimeClient(URL, SECRET, retry=retry,
+                                     transport=httpx2.MockTransport(handler)) as rc:
+                yield rc
+        else:
+            async with scripted_server(replaying(handler)) as server, \
+                    RuntimeClient(server.url, SECRET, retry=retry) as rc:
+                assert rc._lane is not None
+                yield rc
+
+    return make
 
 
 def error_reply(status: int, code: str, message: str = "it went wrong",
@@ -57,7 +78,8 @@ def error_reply(status: int, code: str, message: str = "it went wrong",
                                                    "details": details}})
 
 
-async def test_every_request_is_signed_over_its_raw_path_query_and_body() -> None:
+async def test_every_request_is_signed_over_its_raw_path_query_and_body(
+        client: ClientFactory) -> None:
     seen: list[httpx2.Request] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
@@ -83,7 +105,8 @@ async def test_every_request_is_signed_over_its_raw_path_query_and_body() -> Non
     assert seen[0].headers[H_NONCE] != seen[1].headers[H_NONCE]
 
 
-async def test_a_known_error_code_becomes_its_class_with_details() -> None:
+async def test_a_known_error_code_becomes_its_class_with_details(
+        client: ClientFactory) -> None:
     async with client(lambda r: error_reply(404, "job_not_found", "no job 'j'", job_id="j")) as c:
         with pytest.raises(JobNotFound, match="no job 'j'") as caught:
             await c.get_job("j")
@@ -94,7 +117,7 @@ async def test_a_known_error_code_becomes_its_class_with_details() -> None:
     (409, Conflict), (404, NotFound), (429, RateLimited), (503, Unavailable),
     (418, SmartColabError)])
 async def test_an_unknown_code_falls_back_to_the_class_of_its_status(
-        status: int, expected: type[SmartColabError]) -> None:
+        client: ClientFactory, status: int, expected: type[SmartColabError]) -> None:
     reply = error_reply(status, "brand_new_code_from_a_newer_runtime", "newer runtime says no")
     async with client(lambda r: reply) as c:
         with pytest.raises(expected, match="newer runtime says no") as caught:
@@ -102,7 +125,7 @@ async def test_an_unknown_code_falls_back_to_the_class_of_its_status(
     assert type(caught.value) is expected
 
 
-async def test_a_runtime_cannot_claim_a_client_side_error() -> None:
+async def test_a_runtime_cannot_claim_a_client_side_error(client: ClientFactory) -> None:
     """``runtime_unreachable`` is ours to raise; from a server it is only its status."""
     async with client(lambda r: error_reply(409, "runtime_unreachable", "fake")) as c:
         with pytest.raises(Conflict) as caught:
@@ -110,7 +133,8 @@ async def test_a_runtime_cannot_claim_a_client_side_error() -> None:
     assert not isinstance(caught.value, RuntimeUnreachable)
 
 
-async def test_retry_after_comes_from_the_header_or_the_details() -> None:
+async def test_retry_after_comes_from_the_header_or_the_details(
+        client: ClientFactory) -> None:
     header = httpx2.Response(429, headers={"Retry-After": "7"},
                              json={"error": {"code": "rate_limited", "message": "slow"}})
     async with client(lambda r: header) as c:
@@ -123,7 +147,7 @@ async def test_retry_after_comes_from_the_header_or_the_details() -> None:
     assert queued.value.retry_after == 5.0
 
 
-async def test_safe_calls_are_retried_and_unsafe_ones_are_not() -> None:
+async def test_safe_calls_are_retried_and_unsafe_ones_are_not(client: ClientFactory) -> None:
     calls: list[str] = []
 
     def flaky(request: httpx2.Request) -> httpx2.Response:
@@ -142,7 +166,7 @@ async def test_safe_calls_are_retried_and_unsafe_ones_are_not() -> None:
     assert calls == ["POST"]
 
 
-async def test_job_submission_is_retried_with_the_same_job_id() -> None:
+async def test_job_submission_is_retried_with_the_same_job_id(client: ClientFactory) -> None:
     bodies: list[dict[str, object]] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
@@ -158,14 +182,15 @@ async def test_job_submission_is_retried_with_the_same_job_id() -> None:
     assert [b["job_id"] for b in bodies] == ["once-only", "once-only"]
 
 
-async def test_a_connection_error_is_runtime_unreachable_with_the_fix() -> None:
+async def test_a_connection_error_is_runtime_unreachable_with_the_fix(
+        client: ClientFactory) -> None:
     def refuse(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
     async with client(refuse, retry=FAST) as c:
         with pytest.raises(RuntimeUnreachable, match="cannot reach the runtime") as caught:
             await c.health()
-    assert caught.value.details == {"url": URL}
+    assert caught.value.details == {"url": c.url}
     assert "connect_runtime" in str(caught.value)
 
 
@@ -179,7 +204,8 @@ CLOUDFLARE_502 = ("<!DOCTYPE html><html><head><title>trycloudflare.com | 502: Ba
 @pytest.mark.parametrize(("status", "page"), [(502, NGROK_8012), (502, CLOUDFLARE_502),
                                               (503, "<html>Service Unavailable</html>"),
                                               (504, "<html>Gateway Timeout</html>")])
-async def test_a_tunnel_error_page_means_the_runtime_is_not_answering(status: int,
+async def test_a_tunnel_error_page_means_the_runtime_is_not_answering(client: ClientFactory,
+                                                                      status: int,
                                                                       page: str) -> None:
     reply = httpx2.Response(status, headers={"content-type": "text/html"}, text=page)
     async with client(lambda r: reply) as c:
@@ -202,7 +228,8 @@ CLOUDFLARE_1033 = "<html><title>Cloudflare Tunnel error</title>Error 1033</html>
     (524, CLOUDFLARE_524, RuntimeNotAnswering, "runtime_not_answering", "timed out"),
 ])
 async def test_other_tunnel_error_pages_are_clear_too(
-        status: int, page: str, error: type[RuntimeUnreachable], code: str, says: str) -> None:
+        client: ClientFactory, status: int, page: str, error: type[RuntimeUnreachable],
+        code: str, says: str) -> None:
     reply = httpx2.Response(status, headers={"content-type": "text/html"}, text=page)
     async with client(lambda r: reply) as c:
         with pytest.raises(error, match=f"tunnel .*HTTP {status}") as exc:
@@ -214,7 +241,7 @@ async def test_other_tunnel_error_pages_are_clear_too(
     assert exc.value.details["status"] == status
 
 
-async def test_an_offline_tunnel_is_not_retried_a_busy_one_is() -> None:
+async def test_an_offline_tunnel_is_not_retried_a_busy_one_is(client: ClientFactory) -> None:
     """An offline endpoint's URL never comes back; a 524 may pass once the runtime answers."""
     asked: list[str] = []
 
@@ -233,14 +260,15 @@ async def test_an_offline_tunnel_is_not_retried_a_busy_one_is() -> None:
         assert (await c.health()).status == "ok"
 
 
-async def test_a_404_page_of_no_tunnel_stays_a_plain_not_found() -> None:
+async def test_a_404_page_of_no_tunnel_stays_a_plain_not_found(
+        client: ClientFactory) -> None:
     reply = httpx2.Response(404, headers={"content-type": "text/html"}, text="<html>nope</html>")
     async with client(lambda r: reply) as c:
         with pytest.raises(NotFound, match="HTTP 404 without an error body"):
             await c.probe()
 
 
-async def test_an_html_page_with_status_200_is_a_clear_error() -> None:
+async def test_an_html_page_with_status_200_is_a_clear_error(client: ClientFactory) -> None:
     page = httpx2.Response(200, headers={"content-type": "text/html"},
                            text="<html>You are about to visit abc.ngrok-free.app</html>")
     async with client(lambda r: page, retry=FAST) as c:
@@ -250,7 +278,7 @@ async def test_an_html_page_with_status_200_is_a_clear_error() -> None:
     assert "connect_runtime" in str(exc.value) and "<html" not in str(exc.value).lower()
 
 
-async def test_a_compressed_answer_is_refused_unread() -> None:
+async def test_a_compressed_answer_is_refused_unread(client: ClientFactory) -> None:
     """A small gzip body that would inflate to gigabytes never reaches json()."""
     import gzip
 
@@ -267,7 +295,7 @@ async def test_a_compressed_answer_is_refused_unread() -> None:
     assert asked == ["identity"]
 
 
-async def test_an_answer_over_the_cap_is_refused() -> None:
+async def test_an_answer_over_the_cap_is_refused(client: ClientFactory) -> None:
     body = b'{"sessions": []}' + b" " * 4096
 
     async with client(lambda request: httpx2.Response(200, content=body)) as c:

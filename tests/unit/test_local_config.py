@@ -103,3 +103,27 @@ def test_epochs_outlive_the_bridge_per_observer(tmp_path: Path) -> None:
     finally:
         journal.close()
     assert os.stat(tmp_path).st_mode & 0o777 == 0o700
+
+
+def test_the_daemon_socket_is_in_its_directory_or_a_private_folder(tmp_path: Path) -> None:
+    import os
+
+    from smartcolab.runtime.daemon import bind_unix_socket
+    from smartcolab.shared.local_daemon import MAX_SOCKET_PATH, socket_path
+
+    short = Path("/tmp/sc") / "d"
+    assert socket_path(short) == short / "runtime.sock"
+    deep = tmp_path / ("x" * 120)
+    moved = socket_path(deep)
+    assert moved is not None and len(os.fsencode(moved)) < MAX_SOCKET_PATH
+    assert moved.parent.name == f"smartcolab-{os.getuid()}" and moved.suffix == ".sock"
+    assert socket_path(tmp_path / ("y" * 120)) != moved  # one per daemon directory
+    # A folder others can write to is refused: their socket could stand in for ours.
+    shared = tmp_path / "smartcolab-shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert bind_unix_socket(shared / "a.sock", tmp_path / "daemon") is None
+    ours = bind_unix_socket(tmp_path / "runtime.sock", tmp_path)
+    assert ours is not None
+    assert (tmp_path / "runtime.sock").stat().st_mode & 0o777 == 0o600
+    ours.close()

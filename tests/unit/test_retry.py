@@ -4,6 +4,7 @@ over an httpx MockTransport (no socket)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import httpx2
 import pytest
@@ -24,6 +25,7 @@ from smartcolab.shared.errors import (
 from smartcolab.shared.protocol import API_VERSION, H_API_VERSION, H_NONCE
 
 pytestmark = pytest.mark.anyio
+Runner = Callable[["RetryPolicy", list[BaseException], "FakeSleep"], Awaitable[int]]
 
 
 class FakeSleep:
@@ -34,15 +36,30 @@ class FakeSleep:
         self.waits.append(seconds)
 
 
-async def run(policy: RetryPolicy, failures: list[BaseException], sleep: FakeSleep) -> int:
-    """Fail with ``failures`` in turn, then succeed; return the number of tries."""
-    tries = 0
-    async for attempt in policy.retrying(sleep=sleep):
-        with attempt:
+@pytest.fixture(params=["retrying", "call"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Fail with ``failures`` in turn, then succeed; the number of tries.  Both ways of
+    using a policy: tenacity's loop (``retrying``) and ``call`` (first try outside it)."""
+
+    async def through(policy: RetryPolicy, failures: list[BaseException],
+                      sleep: FakeSleep) -> int:
+        tries = 0
+
+        async def one() -> None:
+            nonlocal tries
             tries += 1
             if failures:
                 raise failures.pop(0)
-    return tries
+
+        if request.param == "call":
+            await policy.call(one, sleep=sleep)
+        else:
+            async for attempt in policy.retrying(sleep=sleep):
+                with attempt:
+                    await one()
+        return tries
+
+    return through
 
 
 def test_delay_doubles_from_initial_and_is_capped() -> None:
@@ -87,7 +104,7 @@ def test_an_untrusted_certificate_is_not_worth_another_try() -> None:
     assert retryable(RuntimeUnreachable("cannot reach the runtime"))
 
 
-async def test_retries_until_success_with_the_policy_waits() -> None:
+async def test_retries_until_success_with_the_policy_waits(run: Runner) -> None:
     sleep = FakeSleep()
     policy = RetryPolicy(attempts=5, initial_s=0.1, max_s=10.0, jitter_s=0.0)
     tries = await run(policy, [RuntimeUnreachable("a"), RuntimeUnreachable("b")], sleep)
@@ -95,7 +112,7 @@ async def test_retries_until_success_with_the_policy_waits() -> None:
     assert sleep.waits == [0.1, 0.2]
 
 
-async def test_gives_up_after_attempts_and_reraises_the_last_error() -> None:
+async def test_gives_up_after_attempts_and_reraises_the_last_error(run: Runner) -> None:
     sleep = FakeSleep()
     policy = RetryPolicy(attempts=3, initial_s=0.1, jitter_s=0.0)
     errors: list[BaseException] = [RuntimeUnreachable(f"try {n}") for n in range(5)]
@@ -104,14 +121,14 @@ async def test_gives_up_after_attempts_and_reraises_the_last_error() -> None:
     assert len(sleep.waits) == 2
 
 
-async def test_a_hint_on_the_error_sets_the_wait() -> None:
+async def test_a_hint_on_the_error_sets_the_wait(run: Runner) -> None:
     sleep = FakeSleep()
     limited = RateLimited("slow down", retry_after=1.5)
     await run(RetryPolicy(attempts=3, initial_s=0.1, jitter_s=0.0), [limited], sleep)
     assert sleep.waits == [1.5]
 
 
-async def test_other_errors_and_no_retry_fail_at_once() -> None:
+async def test_other_errors_and_no_retry_fail_at_once(run: Runner) -> None:
     sleep = FakeSleep()
     with pytest.raises(InvalidInput):
         await run(RetryPolicy(), [InvalidInput("bad")], sleep)
@@ -120,7 +137,7 @@ async def test_other_errors_and_no_retry_fail_at_once() -> None:
     assert sleep.waits == []
 
 
-async def test_total_time_bounds_the_tries() -> None:
+async def test_total_time_bounds_the_tries(run: Runner) -> None:
     sleep = FakeSleep()
     policy = RetryPolicy(attempts=100, initial_s=0.1, total_s=0.0, jitter_s=0.0)
     with pytest.raises(RuntimeUnreachable):

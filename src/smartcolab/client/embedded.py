@@ -67,7 +67,8 @@ class EmbeddedRuntime:
 
     def client(self, url: str, secret: str | None) -> LocalClient:
         """A client of the daemon whose session ``main`` is this bridge's own."""
-        return LocalClient(url, secret, lease=self.lease, retry=self.retry)
+        uds = self.info.socket if self.info is not None and self.info.url == url else None
+        return LocalClient(url, secret, lease=self.lease, retry=self.retry, uds=uds)
 
     def stop(self) -> None:
         """Let go of this bridge's lease; the daemon and its jobs keep running."""

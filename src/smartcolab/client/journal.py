@@ -7,10 +7,14 @@ Colab VMs disappear with their job store; the journal keeps what the bridge saw
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from smartcolab.shared.private import private_dir
 from smartcolab.shared.protocol import TERMINAL_STATUSES, JobView
@@ -18,6 +22,7 @@ from smartcolab.shared.sqlite import open_db
 
 JOURNAL_FILE = "bridge-journal.sqlite3"
 OUTPUT_TAIL_CHARS = 4000
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -120,13 +125,74 @@ class JournalEntry:
         return self.status in TERMINAL_STATUSES
 
 
+class _InOrder:
+    """The journal's lock, with writes that may be done after their caller moved on.
+
+    ``later(write)`` queues a write for one thread of the journal's own; whoever takes
+    the lock (every other read or write) first waits until the writes queued before
+    are done, so everything happens in the order it was asked and a read sees every
+    write before it.  A job's view and the output cursor shown, written after the
+    runtime answered, so stay off the path of the answer to the MCP client (two
+    SQLite commits: a tenth of a short call's time on the bridge's side).  ``close``
+    waits for them; a bridge killed in the millisecond between an answer and its write
+    loses that view, as it would lose any later one: the journal keeps the job as last
+    written, and ``get_job`` asks the runtime.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: deque[Callable[[], object]] = deque()
+        self._busy = False
+        self._worker: threading.Thread | None = None
+
+    def later(self, write: Callable[[], object]) -> None:
+        with self._cond:
+            self._queue.append(write)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="journal-writes",
+                                                daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def drain(self) -> None:
+        with self._cond:
+            while self._queue or self._busy:
+                self._cond.wait()
+
+    def __enter__(self) -> None:
+        self.drain()
+        self._lock.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._lock.release()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                write = self._queue.popleft()
+                self._busy = True
+            try:
+                with self._lock:
+                    write()
+            except Exception:  # the caller has moved on: the failure can only be logged
+                log.warning("a journal write failed", exc_info=True)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
 class Journal:
     """A small thread-safe SQLite store; every write is one short transaction."""
 
     def __init__(self, directory: Path) -> None:
         private_dir(directory)
         self.path = directory / JOURNAL_FILE
-        self._lock = threading.Lock()
+        self._lock = _InOrder()
         self._db = open_db(self.path)
         self._db.executescript(_SCHEMA)
 
@@ -144,7 +210,8 @@ class Journal:
                 (job_id, runtime, url, session, code, timeout, now, now))
 
     def record_view(self, view: JobView, *, output_tail: str | None = None) -> None:
-        """Update a job from a runtime view; ``output_tail`` replaces the stored tail."""
+        """Update a job from a runtime view; ``output_tail`` replaces the stored tail.
+        Written after the caller moves on (``_InOrder``), before any later access."""
         error = None
         result = view.result
         if result is not None and result.error is not None:
@@ -153,14 +220,13 @@ class Journal:
             error = result.message
         if output_tail is None and result is not None:
             output_tail = result.stdout.text + result.stderr.text
-        with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET status=?, epoch=?, updated_at=?, started_at=?, finished_at=?,"
-                " duration_s=?, error=COALESCE(?, error),"
-                " output_tail=COALESCE(?, output_tail) WHERE job_id=?",
-                (view.status, view.epoch, time.time(), view.started_at, view.finished_at,
-                 view.duration_s, error,
-                 None if output_tail is None else output_tail[-OUTPUT_TAIL_CHARS:], view.job_id))
+        row = (view.status, view.epoch, time.time(), view.started_at, view.finished_at,
+               view.duration_s, error,
+               None if output_tail is None else output_tail[-OUTPUT_TAIL_CHARS:], view.job_id)
+        self._lock.later(lambda: self._db.execute(
+            "UPDATE jobs SET status=?, epoch=?, updated_at=?, started_at=?, finished_at=?,"
+            " duration_s=?, error=COALESCE(?, error),"
+            " output_tail=COALESCE(?, output_tail) WHERE job_id=?", row))
 
     def record_status(self, job_id: str, status: str, *, error: str | None = None) -> None:
         with self._lock:
@@ -234,12 +300,11 @@ class Journal:
         return int(row[0]) if row else None
 
     def save_shown(self, observer: str, client: str, job_id: str, cursor: int) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO shown (observer, client, job_id, cursor, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (observer, client, job_id)"
-                " DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at",
-                (observer, client, job_id, cursor, time.time()))
+        row = (observer, client, job_id, cursor, time.time())
+        self._lock.later(lambda: self._db.execute(
+            "INSERT INTO shown (observer, client, job_id, cursor, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (observer, client, job_id)"
+            " DO UPDATE SET cursor=excluded.cursor, updated_at=excluded.updated_at", row))
 
     # ------------------------------------------------------------ tasks
     # The MCP task store: it lives here so tasks survive a bridge restart with the jobs.

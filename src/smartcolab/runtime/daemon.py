@@ -10,7 +10,8 @@ stop``), removing its runtime file on the way out.
 
 Layout of its directory (0700, every file 0600)::
 
-    runtime.json   url, pid, secret, root, python, kernel, idle timeout
+    runtime.json   url, socket, pid, secret, root, python, kernel, idle timeout
+    runtime.sock   the same server on a Unix socket (0600), for clients on this machine
     daemon.lock    held by whoever is starting a daemon here (fcntl)
     daemon.log     its JSON log lines (never the secret)
     state/         job store, job outputs, audit log, snapshots
@@ -24,6 +25,8 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,13 @@ from smartcolab import __version__
 from smartcolab.runtime.api.app import create_app
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.logs import configure_logging
-from smartcolab.runtime.server import base_url, bind_socket, serve_beside, sigterm_as_exit
+from smartcolab.runtime.server import (
+    base_url,
+    bind_socket,
+    http_options,
+    serve_beside,
+    sigterm_as_exit,
+)
 from smartcolab.runtime.state import RuntimeState
 from smartcolab.shared import loop as event_loop
 from smartcolab.shared.errors import ShuttingDown
@@ -45,6 +54,7 @@ from smartcolab.shared.local_daemon import (
     H_QUIET,
     RUNTIME_FILE,
     STATE_SUBDIR,
+    socket_path,
 )
 from smartcolab.shared.private import private_dir, private_umask, write_private_json
 from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
@@ -122,10 +132,11 @@ def install_kernelspec(directory: Path, python: str) -> str:
 def runtime_config(opts: DaemonOptions) -> RuntimeConfig:
     kernel = install_kernelspec(opts.directory, opts.python) if opts.python else opts.kernel_name
     # Each client gets a session of its own (client/local/sessions.py): no kernel is
-    # started before one asks, which keeps an idle daemon small.
+    # started before one asks, which keeps an idle daemon small.  No per-address
+    # connection cap: every client is one of this user's bridges, all on loopback.
     return RuntimeConfig(host="127.0.0.1", port=0, roots=[opts.root],
                          state_dir=private_dir(opts.directory / STATE_SUBDIR), kernel_name=kernel,
-                         start_main_session=False)
+                         start_main_session=False, max_connections_per_client=0)
 
 
 async def _watch(server: uvicorn.Server, state: RuntimeState, activity: Activity,
@@ -162,15 +173,18 @@ def run_daemon(opts: DaemonOptions) -> None:
     config = runtime_config(opts)
     sock = bind_socket(config.host, 0)
     config.port = sock.getsockname()[1]
+    unix_path = socket_path(opts.directory)
+    unix = None if unix_path is None else bind_unix_socket(unix_path, opts.directory)
     app = create_app(config)
     state: RuntimeState = app.state.sc
     activity = Activity()
     server = uvicorn.Server(uvicorn.Config(
         ActivityMiddleware(app, activity), log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S), ws="none",
-        proxy_headers=False, h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192))
+        timeout_graceful_shutdown=10, timeout_keep_alive=int(KEEPALIVE_RUNTIME_S),
+        **http_options(config)))
     info: dict[str, object] = {
         "url": base_url(config.host, config.port), "pid": os.getpid(), "secret": config.secret,
+        "socket": None if unix is None else str(unix_path),
         "root": str(opts.root), "python": opts.python, "kernel": config.kernel_name,
         "idle_timeout_s": opts.idle_timeout_s, "started_at": time.time(),
         "version": __version__}
@@ -185,19 +199,55 @@ def run_daemon(opts: DaemonOptions) -> None:
     state.secret_listeners.append(secret_rotated)
 
     async def main() -> None:
-        await serve_beside(server, sock, _watch(server, state, activity, opts, info))
+        socks = [sock] if unix is None else [sock, unix]
+        await serve_beside(server, socks, _watch(server, state, activity, opts, info))
 
     try:
         with sigterm_as_exit():  # SIGTERM ends the daemon through finally
             event_loop.run(main())
     finally:
         sock.close()
-        _remove_if_ours(runtime_file)
+        if unix is not None:
+            unix.close()
+        _remove_if_ours(runtime_file, unix_path if unix is not None else None)
         log.info("local runtime daemon stopped")
 
 
-def _remove_if_ours(runtime_file: Path) -> None:
-    """A newer daemon may have replaced the file: only remove one naming our pid."""
+def bind_unix_socket(path: Path, directory: Path) -> socket.socket | None:
+    """A listening Unix socket at ``path`` (0600), or None (logged) when its folder, if
+    not the daemon's ``directory``, is not this user's alone (one somebody else made in
+    /tmp could hold their socket)."""
+    if path.parent != directory and not _private_folder(path.parent):
+        log.warning("no Unix socket: %s is not a folder of this user's alone; clients "
+                    "use TCP", path.parent)
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a dead daemon's; the start lock says no live one uses it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        log.warning("no Unix socket at %s: clients use TCP", path, exc_info=True)
+        return None
+    return sock
+
+
+def _private_folder(folder: Path) -> bool:
+    """``folder`` exists (made 0700 here if it did not), is no symlink, is ours, 0700."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
+
+
+def _remove_if_ours(runtime_file: Path, unix_path: Path | None) -> None:
+    """A newer daemon may have replaced the files: only remove those naming our pid."""
     with contextlib.suppress(OSError, ValueError):
         if json.loads(runtime_file.read_text()).get("pid") == os.getpid():
             runtime_file.unlink()
+            if unix_path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    unix_path.unlink()

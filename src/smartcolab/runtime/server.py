@@ -26,6 +26,7 @@ from smartcolab.runtime.security.clientaddr import parse_networks
 from smartcolab.runtime.security.connections import (
     QuietErrors,
     QuietFilter,
+    http_parser,
     protocol_class,
     raise_nofile_limit,
 )
@@ -123,21 +124,31 @@ def _uvicorn_server(config: RuntimeConfig, tls_cert: str | None, tls_key: str | 
         app, log_config=None, access_log=False, lifespan="on",
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_graceful_shutdown=10,
         timeout_keep_alive=int(KEEPALIVE_RUNTIME_S),
-        ws="none",
-        # Our h11 protocol: a deadline for request headers and a per-address
-        # connection cap (runtime/security/connections.py).
-        http=protocol_class(header_timeout_s=config.header_timeout_s,
-                            max_per_client=config.max_connections_per_client),
-        # Room above our own header and query limits, so limits.py answers 431/413
-        # in the JSON error shape instead of the parser dropping the request.
-        # limits.py reads forwarding headers itself, only from trusted proxies;
-        # uvicorn's own rewrite of the client address would bypass that.
-        proxy_headers=False,
-        h11_max_incomplete_event_size=config.max_header_bytes + config.max_query_bytes + 8192,
-    )
+        **http_options(config))
     server = uvicorn.Server(uv_config)
     state: RuntimeState = app.state.sc
     return server, state
+
+
+def http_options(config: RuntimeConfig) -> dict[str, Any]:
+    """uvicorn's HTTP settings for a runtime server (``serve``, the notebook's, the local
+    daemon's)."""
+    parser = http_parser()
+    log.info("HTTP/1.1 parser: %s", parser)
+    return {
+        "ws": "none",
+        # Our protocol (httptools', or h11's): a deadline for request headers, a
+        # per-address connection cap, one segment per response (security/connections.py).
+        "http": protocol_class(header_timeout_s=config.header_timeout_s,
+                               max_per_client=config.max_connections_per_client, parser=parser),
+        # limits.py reads forwarding headers itself, only from trusted proxies;
+        # uvicorn's own rewrite of the client address would bypass that.
+        "proxy_headers": False,
+        # The bound on a request's head (h11's, and ours for httptools): room above our own
+        # header and query limits, so limits.py answers 431/413 in the JSON error shape
+        # instead of the parser dropping the request.
+        "h11_max_incomplete_event_size": config.max_header_bytes + config.max_query_bytes + 8192,
+    }
 
 
 def _quiet_logs() -> QuietErrors:
@@ -159,15 +170,15 @@ async def _serve(server: uvicorn.Server, state: RuntimeState, sock: socket.socke
         await asyncio.sleep(0.2)
         server.should_exit = True
 
-    await serve_beside(server, sock, watch_shutdown())
+    await serve_beside(server, [sock], watch_shutdown())
 
 
-async def serve_beside(server: uvicorn.Server, sock: socket.socket,
+async def serve_beside(server: uvicorn.Server, socks: list[socket.socket],
                        watcher: Coroutine[Any, Any, None]) -> None:
-    """Serve on ``sock`` with ``watcher`` running beside; the watcher ends with the server."""
+    """Serve on ``socks`` with ``watcher`` running beside; the watcher ends with the server."""
     task = asyncio.ensure_future(watcher)
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=socks)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -50,3 +50,10 @@ COLAB_PYTHON = "SMARTCOLAB_COLAB_PYTHON"
 # The event loop of the runtime server and the bridge: "asyncio" keeps the standard one
 # where uvloop is installed (shared/loop.py).
 LOOP = "SMARTCOLAB_LOOP"
+# The runtime server's HTTP parser: "h11" keeps the pure-Python one where httptools is
+# installed (runtime/security/connections.py).
+HTTP = "SMARTCOLAB_HTTP"
+
+# "0" sends a loopback runtime's small requests through httpx2 like any other runtime's
+# instead of the lean h11 lane (client/http/lane.py): for A/B measurements and as a way out.
+LOOPBACK_LANE = "SMARTCOLAB_LOOPBACK_LANE"

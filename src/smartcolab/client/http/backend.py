@@ -28,8 +28,8 @@ class HttpBackend(RuntimeClient, RuntimeBackend):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability) - {Capability.RELEASE}
 
     def __init__(self, url: str, secret: str | None, *, retry: RetryPolicy = RetryPolicy(),
-                 name: str | None = None) -> None:
-        super().__init__(url, secret, retry=retry)
+                 name: str | None = None, uds: str | None = None) -> None:
+        super().__init__(url, secret, retry=retry, uds=uds)
         self.name = name or self.url
 
     async def list_files(self, path: str = "", *, recursive: bool = False,

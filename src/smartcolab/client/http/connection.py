@@ -12,7 +12,10 @@ error mapping.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
+import json as jsonlib
 import os
 import ssl
 import threading
@@ -23,9 +26,11 @@ from typing import Any
 import httpx2
 
 from smartcolab import __version__
-from smartcolab.client.http.signing import HmacAuth
+from smartcolab.client.http.lane import Encoded, LaneError, LoopbackLane, TooBig, loopback_address
+from smartcolab.client.http.signing import HmacAuth, signature_headers
 from smartcolab.client.http.tunnel_pages import tunnel_error
 from smartcolab.client.retry import NO_RETRY, RetryPolicy
+from smartcolab.shared import env as env_names
 from smartcolab.shared.errors import (
     IncompatibleRuntime,
     RuntimeMisbehaved,
@@ -35,7 +40,9 @@ from smartcolab.shared.errors import (
 )
 from smartcolab.shared.protocol import (
     API_VERSION,
+    EMPTY_SHA256,
     H_API_VERSION,
+    H_CONTENT_SHA256,
     H_EPOCH,
     H_NGROK_SKIP,
     KEEPALIVE_CLIENT_S,
@@ -61,6 +68,25 @@ def _ssl_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCont
     return httpx2.create_ssl_context()  # reads SSL_CERT_FILE / SSL_CERT_DIR itself
 
 
+def _lane_for(url: str, uds: str | None) -> LoopbackLane | None:
+    """The lean lane for a plain-http loopback runtime or a Unix socket (``lane.py``),
+    unless switched off."""
+    address = loopback_address(url)
+    if address is None or os.environ.get(env_names.LOOPBACK_LANE, "1") == "0":
+        return None
+    return LoopbackLane(*address, max_connections=32, keepalive_s=KEEPALIVE_CLIENT_S,
+                        unix_path=uds)
+
+
+def _on_asyncio() -> bool:
+    """The lane is asyncio's; under another anyio backend requests go through httpx2."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class RuntimeConnection:
     """Requests to one runtime server: pooled, signed, retried when safe, checked."""
 
@@ -68,11 +94,17 @@ class RuntimeConnection:
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
                  read_timeout: float = DEFAULT_READ_TIMEOUT_S,
                  transport: httpx2.AsyncBaseTransport | None = None,
-                 verify: bool | str | ssl.SSLContext = True) -> None:
+                 verify: bool | str | ssl.SSLContext = True, uds: str | None = None) -> None:
+        """``uds``: a Unix socket the same server listens on (the local daemon's), used
+        for every request instead of the URL's host and port (still sent as ``Host``)."""
         self.url = url.rstrip("/")
         self.retry = retry
         self.max_response_bytes = MAX_RESPONSE_BYTES
         self.last_epoch: str | None = None
+        self._secret = secret
+        self._timeouts = (connect_timeout, read_timeout)
+        self._lane = _lane_for(self.url, uds) if transport is None else None
+        self._uds = uds
         self._common: dict[str, Any] = dict(
             base_url=self.url,
             auth=HmacAuth(secret) if secret else None,
@@ -81,15 +113,19 @@ class RuntimeConnection:
             verify=_default_ssl_context() if verify is True else verify,
             follow_redirects=False,
         )
-        self._http = httpx2.AsyncClient(
-            limits=httpx2.Limits(max_connections=32, max_keepalive_connections=16,
-                                 keepalive_expiry=KEEPALIVE_CLIENT_S),
-            transport=transport, **self._common)
+        limits = httpx2.Limits(max_connections=32, max_keepalive_connections=16,
+                               keepalive_expiry=KEEPALIVE_CLIENT_S)
+        if transport is None and uds is not None:
+            transport = httpx2.AsyncHTTPTransport(uds=uds, limits=limits,
+                                                  verify=self._common["verify"])
+        self._http = httpx2.AsyncClient(limits=limits, transport=transport, **self._common)
         self._blocking: httpx2.Client | None = None
         self._blocking_lock = threading.Lock()
         self._urls: dict[tuple[str, tuple[tuple[str, Any], ...]], httpx2.URL] = {}
 
     async def aclose(self) -> None:
+        if self._lane is not None:
+            self._lane.close()
         await self._http.aclose()
         with self._blocking_lock:
             blocking, self._blocking = self._blocking, None
@@ -146,17 +182,56 @@ class RuntimeConnection:
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "OPTIONS")
         policy = self.retry if idempotent else NO_RETRY
-        async for attempt in policy.retrying():
-            with attempt:
+        lane = self._lane if self._lane is not None and _on_asyncio() else None
+
+        async def attempt() -> httpx2.Response:
+            if lane is not None:
+                response = await self._via_lane(lane, method, path, params, json, content,
+                                                headers, timeout)
+            else:
                 request = self.build_request(method, path, params=params, json=json,
                                              content=content, headers=headers, timeout=timeout)
                 try:
                     response = await self._read_capped(await self._http.send(request, stream=True))
                 except httpx2.TransportError as exc:
                     raise self._unreachable(exc) from exc
-                self._check_status(response)
-                return response
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+            self._check_status(response)
+            return response
+
+        return await policy.call(attempt)
+
+    async def _via_lane(self, lane: LoopbackLane, method: str, path: str,
+                        params: Mapping[str, Any] | None, json: Any, content: bytes | None,
+                        headers: Mapping[str, str] | None, timeout: float | None,
+                        ) -> httpx2.Response:
+        """``request``'s one attempt on the loopback lane: the same URL, headers, signature,
+        caps and error mapping as through httpx2 (``build_request``, ``_read_capped``)."""
+        url = self._url(self._http, path, {k: v for k, v in (params or {}).items()
+                                           if v is not None})
+        target = url.raw_path.decode("ascii")
+        sent = {"User-Agent": USER_AGENT, H_NGROK_SKIP: "1", "Accept-Encoding": "identity"}
+        body = content or b""
+        if json is not None:
+            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"),
+                                 allow_nan=False).encode()
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        if self._secret:
+            digest = sent.get(H_CONTENT_SHA256) or (
+                hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
+            sent[H_CONTENT_SHA256] = digest
+            sent.update(signature_headers(self._secret, method, target, digest))
+        try:
+            answer = await lane.request(
+                method, target, list(sent.items()), body, max_bytes=self.max_response_bytes,
+                connect_timeout=self._timeouts[0], read_timeout=timeout or self._timeouts[1])
+        except TooBig as exc:
+            raise self._too_big(exc.size) from exc
+        except Encoded as exc:
+            raise self._encoded(exc.encoding) from exc
+        except LaneError as exc:
+            raise self._unreachable(exc) from exc
+        return httpx2.Response(answer.status, headers=answer.headers, content=answer.body)
 
     async def _read_capped(self, response: httpx2.Response) -> httpx2.Response:
         """The whole answer, refused past ``max_response_bytes`` or in an encoding not asked for.
@@ -167,9 +242,7 @@ class RuntimeConnection:
         try:
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
-                raise RuntimeMisbehaved(
-                    f"the runtime at {self.url} answered with Content-Encoding {encoding[:40]!r} "
-                    "although identity was asked for; nothing was decoded")
+                raise self._encoded(encoding[:40])
             stated = response.headers.get("content-length", "")
             if stated.isdigit() and int(stated) > self.max_response_bytes:
                 raise self._too_big(int(stated))
@@ -189,6 +262,11 @@ class RuntimeConnection:
         return httpx2.Response(response.status_code, headers=response.headers,
                                content=b"".join(chunks), request=response.request,
                                extensions=response.extensions)
+
+    def _encoded(self, encoding: str) -> RuntimeMisbehaved:
+        return RuntimeMisbehaved(
+            f"the runtime at {self.url} answered with Content-Encoding {encoding!r} "
+            "although identity was asked for; nothing was decoded")
 
     def _too_big(self, size: int) -> RuntimeMisbehaved:
         return RuntimeMisbehaved(
@@ -228,10 +306,12 @@ class RuntimeConnection:
         """
         with self._blocking_lock:
             if self._blocking is None:
+                limits = httpx2.Limits(max_connections=8, max_keepalive_connections=4,
+                                       keepalive_expiry=KEEPALIVE_CLIENT_S)
                 self._blocking = httpx2.Client(
-                    limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
-                                         keepalive_expiry=KEEPALIVE_CLIENT_S),
-                    **self._common)
+                    limits=limits, **self._common,
+                    transport=None if self._uds is None else httpx2.HTTPTransport(
+                        uds=self._uds, limits=limits, verify=self._common["verify"]))
             http = self._blocking
         request = self.build_request(method, path, params=params, headers=headers,
                                      timeout=timeout, http=http)

@@ -41,15 +41,18 @@ class HmacAuth(httpx2.Auth):
             body = request.content if _has_buffered_body(request) else b""
             declared = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
             request.headers[H_CONTENT_SHA256] = declared
-        raw = request.url.raw_path.decode("latin-1")
-        path, _, query = raw.partition("?")
-        ts = f"{time.time():.3f}"
-        nonce = secrets.token_hex(16)
-        request.headers[H_TIMESTAMP] = ts
-        request.headers[H_NONCE] = nonce
-        request.headers[H_SIGNATURE] = sign(
-            self._secret, canonical_request(request.method, path, query, declared, ts, nonce))
+        request.headers.update(signature_headers(
+            self._secret, request.method, request.url.raw_path.decode("latin-1"), declared))
         yield request
+
+
+def signature_headers(secret: str, method: str, target: str, digest: str) -> dict[str, str]:
+    """The timestamp, nonce and signature headers of one request (``target``: path?query)."""
+    path, _, query = target.partition("?")
+    ts = f"{time.time():.3f}"
+    nonce = secrets.token_hex(16)
+    return {H_TIMESTAMP: ts, H_NONCE: nonce,
+            H_SIGNATURE: sign(secret, canonical_request(method, path, query, digest, ts, nonce))}
 
 
 def _has_buffered_body(request: httpx2.Request) -> bool:

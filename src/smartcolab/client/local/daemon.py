@@ -42,6 +42,7 @@ from smartcolab.shared.local_daemon import (
     LOCK_FILE,
     LOG_FILE,
     RUNTIME_FILE,
+    socket_path,
 )
 from smartcolab.shared.private import open_private_append, private_dir
 
@@ -94,10 +95,12 @@ class DaemonInfo:
     kernel: str = "python3"
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     started_at: float = 0.0
+    socket: str | None = None  # the same server on a Unix socket, when it has one
 
     def public(self) -> dict[str, object]:
         """Everything but the secret."""
-        return {"directory": str(self.directory), "url": self.url, "pid": self.pid,
+        return {"directory": str(self.directory), "url": self.url, "socket": self.socket,
+                "pid": self.pid,
                 "root": self.root, "python": self.python, "kernel": self.kernel,
                 "idle_timeout_s": self.idle_timeout_s, "started_at": self.started_at}
 
@@ -110,9 +113,16 @@ def read_info(directory: Path) -> DaemonInfo | None:
                           str(data.get("root", "")), data.get("python"),
                           str(data.get("kernel", "python3")),
                           float(data.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S)),
-                          float(data.get("started_at", 0.0)))
+                          float(data.get("started_at", 0.0)),
+                          _our_socket(directory, data.get("socket")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _our_socket(directory: Path, named: object) -> str | None:
+    """The socket the runtime file names, if it is where this directory's daemon binds."""
+    expected = socket_path(directory)
+    return str(expected) if expected is not None and named == str(expected) else None
 
 
 def pid_alive(pid: int) -> bool:

@@ -107,8 +107,8 @@ class LocalClient(HttpBackend):
     """
 
     def __init__(self, url: str, secret: str | None, *, lease: ClientLease | None,
-                 retry: RetryPolicy | None = None) -> None:
-        super().__init__(url, secret, retry=retry or RetryPolicy(), name="local")
+                 retry: RetryPolicy | None = None, uds: str | None = None) -> None:
+        super().__init__(url, secret, retry=retry or RetryPolicy(), name="local", uds=uds)
         self.lease = lease
 
     def own(self, session: str) -> str:

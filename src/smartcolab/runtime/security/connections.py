@@ -1,12 +1,14 @@
 """Connection hygiene under uvicorn: header deadline, per-address cap, fd limit, quiet errors.
 
 Limits in ``limits.py`` see requests; a slowloris client never finishes one.  So,
-at the connection level (uvicorn's h11 protocol, subclassed):
+at the connection level (uvicorn's HTTP/1.1 protocol, subclassed: httptools' where it is
+installed, h11's otherwise or with ``SMARTCOLAB_HTTP=h11``):
 
 * a request's headers must arrive within ``header_timeout_s`` of its first byte (or
   of the connection opening): a connection trickling a header forever is closed;
 * one address holds at most ``max_connections_per_client`` connections at once;
   more are answered 429 and closed at once;
+* a response's head and body leave as one segment, sent when the response completes;
 * ``RLIMIT_NOFILE`` is raised to its hard limit at start (1,024 is a common soft one);
 * when the process runs out of descriptors anyway, ``accept()`` fails in a loop:
   the same error is logged once per interval with a count, not as a traceback
@@ -18,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import threading
 import time
 from collections import Counter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from smartcolab.shared.env import HTTP as HTTP_ENV
 
 log = logging.getLogger("smartcolab.runtime")
 QUIET_INTERVAL_S = 30.0
@@ -126,20 +131,41 @@ class CoalescingTransport:
         self._held.clear()
         self._transport.abort()
 
+    # Asked on every response: spelled out, as a lookup through __getattr__ costs ~15x a call.
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header deadline and a per-address connection cap."""
+if TYPE_CHECKING:
+    class _UvicornHTTP(asyncio.Protocol):
+        """What the guard uses of uvicorn's protocols (h11's and httptools')."""
+
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        client: tuple[str, int] | None
+        cycle: Any
+
+        def on_response_complete(self) -> None: ...
+        def _unset_keepalive_if_required(self) -> None: ...
+else:
+    _UvicornHTTP = asyncio.Protocol
+
+
+class GuardedProtocol(_UvicornHTTP):
+    """A header deadline, a per-address connection cap and one-segment responses, mixed in
+    before one of uvicorn's HTTP/1.1 protocols (h11's here, httptools' in
+    ``httptools_protocol.py``)."""
 
     header_timeout_s: float = 10.0
     counter: ConnectionCounter = ConnectionCounter(0)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._counted: str | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _counted: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport,
@@ -167,12 +193,16 @@ class GuardedH11Protocol(H11Protocol):
         if flush is not None:
             flush()
         super().on_response_complete()
-        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+        if self._body_pending() and not self.transport.is_closing():
             # Answered before the request's body came (a refusal: 401, 413): the rest of
             # that body, like a request's headers, is due within the header deadline; the
             # long keep-alive is for idle connections, not for one a client left mid-body.
             self._unset_keepalive_if_required()
             self._arm()
+
+    def _body_pending(self) -> bool:
+        """Whether the current request's body is still arriving (the parser's to say)."""
+        raise NotImplementedError
 
     def data_received(self, data: bytes) -> None:
         before = self.cycle
@@ -199,9 +229,37 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def protocol_class(*, header_timeout_s: float, max_per_client: int) -> type[GuardedH11Protocol]:
-    """A protocol class for one server, with its own counter."""
-    return type("RuntimeH11Protocol", (GuardedH11Protocol,), {
+class GuardedH11Protocol(GuardedProtocol, H11Protocol):
+    """uvicorn's h11 protocol, guarded: the fallback where httptools is missing, and
+    ``SMARTCOLAB_HTTP=h11``.  Its head size bound is h11's own
+    (``h11_max_incomplete_event_size``)."""
+
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
+
+
+def http_parser() -> str:
+    """``"httptools"`` when it is importable and not switched off by ``SMARTCOLAB_HTTP=h11``,
+    else ``"h11"``."""
+    if os.environ.get(HTTP_ENV, "").strip().lower() == "h11":
+        return "h11"
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def protocol_class(*, header_timeout_s: float, max_per_client: int,
+                   parser: str | None = None) -> type[GuardedProtocol]:
+    """A protocol class for one server, with its own counter; ``parser`` as ``http_parser``
+    chooses when not given."""
+    base: type[GuardedProtocol] = GuardedH11Protocol
+    if (parser or http_parser()) == "httptools":
+        from smartcolab.runtime.security.httptools_protocol import GuardedHttpToolsProtocol
+
+        base = GuardedHttpToolsProtocol
+    return type(f"Runtime{base.__name__.removeprefix('Guarded')}", (base,), {
         "header_timeout_s": header_timeout_s, "counter": ConnectionCounter(max_per_client)})
 
 
