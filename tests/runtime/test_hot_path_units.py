@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from smartcolab.runtime.engine.output import MEMO_BYTES, SpillFile, read_capped
 from smartcolab.runtime.host import resources
 from smartcolab.runtime.security.connections import CoalescingTransport
 
@@ -33,6 +34,43 @@ def test_ram_falls_back_to_psutil(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setattr(resources, "_MEMINFO", str(odd))
     assert resources._meminfo_ram() is None
     assert resources.ram().total == psutil.virtual_memory().total
+
+
+def test_ram_reads_the_file_afresh_through_its_kept_descriptor(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       1000 kB\nMemFree:         500 kB\n"
+                    "MemAvailable:    600 kB\n")
+    monkeypatch.setattr(resources, "_MEMINFO", str(info))
+    first = resources._meminfo_ram()
+    assert first is not None and (first.total, first.available) == (1024000, 614400)
+    with open(info, "r+") as fh:  # the same file, new figures: read again, not remembered
+        fh.write("MemTotal:       1000 kB\nMemFree:         100 kB\nMemAvailable:    200 kB\n")
+    second = resources._meminfo_ram()
+    assert second is not None and second.available == 204800 and second.percent == 80.0
+
+
+def test_small_output_is_read_from_memory_as_from_the_file(tmp_path: Path) -> None:
+    spill = SpillFile(tmp_path / "job" / "output.txt")
+    spill.prepare()
+    for piece in ["héllo\n", "x" * 100, "☃" * 50, "\n"]:
+        spill.write(piece)
+        if piece == "x" * 100:
+            spill.close()  # a late write reopens the file: the copy goes on
+        memo = spill.memo
+        assert memo is not None and bytes(memo) == spill.path.read_bytes()
+        for start in range(0, spill.size, 7):
+            for limit in (5, 64, 10**6):
+                assert read_capped(spill.path, start, spill.size, limit, memo) == \
+                    read_capped(spill.path, start, spill.size, limit)
+    spill.write("y" * MEMO_BYTES)  # past the size kept in memory: the file alone
+    assert spill.memo is None
+    spill.close()
+    again = SpillFile(spill.path)  # a file with bytes of before: never from memory
+    again.prepare()
+    again.write("z")
+    assert again.memo is None
+    again.close()
 
 
 def test_coalescing_transport_sends_one_turns_writes_at_once() -> None:

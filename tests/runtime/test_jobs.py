@@ -85,6 +85,24 @@ def test_same_job_id_runs_once(api: Api) -> None:
     assert conflict.json()["error"]["code"] == "job_id_conflict"
 
 
+def test_a_used_job_id_is_answered_whatever_a_new_job_would_meet(api: Api) -> None:
+    """A stored job id is found by the insert's constraint, or after a refusal: a resubmit
+    gets the job (200), never the refusal a new job meets, nor a second run."""
+    api.submit("done = 'yes'", job_id="stored-once")
+    blocker = api.submit_raw("import time; time.sleep(2)", job_id="blocker", wait=0)
+    assert blocker.status_code == 201
+    busy = api.submit_raw("1", if_idle=True, wait=0)
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "session_busy"
+    again = api.submit_raw("done = 'yes'", job_id="stored-once", if_idle=True, wait=0)
+    assert again.status_code == 200 and again.json()["status"] == "succeeded"
+    live = api.submit_raw("import time; time.sleep(2)", job_id="blocker", if_idle=True, wait=0)
+    assert live.status_code == 200 and live.json()["status"] in ("queued", "running")
+    other = api.submit_raw("done = 'no'", job_id="stored-once", if_idle=True, wait=0)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "job_id_conflict"
+    assert api.wait_done("blocker")["status"] == "succeeded"
+    assert api.submit("print(done)")["output"] == "yes\n"
+
+
 def test_png_outputs_come_back_as_png(api: Api) -> None:
     view = api.submit("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
                       "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()", timeout=60)

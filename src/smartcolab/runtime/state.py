@@ -182,14 +182,51 @@ class SessionManager:
                            if rec.finished_at and rec.started_at else None)
 
     def submit(self, req: JobSubmit, client_addr: str | None) -> tuple[JobRecord, Job | None, bool]:
-        """Queue a job unless its id exists; returns ``(record, live job, created)``."""
-        existing, live = self.find(req.job_id, missing_ok=True)
-        if existing is not None:
-            if existing.code != req.code or existing.session != req.session:
-                raise JobIdConflict(
-                    f"job id {req.job_id!r} was already used for different code or session; "
-                    "pick a new job id", details={"job_id": req.job_id})
-            return existing, live, False
+        """Queue a job unless its id exists; returns ``(record, live job, created)``.
+
+        A new id is not looked up in the store first: the insert's UNIQUE constraint
+        finds a stored one (one SQLite statement less on a new job's way to its
+        kernel).  A job id already used is answered as before, whatever the refusals
+        a new job would meet (a full queue, a busy session, low memory, shutdown).
+        """
+        live = self.live.get(req.job_id) or self.unsaved.get(req.job_id)
+        if live is not None:
+            return self._known(req, live.rec), live, False
+        try:
+            session, ram = self._admit(req)
+        except SmartColabError:
+            stored = self.store.get(req.job_id)
+            if stored is None:
+                raise
+            return self._known(req, stored), None, False
+        rec = new_record(req.job_id, session, req.code, req.timeout, req.client)
+        try:
+            self.store.insert(rec)
+        except sqlite3.IntegrityError as exc:
+            stored = self.store.get(req.job_id)
+            if stored is None:
+                raise storage_error(exc, self.config.state_dir, "nothing was queued") from exc
+            return self._known(req, stored), None, False
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, self.config.state_dir, "nothing was queued; resubmit "
+                                "the job (same job id) once there is space") from exc
+        job = Job(rec, self.config, client_addr)
+        job.submit_ram = ram
+        self.live[rec.job_id] = job
+        session.enqueue(job)
+        return rec, job, True
+
+    @staticmethod
+    def _known(req: JobSubmit, existing: JobRecord) -> JobRecord:
+        """The job of an id used before: returned, never rerun, if it is the same job."""
+        if existing.code != req.code or existing.session != req.session:
+            raise JobIdConflict(
+                f"job id {req.job_id!r} was already used for different code or session; "
+                "pick a new job id", details={"job_id": req.job_id})
+        return existing
+
+    def _admit(self, req: JobSubmit) -> tuple[KernelSession, resources.RamSnapshot]:
+        """The session a new job queues on, and the RAM read for it; raises the refusal."""
         if self.closing:
             raise ShuttingDown("the runtime is shutting down; no new jobs are accepted")
         session = self.session(req.session)
@@ -205,17 +242,7 @@ class SessionManager:
                 f"{self.config.min_free_ram_bytes / 2**20:.0f} MiB): free memory (cleanup, "
                 "del big variables) or resubmit with force=true",
                 details={"ram_available_bytes": ram.available})
-        rec = new_record(req.job_id, session, req.code, req.timeout, req.client)
-        try:
-            self.store.insert(rec)
-        except (sqlite3.Error, OSError) as exc:
-            raise storage_error(exc, self.config.state_dir, "nothing was queued; resubmit "
-                                "the job (same job id) once there is space") from exc
-        job = Job(rec, self.config, client_addr)
-        job.submit_ram = ram
-        self.live[rec.job_id] = job
-        session.enqueue(job)
-        return rec, job, True
+        return session, ram
 
     def find(self, job_id: str, *, missing_ok: bool = False,
              ) -> tuple[JobRecord | None, Job | None]:
@@ -230,10 +257,14 @@ class SessionManager:
 
     def _view(self, rec: JobRecord, live: Job | None, since: int | None) -> JobView:
         session = self.sessions.get(rec.session)
+        if live is not None:  # its spill file's path is built already, its content maybe held
+            spill, memo, size = live.out.spill.path, live.out.spill.memo, live.output_bytes
+        else:
+            spill, memo, size = job_dir(self.config, rec.job_id) / "output.txt", None, \
+                rec.output_bytes
         return make_view(rec, session_epoch=session.epoch if session else None,
-                         output_bytes=live.output_bytes if live else rec.output_bytes,
-                         spill=job_dir(self.config, rec.job_id) / "output.txt", since=since,
-                         text_limit=self.config.response_text_bytes)
+                         output_bytes=size, spill=spill, since=since,
+                         text_limit=self.config.response_text_bytes, memo=memo)
 
     def view(self, rec: JobRecord, live: Job | None, since: int | None = None) -> JobView:
         # A job that echoes the environment or a file must not hand out the secret.

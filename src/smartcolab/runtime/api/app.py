@@ -17,6 +17,7 @@ from smartcolab.runtime.api import system as routes_system
 from smartcolab.runtime.api import ui as routes_ui
 from smartcolab.runtime.api import uploads as routes_uploads
 from smartcolab.runtime.api.errors import install_error_handlers
+from smartcolab.runtime.api.fastlane import SubmitLane
 from smartcolab.runtime.api.openapi import install_openapi
 from smartcolab.runtime.config import RuntimeConfig
 from smartcolab.runtime.security.audit import AuditMiddleware
@@ -90,6 +91,8 @@ def create_app(config: RuntimeConfig) -> FastAPI:
         """Public and minimal: status, version and the runtime epoch."""
         return Health(status="shutting_down" if state.shutdown_requested.is_set() else "ok", version=__version__, epoch=state.epoch())
 
+    # Matched before every router: POST /jobs, when well-formed, on the short way.
+    app.router.routes.append(SubmitLane())
     app.include_router(public)
     app.include_router(routes_ui.public_router)
     # AuthGate (middleware) authenticates; the dependency makes sure no route is reached

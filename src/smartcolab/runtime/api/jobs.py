@@ -68,9 +68,15 @@ async def submit_job(request: Request, body: JobSubmit, wait: Wait = 0.0) -> Res
 
     With ``wait`` the answer comes when the job ends or after ``wait`` seconds.
     """
+    return await submit(request, body, wait)
+
+
+async def submit(request: Request, body: JobSubmit, wait: float) -> Response:
+    """``submit_job`` itself, shared with the short way of ``fastlane.py``."""
     manager = _manager(request)
-    await guard.check_submission(request.app.state.sc, body, _client(request))
-    rec, live, created = manager.submit(body, _client(request))
+    client = _client(request)
+    await guard.check_submission(request.app.state.sc, body, client)
+    rec, live, created = manager.submit(body, client)
     if live is not None and wait > 0:
         await live.wait(since=None, wait_s=min(wait, MAX_WAIT_S))
     return _job_answer(manager.view_json(rec, live), 201 if created else 200)

@@ -286,10 +286,14 @@ def log_finished(job: Job) -> None:
 
 
 def make_view(rec: JobRecord, *, session_epoch: str | None, output_bytes: int, spill: Path,
-              since: int | None, text_limit: int) -> JobView:
-    """What a client sees: status, new output after ``since`` (capped), the result when done."""
+              since: int | None, text_limit: int,
+              memo: bytes | bytearray | None = None) -> JobView:
+    """What a client sees: status, new output after ``since`` (capped), the result when done.
+
+    ``memo``: the spill file's content when a live job holds it in memory.
+    """
     start = min(max(0, since or 0), output_bytes)
-    text, truncated = read_capped(spill, start, output_bytes, text_limit)
+    text, truncated = read_capped(spill, start, output_bytes, text_limit, memo)
     duration = None
     if rec.started_at is not None and rec.finished_at is not None:
         duration = round(rec.finished_at - rec.started_at, 6)

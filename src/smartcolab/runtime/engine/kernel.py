@@ -246,7 +246,6 @@ class Kernel:
         overlaps with the kernel receiving it instead of delaying it.  Between runs,
         other requests' output still reaches ``on_other``.
         """
-        await self.stop_idle()
         try:
             return await self._run(code, on_message, control, grace_s=grace_s,
                                    store_history=store_history, on_sent=on_sent)
@@ -264,6 +263,11 @@ class Kernel:
         control.msg_id = msg_id
         if on_sent is not None:
             on_sent()
+        # The idle reader is stopped after the request went out, not before: its end
+        # takes a few loop turns, now spent while the kernel takes the request in.  It
+        # is cancelled before this task first yields, so it never runs again and never
+        # takes a message of this request (it is only ever suspended at a poll or a sleep).
+        await self.stop_idle()
         policy = StopPolicy(grace_s=grace_s, deadline=control.deadline)
         execution_count: int | None = None
         while True:

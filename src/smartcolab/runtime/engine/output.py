@@ -118,6 +118,11 @@ class HeadTail:
         return TextBlock(text=self.text(), total_chars=self.total_chars, truncated=self.truncated)
 
 
+# A job's output up to this size is also kept in memory: its views are answered without
+# opening the file (the answer of a short job waited for an open, a read and a close).
+MEMO_BYTES = 16 * 1024
+
+
 class SpillFile:
     """Append-only full output of one job; created on the first write."""
 
@@ -127,6 +132,9 @@ class SpillFile:
         # wait for a stat of a file that is not there yet.
         self._size: int | None = None
         self._fh: BinaryIO | None = None
+        # The whole file while it is small and this object wrote all of it; else None.
+        self._memo: bytearray | None = None
+        self._memo_possible = True
 
     @property
     def size(self) -> int:
@@ -146,6 +154,17 @@ class SpillFile:
             self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close()
             if self._size is None:
                 self._size = self._fh.tell()  # append mode: at the end already
+            if self._memo is None and self._memo_possible:
+                if self._size == 0:
+                    self._memo = bytearray()
+                self._memo_possible = False  # a file with bytes of before is read from disk
+
+    @property
+    def memo(self) -> bytes | bytearray | None:
+        """The file's whole content when it is held in memory (small, written here)."""
+        if self._memo is not None and len(self._memo) == self._size:
+            return self._memo
+        return None
 
     def write(self, text: str) -> None:
         if not text:
@@ -157,6 +176,11 @@ class SpillFile:
         # Readers (long-polls, paging) open the file themselves: make bytes visible now.
         self._fh.flush()
         self._size = self.size + len(data)
+        if self._memo is not None:
+            if self._size <= MEMO_BYTES:
+                self._memo += data
+            else:
+                self._memo = None
 
     def close(self) -> None:
         if self._fh is not None:
@@ -172,14 +196,22 @@ def read_range(path: Path, start: int, end: int) -> bytes:
         return fh.read(end - start)
 
 
-def read_capped(path: Path, start: int, end: int, limit_bytes: int) -> tuple[str, bool]:
-    """Text of bytes ``[start, end)`` of a spill file, head+tail capped; never reads it all."""
+def read_capped(path: Path, start: int, end: int, limit_bytes: int,
+                memo: bytes | bytearray | None = None) -> tuple[str, bool]:
+    """Text of bytes ``[start, end)`` of a spill file, head+tail capped; never reads it all.
+
+    ``memo``: the file's content when held in memory (``SpillFile.memo``), read instead.
+    """
+    def read(a: int, b: int) -> bytes:
+        if memo is not None and b <= len(memo):
+            return bytes(memo[a:b])
+        return read_range(path, a, b)
+
     if end - start <= limit_bytes:
-        data = read_range(path, start, end)
-        return data.decode("utf-8", "replace"), False
+        return read(start, end).decode("utf-8", "replace"), False
     half = limit_bytes // 2
-    head = read_range(path, start, start + half)
-    tail = read_range(path, end - half, end)
+    head = read(start, start + half)
+    tail = read(end - half, end)
     head = head[:_complete_prefix(head)]
     tail = tail[_utf8_cut_start(tail, 0):]
     omitted = (end - start) - len(head) - len(tail)

@@ -5,8 +5,10 @@ Nothing here imports a framework: a probe must stay fast and light in the server
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 
 import psutil
@@ -41,10 +43,29 @@ def ram() -> RamSnapshot:
     return RamSnapshot(total=int(vm.total), available=int(vm.available), percent=float(vm.percent))
 
 
+# (path, descriptor) of the meminfo file, kept open: a read at offset 0 of a /proc file
+# makes the kernel write it afresh, and saves an open and a close per reading.
+_meminfo_fd: tuple[str, int] | None = None
+_meminfo_lock = threading.Lock()
+
+
+def _read_meminfo() -> bytes:
+    global _meminfo_fd
+    held = _meminfo_fd
+    if held is None or held[0] != _MEMINFO:
+        with _meminfo_lock:
+            held = _meminfo_fd
+            if held is None or held[0] != _MEMINFO:
+                if held is not None:
+                    os.close(held[1])
+                held = _meminfo_fd = (_MEMINFO, os.open(_MEMINFO, os.O_RDONLY))
+    # MemTotal, MemFree, MemAvailable are the first lines.
+    return os.pread(held[1], 512, 0)
+
+
 def _meminfo_ram() -> RamSnapshot | None:
     try:
-        with open(_MEMINFO, "rb") as fh:
-            head = fh.read(512)  # MemTotal, MemFree, MemAvailable are the first lines
+        head = _read_meminfo()
     except OSError:
         return None
     total = available = 0

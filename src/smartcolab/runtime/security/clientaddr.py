@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from starlette.types import Scope
 
@@ -39,6 +40,9 @@ def parse_networks(cidrs: Iterable[str]) -> list[IPNetwork]:
     return nets
 
 
+# Every request parses its peer's address (and the Host's): ipaddress takes microseconds
+# a time; addresses repeat.  Bounded: forwarded entries are the client's own text.
+@lru_cache(maxsize=1024)
 def parse_address(text: str) -> IPAddress | None:
     """An address from a forwarding header entry: strips quotes, brackets and ports."""
     value = text.strip().strip('"').strip()

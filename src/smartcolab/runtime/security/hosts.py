@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost",)
@@ -46,6 +47,7 @@ def split_host(value: str) -> str:
     return value.rstrip(".")
 
 
+@lru_cache(maxsize=1024)  # asked on every request, of a Host that rarely changes
 def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(name.split("%", 1)[0])
