@@ -290,3 +290,23 @@ async def test_clients_reach_the_daemon_through_its_private_unix_socket(tmp: Pat
     stop_daemons_under(tmp)
     assert await anyio.to_thread.run_sync(wait_gone, info.pid, 30)
     assert not await sock.exists()
+
+
+async def test_a_daemon_gone_is_noticed_once_its_last_check_is_old(
+        tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call asks whether the daemon still runs; a check holds ``RECHECK_S``, after
+    which a daemon that died is replaced."""
+    from smartcolab.client import embedded as embedded_module
+
+    monkeypatch.setattr(embedded_module, "RECHECK_S", 600.0)
+    embedded = embedded_module.EmbeddedRuntime(tmp / "ws", tmp / "local")
+    with anyio.fail_after(120):
+        url = await embedded.start()
+        assert embedded.info is not None
+        first = embedded.info.pid
+        os.kill(first, signal.SIGKILL)
+        assert await anyio.to_thread.run_sync(wait_gone, first, 30)
+        assert await embedded.start() == url  # the last check still holds
+        monkeypatch.setattr(embedded_module, "RECHECK_S", 0.0)
+        await embedded.start()
+    assert embedded.info.pid != first and alive(embedded.info.pid)
