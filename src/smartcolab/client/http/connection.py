@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json as jsonlib
 import os
 import ssl
@@ -27,7 +26,7 @@ import httpx2
 
 from smartcolab import __version__
 from smartcolab.client.http.lane import Encoded, LaneError, LoopbackLane, TooBig, loopback_address
-from smartcolab.client.http.signing import HmacAuth, signature_headers
+from smartcolab.client.http.signing import HmacAuth, body_digest, signature_headers
 from smartcolab.client.http.tunnel_pages import tunnel_error
 from smartcolab.client.retry import NO_RETRY, RetryPolicy
 from smartcolab.shared import env as env_names
@@ -40,7 +39,6 @@ from smartcolab.shared.errors import (
 )
 from smartcolab.shared.protocol import (
     API_VERSION,
-    EMPTY_SHA256,
     H_API_VERSION,
     H_CONTENT_SHA256,
     H_EPOCH,
@@ -76,6 +74,11 @@ def _lane_for(url: str, uds: str | None) -> LoopbackLane | None:
         return None
     return LoopbackLane(*address, max_connections=32, keepalive_s=KEEPALIVE_CLIENT_S,
                         unix_path=uds)
+
+
+def _present(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The query parameters that are set: a ``None`` is left out, never sent as "None"."""
+    return {k: v for k, v in (params or {}).items() if v is not None}
 
 
 def _on_asyncio() -> bool:
@@ -147,8 +150,7 @@ class RuntimeConnection:
         """
         http = http or self._http
         return http.build_request(
-            method, self._url(http, path, {k: v for k, v in (params or {}).items()
-                                           if v is not None}),
+            method, self._url(http, path, _present(params)),
             json=json, content=content, headers={"Accept-Encoding": "identity", **(headers or {})},
             timeout=httpx2.Timeout(timeout, connect=DEFAULT_CONNECT_TIMEOUT_S) if timeout
             else httpx2.USE_CLIENT_DEFAULT)
@@ -206,8 +208,7 @@ class RuntimeConnection:
                         ) -> httpx2.Response:
         """``request``'s one attempt on the loopback lane: the same URL, headers, signature,
         caps and error mapping as through httpx2 (``build_request``, ``_read_capped``)."""
-        url = self._url(self._http, path, {k: v for k, v in (params or {}).items()
-                                           if v is not None})
+        url = self._url(self._http, path, _present(params))
         target = url.raw_path.decode("ascii")
         sent = {"User-Agent": USER_AGENT, H_NGROK_SKIP: "1", "Accept-Encoding": "identity"}
         body = content or b""
@@ -217,8 +218,7 @@ class RuntimeConnection:
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
         if self._secret:
-            digest = sent.get(H_CONTENT_SHA256) or (
-                hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
+            digest = sent.get(H_CONTENT_SHA256) or body_digest(body)
             sent[H_CONTENT_SHA256] = digest
             sent.update(signature_headers(self._secret, method, target, digest))
         try:

@@ -38,12 +38,16 @@ class HmacAuth(httpx2.Auth):
     def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         declared = request.headers.get(H_CONTENT_SHA256)
         if declared is None:
-            body = request.content if _has_buffered_body(request) else b""
-            declared = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+            declared = body_digest(request.content if _has_buffered_body(request) else b"")
             request.headers[H_CONTENT_SHA256] = declared
         request.headers.update(signature_headers(
             self._secret, request.method, request.url.raw_path.decode("latin-1"), declared))
         yield request
+
+
+def body_digest(body: bytes) -> str:
+    """The sha256 a request declares for its body (the empty body's, without hashing)."""
+    return hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
 
 
 def signature_headers(secret: str, method: str, target: str, digest: str) -> dict[str, str]:
