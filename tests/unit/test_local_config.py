@@ -123,6 +123,8 @@ def test_the_daemon_socket_is_in_its_directory_or_a_private_folder(tmp_path: Pat
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
     assert bind_unix_socket(shared / "a.sock", tmp_path / "daemon") is None
+    # A folder that cannot be made ($XDG_RUNTIME_DIR gone): no socket, TCP only.
+    assert bind_unix_socket(tmp_path / "gone" / "smartcolab-0" / "a.sock", tmp_path) is None
     ours = bind_unix_socket(tmp_path / "runtime.sock", tmp_path)
     assert ours is not None
     assert (tmp_path / "runtime.sock").stat().st_mode & 0o777 == 0o600

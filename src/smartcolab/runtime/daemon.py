@@ -56,7 +56,13 @@ from smartcolab.shared.local_daemon import (
     STATE_SUBDIR,
     socket_path,
 )
-from smartcolab.shared.private import private_dir, private_umask, write_private_json
+from smartcolab.shared.private import (
+    DIR_MODE,
+    FILE_MODE,
+    private_dir,
+    private_umask,
+    write_private_json,
+)
 from smartcolab.shared.protocol import KEEPALIVE_RUNTIME_S
 
 log = logging.getLogger("smartcolab.runtime.daemon")
@@ -226,7 +232,7 @@ def bind_unix_socket(path: Path, directory: Path) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
-        os.chmod(path, 0o600)
+        os.chmod(path, FILE_MODE)
         sock.listen(128)
     except OSError:
         sock.close()
@@ -236,10 +242,14 @@ def bind_unix_socket(path: Path, directory: Path) -> socket.socket | None:
 
 
 def _private_folder(folder: Path) -> bool:
-    """``folder`` exists (made 0700 here if it did not), is no symlink, is ours, 0700."""
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir(mode=0o700)
-    st = os.lstat(folder)
+    """``folder`` exists (made 0700 here if it did not), is no symlink, is ours, 0700;
+    False too when it cannot be made (``$XDG_RUNTIME_DIR`` naming a folder that is gone)."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=DIR_MODE)
+        st = os.lstat(folder)
+    except OSError:
+        return False
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0
 
 
